@@ -1,0 +1,1 @@
+"""The edgemeter collector: ingests, stores and compares results."""

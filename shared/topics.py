@@ -1,0 +1,73 @@
+"""MQTT topic names: the only module that builds or parses them.
+
+Layout: ``edgemeter/v1/{fleet}/{device_id}/{kind}`` where kind is one of :class:`TopicKind`.
+``fleet`` and ``device_id`` are single topic levels, so they may not contain ``/``, ``+`` or ``#``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+ROOT = "edgemeter/v1"
+_LEVEL = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+class TopicKind(str, Enum):
+    RESULT = "result"
+    STATUS = "status"
+    TELEMETRY = "telemetry"
+    CMD = "cmd"
+    ACK = "ack"
+
+
+def valid_level(value: str) -> bool:
+    """True when ``value`` can stand as one topic level (fleet or device id)."""
+    return bool(_LEVEL.match(value))
+
+
+@dataclass(frozen=True)
+class TopicAddress:
+    fleet: str
+    device_id: str
+    kind: TopicKind
+
+
+class Topics:
+    """Builds and parses edgemeter topics."""
+
+    @staticmethod
+    def build(fleet: str, device_id: str, kind: TopicKind) -> str:
+        for name, value in (("fleet", fleet), ("device_id", device_id)):
+            if not valid_level(value):
+                raise ValueError(
+                    f"{name} {value!r} cannot be an MQTT topic level: use letters, digits, . _ : @ -"
+                )
+        return f"{ROOT}/{fleet}/{device_id}/{kind.value}"
+
+    @staticmethod
+    def result(fleet: str, device_id: str) -> str:
+        return Topics.build(fleet, device_id, TopicKind.RESULT)
+
+    @staticmethod
+    def subscription(kind: TopicKind, fleet: str = "+") -> str:
+        """Wildcard subscription for one kind of message across a fleet (``+`` = every fleet)."""
+        return f"{ROOT}/{fleet}/+/{kind.value}"
+
+    @staticmethod
+    def shared_subscription(kind: TopicKind, group: str, fleet: str = "+") -> str:
+        """MQTT v5 shared subscription, so several collectors split one stream between them."""
+        return f"$share/{group}/{Topics.subscription(kind, fleet)}"
+
+    @staticmethod
+    def parse(topic: str) -> TopicAddress | None:
+        """Split a topic into its parts; ``None`` when it is not an edgemeter v1 topic."""
+        parts = topic.split("/")
+        if len(parts) != 5 or "/".join(parts[:2]) != ROOT:
+            return None
+        try:
+            kind = TopicKind(parts[4])
+        except ValueError:
+            return None
+        return TopicAddress(fleet=parts[2], device_id=parts[3], kind=kind)
