@@ -10,6 +10,7 @@ paho-mqtt errors are translated here, once, into :class:`shared.errors.PublishEr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -181,10 +182,8 @@ def _attempt(
     if reason is not None and not reason.is_failure and "disconnect" not in outcome:
         return conn, ""
     client.loop_stop()
-    try:
+    with contextlib.suppress(Exception):  # best effort on a dead connection
         client.disconnect()
-    except Exception:  # noqa: BLE001 - best effort on a dead connection
-        pass
     if reason is None and "disconnect" not in outcome:
         return None, f"no CONNACK within {timeout_s:.0f} s"
     return None, str(reason if reason is not None else outcome.get("disconnect"))

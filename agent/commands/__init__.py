@@ -1,0 +1,1 @@
+"""One module per ``edgemeter`` subcommand; each exposes ``register(subparsers)``."""

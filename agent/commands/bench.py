@@ -1,0 +1,114 @@
+"""``edgemeter bench MODEL``: measure one model and print, save or publish the result."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from agent.commands.bench_args import (
+    SCENARIOS,
+    add_run_flags,
+    add_timing_flags,
+    settings_from_args,
+)
+from agent.publish import Outbox, publish
+from agent.runner import Runner
+from shared.errors import EdgemeterError, PublishError
+from shared.schema import BenchmarkResult
+
+logger = logging.getLogger(__name__)
+
+EXIT_NOT_DELIVERED = 3
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}g}{unit}"
+
+
+def render(result: BenchmarkResult) -> str:
+    """A readable summary of one result."""
+    lat = result.latency_ms
+    eff = result.spec.effective
+    m = result.model
+    rows = [
+        ("model", f"{m.name} ({m.format}, {m.precision}, network {m.network})"),
+        ("runtime", f"{result.runtime.name} {result.runtime.version}, {eff.threads} threads, "
+                    f"{', '.join(result.runtime.providers)}"),
+        ("scenario", f"{eff.scenario.value}, batch {eff.batch}, streams {eff.streams}, "
+                     f"{lat.count} queries in {eff.duration_s or 0:.2f} s"),
+        ("MACs", f"{m.macs / 1e6:.2f} M (FLOPs {2 * m.macs / 1e6:.2f} M)" if m.macs else "-"),
+        ("init / first", f"{result.init_ms:.1f} ms / {result.first_inference_ms:.2f} ms"),
+        ("latency ms", f"p50 {lat.p50:.3f}  p90 {lat.p90:.3f}  p99 {lat.p99:.3f}  "
+                       f"p99.9 {lat.p999:.3f}  mean {lat.mean:.3f} ± {lat.std:.3f}"),
+    ]
+    if lat.p90_early_stop is not None or lat.p99_early_stop is not None:
+        rows.append(("early stop", f"p90 {_fmt(lat.p90_early_stop)}  p99 {_fmt(lat.p99_early_stop)}"))
+    rows.append(("throughput", f"{result.throughput_sps:.1f} samples/s"
+                 + (f", {result.gmacs_per_s:.2f} GMAC/s" if result.gmacs_per_s else "")))
+    e = result.energy
+    if e is not None:
+        label = "ESTIMATED " if e.estimated else ""
+        rows.append(("energy", f"{label}{_fmt(e.joules_per_inference, ' J/inf', 4)}, "
+                     f"avg {_fmt(e.avg_power_w, ' W')}, idle {_fmt(e.idle_power_w, ' W')} "
+                     f"[source {e.source}, scope {e.scope.value}, coverage {_fmt(e.coverage)}]"))
+    sysst = result.system
+    if sysst is not None and sysst.cpu_util_pct is not None:
+        temp = max(sysst.temps_c_max.values()) if sysst.temps_c_max else None
+        rows.append(("system", f"CPU {sysst.cpu_util_pct:.0f}%, freq "
+                     f"{_fmt(sysst.cpu_freq_mhz_mean, ' MHz', 4)}, max temp {_fmt(temp, ' C')}, "
+                     f"peak RSS {(sysst.peak_rss_bytes or 0) / 2**20:.0f} MiB"))
+    verdict = "VALID" if result.validity.valid else "INVALID: " + "; ".join(result.validity.reasons)
+    rows.append(("validity", verdict))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, scenario=args.scenario, batch=args.batch,
+                                  streams=args.streams, samples_per_query=args.samples_per_query,
+                                  target_qps=args.target_qps,
+                                  latency_bound_ms=args.latency_bound_ms, publish=args.publish)
+    outbox = Outbox(settings.outbox)
+    seq = outbox.next_seq() if settings.publish else 0
+    result = Runner(settings, args.model).run(seq=seq)
+    if args.json:
+        try:
+            Path(args.json).write_text(result.model_dump_json(indent=2))
+        except OSError as err:
+            raise EdgemeterError(f"cannot write {args.json}: {err.strerror}") from err
+    if not args.quiet:
+        print(render(result))
+    if settings.publish:
+        try:
+            sent = publish(result, settings.publish, outbox)
+        except PublishError as err:
+            print(f"edgemeter: not delivered: {err}", file=sys.stderr)
+            return EXIT_NOT_DELIVERED
+        if not args.quiet:
+            print(f"published {sent} result(s) to {settings.publish} (QoS 1, acknowledged)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "bench",
+        help="benchmark one model",
+        description="Run a model and measure latency, throughput, MACs/s, energy and system "
+        "state. Exit codes: 0 ok, 2 error, 3 measured but not delivered (kept in the outbox).",
+    )
+    add_run_flags(parser)
+    add_timing_flags(parser)
+    sc = parser.add_argument_group("scenario")
+    sc.add_argument("--scenario", choices=SCENARIOS, help="default: single-stream")
+    sc.add_argument("--batch", type=int, help="samples per call where the model allows (default 1)")
+    sc.add_argument("--streams", type=int, help="parallel sessions for offline/server (default 1)")
+    sc.add_argument("--samples-per-query", type=int, help="multi-stream query size (default 8)")
+    sc.add_argument("--target-qps", type=float, help="server: Poisson arrival rate")
+    sc.add_argument("--latency-bound-ms", type=float, help="server: p99 bound for validity")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", metavar="PATH", help="write the validated result as JSON")
+    out.add_argument("--publish", metavar="URL", help="publish to mqtt://host:port at QoS 1")
+    out.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    parser.set_defaults(func=run)

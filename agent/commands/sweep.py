@@ -1,0 +1,104 @@
+"""``edgemeter sweep MODEL``: the throughput-latency table over batch sizes and stream counts.
+
+Each cell is an offline-scenario run (``--streams`` parallel sessions, each with ``--threads``
+threads and batch ``--batch``); latency is per query (one batched call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from agent.commands.bench_args import add_run_flags, settings_from_args
+from agent.runner import Runner
+from shared.errors import ConfigError, EdgemeterError, MissingExtraError
+from shared.schema import Scenario
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError("expected a comma-separated list such as 1,2,4") from err
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("values must be positive integers")
+    return values
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise MissingExtraError("collector", "matplotlib") from err
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for streams in sorted({r["streams"] for r in rows}):
+        sel = [r for r in rows if r["streams"] == streams]
+        ax.plot([r["latency_ms"]["p50"] for r in sel], [r["throughput_sps"] for r in sel],
+                marker="o", label=f"{streams} stream(s)")
+        for r in sel:
+            ax.annotate(f"b{r['batch']}", (r["latency_ms"]["p50"], r["throughput_sps"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("p50 latency per query (ms)")
+    ax.set_ylabel("throughput (samples/s)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    for batch in args.batch:
+        for streams in args.streams:
+            settings = settings_from_args(
+                args, scenario=Scenario.OFFLINE, batch=batch, streams=streams,
+                duration_s=args.duration_s, fidelity=0,
+                power=args.power or "none", idle_s=args.idle_s if args.idle_s is not None else 0,
+            )
+            try:
+                result = Runner(settings, args.model).run()
+            except ConfigError:
+                raise
+            except EdgemeterError as err:
+                print(f"batch {batch}, streams {streams}: skipped ({err})")
+                continue
+            rows.append({
+                "batch": batch,
+                "streams": streams,
+                "threads": result.spec.effective.threads,
+                "throughput_sps": result.throughput_sps,
+                "latency_ms": result.latency_ms.model_dump(mode="json"),
+                "run_id": str(result.run_id),
+                "valid": result.validity.valid,
+            })
+            print(f"batch {batch:>3}  streams {streams:>2}  {result.throughput_sps:10.1f} samples/s"
+                  f"  p50 {result.latency_ms.p50:8.3f} ms  p99 {result.latency_ms.p99:8.3f} ms")
+    if not rows:
+        raise EdgemeterError("no sweep cell ran; check --batch (the model may have a fixed batch)")
+    base = rows[0]["throughput_sps"]
+    for row in rows:
+        row["speedup"] = row["throughput_sps"] / base
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    if args.plot:
+        plot(rows, Path(args.plot), args.model.name)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("sweep", help="throughput-latency table over batch and streams",
+                            description=__doc__)
+    add_run_flags(parser)
+    parser.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,2,4,8")
+    parser.add_argument("--streams", type=_ints, default=[1], help="stream counts, e.g. 1,2,4")
+    parser.add_argument("--duration-s", type=float, default=3.0, help="seconds per cell (3)")
+    parser.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
+    parser.add_argument("--plot", metavar="PNG", help="write a throughput-latency plot")
+    parser.set_defaults(func=run)

@@ -1,0 +1,224 @@
+"""The timed phase of each MLPerf-style scenario. The runner owns the clock here.
+
+Each scenario gets zero-argument inference calls (one per stream) from the backend and returns the
+per-query latencies and start times in nanoseconds (``time.perf_counter_ns``). Nothing but the
+inference call sits between the two clock reads of a query.
+
+* ``single-stream``: one query of one inference at a time; latency = that call.
+* ``multi-stream``: each query is ``samples_per_query`` samples: one batched call where the model
+  takes that batch, else that many calls back to back; latency = the whole query.
+* ``server``: queries arrive as a Poisson process at ``target_qps`` (seeded); latency = completion
+  minus scheduled arrival, so it includes queueing; ``streams`` workers serve the queue.
+* ``offline``: ``streams`` workers, each with its own session and batch, run flat out; throughput is
+  all samples over the wall time from the common start to the last completion.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Call = Callable[[], object]
+clock = time.perf_counter_ns
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Stop once at least ``min_queries`` ran and ``min_duration_ns`` passed."""
+
+    min_queries: int
+    min_duration_ns: int
+    max_queries: int | None = None
+
+
+@dataclass
+class Timed:
+    latencies_ns: np.ndarray
+    starts_ns: np.ndarray
+    """query start (or scheduled arrival) relative to the phase start"""
+    samples: int
+    wall_ns: int
+
+
+def _done(n: int, elapsed_ns: int, rule: StopRule) -> bool:
+    if rule.max_queries is not None and n >= rule.max_queries:
+        return True
+    return n >= rule.min_queries and elapsed_ns >= rule.min_duration_ns
+
+
+def single_stream(call: Call, rule: StopRule, samples_per_query: int = 1) -> Timed:
+    lat = array("q")
+    starts = array("q")
+    n = 0
+    begin = clock()
+    while True:
+        t0 = clock()
+        call()
+        t1 = clock()
+        lat.append(t1 - t0)
+        starts.append(t0 - begin)
+        n += 1
+        if _done(n, t1 - begin, rule):
+            break
+    return Timed(np.frombuffer(lat, dtype=np.int64), np.frombuffer(starts, dtype=np.int64),
+                 n * samples_per_query, clock() - begin)
+
+
+def repeat(call: Call, times: int) -> Call:
+    """A multi-stream query made of ``times`` single-sample calls."""
+    if times == 1:
+        return call
+
+    def query() -> None:
+        for _ in range(times):
+            call()
+
+    return query
+
+
+def _worker_results(parts: list[tuple[array[int], array[int], int]], samples_per_query: int,
+                    begin: int, end: int) -> Timed:
+    lat = np.concatenate([np.frombuffer(p[0], dtype=np.int64) for p in parts])
+    starts = np.concatenate([np.frombuffer(p[1], dtype=np.int64) for p in parts])
+    order = np.argsort(starts, kind="stable")
+    queries = sum(p[2] for p in parts)
+    return Timed(lat[order], starts[order], queries * samples_per_query, end - begin)
+
+
+def offline(calls: Sequence[Call], rule: StopRule, batch: int) -> Timed:
+    """Every stream runs flat out; the stop rule counts queries over all streams."""
+    stop = threading.Event()
+    barrier = threading.Barrier(len(calls) + 1)
+    counter = [0]
+    lock = threading.Lock()
+    parts: list[tuple[array[int], array[int], int]] = [(array("q"), array("q"), 0)] * len(calls)
+    begin_box = [0]
+    errors: list[BaseException] = []
+
+    def worker(idx: int, call: Call) -> None:
+        lat, starts = array("q"), array("q")
+        n = 0
+        try:
+            barrier.wait()
+            begin = begin_box[0]
+            while not stop.is_set():
+                t0 = clock()
+                call()
+                t1 = clock()
+                lat.append(t1 - t0)
+                starts.append(t0 - begin)
+                n += 1
+                with lock:
+                    counter[0] += 1
+                    if _done(counter[0], t1 - begin, rule):
+                        stop.set()
+        except BaseException as err:  # surface backend errors in the caller's thread
+            errors.append(err)
+            stop.set()
+        parts[idx] = (lat, starts, n)
+
+    threads = [threading.Thread(target=worker, args=(i, c), daemon=True)
+               for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    begin_box[0] = clock()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    end = clock()
+    if errors:
+        raise errors[0]
+    return _worker_results(parts, batch, begin_box[0], end)
+
+
+def poisson_arrivals_ns(target_qps: float, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1e9 / target_qps, size=count)
+    return np.cumsum(gaps).astype(np.int64)
+
+
+def _wait_until(deadline_ns: int) -> None:
+    remaining = deadline_ns - clock()
+    if remaining > 2_000_000:
+        time.sleep((remaining - 1_000_000) / 1e9)
+    while clock() < deadline_ns:
+        pass
+
+
+def server(calls: Sequence[Call], rule: StopRule, target_qps: float, seed: int,
+           samples_per_query: int = 1) -> Timed:
+    """Poisson arrivals served by ``len(calls)`` workers in arrival order."""
+    expected = max(rule.min_queries, int(target_qps * rule.min_duration_ns / 1e9) + 1)
+    if rule.max_queries is not None:
+        expected = rule.max_queries
+    arrivals = poisson_arrivals_ns(target_qps, expected, seed)
+    next_idx = [0]
+    lock = threading.Lock()
+    parts: list[tuple[array[int], array[int], int]] = [(array("q"), array("q"), 0)] * len(calls)
+    errors: list[BaseException] = []
+    begin = clock()
+
+    def worker(idx: int, call: Call) -> None:
+        lat, starts = array("q"), array("q")
+        n = 0
+        try:
+            while True:
+                with lock:
+                    i = next_idx[0]
+                    if i >= len(arrivals):
+                        break
+                    next_idx[0] += 1
+                arrival = begin + int(arrivals[i])
+                _wait_until(arrival)
+                call()
+                t1 = clock()
+                lat.append(t1 - arrival)
+                starts.append(arrival - begin)
+                n += 1
+        except BaseException as err:
+            errors.append(err)
+        parts[idx] = (lat, starts, n)
+
+    threads = [threading.Thread(target=worker, args=(i, c), daemon=True)
+               for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    end = clock()
+    if errors:
+        raise errors[0]
+    return _worker_results(parts, samples_per_query, begin, end)
+
+
+def warm_up(call: Call, fixed: int | None, max_s: float = 5.0, chunk: int = 10,
+            tolerance: float = 0.05) -> tuple[int, bool]:
+    """Warm up ``fixed`` iterations, or until the median of the last three chunks settles.
+
+    Returns (iterations run, settled). Settled means the last three chunk medians lie within
+    ``tolerance`` of each other; the warm-up gives up after ``max_s`` seconds.
+    """
+    if fixed is not None:
+        for _ in range(fixed):
+            call()
+        return fixed, True
+    medians: list[float] = []
+    deadline = clock() + int(max_s * 1e9)
+    runs = 0
+    while clock() < deadline:
+        lat = []
+        for _ in range(chunk):
+            t0 = clock()
+            call()
+            lat.append(clock() - t0)
+        runs += chunk
+        medians.append(float(np.median(lat)))
+        last = medians[-3:]
+        if len(last) == 3 and max(last) <= min(last) * (1 + tolerance):
+            return runs, True
+    return runs, False

@@ -1,0 +1,92 @@
+"""Latency statistics: nearest-rank percentiles and MLPerf LoadGen's early-stopping estimate.
+
+Early stopping (MLPerf LoadGen, ``loadgen/early_stopping.cc`` and ``results.cc``): with ``n``
+queries of which ``t`` were slower than the estimate, the estimate is accepted when seeing at most
+``t`` over-latency queries in ``n`` would be unlikely (probability <= 1 - confidence, 0.01) if the
+true over-latency rate were ``1 - percentile``. The conservative estimate is the ``t``-th highest
+latency for the largest such ``t``; fewer queries than the minimum (64 for p90, 662 for p99) give
+no estimate. That is ``t = max{i >= 1 : BinomialCDF(i; n, 1 - percentile) <= 0.01}``, and the
+minimum query count is the smallest ``n`` for which ``i = 1`` passes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from shared.latency import nearest_rank
+from shared.schema import LatencySummary
+
+EARLY_STOP_CONFIDENCE = 0.99
+
+
+def _log_binom_cdf(n: int, q: float, k_max: int) -> np.ndarray:
+    """log P(X <= k) for k = 0..k_max, X ~ Binomial(n, q)."""
+    k = np.arange(k_max + 1, dtype=np.float64)
+    log_pmf = (
+        math.lgamma(n + 1)
+        - np.array([math.lgamma(x + 1) for x in k])
+        - np.array([math.lgamma(n - x + 1) for x in k])
+        + k * math.log(q)
+        + (n - k) * math.log1p(-q)
+    )
+    return np.logaddexp.accumulate(log_pmf)
+
+
+def early_stop_min_queries(percentile: float, confidence: float = EARLY_STOP_CONFIDENCE) -> int:
+    """Smallest query count for which early stopping can give an estimate of ``percentile``."""
+    q = 1.0 - percentile
+    n = 1
+    while True:
+        if _log_binom_cdf(n, q, 1)[1] <= math.log(1.0 - confidence):
+            return n
+        n += 1
+
+
+def early_stop_estimate_ms(
+    sorted_ms: np.ndarray, percentile: float, confidence: float = EARLY_STOP_CONFIDENCE
+) -> float | None:
+    """Conservative estimate of ``percentile`` from ascending latencies, or None if too few."""
+    n = len(sorted_ms)
+    q = 1.0 - percentile
+    k_max = min(n, int(n * q + 1))
+    log_cdf = _log_binom_cdf(n, q, k_max)
+    passing = np.nonzero(log_cdf[1:] <= math.log(1.0 - confidence))[0]
+    if len(passing) == 0:
+        return None
+    t = int(passing[-1]) + 1
+    return float(sorted_ms[n - t])
+
+
+def summarize_ms(
+    latencies_ns: np.ndarray, early_stop_percentiles: tuple[float, ...] = ()
+) -> LatencySummary:
+    """Summary of per-query latencies (nanoseconds in, milliseconds out)."""
+    if len(latencies_ns) == 0:
+        raise ValueError("no latencies to summarize")
+    ms = np.sort(np.asarray(latencies_ns, dtype=np.float64)) / 1e6
+    extra: dict[str, float | None] = {}
+    for pct in early_stop_percentiles:
+        extra[f"p{round(pct * 100)}_early_stop"] = early_stop_estimate_ms(ms, pct)
+    return LatencySummary(
+        p50=nearest_rank(ms, 0.50),
+        p90=nearest_rank(ms, 0.90),
+        p95=nearest_rank(ms, 0.95),
+        p99=nearest_rank(ms, 0.99),
+        p999=nearest_rank(ms, 0.999),
+        mean=float(ms.mean()),
+        std=float(ms.std()),
+        min=float(ms[0]),
+        max=float(ms[-1]),
+        count=len(ms),
+        **extra,
+    )
+
+
+def coefficient_of_variation(values: list[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    mean = float(arr.mean())
+    return float(arr.std(ddof=1) / mean) if mean > 0 else None
