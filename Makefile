@@ -1,0 +1,39 @@
+# edgemeter: `make demo` runs the whole path on one machine; `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-all
+UV     := $(shell command -v uv 2>/dev/null)
+
+.PHONY: demo test lint typecheck unit install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "edgemeter needs Python >= 3.10"'
+ifneq ($(UV),)
+	$(UV) venv -q --allow-existing -p $(PYTHON) $(VENV)
+	$(UV) pip install -q -p $(BIN)/python -e '.[all]'
+else
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all]'
+endif
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgemeter demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) edgemeter-demo .pytest_cache .mypy_cache .ruff_cache

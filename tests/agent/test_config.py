@@ -1,0 +1,38 @@
+"""Settings precedence: flags > EDGEMETER_* environment > TOML file > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import BenchSettings, load_settings, sample_config
+from shared.errors import ConfigError
+
+
+def test_flags_beat_environment_which_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "edgemeter.toml"
+    cfg.write_text('[bench]\nthreads = 1\nfleet = "file"\nbatch = 3\n')
+    monkeypatch.setenv("EDGEMETER_FLEET", "env")
+    monkeypatch.setenv("EDGEMETER_THREADS", "2")
+    s = load_settings({"threads": 4, "fleet": None}, cfg)
+    assert (s.threads, s.fleet, s.batch) == (4, "env", 3)
+    assert load_settings({}, None).batch == 1
+
+
+def test_sample_config_parses_back_to_the_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "sample.toml"
+    cfg.write_text(sample_config())
+    from_file = load_settings({}, cfg)
+    defaults = BenchSettings()
+    assert from_file.model_dump() == defaults.model_dump()
+
+
+def test_bad_values_give_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("threads = 0\n")
+    with pytest.raises(ConfigError, match="threads"):
+        load_settings({}, cfg)
+    cfg.write_text("threads = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({}, cfg)
