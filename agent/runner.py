@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
 
 from agent import __version__, scenarios
 from agent import inputs as inputs_mod
-from agent.backends import Session, backend_for
+from agent.backends import Backend, Session, backend_for
 from agent.config import BenchSettings
 from agent.fidelity import measure_fidelity
 from agent.manifest import collect_manifest
@@ -35,6 +36,7 @@ from shared.errors import EdgemeterError
 from shared.schema import (
     BenchmarkResult,
     EnergyReport,
+    Fidelity,
     ModelInfo,
     RawLatencies,
     RunSpec,
@@ -99,7 +101,7 @@ def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings)
         name=path.name,
         network=settings.network or network_name(path),
         sha256=sha256_file(path),
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         size_bytes=path.stat().st_size,
         precision=precision,
         inputs=session.inputs,
@@ -164,7 +166,7 @@ class Runner:
             sysfs_root=self.s.sysfs_root,
             hz=self.s.power_hz,
             idle_s=self.s.idle_s,
-            hardware=hardware_entry,  # type: ignore[arg-type]
+            hardware=hardware_entry,
             cores_used=cores,
             mqtt_url=self.s.power_mqtt,
             power_topic=self.s.power_topic,
@@ -185,27 +187,27 @@ class Runner:
         manifest = collect_manifest(s.sysfs_root, catalogue, s.hardware)
         entry = catalogue.entries.get(manifest.hardware_key or "")
 
-        load_kw = {"threads": threads, "providers": s.providers, "delegate": s.delegate}
+        load_kw: dict[str, Any] = {"threads": threads, "providers": s.providers, "delegate": s.delegate}
         # multi-stream batches its query into one call where the model allows a batch dimension
         session_batch = s.batch
         proc = psutil.Process()
         rss_before = proc.memory_info().rss
         t0 = time.perf_counter_ns()
-        session = backend.load(self.model, batch=session_batch, **load_kw)  # type: ignore[arg-type]
+        session = backend.load(self.model, batch=session_batch, **load_kw)
         init_ms = (time.perf_counter_ns() - t0) / 1e6
         rss_loaded = proc.memory_info().rss - rss_before
         sessions: list[Session] = [session]
         spq_calls = spq
         if scenario == Scenario.MULTI_STREAM and s.batch == 1 and spq > 1:
             try:
-                batched = backend.load(self.model, batch=spq, **load_kw)  # type: ignore[arg-type]
+                batched = backend.load(self.model, batch=spq, **load_kw)
                 sessions = [batched]
                 session_batch, spq_calls = spq, 1
             except EdgemeterError:
                 logger.info("model takes no batch of %d: a query is %d calls", spq, spq)
         streams = s.streams if scenario in (Scenario.OFFLINE, Scenario.SERVER) else 1
         for _ in range(streams - 1):
-            sessions.append(backend.load(self.model, batch=session_batch, **load_kw))  # type: ignore[arg-type]
+            sessions.append(backend.load(self.model, batch=session_batch, **load_kw))
         try:
             feed = self._feed(sessions[0], session_batch)
             calls = [sess.bind(feed) for sess in sessions]
@@ -308,13 +310,13 @@ class Runner:
         ]
         return arrays, "seeded"
 
-    def _fidelity(self, backend: object, session: Session, load_kw: dict[str, object]):  # type: ignore[no-untyped-def]
+    def _fidelity(self, backend: Backend, session: Session, load_kw: dict[str, Any]) -> Fidelity | None:
         if self.s.fidelity <= 0:
             return None
         single = session
         own = False
         if session.batch != 1:
-            single = backend.load(self.model, batch=1, **load_kw)  # type: ignore[attr-defined]
+            single = backend.load(self.model, batch=1, **load_kw)
             own = True
         try:
             arrays, source = self._fidelity_inputs(single)

@@ -31,7 +31,7 @@ def import_interpreter() -> tuple[Any, str, str]:
         dist = "ai-edge-litert"
     except ImportError:
         try:
-            from tflite_runtime import interpreter as module  # type: ignore[no-redef]
+            from tflite_runtime import interpreter as module
 
             dist = "tflite-runtime"
         except ImportError as err:

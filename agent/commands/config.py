@@ -12,7 +12,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("config", help="agent configuration helpers")
     inner = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     sample = inner.add_parser("sample", help="print an annotated sample config (TOML)")
