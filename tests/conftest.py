@@ -80,10 +80,11 @@ def mosquitto_url() -> Iterator[str]:
         "persistence false\n"
         "max_queued_messages 100000\n"
         "max_inflight_messages 100\n"
-        f"log_dest file {workdir / 'mosquitto.log'}\n"
+        "log_dest stderr\n"
     )
-    proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+    # Mosquitto drops root privileges before opening a log_dest file, so the fixture opens the log.
+    log = (workdir / "mosquitto.log").open("wb")
+    proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     try:
         if not wait_for_port(port):
             unavailable(f"mosquitto did not start on port {port}")
@@ -94,6 +95,7 @@ def mosquitto_url() -> Iterator[str]:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,0 +1,69 @@
+"""System-state sampling against fake sysfs trees laid out like the real kernel's.
+
+Layouts: thermal zones as in the kernel's Documentation/driver-api/thermal/sysfs-api.rst
+(``thermal_zoneN/type``, ``thermal_zoneN/temp`` in millidegrees Celsius); CPU frequency as in
+Documentation/admin-guide/pm/cpufreq.rst (``cpuN/cpufreq/scaling_cur_freq`` in kHz); throttling as
+printed by Raspberry Pi's ``vcgencmd get_throttled`` (``throttled=0x50005``, bits per the vcgencmd
+documentation).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agent.manifest import collect_manifest
+from agent.system import SystemSampler, decode_throttled
+from shared.catalogue import load_catalogue
+
+
+def fake_pi_tree(root: Path) -> Path:
+    zone = root / "sys/class/thermal/thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("61300\n")
+    for cpu, khz in enumerate((2400000, 1500000)):
+        freq = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+        freq.mkdir(parents=True)
+        (freq / "scaling_cur_freq").write_text(f"{khz}\n")
+    (root / "proc/device-tree").mkdir(parents=True)
+    (root / "proc/device-tree/model").write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
+    (root / "proc/cpuinfo").write_text("processor\t: 0\nBogoMIPS\t: 108.00\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n")
+    return root
+
+
+def test_sampler_reads_temperatures_frequency_and_throttling_from_the_given_root(tmp_path: Path) -> None:
+    root = fake_pi_tree(tmp_path)
+    sampler = SystemSampler(root, hz=50, runner=lambda argv: "throttled=0x50005\n")
+    sampler.start()
+    time.sleep(0.15)
+    state = sampler.stop(model_load_rss_bytes=1234)
+    assert state.samples >= 2
+    assert state.temps_c_max == {"thermal_zone0:cpu-thermal": 61.3}
+    assert state.cpu_freq_mhz_mean == 1950.0
+    assert state.throttled is True
+    assert "under-voltage detected" in state.throttle_reasons
+    assert "currently throttled" in state.throttle_reasons
+    assert state.model_load_rss_bytes == 1234
+    assert state.peak_rss_bytes and state.peak_rss_bytes > 0
+
+
+def test_throttle_bits_decode_as_documented() -> None:
+    assert decode_throttled("throttled=0x0") == (False, [])
+    throttled, reasons = decode_throttled("throttled=0x80000")
+    assert throttled and reasons == ["soft temperature limit has occurred"]
+
+
+def test_missing_tools_and_files_leave_fields_unmeasured_not_zero(tmp_path: Path) -> None:
+    sampler = SystemSampler(tmp_path, hz=50, runner=lambda argv: None)
+    sampler.start()
+    state = sampler.stop()
+    assert state.throttled is None and state.temps_c_max == {}
+    assert state.cpu_freq_mhz_mean is None
+
+
+def test_manifest_reads_the_board_and_maps_it_to_the_catalogue(tmp_path: Path) -> None:
+    manifest = collect_manifest(fake_pi_tree(tmp_path), load_catalogue())
+    assert manifest.board == "Raspberry Pi 5 Model B Rev 1.0"
+    assert manifest.cpu_model == "Raspberry Pi 5 Model B Rev 1.0"
+    assert manifest.hardware_key is not None
