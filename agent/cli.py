@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2 and not args.debug:
+        # amqtt (the demo broker) logs full tracebacks for conditions edgemeter reports in one line
+        logging.getLogger("amqtt").setLevel(logging.CRITICAL)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR

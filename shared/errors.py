@@ -6,7 +6,7 @@
     ├── BackendError               an inference runtime is missing or failed
     │   └── DelegateError          an accelerator delegate (Edge TPU, ...) could not be loaded
     ├── PowerSourceError           a power source named by the user is unusable
-    ├── PublishError               the broker could not be reached or did not acknowledge
+    ├── PublishError               a broker could not be reached, started, or did not acknowledge
     ├── StoreError                 the results database could not be opened or written
     └── MissingExtraError          an optional dependency group is not installed
 
@@ -42,7 +42,10 @@ class PowerSourceError(EdgemeterError):
 
 
 class PublishError(EdgemeterError):
-    """A result could not be delivered to the broker (it is kept in the outbox)."""
+    """A broker could not be reached, started or did not acknowledge.
+
+    When the agent fails to deliver a result, the message says where the result is kept.
+    """
 
 
 class StoreError(EdgemeterError):
