@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +36,7 @@ def test_generate_demo_models_returns_every_file_it_wrote(tmp_path: Path) -> Non
     assert [p.name for p in paths] == [
         models.ONNX_FLOAT_NAME,
         models.ONNX_INT8_NAME,
+        models.TFLITE_FLOAT_NAME,
         models.TFLITE_INT8_NAME,
     ]
     assert all(p.parent == tmp_path and p.stat().st_size > 1000 for p in paths)
@@ -181,6 +184,132 @@ def test_tflite_model_uses_quantized_convolutions(demo_dir: Path) -> None:
     assert types <= {schema.TensorType.INT8, schema.TensorType.INT32}
 
 
+def _tflite_model(path: Path) -> Any:
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = path.read_bytes()
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(data, 0))
+
+
+def test_float_tflite_model_has_float32_input_and_output(demo_dir: Path) -> None:
+    interpreter = _tflite_interpreter(demo_dir / models.TFLITE_FLOAT_NAME)
+    (inp,) = interpreter.get_input_details()  # type: ignore[attr-defined]
+    (out,) = interpreter.get_output_details()  # type: ignore[attr-defined]
+
+    assert inp["dtype"] == np.float32 and list(inp["shape"]) == [1, 32, 32, 3]
+    assert out["dtype"] == np.float32 and list(out["shape"]) == [1, models.NUM_CLASSES]
+    assert inp["quantization"] == (0.0, 0) and out["quantization"] == (0.0, 0)
+
+
+def test_float_tflite_model_is_float32_throughout(demo_dir: Path) -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = _tflite_model(demo_dir / models.TFLITE_FLOAT_NAME)
+    tensors = model.subgraphs[0].tensors
+    ops = schema.BuiltinOperator
+    codes = {code.builtinCode for code in model.operatorCodes}
+
+    assert {ops.CONV_2D, ops.DEPTHWISE_CONV_2D, ops.FULLY_CONNECTED} <= codes
+    assert all(t.quantization is None or not t.quantization.scale for t in tensors)
+    # The one exception is RESHAPE's new-shape operand, an int32 constant by definition.
+    assert {t.name for t in tensors if t.type != schema.TensorType.FLOAT32} == {b"flatten/shape"}
+
+
+def test_float_tflite_model_holds_the_int8_models_weights_unquantized(demo_dir: Path) -> None:
+    def constants(path: Path) -> dict[str, tuple[Any, np.ndarray]]:
+        model = _tflite_model(path)
+        return {
+            t.name.decode(): (t, np.asarray(model.buffers[t.buffer].data, dtype=np.uint8))
+            for t in model.subgraphs[0].tensors
+            if t.name.endswith(b"/weights")
+        }
+
+    float_weights = constants(demo_dir / models.TFLITE_FLOAT_NAME)
+    int8_weights = constants(demo_dir / models.TFLITE_INT8_NAME)
+
+    assert len(float_weights) == 6 and float_weights.keys() == int8_weights.keys()
+    for name, (tensor, raw) in float_weights.items():
+        weight = raw.view("<f4").reshape(tensor.shape)
+        q_tensor, q_raw = int8_weights[name]
+        assert list(q_tensor.shape) == list(tensor.shape)
+        shape = [1] * weight.ndim
+        if len(q_tensor.quantization.scale) > 1:
+            shape[q_tensor.quantization.quantizedDimension] = -1
+        scales = np.array(q_tensor.quantization.scale, dtype=np.float32).reshape(shape)
+        dequantized = q_raw.view(np.int8).reshape(tensor.shape) * scales
+        # Symmetric rounding moves each weight by at most half a quantization step.
+        assert np.all(np.abs(weight - dequantized) <= 0.5 * scales * (1 + 1e-5)), name
+
+
+def test_float_tflite_model_gives_different_outputs_for_different_inputs(demo_dir: Path) -> None:
+    interpreter = _tflite_interpreter(demo_dir / models.TFLITE_FLOAT_NAME)
+    rng = np.random.default_rng(2)
+    images = [
+        np.zeros((1, 32, 32, 3), dtype=np.float32),
+        np.ones((1, 32, 32, 3), dtype=np.float32),
+        rng.random((1, 32, 32, 3), dtype=np.float32),
+        rng.random((1, 32, 32, 3), dtype=np.float32) * 0.5,
+    ]
+
+    outputs = [_run_tflite(interpreter, image) for image in images]
+
+    assert all(o.dtype == np.float32 and np.isfinite(o).all() for o in outputs)
+    assert len({o.tobytes() for o in outputs}) == len(outputs)
+
+
+def test_float_tflite_generation_is_deterministic(tmp_path: Path) -> None:
+    first = models.generate_tflite_float(tmp_path / "a.tflite")
+    second = models.generate_tflite_float(tmp_path / "b.tflite")
+
+    assert first.read_bytes()[4:8] == b"TFL3"
+    assert _sha256(first) == _sha256(second)
+
+
+def _photo_like_images(seed: int, count: int) -> np.ndarray:
+    """int8 images (scale 1/255, zero point -128) of varied brightness per channel and contrast."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        base = rng.uniform(0.1, 0.9, size=3)
+        contrast = rng.uniform(0.05, 0.5)
+        image = np.clip(base + contrast * rng.standard_normal((1, 32, 32, 3)), 0.0, 1.0)
+        images.append(np.round(image * 255.0) - 128.0)
+    return np.stack(images).astype(np.int8)
+
+
+def test_float_tflite_model_agrees_with_the_dequantized_int8_one(demo_dir: Path) -> None:
+    float_model = _tflite_interpreter(demo_dir / models.TFLITE_FLOAT_NAME)
+    int8_model = _tflite_interpreter(demo_dir / models.TFLITE_INT8_NAME)
+    (out,) = int8_model.get_output_details()  # type: ignore[attr-defined]
+    scale, zero_point = out["quantization"]
+    images = _photo_like_images(seed=3, count=8)  # the second one saturates the int8 logits
+
+    float_logits = np.stack([
+        _run_tflite(float_model, (image.astype(np.float32) + 128.0) / np.float32(255.0))[0]
+        for image in images
+    ])
+    int8_logits = np.stack([
+        (_run_tflite(int8_model, image)[0].astype(np.float32) - zero_point) * scale
+        for image in images
+    ])
+
+    # The int8 output cannot leave its range; inside it, rounding through six quantized layers
+    # adds up to a few output steps (under 5 on 500 such images; 8 leaves room).
+    low, high = (-128 - zero_point) * scale, (127 - zero_point) * scale
+    bound = 8 * scale
+    assert np.abs(np.clip(float_logits, low, high) - int8_logits).max() <= bound
+    # Hence the same winner wherever the float model's top two are more than 2 bounds apart.
+    top_two = np.sort(float_logits, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > 2 * bound
+    assert clear.sum() >= 6
+    assert (float_logits.argmax(axis=1) == int8_logits.argmax(axis=1))[clear].all()
+    # One class wins for most images, so also check that the int8 model follows how each logit
+    # moves from image to image, not only the fixed pattern the biases give.
+    moves = float_logits - float_logits.mean(axis=0)
+    int8_moves = int8_logits - int8_logits.mean(axis=0)
+    assert np.corrcoef(moves.ravel(), int8_moves.ravel())[0, 1] > 0.95
+
+
 def test_missing_onnx_is_reported_as_the_demo_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,13 +322,14 @@ def test_missing_onnx_is_reported_as_the_demo_extra(
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("generate", [models.generate_tflite_int8, models.generate_tflite_float])
 def test_missing_flatbuffers_is_reported_as_the_demo_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    generate: Callable[[Path], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "flatbuffers", None)
 
     with pytest.raises(MissingExtraError) as excinfo:
-        models.generate_tflite_int8(tmp_path / "m.tflite")
+        generate(tmp_path / "m.tflite")
 
     assert excinfo.value.module == "flatbuffers"
 
