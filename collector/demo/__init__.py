@@ -10,6 +10,7 @@ from collector.demo.models import (
     generate_demo_models,
     generate_onnx_float,
     generate_onnx_int8,
+    generate_tflite_float,
     generate_tflite_int8,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "generate_demo_models",
     "generate_onnx_float",
     "generate_onnx_int8",
+    "generate_tflite_float",
     "generate_tflite_int8",
 ]
