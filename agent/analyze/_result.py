@@ -1,0 +1,132 @@
+"""Result types of :mod:`agent.analyze` and the helpers both graph readers share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+CONVENTION = (
+    "edgemeter-macs-v1: MACs of conv/deconv/gemm/matmul/fully-connected, flops=2*macs, "
+    "batch 1, other_ops=1 per output element"
+)
+
+QUANTIZED_8BIT = frozenset({"int8", "uint8"})
+FLOATING = frozenset({"float32", "float16", "bfloat16", "float64"})
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """What one node (ONNX) or operator (TFLite) of the graph contributes."""
+
+    name: str
+    op_type: str
+    macs: int
+    other_ops: int
+    params: int
+    output_shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "op_type": self.op_type,
+            "macs": self.macs,
+            "other_ops": self.other_ops,
+            "params": self.params,
+            "output_shape": list(self.output_shape),
+        }
+
+
+@dataclass(frozen=True)
+class ModelAnalysis:
+    """Counts for one model file, for one sample (batch 1)."""
+
+    format: Literal["onnx", "tflite"]
+    macs: int
+    other_ops: int
+    params: int
+    weight_bytes: int
+    precision: str
+    layers: tuple[LayerCount, ...]
+
+    @property
+    def flops(self) -> int:
+        """Floating-point (or integer) operations of the MAC layers: two per MAC."""
+        return 2 * self.macs
+
+    def to_json(self, per_layer: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": self.format,
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "weight_bytes": self.weight_bytes,
+            "precision": self.precision,
+            "other_ops": self.other_ops,
+            "convention": CONVENTION,
+        }
+        if per_layer:
+            out["layers"] = [layer.to_json() for layer in self.layers]
+        return out
+
+
+def build_analysis(
+    fmt: Literal["onnx", "tflite"],
+    layers: Sequence[LayerCount],
+    weight_bytes: int,
+    precision: str,
+) -> ModelAnalysis:
+    """Sum the per-layer counts into a :class:`ModelAnalysis`."""
+    return ModelAnalysis(
+        format=fmt,
+        macs=sum(layer.macs for layer in layers),
+        other_ops=sum(layer.other_ops for layer in layers),
+        params=sum(layer.params for layer in layers),
+        weight_bytes=weight_bytes,
+        precision=precision,
+        layers=tuple(layers),
+    )
+
+
+def numel(shape: Iterable[int]) -> int:
+    """Number of elements of a tensor of ``shape`` (1 for a scalar)."""
+    total = 1
+    for dim in shape:
+        total *= int(dim)
+    return total
+
+
+def op_precision(weight_dtype: str, activation_dtype: str) -> str:
+    """Label the arithmetic of one MAC op from the dtypes of its weight and its input.
+
+    Both 8-bit integers: ``int8`` (``uint8`` only when both are uint8, as in legacy TFLite).
+    Integer weights with float activations: ``hybrid`` (dynamic-range quantization).
+    float16 weights with float32 activations: ``float16`` (float16 weight quantization).
+    Same float type on both sides: that type. Anything else (16x8, int4, ...): ``mixed``.
+    """
+    if weight_dtype in QUANTIZED_8BIT and activation_dtype in QUANTIZED_8BIT:
+        if weight_dtype == activation_dtype == "uint8":
+            return "uint8"
+        return "int8"
+    if weight_dtype in QUANTIZED_8BIT and activation_dtype in FLOATING:
+        return "hybrid"
+    if weight_dtype == "float16" and activation_dtype in {"float16", "float32"}:
+        return "float16"
+    if weight_dtype == activation_dtype and weight_dtype in FLOATING:
+        return weight_dtype
+    return "mixed"
+
+
+def model_precision(per_op: Iterable[str], fallback: str) -> str:
+    """Combine per-op labels: one label wins; float plus hybrid is hybrid; else mixed."""
+    labels = set(per_op)
+    if not labels:
+        return fallback
+    if len(labels) == 1:
+        return next(iter(labels))
+    if "hybrid" in labels and labels <= {"hybrid", "float32", "float16"}:
+        return "hybrid"
+    return "mixed"
