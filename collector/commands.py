@@ -1,0 +1,278 @@
+"""Collector commands: ``collector serve``, ``results`` and ``export``.
+
+Extras: the SQLite path needs nothing beyond the agent's own install (stdlib :mod:`sqlite3`).
+A ``postgresql://`` URL needs psycopg and ``export --format parquet`` needs pyarrow; both come with
+the ``collector`` extra, and each command checks for what it needs before doing anything else, so
+the error is one line with the exact hint: ``pip install 'edgemeter[collector]'``.
+
+Reading commands (``results``, ``export``) never create a database: a missing SQLite file is an
+error that says which path was looked at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from collector.stores.base import ResultFilter, Store, open_store
+from shared.errors import ConfigError, require_module
+from shared.schema import BenchmarkResult
+
+__all__ = ["register"]
+
+DB_HELP = "results database: sqlite:///PATH.db (relative), sqlite:////ABS/PATH.db or postgresql://"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add ``collector serve``, ``results`` and ``export`` to the root parser."""
+    collector = subparsers.add_parser(
+        "collector", help="run the collector service",
+        description="Run the service that stores the fleet's results.",
+    )
+    collector_sub = collector.add_subparsers(dest="collector_command", metavar="COMMAND")
+    collector.set_defaults(func=lambda _args: _help(collector))
+    serve = collector_sub.add_parser(
+        "serve", help="subscribe to every result topic and store what arrives",
+        description="Subscribe (QoS 1, persistent session) to edgemeter/v1/+/+/result and store "
+        "each result; malformed messages are kept as dead letters. Stops on Ctrl-C or SIGTERM "
+        "after storing everything already received.",
+    )
+    serve.add_argument("--mqtt", required=True, metavar="URL",
+                       help="broker: mqtt://[user:pass@]host[:port] or mqtts://...")
+    serve.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    serve.add_argument("--group", metavar="NAME",
+                       help="MQTT v5 shared subscription group: collectors in one group split "
+                       "the stream (ignored, with a warning, on a 3.1.1 broker)")
+    serve.add_argument("--client-id", metavar="ID",
+                       help="MQTT client id; keep it stable so the broker keeps results for you "
+                       "while the collector is down, and unique among running collectors "
+                       "(default: edgemeter-collector-HOSTNAME)")
+    serve.add_argument("--fleet", default="+", metavar="FLEET",
+                       help="collect one fleet only (default: every fleet)")
+    serve.set_defaults(func=_serve)
+
+    results = subparsers.add_parser(
+        "results", help="list stored results (or dead letters)",
+        description="List stored results, oldest first: a table by default, JSON with --json. "
+        "--limit keeps the newest N.",
+    )
+    results.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    results.add_argument("--json", action="store_true",
+                         help="print a JSON list (each result as on the wire)")
+    results.add_argument("--dead-letters", action="store_true",
+                         help="list rejected messages instead: id, received_at, topic, reason, "
+                         "size (with --json: the payload as base64)")
+    results.add_argument("--model", metavar="M", help="model file name, network or sha256")
+    results.add_argument("--device", metavar="D", help="device id")
+    results.add_argument("--role", choices=["edge", "datacenter", "hpc"], help="device role")
+    results.add_argument("--fleet", metavar="F", help="fleet name")
+    results.add_argument("--limit", type=_positive_int, metavar="N", help="newest N only")
+    results.set_defaults(func=_results)
+
+    export = subparsers.add_parser(
+        "export", help="export stored results as CSV, Parquet or JSON Lines",
+        description="Export stored results. csv and parquet: one flat row per result (nested "
+        "fields joined with '_', e.g. latency_ms_p50; lists as JSON). jsonl: each result as on "
+        "the wire. csv and jsonl go to stdout without --output; parquet needs --output.",
+    )
+    export.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    export.add_argument("--format", required=True, choices=["csv", "parquet", "jsonl"],
+                        help="output format (parquet needs the collector extra)")
+    export.add_argument("--output", "-o", type=Path, metavar="PATH",
+                        help="file to write (default: stdout, not for parquet)")
+    export.add_argument("--model", metavar="M", help="model file name, network or sha256")
+    export.add_argument("--device", metavar="D", help="device id")
+    export.set_defaults(func=_export)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _check_extras(db_url: str) -> None:
+    if urlsplit(db_url).scheme.split("+")[0] in ("postgresql", "postgres"):
+        require_module("psycopg", "collector")
+
+
+def _open_existing(db_url: str) -> Store:
+    """Open a store to read: a SQLite file must already exist."""
+    _check_extras(db_url)
+    if urlsplit(db_url).scheme == "sqlite":
+        from collector.stores.sqlite import sqlite_path
+
+        path = sqlite_path(db_url)
+        if path != ":memory:" and not Path(path).is_file():
+            raise ConfigError(
+                f"no results database at {Path(path).resolve()}: check --db (sqlite:///relative"
+                ".db or sqlite:////absolute.db) or start 'edgemeter collector serve' first"
+            )
+    return open_store(db_url)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from collector.service import CollectorService, default_client_id
+
+    _check_extras(args.db)
+    store = open_store(args.db)
+    try:
+        client_id = args.client_id or default_client_id()
+        service = CollectorService(store, args.mqtt, client_id=client_id, group=args.group,
+                                   fleet=args.fleet)
+        print(f"edgemeter collector {client_id}: {args.mqtt} -> {store.url} (Ctrl-C to stop)",
+              file=sys.stderr)
+        service.serve_forever()
+        stats = ", ".join(f"{k} {v}" for k, v in service.stats.items())
+        print(f"edgemeter collector stopped: {stats}", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
+def _filter(args: argparse.Namespace) -> ResultFilter:
+    return ResultFilter(
+        model=args.model,
+        device_id=args.device,
+        role=getattr(args, "role", None),
+        fleet=getattr(args, "fleet", None),
+        limit=getattr(args, "limit", None),
+    )
+
+
+def _results(args: argparse.Namespace) -> int:
+    store = _open_existing(args.db)
+    try:
+        if args.dead_letters:
+            _print_dead_letters(store, args)
+            return 0
+        results = store.list_results(_filter(args))
+    finally:
+        store.close()
+    if args.json:
+        json.dump([r.model_dump(mode="json") for r in results], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_table(results)
+    return 0
+
+
+def _print_dead_letters(store: Store, args: argparse.Namespace) -> None:
+    letters = store.list_dead_letters(limit=args.limit)
+    if args.json:
+        json.dump(
+            [
+                {
+                    "id": d.id,
+                    "received_at": d.received_at.isoformat(),
+                    "topic": d.topic,
+                    "reason": d.reason,
+                    "size_bytes": len(d.payload),
+                    "payload_base64": base64.b64encode(d.payload).decode("ascii"),
+                }
+                for d in letters
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return
+    rows = [
+        [str(d.id), d.received_at.strftime("%Y-%m-%d %H:%M:%S"), d.topic, d.reason,
+         str(len(d.payload))]
+        for d in letters
+    ]
+    _print_rows(["id", "received_at", "topic", "reason", "bytes"], rows, right={4})
+    if not rows:
+        print("(no dead letters)")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table_rows(results: list[BenchmarkResult]) -> tuple[list[str], list[list[str]], set[int]]:
+    """Header, cells and right-aligned column indexes of the ``results`` table."""
+    energy = any(r.energy and r.energy.joules_per_inference is not None for r in results)
+    header = ["run_id", "created_at (UTC)", "device", "role", "model", "runtime", "scenario",
+              "p50 ms", "p90 ms", "p99 ms", "sps"]
+    if energy:
+        header.append("J/inf")
+    header.append("valid")
+    rows = []
+    for r in results:
+        row = [
+            str(r.run_id)[:8],
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.device_id,
+            r.role.value,
+            r.model.name,
+            f"{r.runtime.name} {r.runtime.version}",
+            r.spec.effective.scenario.value,
+            _ms(r.latency_ms.p50),
+            _ms(r.latency_ms.p90),
+            _ms(r.latency_ms.p99),
+            f"{r.throughput_sps:.1f}",
+        ]
+        if energy:
+            jpi = r.energy.joules_per_inference if r.energy else None
+            row.append("-" if jpi is None else f"{jpi:.4g}")
+        row.append("yes" if r.validity.valid else "NO")
+        rows.append(row)
+    right = {header.index(h) for h in ("p50 ms", "p90 ms", "p99 ms", "sps")}
+    if energy:
+        right.add(header.index("J/inf"))
+    return header, rows, right
+
+
+def print_table(results: list[BenchmarkResult]) -> None:
+    header, rows, right = table_rows(results)
+    _print_rows(header, rows, right)
+    if not rows:
+        print("(no results)")
+
+
+def _print_rows(header: list[str], rows: list[list[str]], right: set[int]) -> None:
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ).rstrip()
+
+    print(line(header))
+    for row in rows:
+        print(line(row))
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.format == "parquet":
+        require_module("pyarrow", "collector")
+        if args.output is None:
+            raise ConfigError("parquet is binary: give --output PATH")
+    from collector.export import export_results
+
+    store = _open_existing(args.db)
+    try:
+        results = store.list_results(_filter(args))
+    finally:
+        store.close()
+    count = export_results(results, args.format, args.output, sys.stdout)
+    if args.output is not None:
+        print(f"wrote {count} results to {args.output}", file=sys.stderr)
+    return 0

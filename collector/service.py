@@ -1,0 +1,440 @@
+"""The collector service: MQTT in, results and dead letters out to a store.
+
+Data path::
+
+    paho network thread ──on_message──▶ bounded queue ──▶ writer thread ──▶ ingest() ──▶ Store
+                                        (never blocks)      (batches of up to 200 or 50 ms)
+
+* The broker session is persistent (``clean_start=False``, session expiry one day by default, a
+  stable client id, ``edgemeter-collector-<hostname>`` by default), so QoS 1 results published
+  while the collector is away are delivered when it returns. The subscription is made in
+  ``on_connect`` and so survives reconnects. With ``group`` and an MQTT v5 broker it is a shared subscription
+  (``$share/<group>/...``): several collectors split the stream; on a 3.1.1 broker every collector
+  gets everything (run_ids are unique in the store, so that is only wasteful).
+* The network thread only appends to the queue. When the queue is full (``queue_limit``) the oldest
+  message is dropped and counted in ``stats["dropped"]``, so a dead database never stalls the
+  broker connection.
+* The writer thread turns each message into a result or a dead letter (:func:`collector.ingest`)
+  and writes a batch in one transaction. Nothing it meets on the wire or in the store ends it.
+
+Store failures. A failed batch is counted in ``store_errors`` and logged with its run_ids. The
+writer then probes the store with a cheap read: if the store is down, the whole batch goes to an
+in-memory retry queue (bounded by ``retry_limit``; overflow drops the oldest, logged at ERROR with
+its run_id and counted in ``dropped``), retried with the next batch or after ``retry_interval_s``.
+If the store is up, the batch is written one message at a time so one bad row cannot block the
+rest; a message the store refuses ``max_attempts`` times becomes a dead letter. Messages still
+waiting for a retry when the service stops are logged at ERROR with their run_ids.
+
+Counters (:attr:`CollectorService.stats`): ``received``, ``stored`` (new run_ids),
+``duplicates`` (run_ids already stored), ``dead_letters``, ``store_errors`` (failed store calls),
+``dropped`` (lost to a full queue), and the gauges ``queued`` and ``retry_pending``.
+
+Delivery. paho acknowledges a QoS 1 message once ``on_message`` returns, i.e. when it is queued,
+not stored: a crash (not a ``stop()``) loses what sits in the queue. ``stop()`` disconnects first,
+then drains the queue. Run ids make redelivery harmless (``duplicates``).
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import logging
+import re
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from collector.ingest import Rejection, ingest
+from collector.stores.base import Store
+from shared.errors import PublishError
+from shared.mqtt import MqttConnection, connect
+from shared.schema import BenchmarkResult
+from shared.topics import TopicKind, Topics
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CollectorService", "default_client_id"]
+
+STAT_KEYS = (
+    "received",
+    "stored",
+    "duplicates",
+    "dead_letters",
+    "store_errors",
+    "dropped",
+)
+
+
+def default_client_id(name: str | None = None) -> str:
+    """``edgemeter-collector-<name>``, the host name by default: stable across restarts (so the
+    broker keeps the session) and distinct between hosts (members of one ``group`` must differ,
+    or the broker disconnects one when the other connects)."""
+    raw = name or socket.gethostname() or "default"
+    return "edgemeter-collector-" + re.sub(r"[^A-Za-z0-9._-]", "-", raw)[:64]
+
+
+@dataclass
+class _Item:
+    """One message on its way to the store: a result, or a dead letter when ``result`` is None."""
+
+    topic: str
+    payload: bytes
+    result: BenchmarkResult | None
+    reason: str | None = None
+    attempts: int = 0
+    logged: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"run_id {self.result.run_id}" if self.result else f"dead letter on {self.topic}"
+
+
+class CollectorService:
+    """Subscribe to every result topic and store what arrives. See the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        mqtt_url: str,
+        *,
+        client_id: str | None = None,
+        group: str | None = None,
+        fleet: str = "+",
+        session_expiry_s: int = 86_400,
+        batch_size: int = 200,
+        batch_interval_s: float = 0.05,
+        queue_limit: int = 100_000,
+        retry_limit: int = 10_000,
+        retry_interval_s: float = 1.0,
+        max_attempts: int = 3,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.mqtt_url = mqtt_url
+        self.client_id = client_id or default_client_id()
+        self.group = group
+        self.fleet = fleet
+        self.session_expiry_s = session_expiry_s
+        self.batch_size = batch_size
+        self.batch_interval_s = batch_interval_s
+        self.queue_limit = queue_limit
+        self.retry_limit = retry_limit
+        self.retry_interval_s = retry_interval_s
+        self.max_attempts = max_attempts
+        self.connect_timeout_s = connect_timeout_s
+
+        self._lock = threading.Lock()
+        self._has_items = threading.Condition(self._lock)
+        self._idle = threading.Condition(self._lock)
+        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._in_flight = 0
+        self._stopping = False
+        self._stats = dict.fromkeys(STAT_KEYS, 0)
+        self._retry: collections.deque[_Item] = collections.deque()  # writer thread only
+        self._retry_due = 0.0
+        self._writer: threading.Thread | None = None
+        self._conn: MqttConnection | None = None
+        self._subscribed = threading.Event()
+        self._warned_group = False
+        self._shutdown = threading.Event()
+        self._with_topics = _accepts_topics(store)
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def subscription(self) -> str:
+        """The topic filter this collector subscribes to (shared when ``group`` is set)."""
+        if self.group and (self._conn is None or self._conn.protocol == "5"):
+            return Topics.shared_subscription(TopicKind.RESULT, self.group, self.fleet)
+        return Topics.subscription(TopicKind.RESULT, self.fleet)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters since the service was made, plus the current queue and retry depths."""
+        with self._lock:
+            out = dict(self._stats)
+            out["queued"] = len(self._queue) + self._in_flight
+        out["retry_pending"] = len(self._retry)
+        return out
+
+    def start(self) -> None:
+        """Start the writer, connect, subscribe; returns once the broker confirmed the subscription.
+
+        Raises :class:`shared.errors.PublishError` when the broker cannot be reached.
+        """
+        if self._writer is not None:
+            return
+        with self._lock:
+            self._stopping = False
+        self._shutdown.clear()
+        self._subscribed.clear()
+        self._writer = threading.Thread(target=self._run_writer, name="collector-writer",
+                                        daemon=True)
+        self._writer.start()
+        try:
+            self._conn = connect(
+                self.mqtt_url,
+                self.client_id,
+                clean_start=False,
+                session_expiry_s=self.session_expiry_s,
+                timeout_s=self.connect_timeout_s,
+                on_message=self._on_message,
+                on_connect=self._on_connect,
+            )
+            if not self._subscribed.wait(self.connect_timeout_s):
+                raise PublishError(
+                    f"broker {self.mqtt_url} did not confirm the subscription to "
+                    f"{self.subscription} within {self.connect_timeout_s:.0f} s"
+                )
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("collector %s listening on %s", self.client_id, self.subscription)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Disconnect, then store everything already received (drains the queue)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a dead connection needs no goodbye
+                logger.debug("MQTT disconnect failed", exc_info=True)
+        writer, self._writer = self._writer, None
+        with self._lock:
+            self._stopping = True
+            self._has_items.notify_all()
+        if writer is not None:
+            writer.join(timeout_s)
+            if writer.is_alive():
+                logger.error("collector writer did not finish within %.0f s", timeout_s)
+        self._shutdown.set()
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every message received so far has been processed; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._queue or self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def shutdown(self) -> None:
+        """Ask :meth:`serve_forever` to return (from another thread or a signal handler)."""
+        self._shutdown.set()
+
+    def serve_forever(self, stats_interval_s: float = 60.0) -> None:
+        """Run until SIGINT, SIGTERM or :meth:`shutdown`; then stop gracefully."""
+        previous: dict[signal.Signals, Any] = {}
+
+        def _on_signal(signum: int, _frame: FrameType | None) -> None:
+            logger.info("signal %s: stopping the collector", signal.Signals(signum).name)
+            self._shutdown.set()
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, _on_signal)
+        try:
+            self.start()
+            while not self._shutdown.wait(stats_interval_s):
+                logger.info("collector stats: %s", self.stats)
+        finally:
+            self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            logger.info("collector stopped: %s", self.stats)
+
+    def __enter__(self) -> CollectorService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- MQTT thread -------------------------------------------------------------------------
+
+    def _on_connect(self, conn: MqttConnection) -> None:
+        try:
+            if self.group and conn.protocol != "5" and not self._warned_group:
+                self._warned_group = True
+                logger.warning(
+                    "broker %s speaks MQTT %s: no shared subscriptions, so group %r is ignored "
+                    "and every collector receives every result", conn.url, conn.protocol,
+                    self.group,
+                )
+            self._conn = conn
+            conn.client.on_subscribe = self._on_subscribe
+            conn.subscribe(self.subscription, qos=1)
+        except Exception:  # an exception here would end paho's network thread
+            logger.exception("could not subscribe to %s", self.subscription)
+
+    def _on_subscribe(self, _c: object, _u: object, _mid: int, codes: list, _p: object) -> None:
+        failed = [c for c in codes if getattr(c, "is_failure", False)]
+        if failed:
+            logger.error("broker refused the subscription to %s: %s", self.subscription, failed)
+            return
+        self._subscribed.set()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        with self._lock:
+            if len(self._queue) >= self.queue_limit:
+                lost_topic, _ = self._queue.popleft()
+                self._stats["dropped"] += 1
+                logger.error("queue full (%d): dropped the oldest message, from %s",
+                             self.queue_limit, lost_topic)
+            self._queue.append((topic, bytes(payload)))
+            self._stats["received"] += 1
+            self._has_items.notify()
+
+    # -- writer thread -----------------------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                break
+            try:
+                self._process(batch)
+            except Exception:  # a bug here must not stop the collector; the batch is logged
+                logger.exception("collector writer failed on a batch of %d messages", len(batch))
+            with self._lock:
+                self._in_flight = 0
+                self._idle.notify_all()
+        if self._retry:
+            self._process([])  # one last try before giving up
+        for item in self._retry:
+            logger.error("collector stopping: %s was never stored", item.label)
+        self._retry.clear()
+
+    def _take(self) -> list[tuple[str, bytes]] | None:
+        """The next batch; ``[]`` when only a retry is due; ``None`` when stopped and drained."""
+        with self._lock:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                if self._retry and time.monotonic() >= self._retry_due:
+                    return []
+                wait_s = self.retry_interval_s if self._retry else 1.0
+                self._has_items.wait(wait_s)
+            deadline = time.monotonic() + self.batch_interval_s
+            while len(self._queue) < self.batch_size and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._has_items.wait(remaining)
+            count = min(len(self._queue), self.batch_size)
+            batch = [self._queue.popleft() for _ in range(count)]
+            self._in_flight = count
+            return batch
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._stats[key] += n
+
+    def _process(self, batch: list[tuple[str, bytes]]) -> None:
+        items = list(self._retry)
+        self._retry.clear()
+        for topic, payload in batch:
+            outcome = ingest(topic, payload)
+            if isinstance(outcome, Rejection):
+                logger.info("dead letter from %s: %s", topic, outcome.reason)
+                items.append(_Item(topic, payload, None, outcome.reason))
+            else:
+                items.append(_Item(topic, payload, outcome))
+        if not items:
+            return
+        failed = self._write(items)
+        for item in failed:
+            if len(self._retry) >= self.retry_limit:
+                lost = self._retry.popleft()
+                self._count("dropped")
+                logger.error("retry queue full (%d): dropped %s", self.retry_limit, lost.label)
+            self._retry.append(item)
+        self._retry_due = time.monotonic() + self.retry_interval_s
+
+    def _write(self, items: list[_Item]) -> list[_Item]:
+        """Store results and dead letters; returns the items to retry."""
+        results = [i for i in items if i.result is not None]
+        letters = [i for i in items if i.result is None]
+        retry, refused = self._write_results(results)
+        return retry + self._write_letters(refused + letters)
+
+    def _add_results(self, items: list[_Item]) -> None:
+        results = [i.result for i in items if i.result is not None]
+        if self._with_topics:
+            topics = [i.topic for i in items]
+            new = self.store.add_results(results, topics=topics)  # type: ignore[call-arg]
+        else:
+            new = self.store.add_results(results)
+        self._count("stored", new)
+        self._count("duplicates", len(results) - new)
+
+    def _write_results(self, items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
+        """Returns (to retry, refused by a working store and now dead letters)."""
+        if not items:
+            return [], []
+        try:
+            self._add_results(items)
+            return [], []
+        except Exception as err:  # any store failure: count, log, keep the messages
+            self._count("store_errors")
+            fresh = [i.label for i in items if not i.logged]
+            logger.warning("could not store %d results (%s)%s", len(items), err,
+                           f"; kept for retry: {', '.join(fresh)}" if fresh else "")
+            for item in items:
+                item.logged = True
+            if not self._store_is_up():
+                return items, []
+        retry: list[_Item] = []
+        refused: list[_Item] = []
+        for item in items:  # the store works: find the rows it refuses, one at a time
+            try:
+                self._add_results([item])
+                continue
+            except Exception as err:  # counted and logged
+                self._count("store_errors")
+                item.attempts += 1
+                if item.attempts < self.max_attempts:
+                    logger.warning("store refused %s (%s); will retry", item.label, err)
+                    retry.append(item)
+                    continue
+                logger.error("store refused %s %d times (%s): keeping it as a dead letter",
+                             item.label, item.attempts, err)
+                item.reason = f"store refused it {item.attempts} times: {err}"[:400]
+                item.result = None
+                item.attempts = 0
+                refused.append(item)
+        return retry, refused
+
+    def _write_letters(self, letters: list[_Item]) -> list[_Item]:
+        """Dead letters one by one; on the first failure the rest wait for the retry."""
+        for n, letter in enumerate(letters):
+            try:
+                self.store.add_dead_letter(letter.topic, letter.reason or "rejected",
+                                           letter.payload)
+            except Exception as err:  # any store failure: count, log, keep the messages
+                self._count("store_errors")
+                logger.warning("could not store %d dead letters (%s); kept for retry",
+                               len(letters) - n, err)
+                return letters[n:]
+            self._count("dead_letters")
+        return []
+
+    def _store_is_up(self) -> bool:
+        try:
+            self.store.list_dead_letters(limit=1)
+        except Exception:  # the probe answers a yes/no question
+            return False
+        return True
+
+
+def _accepts_topics(store: Store) -> bool:
+    try:
+        return "topics" in inspect.signature(store.add_results).parameters
+    except (TypeError, ValueError):
+        return False

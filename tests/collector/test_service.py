@@ -1,0 +1,236 @@
+"""CollectorService end to end: a real Mosquitto, a real SQLite store, a paho publisher."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.records import DeadLetter
+from collector.service import CollectorService
+from collector.stores.base import Store, open_store
+from shared.errors import PublishError, StoreError
+from shared.mqtt import MqttConnection
+from shared.schema import BenchmarkResult
+from shared.topics import Topics
+from tests.collector.conftest import wait_for
+from tests.factories import make_result
+
+pytestmark = pytest.mark.mqtt
+
+TOPIC = Topics.result("default", "pi-01")
+
+ServiceFactory = Callable[..., CollectorService]
+
+
+@pytest.fixture()
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    store = open_store(sqlite_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture()
+def make_service(mosquitto_url: str) -> Iterator[ServiceFactory]:
+    made: list[CollectorService] = []
+
+    def factory(store: Store, **kwargs: Any) -> CollectorService:
+        kwargs.setdefault("client_id", f"edgemeter-collector-test-{uuid.uuid4().hex[:8]}")
+        service = CollectorService(store, mosquitto_url, **kwargs)
+        made.append(service)
+        service.start()
+        return service
+
+    yield factory
+    for service in made:
+        service.stop()
+
+
+def publish(conn: MqttConnection, results: Sequence[BenchmarkResult]) -> None:
+    for result in results:
+        conn.publish(Topics.result(result.fleet, result.device_id),
+                     result.model_dump_json().encode(), qos=1)
+
+
+def test_100_valid_results_are_stored(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
+) -> None:
+    service = make_service(sqlite_store)
+    sent = [make_result(device_id=f"pi-{i % 4:02d}", seq=i // 4) for i in range(100)]
+    publish(publisher, sent)
+    assert wait_for(lambda: service.stats["stored"] == 100), service.stats
+    assert service.wait_idle(5)
+    stats = service.stats
+    assert stats["received"] == 100 and stats["dead_letters"] == 0 and stats["store_errors"] == 0
+    stored = {str(r.run_id): r for r in sqlite_store.list_results()}
+    assert stored == {str(r.run_id): r for r in sent}
+    assert sqlite_store.list_dead_letters() == []
+    topics = sqlite_store._connection().execute(  # type: ignore[attr-defined]
+        "SELECT DISTINCT topic FROM results ORDER BY topic").fetchall()
+    assert [t[0] for t in topics] == [Topics.result("default", f"pi-{i:02d}") for i in range(4)]
+
+
+def malformed() -> list[tuple[str, str, bytes]]:
+    """(topic, reason fragment, payload) for each reject class that can travel on a result topic."""
+    good = json.loads(make_result().model_dump_json())
+    return [
+        (TOPIC, "over the 1048576 limit", b"{" + b" " * (2 * 1024 * 1024) + b"}"),
+        (TOPIC, "not UTF-8", b"\xff\xfe\x00garbage"),
+        (TOPIC, "not JSON", b"{not json"),
+        (TOPIC, "not an object", b"[1, 2]"),
+        (TOPIC, "unsupported schema_version 9", json.dumps({**good, "schema_version": 9}).encode()),
+        (TOPIC, "latency_ms", json.dumps({**good, "latency_ms": None}).encode()),
+        (TOPIC, "NUL", json.dumps({**good, "labels": {"x": "\u0000"}}).encode()),
+        (Topics.result("default", "pi-99"), "pi-99", json.dumps(good).encode()),
+    ]
+
+
+def test_malformed_payloads_become_dead_letters_and_the_service_keeps_serving(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
+) -> None:
+    service = make_service(sqlite_store)
+    bad = malformed()
+    for topic, _, payload in bad:
+        publisher.publish(topic, payload, qos=1)
+    after = make_result(seq=1)
+    publish(publisher, [after])
+    assert wait_for(lambda: service.stats["stored"] == 1 and
+                    service.stats["dead_letters"] == len(bad)), service.stats
+    letters: list[DeadLetter] = sqlite_store.list_dead_letters()
+    assert [(d.topic, d.payload) for d in letters] == [(t, p) for t, _, p in bad]
+    for letter, (_, fragment, _) in zip(letters, bad, strict=True):
+        assert fragment in letter.reason, (fragment, letter.reason)
+    assert sqlite_store.list_results() == [after]
+
+
+def test_a_duplicate_publish_is_stored_once(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
+) -> None:
+    service = make_service(sqlite_store)
+    twice = make_result()
+    publish(publisher, [twice, twice, twice])
+    assert wait_for(lambda: service.stats["received"] == 3 and service.wait_idle(0)), \
+        service.stats
+    assert service.stats["stored"] == 1 and service.stats["duplicates"] == 2
+    assert sqlite_store.list_results() == [twice]
+
+
+def test_results_published_while_stopped_arrive_on_restart(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
+) -> None:
+    client_id = f"edgemeter-collector-persist-{uuid.uuid4().hex[:8]}"
+    first = make_service(sqlite_store, client_id=client_id)
+    first.stop()
+    away = [make_result(seq=i) for i in range(20)]
+    publish(publisher, away)
+    second = make_service(sqlite_store, client_id=client_id)
+    assert wait_for(lambda: second.stats["stored"] == 20), second.stats
+    assert {r.run_id for r in sqlite_store.list_results()} == {r.run_id for r in away}
+
+
+def test_a_shared_group_splits_the_stream(
+    sqlite_url: str, make_service: ServiceFactory, publisher: MqttConnection
+) -> None:
+    stores = [open_store(sqlite_url), open_store(sqlite_url)]
+    group = f"g{uuid.uuid4().hex[:6]}"
+    services = [make_service(s, group=group) for s in stores]
+    assert services[0].subscription.startswith(f"$share/{group}/")
+    publish(publisher, [make_result(seq=i) for i in range(40)])
+    assert wait_for(lambda: sum(s.stats["stored"] for s in services) == 40), \
+        [s.stats for s in services]
+    assert sum(s.stats["received"] for s in services) == 40
+    assert len(stores[0].list_results()) == 40
+    for store in stores:
+        store.close()
+
+
+class FlakyStore:
+    """Wraps a store; fails every write while ``down``, and always refuses ``poison`` run ids."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.down = False
+        self.poison: set[str] = set()
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreError("database is down (test)")
+
+    def add_results(self, results: Sequence[BenchmarkResult]) -> int:
+        self._check()
+        if any(str(r.run_id) in self.poison for r in results):
+            raise StoreError("row refused (test)")
+        return self.inner.add_results(results)
+
+    def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+        self._check()
+        self.inner.add_dead_letter(topic, reason, payload)
+
+    def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        self._check()
+        return self.inner.list_dead_letters(limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_store_outage_is_counted_and_the_messages_are_retried(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky = FlakyStore(sqlite_store)
+    service = make_service(flaky, retry_interval_s=0.05)
+    flaky.down = True
+    sent = [make_result(seq=i) for i in range(10)]
+    publish(publisher, sent)
+    publisher.publish(TOPIC, b"not json", qos=1)
+    assert wait_for(lambda: service.stats["received"] == 11 and service.wait_idle(0)
+                    and service.stats["retry_pending"] == 11), service.stats
+    assert service.stats["store_errors"] >= 1 and service.stats["stored"] == 0
+    assert str(sent[0].run_id) in caplog.text
+    flaky.down = False
+    assert wait_for(lambda: service.stats["stored"] == 10 and service.stats["dead_letters"] == 1)
+    assert service.stats["retry_pending"] == 0
+    assert len(sqlite_store.list_results()) == 10 and len(sqlite_store.list_dead_letters()) == 1
+
+
+def test_a_row_the_store_refuses_becomes_a_dead_letter_without_blocking_others(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
+) -> None:
+    flaky = FlakyStore(sqlite_store)
+    service = make_service(flaky, retry_interval_s=0.02, max_attempts=3)
+    poison = make_result(seq=99)
+    flaky.poison.add(str(poison.run_id))
+    others = [make_result(seq=i) for i in range(5)]
+    publish(publisher, [*others[:2], poison, *others[2:]])
+    assert wait_for(lambda: service.stats["dead_letters"] == 1), service.stats
+    assert service.stats["stored"] == 5
+    letter = sqlite_store.list_dead_letters()[0]
+    assert "store refused it 3 times" in letter.reason
+    assert BenchmarkResult.model_validate_json(letter.payload) == poison
+
+
+def test_stop_drains_the_queue(sqlite_store: Store, make_service: ServiceFactory,
+                               publisher: MqttConnection) -> None:
+    service = make_service(sqlite_store, batch_interval_s=0.5, batch_size=1000)
+    publish(publisher, [make_result(seq=i) for i in range(30)])
+    assert wait_for(lambda: service.stats["received"] == 30)
+    service.stop()
+    assert service.stats["stored"] == 30 and service.stats["queued"] == 0
+
+
+def test_an_unreachable_broker_is_a_publish_error_and_leaves_no_thread(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    before = threading.active_count()
+    service = CollectorService(sqlite_store, "mqtt://127.0.0.1:1", client_id="x",
+                               connect_timeout_s=2)
+    with pytest.raises(PublishError, match="is it running"):
+        service.start()
+    assert threading.active_count() == before

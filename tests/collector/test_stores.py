@@ -1,0 +1,290 @@
+"""The store suite: every test runs on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.records import CitedBaseline
+from collector.stores.base import STORES, ResultFilter, Store, open_store
+from collector.stores.migrations import MIGRATIONS, latest_version
+from collector.stores.sqlite import SqliteStore
+from shared.errors import ConfigError, MissingExtraError, StoreError
+from shared.schema import EnergyReport, PowerScope, Scenario
+from tests.factories import make_result
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_migrate_twice_is_a_noop_and_data_survives_reopen(store: Store, store_url: str) -> None:
+    result = make_result()
+    store.add_results([result])
+    store.migrate()
+    store.migrate()
+    assert store.schema_version() == latest_version()  # type: ignore[attr-defined]
+    reopened = open_store(store_url)
+    try:
+        assert reopened.list_results() == [result]
+        assert reopened.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+    finally:
+        reopened.close()
+
+
+def test_round_trip_equals_the_original_model(store: Store) -> None:
+    plain = make_result(created_at=at(0))
+    rich = make_result(
+        created_at=at(1),
+        model_name="modèle_ü_量子.onnx",
+        labels={"site": "lab ✓", "empty": ""},
+        energy=EnergyReport(source="ina3221", scope=PowerScope.BOARD, estimated=False,
+                            avg_power_w=4.25, energy_j=1e-7, joules_per_inference=3.3e-300),
+        throughput_sps=1e300,
+        seq=2**63 - 1,
+    )
+    assert store.add_results([plain, rich]) == 2
+    assert store.list_results() == [plain, rich]
+    assert store.get_result(str(rich.run_id)) == rich
+    assert store.get_result(str(uuid.uuid4())) is None
+
+
+def test_duplicate_run_id_is_stored_once(store: Store) -> None:
+    first = make_result()
+    assert store.add_results([first]) == 1
+    assert store.add_results([first, make_result()]) == 1
+    twin = make_result()
+    assert store.add_results([twin, twin]) == 1
+    assert len(store.list_results()) == 3
+
+
+def test_results_come_oldest_first_then_in_received_order(store: Store) -> None:
+    late, early = make_result(created_at=at(10)), make_result(created_at=at(1))
+    tie_a, tie_b = make_result(created_at=at(5)), make_result(created_at=at(5))
+    store.add_results([late, tie_a])
+    store.add_results([early, tie_b])
+    assert store.list_results() == [early, tie_a, tie_b, late]
+
+
+def test_filters_by_model_device_role_fleet_and_limit(store: Store) -> None:
+    a = make_result(device_id="pi-01", model_name="vww_96_int8.tflite", network="vww_96",
+                    created_at=at(1))
+    b = make_result(device_id="pi-02", model_name="vww_96_int8.onnx", network="vww_96",
+                    created_at=at(2))
+    c = make_result(device_id="dc-01", role="datacenter", fleet="lab",
+                    model_name="resnet50_int8.onnx", network="resnet50", created_at=at(3))
+    store.add_results([c, b, a])
+
+    def ids(**kw: Any) -> list[str]:
+        return [r.device_id for r in store.list_results(ResultFilter(**kw))]
+
+    assert ids() == ["pi-01", "pi-02", "dc-01"]
+    assert ids(model="vww_96") == ["pi-01", "pi-02"]  # network
+    assert ids(model="vww_96_int8.onnx") == ["pi-02"]  # file name
+    assert ids(model=c.model.sha256) == ["dc-01"]  # sha256
+    assert ids(device_id="pi-02") == ["pi-02"]
+    assert ids(role="datacenter") == ["dc-01"]
+    assert ids(role="edge", fleet="default") == ["pi-01", "pi-02"]
+    assert ids(fleet="lab") == ["dc-01"]
+    assert ids(limit=2) == ["pi-02", "dc-01"]  # the newest two, still oldest first
+    assert ids(model="vww_96", limit=1) == ["pi-02"]
+    assert ids(model="nope") == []
+
+
+def test_dead_letters_keep_the_raw_bytes(store: Store) -> None:
+    raw = bytes(range(256)) + b"\x00\xff" * 10
+    store.add_dead_letter("edgemeter/v1/default/pi-01/result", "payload is not UTF-8", raw)
+    store.add_dead_letter("edgemeter/v1/default/pi-02/result", "second", b"")
+    letters = store.list_dead_letters()
+    assert [d.payload for d in letters] == [raw, b""]
+    assert letters[0].reason == "payload is not UTF-8"
+    assert letters[0].topic == "edgemeter/v1/default/pi-01/result"
+    assert letters[0].received_at.tzinfo is not None
+    assert abs(letters[0].received_at - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert [d.reason for d in store.list_dead_letters(limit=1)] == ["second"]
+
+
+def test_cited_baselines_dedupe_by_content(store: Store) -> None:
+    row = CitedBaseline(network="resnet50", hardware="NVIDIA A100", scenario=Scenario.OFFLINE,
+                        throughput_sps=30_000.0, source="MLPerf Inference v4.0, 4.0-0001")
+    other = row.model_copy(update={"throughput_sps": 31_000.0})
+    assert store.add_cited_baselines([row, row]) == 1
+    assert store.add_cited_baselines([row, other]) == 1
+    assert store.list_cited_baselines() == [row, other]
+
+
+def test_batch_of_500_inserts_in_one_call(store: Store, record_property: object) -> None:
+    results = [make_result(seq=i) for i in range(500)]
+    start = time.perf_counter()
+    assert store.add_results(results) == 500
+    elapsed = time.perf_counter() - start
+    rate = 500 / elapsed
+    record_property("insert_rate_per_s", round(rate))  # type: ignore[operator]
+    print(f"{store!r}: 500 results in {elapsed * 1000:.0f} ms ({rate:.0f}/s)")
+    assert store.add_results(results) == 0
+    assert len(store.list_results()) == 500
+    assert elapsed < 10
+
+
+def test_seq_gaps_lists_missing_ranges(store: Store) -> None:
+    store.add_results([make_result(seq=s) for s in (0, 1, 2, 5, 9, 10)])
+    store.add_results([make_result(device_id="pi-02", seq=s) for s in (3, 4)])
+    assert store.seq_gaps("pi-01") == [(3, 4), (6, 8)]  # type: ignore[attr-defined]
+    assert store.seq_gaps("pi-02") == []  # type: ignore[attr-defined]
+
+
+def test_a_newer_schema_is_refused(store: Store, store_url: str) -> None:
+    store.close()
+    if store_url.startswith("sqlite"):
+        conn = sqlite3.connect(store_url[len("sqlite:///"):])
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            pg.execute("INSERT INTO schema_migrations (version, description) "
+                         "VALUES (999, 'future')")
+    with pytest.raises(StoreError, match="upgrade edgemeter"):
+        open_store(store_url)
+
+
+# -- SQLite specifics ---------------------------------------------------------------------------
+
+
+def test_sqlite_relative_url_creates_the_folder_and_uses_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///data/sub/results.db")
+    try:
+        assert (tmp_path / "data" / "sub" / "results.db").is_file()
+        assert isinstance(store, SqliteStore)
+        mode = store._connection().execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+    finally:
+        store.close()
+
+
+def test_sqlite_in_memory_store_works(tmp_path: Path) -> None:
+    store = open_store("sqlite:///:memory:")
+    result = make_result()
+    store.add_results([result])
+    assert store.list_results() == [result]
+    store.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://host/x.db", "sqlite:///", "mysql://x/y"])
+def test_bad_database_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        open_store(url)
+
+
+def test_sqlite_readers_work_while_one_thread_writes(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for i in range(20):
+                store.add_results([make_result(seq=i * 10 + j) for j in range(10)])
+        except BaseException as err:
+            errors.append(err)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = 0
+    while writer.is_alive():
+        seen = max(seen, len(store.list_results()))
+    writer.join()
+    store.close()
+    assert not errors
+    reopened = open_store(sqlite_url)
+    assert len(reopened.list_results()) == 200
+    reopened.close()
+
+
+def test_sqlite_unwritable_folder_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="check"):
+        SqliteStore(f"sqlite:///{blocker}/sub/results.db")
+
+
+# -- PostgreSQL specifics -----------------------------------------------------------------------
+
+
+def test_postgres_without_psycopg_asks_for_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    from collector.stores.postgres import PostgresStore
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'edgemeter\[collector\]'"):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_postgres_unreachable_is_a_one_line_store_error() -> None:
+    pytest.importorskip("psycopg")
+    from collector.stores.postgres import PostgresStore
+
+    with pytest.raises(StoreError) as info:
+        PostgresStore("postgresql://someone:secret@127.0.0.1:1/nowhere?connect_timeout=2")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "secret" not in message
+    assert "someone@127.0.0.1:1/nowhere" in message
+    assert "check that the server is running" in message
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", sorted(STORES))
+def test_every_registered_store_implements_the_protocol(scheme: str) -> None:
+    module_name, _, cls_name = STORES[scheme].partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    members = [
+        name for name in dir(Store)
+        if not name.startswith("_") and callable(getattr(Store, name, None))
+    ]
+    assert members, "the Protocol lists its methods"
+    for name in members:
+        assert callable(getattr(cls, name, None)), f"{cls_name} lacks {name}()"
+    assert "seq_gaps" in dir(cls)
+
+
+def test_importing_the_stores_imports_no_database_driver() -> None:
+    code = (
+        "import sys, collector.stores, collector.stores.sqlite, collector.service, "
+        "collector.commands, collector.ingest; "
+        "assert 'psycopg' not in sys.modules and 'pyarrow' not in sys.modules, sorted(sys.modules)"
+    )
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///results.db", "results.db"),
+        ("sqlite:////abs/path.db", "/abs/path.db"),
+        ("sqlite+pysqlite:////abs/path.db", "/abs/path.db"),
+        ("sqlite:///:memory:", ":memory:"),
+    ],
+)
+def test_sqlite_url_forms(url: str, path: str) -> None:
+    from collector.stores.sqlite import sqlite_path
+
+    assert sqlite_path(url) == path
