@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "agent.commands.schema",
     "agent.commands.config",
     "collector.commands",
+    "collector.compare.commands",
     "collector.demo.command",
 )
 
