@@ -1,0 +1,140 @@
+"""What the wall-plug sources share: a broker connection and the last power value heard.
+
+A plug that already speaks MQTT publishes its power on its own schedule; the source keeps the
+latest value with the ``time.monotonic()`` of its arrival. ``read()`` hands it back stamped *now*
+(sample and hold) as long as it is younger than ``stale_s``, and ``None`` after that, so a plug
+that stops talking shows up as lost coverage rather than as a frozen or zero reading.
+
+Subclasses say which topics to subscribe to, how to parse a payload into watts, and optionally how
+to poll (``poll()``, at most every ``poll_s``). Scope ``wall``, one rail ``wall``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from abc import abstractmethod
+
+from agent.power.base import OnceLogger, PowerSource, Reading, SourceConfig
+from shared.errors import EdgemeterError, PowerSourceError
+from shared.mqtt import MqttConnection, connect
+from shared.schema import PowerScope
+
+logger = logging.getLogger(__name__)
+
+RAIL = "wall"
+
+
+class MqttPlugSource(PowerSource):
+    scope = PowerScope.WALL
+    kind = "gauge"
+    max_hz = 2.0
+    update_period_s = 1.0
+    stale_s = 5.0
+    poll_s: float | None = None
+    first_value_timeout_s = 3.0
+
+    def __init__(self, config: SourceConfig) -> None:
+        super().__init__(config)
+        self.counted_rails = (RAIL,)
+        self._lock = threading.Lock()
+        self._value_w: float | None = None
+        self._value_t = 0.0
+        self._last_poll = -1e9
+        self._conn: MqttConnection | None = None
+        self._arrived = threading.Event()
+        self._once = OnceLogger(logger)
+
+    @abstractmethod
+    def topics(self) -> list[str]:
+        """Topics to subscribe to."""
+
+    @abstractmethod
+    def parse(self, topic: str, payload: bytes) -> float | None:
+        """Watts from one message, or None when it carries no power figure."""
+
+    def poll(self, conn: MqttConnection) -> None:
+        """Ask the plug for a fresh reading (sources that can)."""
+
+    @property
+    def topic(self) -> str:
+        assert self.config.power_topic is not None
+        return self.config.power_topic
+
+    def probe(self) -> str | None:
+        if not self.config.mqtt_url or not self.config.power_topic:
+            return (
+                f"needs the broker and the plug's topic: --power {self.name} "
+                "--power-mqtt mqtt://HOST:PORT --power-topic TOPIC"
+            )
+        if "/" in self.config.power_topic.strip("/") or "+" in self.config.power_topic:
+            return f"--power-topic {self.config.power_topic!r} must be one topic level"
+        return None
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            watts = self.parse(topic, payload)
+        except (ValueError, TypeError, KeyError) as err:
+            self._once.warning(f"parse:{topic}", "%s: cannot parse %s: %s", self.name, topic, err)
+            return
+        if watts is None:
+            return
+        with self._lock:
+            self._value_w, self._value_t = watts, time.monotonic()
+        self._arrived.set()
+
+    def _subscribe(self, conn: MqttConnection) -> None:
+        for topic in self.topics():
+            conn.subscribe(topic, qos=0)
+
+    def open(self) -> None:
+        why = self.probe()
+        if why is not None:
+            raise PowerSourceError(f"{self.name}: {why}")
+        assert self.config.mqtt_url is not None
+        try:
+            self._conn = connect(
+                self.config.mqtt_url,
+                f"edgemeter-power-{uuid.uuid4().hex[:8]}",
+                on_message=self._on_message,
+                on_connect=self._subscribe,
+                timeout_s=5.0,
+            )
+        except EdgemeterError as err:
+            raise PowerSourceError(f"{self.name}: {err}") from err
+        self._maybe_poll(time.monotonic())
+        if not self._arrived.wait(self.first_value_timeout_s):
+            self.close()
+            raise PowerSourceError(
+                f"{self.name}: no power reading on {', '.join(self.topics())} within "
+                f"{self.first_value_timeout_s:.0f} s; check --power-topic and that the plug "
+                f"publishes to {self.config.mqtt_url}"
+            )
+
+    def _maybe_poll(self, now: float) -> None:
+        if self.poll_s is None or self._conn is None or now - self._last_poll < self.poll_s:
+            return
+        self._last_poll = now
+        try:
+            self.poll(self._conn)
+        except EdgemeterError as err:
+            self._once.warning("poll", "%s: poll failed: %s", self.name, err)
+
+    def read(self) -> Reading | None:
+        now = time.monotonic()
+        self._maybe_poll(now)
+        with self._lock:
+            value, at = self._value_w, self._value_t
+        if value is None or now - at > self.stale_s:
+            return None
+        return Reading(t_s=now, power_w={RAIL: value})
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as err:
+                logger.debug("%s: disconnect failed: %s", self.name, err)
