@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,11 @@ from agent.config import BenchSettings
 from agent.fidelity import measure_fidelity
 from agent.manifest import collect_manifest
 from agent.model_info import detect_format, network_name, sha256_file
+from agent.power import EnergyMonitor
 from agent.stats import coefficient_of_variation, early_stop_min_queries, summarize_ms
 from agent.system import SystemSampler
 from shared import latency as latency_codec
-from shared.catalogue import load_catalogue
+from shared.catalogue import HardwareEntry, load_catalogue
 from shared.errors import EdgemeterError
 from shared.schema import (
     BenchmarkResult,
@@ -83,9 +83,6 @@ EARLY_STOP = {
     Scenario.SERVER: (0.99,),
     Scenario.OFFLINE: (),
 }
-
-MonitorFactory = Callable[[BenchSettings, int], object]
-
 
 def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings) -> ModelInfo:
     macs = params = None
@@ -141,11 +138,9 @@ def _windows(timed: scenarios.Timed, batch: int, count: int = 5) -> list[Stabili
 class Runner:
     """Runs one benchmark described by :class:`BenchSettings`."""
 
-    def __init__(self, settings: BenchSettings, model: Path,
-                 energy_factory: Callable[..., object] | None = None) -> None:
+    def __init__(self, settings: BenchSettings, model: Path) -> None:
         self.s = settings
         self.model = model
-        self.energy_factory = energy_factory
 
     def _stop_rule(self) -> scenarios.StopRule:
         s = self.s
@@ -156,11 +151,9 @@ class Runner:
         prof = PROFILES[s.profile]
         return scenarios.StopRule(prof.min_queries[s.scenario], int(prof.min_duration_s * 1e9))
 
-    def _energy_monitor(self, hardware_entry: object, cores: int) -> object | None:
+    def _energy_monitor(self, hardware_entry: HardwareEntry | None, cores: int) -> EnergyMonitor | None:
         if self.s.power == "none":
             return None
-        from agent.power import EnergyMonitor
-
         return EnergyMonitor(
             self.s.power,
             sysfs_root=self.s.sysfs_root,
@@ -220,22 +213,22 @@ class Runner:
             monitor = self._energy_monitor(entry, threads * streams)
             try:
                 if monitor is not None:
-                    monitor.measure_idle()  # type: ignore[attr-defined]
+                    monitor.measure_idle()
                 warm_n, settled = scenarios.warm_up(calls[0], s.warmup)
                 for extra in calls[1:]:
                     scenarios.warm_up(extra, s.warmup if s.warmup is not None else 5)
                 system = SystemSampler(s.sysfs_root)
                 system.start()
                 if monitor is not None:
-                    monitor.begin()  # type: ignore[attr-defined]
+                    monitor.begin()
                 timed = self._timed(calls, scenario, spq, session_batch)
                 energy: EnergyReport | None = (
-                    monitor.end(timed.samples) if monitor is not None else None  # type: ignore[attr-defined]
+                    monitor.end(timed.samples) if monitor is not None else None
                 )
                 system_state = system.stop(model_load_rss_bytes=max(rss_loaded, 0))
             finally:
                 if monitor is not None:
-                    monitor.close()  # type: ignore[attr-defined]
+                    monitor.close()
             fidelity = self._fidelity(backend, sessions[0], load_kw)
         finally:
             for sess in sessions:

@@ -28,7 +28,9 @@ def fake_pi_tree(root: Path) -> Path:
         (freq / "scaling_cur_freq").write_text(f"{khz}\n")
     (root / "proc/device-tree").mkdir(parents=True)
     (root / "proc/device-tree/model").write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
-    (root / "proc/cpuinfo").write_text("processor\t: 0\nBogoMIPS\t: 108.00\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n")
+    (root / "proc/cpuinfo").write_text(
+        "processor\t: 0\nBogoMIPS\t: 108.00\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n"
+    )
     return root
 
 
