@@ -94,6 +94,9 @@ class BenchSettings(BaseSettings):
     power_topic: str | None = Field(None, description="wall plug topic (tasmota, shelly)")
     power_mqtt: str | None = Field(None, description="broker of the wall plug")
     idle_s: float = Field(3.0, ge=0, description="idle power baseline before the run")
+    rpi5_calibration: tuple[float, float] | None = Field(
+        None, description="rpi5: input W = scale x PMIC W + offset (SCALE,OFFSET)"
+    )
     sysfs_root: Path = Field(Path("/"), description="root for every sysfs/procfs reader")
     publish: str | None = Field(None, description="broker URL to publish the result to")
     outbox: Path = Field(

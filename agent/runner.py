@@ -163,6 +163,7 @@ class Runner:
             cores_used=cores,
             mqtt_url=self.s.power_mqtt,
             power_topic=self.s.power_topic,
+            rpi5_calibration=self.s.rpi5_calibration,
         )
 
     def run(self, seq: int = 0) -> BenchmarkResult:

@@ -10,12 +10,12 @@ from agent.config import BenchSettings, load_settings
 from shared.schema import Role, Scenario
 
 
-def _range(text: str) -> tuple[float, float]:
+def _pair(text: str) -> tuple[float, float]:
     lo, _, hi = text.partition(",")
     try:
         return float(lo), float(hi)
     except ValueError as err:
-        raise argparse.ArgumentTypeError("expected LO,HI, for example 0,255") from err
+        raise argparse.ArgumentTypeError("expected two numbers A,B, for example 0,255") from err
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     rt.add_argument("--delegate", help="LiteRT delegate, e.g. edgetpu (loads libedgetpu.so.1)")
     rt.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
     rt.add_argument("--inputs", type=Path, help=".npz of inputs or a folder of images")
-    rt.add_argument("--input-range", type=_range, help="real range of float inputs, LO,HI (default 0,1)")
+    rt.add_argument("--input-range", type=_pair, help="real range of float inputs, LO,HI (default 0,1)")
     rt.add_argument("--seed", type=int, help="seed for inputs and arrivals (default 0)")
     pw = parser.add_argument_group("power")
     pw.add_argument(
@@ -46,6 +46,8 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     pw.add_argument("--power-topic", help="wall plug MQTT topic or device id (tasmota, shelly)")
     pw.add_argument("--power-mqtt", help="broker of the wall plug, mqtt://host:port")
     pw.add_argument("--idle-s", type=float, help="idle power baseline before the run (default 3)")
+    pw.add_argument("--rpi5-calibration", type=_pair, metavar="SCALE,OFFSET",
+                    help="rpi5: turn PMIC rail power into input power, W = SCALE x PMIC + OFFSET")
     pw.add_argument("--sysfs-root", type=Path, help="filesystem root for sysfs/procfs readers (default /)")
 
 
