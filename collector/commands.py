@@ -230,7 +230,9 @@ def table_rows(results: list[BenchmarkResult]) -> tuple[list[str], list[list[str
         ]
         if energy:
             jpi = r.energy.joules_per_inference if r.energy else None
-            row.append("-" if jpi is None else f"{jpi:.4g}")
+            # an estimate is never shown as if measured
+            est = " est" if r.energy and r.energy.estimated else ""
+            row.append("-" if jpi is None else f"{jpi:.4g}{est}")
         row.append("yes" if r.validity.valid else "NO")
         rows.append(row)
     right = {header.index(h) for h in ("p50 ms", "p90 ms", "p99 ms", "sps")}

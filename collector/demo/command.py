@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             outbox = Outbox(workdir / "state" / "outbox")
             for model in models:
+                # One runtime thread: the broker and collector share this machine's cores.
                 settings = load_settings({
-                    "device_id": "demo-device", "fleet": "demo", "profile": "quick",
+                    "device_id": "demo-device", "fleet": "demo", "profile": "quick", "threads": 1,
                     "idle_s": 0.5, "fidelity": 8, "outbox": outbox.folder,
                 })
                 try:
