@@ -22,11 +22,12 @@ import psutil
 
 from agent import __version__, scenarios
 from agent import inputs as inputs_mod
+from agent.analyze import detect_format
 from agent.backends import Backend, Session, backend_for
 from agent.config import BenchSettings
 from agent.fidelity import measure_fidelity
 from agent.manifest import collect_manifest
-from agent.model_info import detect_format, network_name, sha256_file
+from agent.model_info import network_name, sha256_file
 from agent.power import EnergyMonitor
 from agent.stats import coefficient_of_variation, early_stop_min_queries, summarize_ms
 from agent.system import SystemSampler

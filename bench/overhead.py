@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.analyze import detect_format
 from agent.backends import backend_for
 from agent.config import load_settings
 from agent.inputs import random_inputs
-from agent.model_info import detect_format
 from agent.runner import Runner
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "vww_96_int8.tflite"
