@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "agent.commands.bench",
     "agent.commands.sweep",
     "agent.commands.analyze",
+    "agent.commands.power",
     "agent.commands.schema",
     "agent.commands.config",
     "collector.commands",

@@ -36,3 +36,15 @@ def test_bad_values_give_a_config_error_naming_the_field(tmp_path: Path) -> None
     cfg.write_text("threads = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings({}, cfg)
+
+
+def test_power_probe_command_says_why_each_source_is_unusable(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    import json
+
+    from agent.cli import main
+
+    assert main(["power", "--sysfs-root", str(tmp_path), "--json"]) == 0
+    probes = json.loads(capsys.readouterr().out)
+    assert probes["estimate"]["usable"] is True
+    assert probes["rapl"]["usable"] is False and probes["rapl"]["why_not"]

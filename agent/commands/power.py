@@ -1,0 +1,30 @@
+"""``edgemeter power``: which power sources this machine offers, and why the others are unusable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from agent.power import probe_all
+
+
+def run(args: argparse.Namespace) -> int:
+    found = probe_all(args.sysfs_root)
+    if args.json:
+        print(json.dumps({name: {"usable": why is None, "why_not": why} for name, why in found.items()},
+                         indent=2))
+        return 0
+    width = max(len(name) for name in found)
+    for name, why in found.items():
+        print(f"{name:<{width}}  {'usable' if why is None else 'unusable: ' + why}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("power", help="probe the power sources this machine offers",
+                            description=__doc__)
+    parser.add_argument("--sysfs-root", type=Path, default=Path("/"),
+                        help="filesystem root for sysfs/procfs readers (default /)")
+    parser.add_argument("--json", action="store_true", help="print the probe results as JSON")
+    parser.set_defaults(func=run)
