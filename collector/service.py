@@ -3,41 +3,53 @@
 Data path::
 
     paho network thread ──on_message──▶ bounded queue ──▶ writer thread ──▶ ingest() ──▶ Store
-                                        (never blocks)      (batches of up to 200 or 50 ms)
+            ▲                           (never blocks)      (batches of up to 200 or 50 ms)   │
+            └──────────────────── PUBACK once the result or dead letter is committed ◀────────┘
 
 * The broker session is persistent (``clean_start=False``, session expiry one day by default, a
   stable client id, ``edgemeter-collector-<hostname>`` by default), so QoS 1 results published
   while the collector is away are delivered when it returns. The subscription is made in
-  ``on_connect`` and so survives reconnects. With ``group`` and an MQTT v5 broker it is a shared subscription
-  (``$share/<group>/...``): several collectors split the stream; on a 3.1.1 broker every collector
-  gets everything (run_ids are unique in the store, so that is only wasteful).
+  ``on_connect`` and so survives reconnects. With ``group`` and an MQTT v5 broker it is a shared
+  subscription (``$share/<group>/...``): several collectors split the stream; on a 3.1.1 broker
+  every collector gets everything (run_ids are unique in the store, so that is only wasteful).
 * The network thread only appends to the queue. When the queue is full (``queue_limit``) the oldest
-  message is dropped and counted in ``stats["dropped"]``, so a dead database never stalls the
-  broker connection.
+  message is dropped from memory (not acknowledged, so the broker sends it again after the next
+  reconnect) and counted in ``stats["dropped"]``, so a dead database never stalls the broker
+  connection. In practice the broker's in-flight window (Mosquitto's ``max_inflight_messages``)
+  bounds what is received but unacknowledged long before ``queue_limit``.
 * The writer thread turns each message into a result or a dead letter (:func:`collector.ingest`)
   and writes a batch in one transaction. Nothing it meets on the wire or in the store ends it.
 
 Store failures. A failed batch is counted in ``store_errors`` and logged with its run_ids. The
 writer then probes the store with a cheap read: if the store is down, the whole batch goes to an
-in-memory retry queue (bounded by ``retry_limit``; overflow drops the oldest, logged at ERROR with
-its run_id and counted in ``dropped``), retried with the next batch or after ``retry_interval_s``.
-If the store is up, the batch is written one message at a time so one bad row cannot block the
-rest; a message the store refuses ``max_attempts`` times becomes a dead letter. Messages still
-waiting for a retry when the service stops are logged at ERROR with their run_ids.
+in-memory retry queue (bounded by ``retry_limit``; overflow drops the oldest from memory, logged at
+ERROR with its run_id and counted in ``dropped``), retried with the next batch or after
+``retry_interval_s``. If the store is up, the batch is written one message at a time so one bad row
+cannot block the rest; a message the store refuses ``max_attempts`` times becomes a dead letter.
+Messages still waiting for a retry when the service stops are logged with their run_ids; they
+are unacknowledged, so the broker delivers them again to the next session.
 
 Counters (:attr:`CollectorService.stats`): ``received``, ``stored`` (new run_ids),
 ``duplicates`` (run_ids already stored), ``dead_letters``, ``store_errors`` (failed store calls),
-``dropped`` (lost to a full queue), and the gauges ``queued`` and ``retry_pending``.
+``dropped`` (let go by a full queue or retry queue, unacknowledged), and the gauges ``queued`` and
+``retry_pending``.
 
-Delivery. paho acknowledges a QoS 1 message once ``on_message`` returns, i.e. when it is queued,
-not stored: a crash (not a ``stop()``) loses what sits in the queue. ``stop()`` disconnects first,
-then drains the queue. Run ids make redelivery harmless (``duplicates``).
+Delivery: at least once into the store. The connection uses manual acknowledgement
+(``manual_ack=True``): a QoS 1 message is acknowledged (PUBACK) only after the transaction holding
+its result or dead letter has committed, or the store reported its run_id as already stored.
+Until then the broker keeps it in the persistent session, so a crash of the collector, or a store
+outage that outlasts it, loses nothing: the broker delivers every unacknowledged message again when
+the same client id reconnects. Redelivery makes duplicates, which the store drops by run_id
+(``duplicates``); a message that becomes a dead letter may, after a crash, be kept twice. Message
+ids belong to one connection, so a message received before a reconnect is not acknowledged after
+it: the broker redelivers it and that copy is acknowledged instead. ``stop()`` stops taking new
+messages (those arriving meanwhile stay with the broker), drains the queue and sends its acks,
+then disconnects. QoS 0 messages need no ack and have no guarantee.
 """
 
 from __future__ import annotations
 
 import collections
-import inspect
 import logging
 import re
 import signal
@@ -77,12 +89,22 @@ def default_client_id(name: str | None = None) -> str:
     return "edgemeter-collector-" + re.sub(r"[^A-Za-z0-9._-]", "-", raw)[:64]
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """What acknowledging a message takes: the connection it came on, its id and its QoS."""
+
+    connection: int
+    mid: int
+    qos: int
+
+
 @dataclass
 class _Item:
     """One message on its way to the store: a result, or a dead letter when ``result`` is None."""
 
     topic: str
     payload: bytes
+    delivery: _Delivery
     result: BenchmarkResult | None
     reason: str | None = None
     attempts: int = 0
@@ -130,7 +152,7 @@ class CollectorService:
         self._lock = threading.Lock()
         self._has_items = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
-        self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._queue: collections.deque[tuple[str, bytes, _Delivery]] = collections.deque()
         self._in_flight = 0
         self._stopping = False
         self._stats = dict.fromkeys(STAT_KEYS, 0)
@@ -138,10 +160,10 @@ class CollectorService:
         self._retry_due = 0.0
         self._writer: threading.Thread | None = None
         self._conn: MqttConnection | None = None
+        self._connection = 0  # counts (re)connections; message ids are valid on one only
         self._subscribed = threading.Event()
         self._warned_group = False
         self._shutdown = threading.Event()
-        self._with_topics = _accepts_topics(store)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -182,7 +204,8 @@ class CollectorService:
                 clean_start=False,
                 session_expiry_s=self.session_expiry_s,
                 timeout_s=self.connect_timeout_s,
-                on_message=self._on_message,
+                manual_ack=True,
+                on_message_ack=self._on_message,
                 on_connect=self._on_connect,
             )
             if not self._subscribed.wait(self.connect_timeout_s):
@@ -196,13 +219,10 @@ class CollectorService:
         logger.info("collector %s listening on %s", self.client_id, self.subscription)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Disconnect, then store everything already received (drains the queue)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # a dead connection needs no goodbye
-                logger.debug("MQTT disconnect failed", exc_info=True)
+        """Store everything already received (drains the queue), acknowledge it, disconnect.
+
+        Messages arriving while it drains are left unacknowledged for the next session.
+        """
         writer, self._writer = self._writer, None
         with self._lock:
             self._stopping = True
@@ -211,6 +231,13 @@ class CollectorService:
             writer.join(timeout_s)
             if writer.is_alive():
                 logger.error("collector writer did not finish within %.0f s", timeout_s)
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # sends the acks already queued, then DISCONNECT
+            except Exception:  # a dead connection needs no goodbye
+                logger.debug("MQTT disconnect failed", exc_info=True)
         self._shutdown.set()
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
@@ -267,7 +294,9 @@ class CollectorService:
                     "and every collector receives every result", conn.url, conn.protocol,
                     self.group,
                 )
-            self._conn = conn
+            with self._lock:
+                self._conn = conn
+                self._connection += 1
             conn.client.on_subscribe = self._on_subscribe
             conn.subscribe(self.subscription, qos=1)
         except Exception:  # an exception here would end paho's network thread
@@ -280,14 +309,16 @@ class CollectorService:
             return
         self._subscribed.set()
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         with self._lock:
+            if self._stopping:  # unacknowledged: the broker keeps it for the next session
+                return
             if len(self._queue) >= self.queue_limit:
-                lost_topic, _ = self._queue.popleft()
+                lost_topic, _, _ = self._queue.popleft()
                 self._stats["dropped"] += 1
-                logger.error("queue full (%d): dropped the oldest message, from %s",
+                logger.error("queue full (%d): dropped the oldest message, from %s, unacknowledged",
                              self.queue_limit, lost_topic)
-            self._queue.append((topic, bytes(payload)))
+            self._queue.append((topic, bytes(payload), _Delivery(self._connection, mid, qos)))
             self._stats["received"] += 1
             self._has_items.notify()
 
@@ -308,10 +339,11 @@ class CollectorService:
         if self._retry:
             self._process([])  # one last try before giving up
         for item in self._retry:
-            logger.error("collector stopping: %s was never stored", item.label)
+            logger.warning("collector stopping: %s is not stored; left unacknowledged, so the "
+                           "broker delivers it again to the next session", item.label)
         self._retry.clear()
 
-    def _take(self) -> list[tuple[str, bytes]] | None:
+    def _take(self) -> list[tuple[str, bytes, _Delivery]] | None:
         """The next batch; ``[]`` when only a retry is due; ``None`` when stopped and drained."""
         with self._lock:
             while not self._queue:
@@ -336,16 +368,32 @@ class CollectorService:
         with self._lock:
             self._stats[key] += n
 
-    def _process(self, batch: list[tuple[str, bytes]]) -> None:
+    def _ack(self, items: list[_Item]) -> None:
+        """Acknowledge messages now committed to the store (or known duplicates)."""
+        if not items:
+            return
+        with self._lock:  # so that no reconnection happens between the check and the ack
+            conn, connection = self._conn, self._connection
+            if conn is None:
+                return
+            try:
+                for item in items:
+                    if item.delivery.connection == connection:
+                        conn.ack(item.delivery.mid, item.delivery.qos)
+            except Exception:  # an ack not sent only means a redelivery (a duplicate)
+                logger.warning("could not acknowledge %d stored messages", len(items),
+                               exc_info=True)
+
+    def _process(self, batch: list[tuple[str, bytes, _Delivery]]) -> None:
         items = list(self._retry)
         self._retry.clear()
-        for topic, payload in batch:
+        for topic, payload, delivery in batch:
             outcome = ingest(topic, payload)
             if isinstance(outcome, Rejection):
                 logger.info("dead letter from %s: %s", topic, outcome.reason)
-                items.append(_Item(topic, payload, None, outcome.reason))
+                items.append(_Item(topic, payload, delivery, None, outcome.reason))
             else:
-                items.append(_Item(topic, payload, outcome))
+                items.append(_Item(topic, payload, delivery, outcome))
         if not items:
             return
         failed = self._write(items)
@@ -353,7 +401,8 @@ class CollectorService:
             if len(self._retry) >= self.retry_limit:
                 lost = self._retry.popleft()
                 self._count("dropped")
-                logger.error("retry queue full (%d): dropped %s", self.retry_limit, lost.label)
+                logger.error("retry queue full (%d): dropped %s, unacknowledged",
+                             self.retry_limit, lost.label)
             self._retry.append(item)
         self._retry_due = time.monotonic() + self.retry_interval_s
 
@@ -365,14 +414,12 @@ class CollectorService:
         return retry + self._write_letters(refused + letters)
 
     def _add_results(self, items: list[_Item]) -> None:
+        """Store the results of ``items`` in one transaction, then acknowledge them."""
         results = [i.result for i in items if i.result is not None]
-        if self._with_topics:
-            topics = [i.topic for i in items]
-            new = self.store.add_results(results, topics=topics)  # type: ignore[call-arg]
-        else:
-            new = self.store.add_results(results)
+        new = self.store.add_results(results, topics=[i.topic for i in items])
         self._count("stored", new)
         self._count("duplicates", len(results) - new)
+        self._ack(items)
 
     def _write_results(self, items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
         """Returns (to retry, refused by a working store and now dead letters)."""
@@ -423,6 +470,7 @@ class CollectorService:
                                len(letters) - n, err)
                 return letters[n:]
             self._count("dead_letters")
+            self._ack([letter])
         return []
 
     def _store_is_up(self) -> bool:
@@ -432,9 +480,3 @@ class CollectorService:
             return False
         return True
 
-
-def _accepts_topics(store: Store) -> bool:
-    try:
-        return "topics" in inspect.signature(store.add_results).parameters
-    except (TypeError, ValueError):
-        return False

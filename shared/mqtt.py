@@ -6,6 +6,14 @@
 
 paho-mqtt errors are translated here, once, into :class:`shared.errors.PublishError` or
 :class:`shared.errors.ConfigError`.
+
+Acknowledgements. By default paho acknowledges a QoS 1 message (PUBACK) as soon as the message
+handler returns. A subscriber that must not lose what it has received but not yet processed
+connects with ``manual_ack=True`` and an ``on_message_ack`` handler, which also gets the message
+id and QoS, and calls :meth:`MqttConnection.ack` once the message is safe. Until then the broker
+keeps the message and, on a persistent session, sends it again after a reconnect. It also sends
+no more unacknowledged messages than its in-flight window (Mosquitto's ``max_inflight_messages``,
+20 by default).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 Protocol = Literal["auto", "5", "3.1.1"]
 MessageHandler = Callable[[str, bytes], None]
+AckingMessageHandler = Callable[[str, bytes, int, int], None]
+"""``(topic, payload, mid, qos)``: pass ``mid`` and ``qos`` to :meth:`MqttConnection.ack`."""
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
@@ -90,7 +100,19 @@ class MqttConnection:
         if result != 0:
             raise PublishError(f"could not subscribe to {topic} on {self.url} (code {result})")
 
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message received with ``manual_ack=True`` (a no-op for QoS 0).
+
+        Safe from any thread: paho queues the PUBACK and wakes its network thread, as it does for
+        :meth:`publish`. Best effort: an ack for a connection that has since dropped is lost, and
+        the broker sends the message again on the next connection of a persistent session.
+        """
+        rc = self.client.ack(mid, qos)
+        if rc != 0:
+            logger.debug("ack of message %d on %s not sent (code %s)", mid, self.url, rc)
+
     def close(self) -> None:
+        """Disconnect cleanly; acks already given are sent before the DISCONNECT."""
         try:
             self.client.disconnect()
         finally:
@@ -113,6 +135,8 @@ def _attempt(
     timeout_s: float,
     on_message: MessageHandler | None,
     on_connect: Callable[[MqttConnection], None] | None,
+    manual_ack: bool = False,
+    on_message_ack: AckingMessageHandler | None = None,
 ) -> tuple[MqttConnection | None, str]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes
@@ -123,6 +147,7 @@ def _attempt(
         "callback_api_version": mqtt.CallbackAPIVersion.VERSION2,
         "client_id": client_id,
         "protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        "manual_ack": manual_ack,
     }
     if not v5:
         kwargs["clean_session"] = clean_start
@@ -149,10 +174,11 @@ def _attempt(
         connected.set()
 
     def _on_message(_c: Any, _u: Any, msg: Any) -> None:
-        if on_message is None:
-            return
         try:
-            on_message(msg.topic, msg.payload)
+            if on_message_ack is not None:
+                on_message_ack(msg.topic, msg.payload, msg.mid, msg.qos)
+            elif on_message is not None:
+                on_message(msg.topic, msg.payload)
         except Exception:  # a handler bug must never kill the network thread
             logger.exception("message handler failed on %s", msg.topic)
 
@@ -199,13 +225,25 @@ def connect(
     timeout_s: float = 10.0,
     on_message: MessageHandler | None = None,
     on_connect: Callable[[MqttConnection], None] | None = None,
+    manual_ack: bool = False,
+    on_message_ack: AckingMessageHandler | None = None,
 ) -> MqttConnection:
     """Connect to the broker, trying MQTT v5 first when ``protocol`` is ``auto``.
 
     ``clean_start=False`` with ``session_expiry_s > 0`` asks for a persistent session, so QoS 1
     messages published while a collector is away are delivered when it returns. ``on_connect``
     runs after every (re)connection: subscribe there so subscriptions survive reconnects.
+
+    ``manual_ack=True`` leaves acknowledging to the caller: give ``on_message_ack`` (instead of
+    ``on_message``), which also receives each message's id and QoS, and call
+    :meth:`MqttConnection.ack` with them once the message is safe. A message that is never acked
+    stays with the broker, which sends it again on the next connection of a persistent session
+    (message ids belong to one connection: do not ack after a reconnect what arrived before it).
     """
+    if on_message is not None and on_message_ack is not None:
+        raise ConfigError("give on_message or on_message_ack, not both")
+    if manual_ack and on_message is not None:
+        raise ConfigError("manual_ack=True needs on_message_ack, which receives the id to ack")
     broker = url if isinstance(url, BrokerUrl) else parse_broker_url(url)
     versions = ["5", "3.1.1"] if protocol == "auto" else [protocol]
     errors: list[str] = []
@@ -219,6 +257,8 @@ def connect(
             timeout_s=timeout_s,
             on_message=on_message,
             on_connect=on_connect,
+            manual_ack=manual_ack,
+            on_message_ack=on_message_ack,
         )
         if conn is not None:
             logger.info("connected to %s with MQTT %s", broker, version)

@@ -26,6 +26,7 @@ class ResultFilter:
     role: str | None = None
     fleet: str | None = None
     limit: int | None = None
+    """keep only the newest ``limit`` results; they still come back oldest first"""
 
 
 @runtime_checkable
@@ -35,13 +36,19 @@ class Store(Protocol):
     def migrate(self) -> None:
         """Create or upgrade the schema (versioned migrations); safe to call every start."""
 
-    def add_results(self, results: Sequence[BenchmarkResult]) -> int:
-        """Store results in one batch; returns how many were new (a known run_id is skipped)."""
+    def add_results(
+        self, results: Sequence[BenchmarkResult], *, topics: Sequence[str] | None = None
+    ) -> int:
+        """Store results in one transaction; returns how many were new (a known run_id is skipped).
+
+        ``topics``, when given, holds the MQTT topic each result arrived on (same order). When this
+        returns, the batch is committed: the collector acknowledges the messages to the broker.
+        """
 
     def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None: ...
 
     def list_results(self, flt: ResultFilter | None = None) -> list[BenchmarkResult]:
-        """Results, oldest first."""
+        """Results, oldest first (with ``flt.limit``: the newest N, still oldest first)."""
 
     def get_result(self, run_id: str) -> BenchmarkResult | None: ...
 

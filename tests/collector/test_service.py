@@ -162,11 +162,13 @@ class FlakyStore:
         if self.down:
             raise StoreError("database is down (test)")
 
-    def add_results(self, results: Sequence[BenchmarkResult]) -> int:
+    def add_results(
+        self, results: Sequence[BenchmarkResult], *, topics: Sequence[str] | None = None
+    ) -> int:
         self._check()
         if any(str(r.run_id) in self.poison for r in results):
             raise StoreError("row refused (test)")
-        return self.inner.add_results(results)
+        return self.inner.add_results(results, topics=topics)
 
     def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
         self._check()
@@ -214,6 +216,53 @@ def test_a_row_the_store_refuses_becomes_a_dead_letter_without_blocking_others(
     letter = sqlite_store.list_dead_letters()[0]
     assert "store refused it 3 times" in letter.reason
     assert BenchmarkResult.model_validate_json(letter.payload) == poison
+
+
+def crash(service: CollectorService) -> None:
+    """End the service's broker connection as a crash would: no DISCONNECT, no more acks."""
+    conn = service._conn
+    assert conn is not None
+    conn.client.loop_stop()  # paho's network thread ends; nothing sent after this
+    conn.client.socket().close()  # the broker sees the TCP connection drop
+
+
+def test_messages_received_but_not_stored_survive_a_crash(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
+) -> None:
+    client_id = f"edgemeter-collector-crash-{uuid.uuid4().hex[:8]}"
+    flaky = FlakyStore(sqlite_store)
+    flaky.down = True
+    first = make_service(flaky, client_id=client_id, retry_interval_s=0.05)
+    sent = [make_result(seq=i) for i in range(20)]
+    publish(publisher, sent)
+    publisher.publish(TOPIC, b"not json", qos=1)
+    assert wait_for(lambda: first.stats["received"] == 21 and first.wait_idle(0)
+                    and first.stats["retry_pending"] == 21), first.stats
+    crash(first)  # the database never came back: all 21 are only in the dead collector's memory
+
+    second = make_service(sqlite_store, client_id=client_id)
+    assert wait_for(lambda: second.stats["stored"] == 20
+                    and second.stats["dead_letters"] == 1), second.stats
+    assert {r.run_id for r in sqlite_store.list_results()} == {r.run_id for r in sent}
+    assert [d.payload for d in sqlite_store.list_dead_letters()] == [b"not json"]
+
+
+def test_stored_messages_are_acknowledged_and_not_delivered_again(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
+) -> None:
+    client_id = f"edgemeter-collector-ack-{uuid.uuid4().hex[:8]}"
+    first = make_service(sqlite_store, client_id=client_id)
+    publish(publisher, [make_result(seq=i) for i in range(10)])
+    publisher.publish(TOPIC, b"not json", qos=1)
+    assert wait_for(lambda: first.stats["stored"] == 10 and first.stats["dead_letters"] == 1)
+    first.stop()
+
+    second = make_service(sqlite_store, client_id=client_id)
+    marker = make_result(seq=99)
+    publish(publisher, [marker])  # the broker sends a session's unacked messages before new ones
+    assert wait_for(lambda: second.stats["stored"] == 1 and second.wait_idle(0)), second.stats
+    assert second.stats["received"] == 1 and second.stats["duplicates"] == 0, second.stats
+    assert len(sqlite_store.list_dead_letters()) == 1
 
 
 def test_stop_drains_the_queue(sqlite_store: Store, make_service: ServiceFactory,
