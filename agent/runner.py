@@ -52,9 +52,11 @@ logger = logging.getLogger(__name__)
 
 UNSTABLE_CV = 0.10
 MIN_POWER_COVERAGE = 0.9
-# Stability is judged only on timed phases of at least this long: windows of a few milliseconds
-# measure scheduler noise, not the model.
+# Stability is judged only when each of the STABILITY_WINDOWS windows lasts at least this long
+# (a timed phase of 5 s or more): windows of a few hundred milliseconds on a shared machine measure
+# scheduler noise, not the model. Shorter runs still report the windows and their CV.
 MIN_STABILITY_WINDOW_NS = 1_000_000_000
+STABILITY_WINDOWS = 5
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def _precision_from_tensors(session: Session) -> str:
     return dtypes.pop() if len(dtypes) == 1 else "mixed"
 
 
-def _windows(timed: scenarios.Timed, batch: int, count: int = 5) -> list[StabilityWindow]:
+def _windows(timed: scenarios.Timed, batch: int, count: int = STABILITY_WINDOWS) -> list[StabilityWindow]:
     if len(timed.starts_ns) < count * 2:
         return []
     span = max(int(timed.starts_ns[-1]) + 1, 1)
@@ -134,6 +136,20 @@ def _windows(timed: scenarios.Timed, batch: int, count: int = 5) -> list[Stabili
             )
         )
     return out
+
+
+def stability_reasons(stab: Stability, wall_ns: int) -> list[str]:
+    """Why a run's stability makes it invalid (empty when it does not)."""
+    reasons = []
+    long_enough = wall_ns >= STABILITY_WINDOWS * MIN_STABILITY_WINDOW_NS
+    if long_enough and stab.throughput_cv is not None and stab.throughput_cv > UNSTABLE_CV:
+        reasons.append(
+            f"unstable: throughput varies {stab.throughput_cv:.0%} between windows "
+            f"(limit {UNSTABLE_CV:.0%})"
+        )
+    if not stab.warmup_settled:
+        reasons.append("warm-up did not settle within its time limit")
+    return reasons
 
 
 class Runner:
@@ -377,16 +393,8 @@ class Runner:
                     f"too few queries: {result.latency_ms.count} < "
                     f"{prof.min_queries[scenario]} (mlperf profile)"
                 )
-        stab = result.stability
-        long_enough = timed.wall_ns >= MIN_STABILITY_WINDOW_NS
-        if (long_enough and stab and stab.throughput_cv is not None
-                and stab.throughput_cv > UNSTABLE_CV):
-            reasons.append(
-                f"unstable: throughput varies {stab.throughput_cv:.0%} between windows "
-                f"(limit {UNSTABLE_CV:.0%})"
-            )
-        if stab and not stab.warmup_settled:
-            reasons.append("warm-up did not settle within its time limit")
+        if result.stability is not None:
+            reasons.extend(stability_reasons(result.stability, timed.wall_ns))
         sysst = result.system
         if sysst and sysst.throttled:
             now = [r for r in sysst.throttle_reasons if "occurred" not in r]

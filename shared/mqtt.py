@@ -38,6 +38,7 @@ AckingMessageHandler = Callable[[str, bytes, int, int], None]
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
+V5_PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -184,9 +185,18 @@ def _attempt(
 
     client.on_connect = _on_connect
     client.on_disconnect = _on_disconnect
+
+    def _on_connect_fail(_c: Any, _u: Any) -> None:
+        # the broker closed the socket before any CONNACK (amqtt does this for MQTT v5)
+        outcome.setdefault("disconnect", "connection closed before CONNACK")
+        connected.set()
+
+    client.on_connect_fail = _on_connect_fail
     client.on_message = _on_message
     props = None
-    if v5:
+    if v5 and session_expiry_s > 0:
+        # only when needed: a v3-only broker answers a bare v5 CONNECT with "unsupported
+        # protocol version" at once, but amqtt never answers one that carries properties
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry_s
     try:
@@ -248,13 +258,17 @@ def connect(
     versions = ["5", "3.1.1"] if protocol == "auto" else [protocol]
     errors: list[str] = []
     for version in versions:
+        # In auto mode the v5 try is a probe: a broker on a working link answers CONNACK in well
+        # under V5_PROBE_TIMEOUT_S, and one that chokes on v5 (amqtt) then costs no more than that.
+        attempt_timeout_s = min(timeout_s, V5_PROBE_TIMEOUT_S) if protocol == "auto" and version == "5" \
+            else timeout_s
         conn, why = _attempt(
             broker,
             client_id,
             version,
             clean_start=clean_start,
             session_expiry_s=session_expiry_s,
-            timeout_s=timeout_s,
+            timeout_s=attempt_timeout_s,
             on_message=on_message,
             on_connect=on_connect,
             manual_ack=manual_ack,
