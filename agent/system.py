@@ -2,7 +2,8 @@
 
 Per-core CPU utilisation (psutil), CPU frequency (``cpufreq/scaling_cur_freq``, else psutil),
 temperatures (``/sys/class/thermal/thermal_zone*/temp``, millidegrees), throttling (Raspberry Pi
-``vcgencmd get_throttled`` bits, as documented by Raspberry Pi for ``vcgencmd``), and peak RSS.
+``vcgencmd get_throttled`` bits, as documented by Raspberry Pi for ``vcgencmd``; on a Jetson, CPU
+clocks below ``cpuinfo_max_freq``), and peak RSS.
 ``sysfs_root`` replaces ``/`` for every file read, so tests point it at a fake tree.
 """
 
@@ -35,6 +36,7 @@ THROTTLE_BITS = {
 }
 
 CommandRunner = Callable[[list[str]], str | None]
+JETSON_CLOCK_FLOOR = 0.95
 
 
 def run_command(argv: list[str]) -> str | None:
@@ -100,6 +102,30 @@ class SystemSampler:
             return float(freq.current) if freq and freq.current else None
         return None
 
+    def _max_freq_mhz(self) -> float | None:
+        values = []
+        for path in (self.root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
+            try:
+                values.append(int(path.read_text()) / 1000.0)
+            except (OSError, ValueError):
+                continue
+        return max(values) if values else None
+
+    def _jetson_clock_reason(self) -> str | None:
+        """On a Jetson, a CPU clock below its maximum during the run means DVFS or thermal capping.
+
+        JetPack boards scale clocks unless ``jetson_clocks`` pins them (NVIDIA Jetson Linux
+        Developer Guide, "Power Management": the nvpmodel and jetson_clocks tools), so a run whose
+        lowest sampled clock stays under 95 % of ``cpuinfo_max_freq`` is flagged.
+        """
+        if not (self.root / "etc/nv_tegra_release").exists() or not self._freqs:
+            return None
+        rated = self._max_freq_mhz()
+        if rated is None or min(self._freqs) >= JETSON_CLOCK_FLOOR * rated:
+            return None
+        return (f"Jetson CPU clock fell to {min(self._freqs):.0f} MHz of {rated:.0f} MHz "
+                "(pin clocks with `sudo jetson_clocks`)")
+
     def sample(self) -> None:
         self._per_core.append(psutil.cpu_percent(percpu=True))
         freq = self._freq_mhz()
@@ -143,6 +169,10 @@ class SystemSampler:
                 throttled, reasons = decode_throttled(output)
             except ValueError:
                 logger.info("unexpected vcgencmd output %r", output)
+        jetson = self._jetson_clock_reason()
+        if jetson is not None:
+            throttled = True
+            reasons.append(jetson)
         cores = list(zip(*self._per_core, strict=False)) if self._per_core else []
         per_core = [sum(c) / len(c) for c in cores]
         return SystemState(

@@ -69,3 +69,22 @@ def test_manifest_reads_the_board_and_maps_it_to_the_catalogue(tmp_path: Path) -
     assert manifest.board == "Raspberry Pi 5 Model B Rev 1.0"
     assert manifest.cpu_model == "Raspberry Pi 5 Model B Rev 1.0"
     assert manifest.hardware_key is not None
+
+
+def test_jetson_clock_below_its_maximum_is_reported_as_throttling(tmp_path: Path) -> None:
+    # JetPack marks its root file system with /etc/nv_tegra_release; cpufreq as in the kernel docs
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/nv_tegra_release").write_text("# R36 (release), REVISION: 3.0\n")
+    freq = tmp_path / "sys/devices/system/cpu/cpu0/cpufreq"
+    freq.mkdir(parents=True)
+    (freq / "scaling_cur_freq").write_text("729600\n")
+    (freq / "cpuinfo_max_freq").write_text("1728000\n")
+    sampler = SystemSampler(tmp_path, hz=50, runner=lambda argv: None)
+    sampler.start()
+    state = sampler.stop()
+    assert state.throttled is True
+    assert "730 MHz of 1728 MHz" in state.throttle_reasons[0]
+    (freq / "scaling_cur_freq").write_text("1728000\n")
+    pinned = SystemSampler(tmp_path, hz=50, runner=lambda argv: None)
+    pinned.start()
+    assert pinned.stop().throttled is None
