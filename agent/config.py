@@ -56,7 +56,13 @@ class _TomlSource(PydanticBaseSettingsSource):
         return self.data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.data.items() if k in self.settings_cls.model_fields}
+        unknown = sorted(set(self.data) - set(self.settings_cls.model_fields))
+        if unknown:
+            raise ConfigError(
+                f"config file: unknown setting(s) {', '.join(unknown)}; "
+                "see `edgemeter config sample` for the valid names"
+            )
+        return dict(self.data)
 
 
 class BenchSettings(BaseSettings):

@@ -7,6 +7,7 @@ from a counter file beside the outbox, so it only grows across runs and reboots.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import uuid
@@ -31,13 +32,16 @@ class Outbox:
         """Increment and return the device's sequence counter (persisted beside the outbox)."""
         self._ensure()
         path = self.folder.parent / "seq"
-        try:
-            current = int(path.read_text().strip() or "0")
-        except (OSError, ValueError):
-            current = 0
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(str(current + 1))
-        os.replace(tmp, path)
+        # a lock file, so a timer run and a manual run never draw the same number
+        with (self.folder.parent / "seq.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = int(path.read_text().strip() or "0")
+            except (OSError, ValueError):
+                current = 0
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(str(current + 1))
+            os.replace(tmp, path)
         return current + 1
 
     def put(self, result: BenchmarkResult) -> Path:

@@ -33,7 +33,7 @@ from agent.stats import coefficient_of_variation, early_stop_min_queries, summar
 from agent.system import SystemSampler
 from shared import latency as latency_codec
 from shared.catalogue import HardwareEntry, load_catalogue
-from shared.errors import EdgemeterError
+from shared.errors import ConfigError, EdgemeterError
 from shared.schema import (
     BenchmarkResult,
     EnergyReport,
@@ -116,7 +116,8 @@ def _precision_from_tensors(session: Session) -> str:
     return dtypes.pop() if len(dtypes) == 1 else "mixed"
 
 
-def _windows(timed: scenarios.Timed, batch: int, count: int = STABILITY_WINDOWS) -> list[StabilityWindow]:
+def _windows(timed: scenarios.Timed, samples_per_query: float,
+             count: int = STABILITY_WINDOWS) -> list[StabilityWindow]:
     if len(timed.starts_ns) < count * 2:
         return []
     span = max(int(timed.starts_ns[-1]) + 1, 1)
@@ -131,7 +132,7 @@ def _windows(timed: scenarios.Timed, batch: int, count: int = STABILITY_WINDOWS)
             StabilityWindow(
                 start_s=float(lo / 1e9),
                 queries=queries,
-                throughput_sps=queries * batch / ((hi - lo) / 1e9),
+                throughput_sps=queries * samples_per_query / ((hi - lo) / 1e9),
                 p50_ms=float(np.median(timed.latencies_ns[mask]) / 1e6),
             )
         )
@@ -191,9 +192,9 @@ class Runner:
         scenario = s.scenario
         spq = s.samples_per_query if scenario == Scenario.MULTI_STREAM else 1
         if scenario == Scenario.SERVER and s.target_qps is None:
-            from shared.errors import ConfigError
-
             raise ConfigError("the server scenario needs --target-qps (queries per second)")
+        if scenario == Scenario.MULTI_STREAM and s.batch > 1:
+            raise ConfigError("multi-stream builds each query from --samples-per-query; leave --batch at 1")
         catalogue = load_catalogue(s.catalogue)
         manifest = collect_manifest(s.sysfs_root, catalogue, s.hardware)
         entry = catalogue.entries.get(manifest.hardware_key or "")
@@ -237,13 +238,16 @@ class Runner:
                     scenarios.warm_up(extra, s.warmup if s.warmup is not None else 5)
                 system = SystemSampler(s.sysfs_root)
                 system.start()
-                if monitor is not None:
-                    monitor.begin()
-                timed = self._timed(calls, scenario, spq, session_batch)
-                energy: EnergyReport | None = (
-                    monitor.end(timed.samples) if monitor is not None else None
-                )
-                system_state = system.stop(model_load_rss_bytes=max(rss_loaded, 0))
+                try:
+                    if monitor is not None:
+                        monitor.begin()
+                    timed = self._timed(calls, scenario, spq, session_batch)
+                    energy: EnergyReport | None = (
+                        monitor.end(timed.samples) if monitor is not None else None
+                    )
+                finally:
+                    system_state = system.stop(model_load_rss_bytes=max(rss_loaded, 0))
+                power_source = monitor.source_name if monitor is not None else None
             finally:
                 if monitor is not None:
                     monitor.close()
@@ -254,7 +258,7 @@ class Runner:
 
         summary = summarize_ms(timed.latencies_ns, EARLY_STOP[scenario])
         throughput = timed.samples / (timed.wall_ns / 1e9)
-        windows = _windows(timed, session_batch if scenario == Scenario.OFFLINE else spq)
+        windows = _windows(timed, timed.samples / max(len(timed.latencies_ns), 1))
         stability = Stability(
             warmup_iterations=warm_n,
             warmup_settled=settled,
@@ -265,6 +269,10 @@ class Runner:
         model_info = _model_info(self.model, fmt, session, s)
         buckets, counts = latency_codec.encode(timed.latencies_ns)
         effective = self._spec(threads, streams, spq, timed)
+        effective.warmup = warm_n
+        effective.power = power_source or "none"
+        effective.backend = backend.name
+        effective.batch = session_batch if scenario != Scenario.MULTI_STREAM else 1
         result = BenchmarkResult(
             device_id=s.device_id,
             fleet=s.fleet,
@@ -367,7 +375,6 @@ class Runner:
         spec.iterations = len(timed.latencies_ns)
         spec.duration_s = timed.wall_ns / 1e9
         spec.min_queries = self._stop_rule().min_queries
-        spec.backend = "onnxruntime" if self.model.suffix == ".onnx" else "litert"
         return spec
 
     def _validity_reasons(self, result: BenchmarkResult, timed: scenarios.Timed) -> list[str]:

@@ -4,7 +4,8 @@ Early stopping (MLPerf LoadGen, ``loadgen/early_stopping.cc`` and ``results.cc``
 queries of which ``t`` were slower than the estimate, the estimate is accepted when seeing at most
 ``t`` over-latency queries in ``n`` would be unlikely (probability <= 1 - confidence, 0.01) if the
 true over-latency rate were ``1 - percentile``. The conservative estimate is the ``t``-th highest
-latency for the largest such ``t``; fewer queries than the minimum (64 for p90, 662 for p99) give
+latency for the largest such ``t`` (LoadGen's ``sample_latencies[n - t]``, ascending); fewer
+queries than the minimum (64 for p90, 662 for p99) give
 no estimate. That is ``t = max{i >= 1 : BinomialCDF(i; n, 1 - percentile) <= 0.01}``, and the
 minimum query count is the smallest ``n`` for which ``i = 1`` passes.
 """

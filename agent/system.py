@@ -158,6 +158,7 @@ class SystemSampler:
         self._stop.set()
         if self._thread:
             self._thread.join()
+        in_run = self.samples
         if self.samples == 0:
             self._zone_paths = self._zone_paths or self._zones()
             self.sample()
@@ -178,8 +179,9 @@ class SystemSampler:
         return SystemState(
             samples=self.samples,
             sample_hz=self.hz,
-            cpu_util_pct=sum(per_core) / len(per_core) if per_core else None,
-            cpu_util_pct_per_core=[round(v, 1) for v in per_core],
+            # a run shorter than one period has no utilisation sample of its own: unmeasured
+            cpu_util_pct=sum(per_core) / len(per_core) if per_core and in_run else None,
+            cpu_util_pct_per_core=[round(v, 1) for v in per_core] if in_run else [],
             cpu_freq_mhz_mean=sum(self._freqs) / len(self._freqs) if self._freqs else None,
             cpu_freq_mhz_min=min(self._freqs) if self._freqs else None,
             cpu_freq_mhz_max=max(self._freqs) if self._freqs else None,

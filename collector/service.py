@@ -337,7 +337,10 @@ class CollectorService:
                 self._in_flight = 0
                 self._idle.notify_all()
         if self._retry:
-            self._process([])  # one last try before giving up
+            try:
+                self._process([])  # one last try before giving up
+            except Exception:
+                logger.exception("collector writer: last retry failed")
         for item in self._retry:
             logger.warning("collector stopping: %s is not stored; left unacknowledged, so the "
                            "broker delivers it again to the next session", item.label)

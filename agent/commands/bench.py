@@ -16,6 +16,7 @@ from agent.commands.bench_args import (
 from agent.publish import Outbox, publish
 from agent.runner import Runner
 from shared.errors import EdgemeterError, PublishError
+from shared.mqtt import parse_broker_url
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
                                   streams=args.streams, samples_per_query=args.samples_per_query,
                                   target_qps=args.target_qps,
                                   latency_bound_ms=args.latency_bound_ms, publish=args.publish)
+    if settings.publish:
+        parse_broker_url(settings.publish)  # a bad URL fails before the run, not after it
     outbox = Outbox(settings.outbox)
     seq = outbox.next_seq() if settings.publish else 0
     result = Runner(settings, args.model).run(seq=seq)

@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.commands.bench_args import add_run_flags, settings_from_args
 from agent.runner import Runner
-from shared.errors import ConfigError, EdgemeterError, MissingExtraError
+from shared.errors import ConfigError, EdgemeterError, MissingExtraError, require_module
 from shared.schema import Scenario
 
 
@@ -53,7 +53,16 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _check_output(path: str | None) -> None:
+    if path and not Path(path).resolve().parent.is_dir():
+        raise ConfigError(f"cannot write {path}: its folder does not exist")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_output(args.json)
+    _check_output(args.plot)
+    if args.plot:
+        require_module("matplotlib", "collector")
     rows: list[dict[str, Any]] = []
     for batch in args.batch:
         for streams in args.streams:
@@ -85,10 +94,13 @@ def run(args: argparse.Namespace) -> int:
     base = rows[0]["throughput_sps"]
     for row in rows:
         row["speedup"] = row["throughput_sps"] / base
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
-    if args.plot:
-        plot(rows, Path(args.plot), args.model.name)
+    try:
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        if args.plot:
+            plot(rows, Path(args.plot), args.model.name)
+    except OSError as err:
+        raise EdgemeterError(f"cannot write the sweep output: {err}") from err
     return 0
 
 

@@ -36,11 +36,16 @@ logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def opened_store(url: str) -> Iterator[Store]:
-    """Open (and migrate) the store at ``url``; PostgreSQL needs the collector extra."""
-    if urlsplit(url).scheme.split("+")[0] in ("postgresql", "postgres"):
-        require_module("psycopg", "collector")
-    store = open_store(url)
+def opened_store(url: str, *, existing: bool = True) -> Iterator[Store]:
+    """Open the store at ``url``; reading commands never create a database (``existing``)."""
+    if existing:
+        from collector.commands import _open_existing
+
+        store = _open_existing(url)
+    else:
+        if urlsplit(url).scheme.split("+")[0] in ("postgresql", "postgres"):
+            require_module("psycopg", "collector")
+        store = open_store(url)
     try:
         yield store
     finally:
@@ -90,7 +95,9 @@ def run_baselines_import(args: argparse.Namespace) -> int:
     if args.shipped == bool(args.file):
         raise ConfigError("baselines import: give FILE or --shipped (one of them)")
     rows = shipped_baselines() if args.shipped else read_cited_file(args.file)
-    with opened_store(args.db) as store:
+    if not rows:
+        raise ConfigError(f"{args.file}: no cited baseline rows found (JSON list or CSV with a header)")
+    with opened_store(args.db, existing=False) as store:
         added = import_cited(store, rows)
     print(f"imported {added} new of {len(rows)} cited baseline(s) into {args.db}")
     return 0

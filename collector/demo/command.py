@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: {broker.kind} broker at {broker.url}; collector -> {db_url}")
         store = open_store(db_url)
         service = CollectorService(store, broker.url, client_id="edgemeter-demo-collector")
-        service.start()
         run_ids = []
         try:
+            service.start()
             outbox = Outbox(workdir / "state" / "outbox")
             for model in models:
                 # One runtime thread: the broker and collector share this machine's cores.
@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"demo: {model.name} on {result.runtime.name}: p50 "
                       f"{result.latency_ms.p50:.3f} ms, {result.throughput_sps:.0f} samples/s ({verdict})")
             service.wait_idle(timeout_s=10)
+            stored = [r for r in store.list_results() if str(r.run_id) in run_ids]
         finally:
             service.stop()
-        stored = [r for r in store.list_results() if str(r.run_id) in run_ids]
-        store.close()
+            store.close()
     print()
     print_table(stored)
     print(f"\ndemo: {len(stored)} of {len(run_ids)} result(s) collected in "

@@ -48,3 +48,10 @@ def test_power_probe_command_says_why_each_source_is_unusable(capsys: pytest.Cap
     probes = json.loads(capsys.readouterr().out)
     assert probes["estimate"]["usable"] is True
     assert probes["rapl"]["usable"] is False and probes["rapl"]["why_not"]
+
+
+def test_a_misspelt_key_in_the_config_file_is_an_error_not_ignored(tmp_path: Path) -> None:
+    cfg = tmp_path / "typo.toml"
+    cfg.write_text("[bench]\nthreds = 2\n")
+    with pytest.raises(ConfigError, match="threds"):
+        load_settings({}, cfg)
