@@ -7,16 +7,14 @@ A fixture that cannot get its service skips the test on a developer machine but 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from collector.demo.broker import PrivateBroker, find_mosquitto
+from shared.errors import PublishError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
@@ -29,22 +27,6 @@ def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: install it in .ci/run)")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="session")
@@ -63,40 +45,22 @@ def shared_samples() -> Path:
 
 @pytest.fixture(scope="session")
 def mosquitto_url() -> Iterator[str]:
-    """A private Mosquitto on a free loopback port, for the whole session."""
-    binary = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if binary is None:
+    """A private Mosquitto on a free loopback port, for the whole session.
+
+    It is the demo's broker (``collector.demo.broker.PrivateBroker``), whose config raises
+    ``max_queued_messages``: the tests publish bursts larger than Mosquitto's default of 1000.
+    """
+    if find_mosquitto() is None:
         unavailable("mosquitto is not installed (apt-get install mosquitto)")
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="edgemeter-mosquitto-"))
-    conf = workdir / "mosquitto.conf"
-    # max_queued_messages: Mosquitto's default of 1000 silently drops QoS 1 messages queued for a
-    # slow or absent persistent subscriber; the tests publish bursts larger than that.
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence false\n"
-        "max_queued_messages 100000\n"
-        "max_inflight_messages 100\n"
-        "log_dest stderr\n"
-    )
-    # Mosquitto drops root privileges before opening a log_dest file, so the fixture opens the log.
-    log = (workdir / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    broker = PrivateBroker(prefer="mosquitto")
     try:
-        if not wait_for_port(port):
-            unavailable(f"mosquitto did not start on port {port}")
-        yield f"mqtt://127.0.0.1:{port}"
+        broker.start()
+    except PublishError as err:
+        unavailable(f"mosquitto did not start: {err}")
+    try:
+        yield broker.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        broker.stop()
 
 
 POSTGRES_URL = os.environ.get(

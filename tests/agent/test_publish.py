@@ -9,10 +9,10 @@ import pytest
 
 from agent.cli import main
 from agent.publish import Outbox, publish
+from collector.demo.broker import free_port
 from shared.mqtt import connect
 from shared.schema import BenchmarkResult
 from shared.topics import TopicKind, Topics
-from tests.conftest import free_port
 from tests.factories import make_result
 
 

@@ -6,10 +6,9 @@ import time
 
 import pytest
 
-from collector.demo.broker import PrivateBroker
+from collector.demo.broker import PrivateBroker, free_port
 from shared.errors import ConfigError, PublishError
 from shared.mqtt import connect, parse_broker_url
-from tests.conftest import free_port
 
 
 def test_mosquitto_is_spoken_to_in_mqtt_v5(mosquitto_url: str) -> None:
