@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-all
 UV     := $(shell command -v uv 2>/dev/null)
 
-.PHONY: demo test lint typecheck unit install clean
+.PHONY: demo test test-fast lint typecheck unit install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "edgemeter needs Python >= 3.10"'
@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,6 +35,10 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck unit
+
+# The edit loop: everything not marked slow, no lint or type check (under a minute).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not slow' -x
 
 clean:
 	rm -rf $(VENV) edgemeter-demo .pytest_cache .mypy_cache .ruff_cache

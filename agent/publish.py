@@ -13,7 +13,8 @@ import os
 import uuid
 from pathlib import Path
 
-from shared.errors import PublishError
+from agent.errors import PublishError
+from shared.errors import BrokerError
 from shared.mqtt import connect
 from shared.schema import BenchmarkResult
 from shared.topics import Topics
@@ -69,7 +70,7 @@ def publish(result: BenchmarkResult, broker_url: str, outbox: Outbox,
     try:
         conn = connect(broker_url, f"edgemeter-agent-{result.device_id}-{uuid.uuid4().hex[:6]}",
                        timeout_s=timeout_s)
-    except PublishError as err:
+    except BrokerError as err:
         raise PublishError(f"{err}; the result is kept in {saved.parent} and is sent by the "
                            "next --publish") from err
     delivered = 0
@@ -84,7 +85,7 @@ def publish(result: BenchmarkResult, broker_url: str, outbox: Outbox,
             topic = Topics.result(waiting.fleet, waiting.device_id)
             try:
                 conn.publish(topic, path.read_bytes(), qos=1, timeout_s=timeout_s)
-            except PublishError as err:
+            except BrokerError as err:
                 raise PublishError(f"{err}; {len(outbox.pending())} result(s) kept in "
                                    f"{outbox.folder}") from err
             path.unlink()

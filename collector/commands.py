@@ -17,7 +17,6 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from collector.stores.base import ResultFilter, Store, open_store
 from shared.errors import ConfigError, require_module
@@ -105,30 +104,9 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _check_extras(db_url: str) -> None:
-    if urlsplit(db_url).scheme.split("+")[0] in ("postgresql", "postgres"):
-        require_module("psycopg", "collector")
-
-
-def _open_existing(db_url: str) -> Store:
-    """Open a store to read: a SQLite file must already exist."""
-    _check_extras(db_url)
-    if urlsplit(db_url).scheme == "sqlite":
-        from collector.stores.sqlite import sqlite_path
-
-        path = sqlite_path(db_url)
-        if path != ":memory:" and not Path(path).is_file():
-            raise ConfigError(
-                f"no results database at {Path(path).resolve()}: check --db (sqlite:///relative"
-                ".db or sqlite:////absolute.db) or start 'edgemeter collector serve' first"
-            )
-    return open_store(db_url)
-
-
 def _serve(args: argparse.Namespace) -> int:
     from collector.service import CollectorService, default_client_id
 
-    _check_extras(args.db)
     store = open_store(args.db)
     try:
         client_id = args.client_id or default_client_id()
@@ -155,7 +133,7 @@ def _filter(args: argparse.Namespace) -> ResultFilter:
 
 
 def _results(args: argparse.Namespace) -> int:
-    store = _open_existing(args.db)
+    store = open_store(args.db, must_exist=True)
     try:
         if args.dead_letters:
             _print_dead_letters(store, args)
@@ -269,7 +247,7 @@ def _export(args: argparse.Namespace) -> int:
             raise ConfigError("parquet is binary: give --output PATH")
     from collector.export import export_results
 
-    store = _open_existing(args.db)
+    store = open_store(args.db, must_exist=True)
     try:
         results = store.list_results(_filter(args))
     finally:

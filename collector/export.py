@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from shared.errors import ConfigError, MissingExtraError, StoreError
+from collector.errors import StoreError
+from shared.errors import ConfigError, MissingExtraError
 from shared.schema import BenchmarkResult
 
 __all__ = ["FORMATS", "ExportFormat", "export_results", "flat_rows", "flatten"]

@@ -60,9 +60,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from collector.errors import SubscribeError
 from collector.ingest import Rejection, ingest
 from collector.stores.base import Store
-from shared.errors import PublishError
 from shared.mqtt import MqttConnection, connect
 from shared.schema import BenchmarkResult
 from shared.topics import TopicKind, Topics
@@ -186,7 +186,8 @@ class CollectorService:
     def start(self) -> None:
         """Start the writer, connect, subscribe; returns once the broker confirmed the subscription.
 
-        Raises :class:`shared.errors.PublishError` when the broker cannot be reached.
+        Raises :class:`shared.errors.BrokerError` when the broker cannot be reached
+        (:class:`collector.errors.SubscribeError` when it does not confirm the subscription).
         """
         if self._writer is not None:
             return
@@ -209,7 +210,7 @@ class CollectorService:
                 on_connect=self._on_connect,
             )
             if not self._subscribed.wait(self.connect_timeout_s):
-                raise PublishError(
+                raise SubscribeError(
                     f"broker {self.mqtt_url} did not confirm the subscription to "
                     f"{self.subscription} within {self.connect_timeout_s:.0f} s"
                 )

@@ -1,14 +1,15 @@
-"""The exception tree. Every error edgemeter raises on purpose is one of these.
+"""The errors both sides share. Every error edgemeter raises on purpose derives from the root here.
 
     EdgemeterError                 root: the CLI prints ``str(err)`` as one line and exits 2
     ├── ConfigError                bad flag, environment variable or config file
-    ├── ModelError                 missing, corrupt or unsupported model file
-    ├── BackendError               an inference runtime is missing or failed
-    │   └── DelegateError          an accelerator delegate (Edge TPU, ...) could not be loaded
-    ├── PowerSourceError           a power source named by the user is unusable
-    ├── PublishError               a broker could not be reached, started, or did not acknowledge
-    ├── StoreError                 the results database could not be opened or written
+    ├── BrokerError                a broker could not be reached, refused, or did not acknowledge
+    │   ├── PublishError (the agent's)       a result was not delivered (says where it is kept)
+    │   └── SubscribeError (the collector's) the collector could not subscribe
     └── MissingExtraError          an optional dependency group is not installed
+
+Each side keeps its own subtree beside its code, in its own ``errors`` module: the agent's (model,
+backend, power source, publish) and the collector's (store, subscribe). This module keeps only what
+both sides raise through the contract (:mod:`shared.mqtt`, :mod:`shared.catalogue`).
 
 Third-party exceptions are translated once, at the boundary where edgemeter calls the library,
 with ``raise ... from err`` so the cause stays in the traceback for ``--debug``.
@@ -25,31 +26,8 @@ class ConfigError(EdgemeterError):
     """A flag, environment variable or configuration file is invalid."""
 
 
-class ModelError(EdgemeterError):
-    """A model file is missing, corrupt or in a format no backend can run."""
-
-
-class BackendError(EdgemeterError):
-    """An inference runtime is missing, or failed to load or run the model."""
-
-
-class DelegateError(BackendError):
-    """A hardware delegate or execution provider the user asked for could not be loaded."""
-
-
-class PowerSourceError(EdgemeterError):
-    """A power source the user asked for by name cannot be read."""
-
-
-class PublishError(EdgemeterError):
-    """A broker could not be reached, started or did not acknowledge.
-
-    When the agent fails to deliver a result, the message says where the result is kept.
-    """
-
-
-class StoreError(EdgemeterError):
-    """The results store could not be opened, migrated or written."""
+class BrokerError(EdgemeterError):
+    """An MQTT broker could not be reached, started, refused a request or did not acknowledge."""
 
 
 class MissingExtraError(EdgemeterError):

@@ -4,7 +4,7 @@
 (the embedded amqtt demo broker, for one). Nothing edgemeter sends depends on v5 properties: ids,
 ``seq`` and ``schema_version`` travel in the payload.
 
-paho-mqtt errors are translated here, once, into :class:`shared.errors.PublishError` or
+paho-mqtt errors are translated here, once, into :class:`shared.errors.BrokerError` or
 :class:`shared.errors.ConfigError`.
 
 Acknowledgements. By default paho acknowledges a QoS 1 message (PUBACK) as soon as the message
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from shared.errors import ConfigError, PublishError
+from shared.errors import BrokerError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ class MqttConnection:
         try:
             info.wait_for_publish(timeout=timeout_s)
         except (RuntimeError, ValueError) as err:
-            raise PublishError(f"broker {self.url} refused the publish on {topic}: {err}") from err
+            raise BrokerError(f"broker {self.url} refused the publish on {topic}: {err}") from err
         if qos > 0 and not info.is_published():
-            raise PublishError(
+            raise BrokerError(
                 f"broker {self.url} did not acknowledge within {timeout_s:.0f} s; "
                 "check that it is running and reachable"
             )
@@ -99,7 +99,7 @@ class MqttConnection:
     def subscribe(self, topic: str, qos: int = 1) -> None:
         result, _mid = self.client.subscribe(topic, qos=qos)
         if result != 0:
-            raise PublishError(f"could not subscribe to {topic} on {self.url} (code {result})")
+            raise BrokerError(f"could not subscribe to {topic} on {self.url} (code {result})")
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a message received with ``manual_ack=True`` (a no-op for QoS 0).
@@ -206,7 +206,7 @@ def _attempt(
         else:
             client.connect(url.host, url.port, keepalive=30)
     except OSError as err:
-        raise PublishError(
+        raise BrokerError(
             f"cannot reach the broker at {url}: {err.strerror or err}; is it running?"
         ) from err
     client.loop_start()
@@ -279,4 +279,4 @@ def connect(
             return conn
         errors.append(f"MQTT {version}: {why}")
         logger.info("MQTT %s connection to %s failed: %s", version, broker, why)
-    raise PublishError(f"broker {broker} refused the connection ({'; '.join(errors)})")
+    raise BrokerError(f"broker {broker} refused the connection ({'; '.join(errors)})")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.demo.broker import PrivateBroker, find_mosquitto
-from shared.errors import PublishError
+from edgemeter.demo.broker import PrivateBroker, find_mosquitto
+from shared.errors import BrokerError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
@@ -47,7 +47,7 @@ def shared_samples() -> Path:
 def mosquitto_url() -> Iterator[str]:
     """A private Mosquitto on a free loopback port, for the whole session.
 
-    It is the demo's broker (``collector.demo.broker.PrivateBroker``), whose config raises
+    It is the demo's broker (``edgemeter.demo.broker.PrivateBroker``), whose config raises
     ``max_queued_messages``: the tests publish bursts larger than Mosquitto's default of 1000.
     """
     if find_mosquitto() is None:
@@ -55,7 +55,7 @@ def mosquitto_url() -> Iterator[str]:
     broker = PrivateBroker(prefer="mosquitto")
     try:
         broker.start()
-    except PublishError as err:
+    except BrokerError as err:
         unavailable(f"mosquitto did not start: {err}")
     try:
         yield broker.url

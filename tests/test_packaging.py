@@ -27,7 +27,7 @@ def test_agent_install_depends_on_no_database_web_or_plotting_package() -> None:
 
 def test_building_the_cli_imports_no_runtime_database_or_plotting_library() -> None:
     code = (
-        "import sys; from agent.cli import build_parser; build_parser(); "
+        "import sys; from edgemeter.cli import build_parser; build_parser(); "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

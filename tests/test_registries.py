@@ -8,8 +8,8 @@ import importlib
 import pytest
 
 from agent.backends.base import BACKENDS, get_backend
-from agent.cli import COMMAND_MODULES
 from collector.stores.base import STORES
+from edgemeter.cli import COMMAND_MODULES
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))

@@ -57,9 +57,9 @@ from pathlib import Path
 from typing import Literal
 
 from agent.analyze._result import CONVENTION, LayerCount, ModelAnalysis
-from shared.errors import ModelError
+from agent.errors import ModelError as ModelError  # re-exported for callers of analyze_model
 
-__all__ = ["CONVENTION", "LayerCount", "ModelAnalysis", "analyze_model", "detect_format"]
+__all__ = ["CONVENTION", "LayerCount", "ModelAnalysis", "ModelError", "analyze_model", "detect_format"]
 
 logger = logging.getLogger(__name__)
 

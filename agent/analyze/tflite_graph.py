@@ -22,7 +22,8 @@ from agent.analyze._result import (
     numel,
     op_precision,
 )
-from shared.errors import MissingExtraError, ModelError
+from agent.errors import ModelError
+from shared.errors import MissingExtraError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.errors import BackendError, DelegateError, MissingExtraError, ModelError
+from agent.errors import BackendError, DelegateError, ModelError
+from shared.errors import MissingExtraError
 from shared.schema import RuntimeInfo, TensorInfo
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ from agent.commands.bench_args import (
     add_timing_flags,
     settings_from_args,
 )
+from agent.errors import PublishError
 from agent.publish import Outbox, publish
 from agent.runner import Runner
-from shared.errors import EdgemeterError, PublishError
+from shared.errors import EdgemeterError
 from shared.mqtt import parse_broker_url
 from shared.schema import BenchmarkResult
 

@@ -34,7 +34,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise MissingExtraError("collector", "matplotlib") from err
+        raise MissingExtraError("plot", "matplotlib") from err
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for streams in sorted({r["streams"] for r in rows}):
         sel = [r for r in rows if r["streams"] == streams]
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     _check_output(args.json)
     _check_output(args.plot)
     if args.plot:
-        require_module("matplotlib", "collector")
+        require_module("matplotlib", "plot")
     rows: list[dict[str, Any]] = []
     for batch in args.batch:
         for streams in args.streams:

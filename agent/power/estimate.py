@@ -32,8 +32,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from agent.errors import PowerSourceError
 from agent.power.base import OnceLogger, PowerSource, Reading, SourceConfig
-from shared.errors import PowerSourceError
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import PowerSourceError
 from agent.power.base import (
     OnceLogger,
     PowerSource,
@@ -33,7 +34,6 @@ from agent.power.base import (
     read_str,
     stamp,
 )
-from shared.errors import PowerSourceError
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)

@@ -30,11 +30,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from agent.errors import PowerSourceError
 from agent.power import registry
 from agent.power.base import PowerSource, SourceConfig
 from agent.power.sampler import Sampler, WindowStats, finite, summarize
 from shared.catalogue import HardwareEntry, load_catalogue
-from shared.errors import ConfigError, PowerSourceError
+from shared.errors import ConfigError
 from shared.schema import EnergyReport, PowerTrace, RailEnergy
 
 logger = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ import time
 import uuid
 from abc import abstractmethod
 
+from agent.errors import PowerSourceError
 from agent.power.base import OnceLogger, PowerSource, Reading, SourceConfig
-from shared.errors import EdgemeterError, PowerSourceError
+from shared.errors import EdgemeterError
 from shared.mqtt import MqttConnection, connect
 from shared.schema import PowerScope
 

@@ -16,8 +16,8 @@ import logging
 import time
 from typing import Any
 
+from agent.errors import PowerSourceError
 from agent.power.base import Kind, OnceLogger, PowerSource, Reading, SourceConfig, stamp
-from shared.errors import PowerSourceError
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)

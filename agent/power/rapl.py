@@ -20,8 +20,8 @@ import logging
 import time
 from pathlib import Path
 
+from agent.errors import PowerSourceError
 from agent.power.base import PowerSource, Reading, SourceConfig, read_str, stamp
-from shared.errors import PowerSourceError
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import logging
 import platform
 from pathlib import Path
 
+from agent.errors import PowerSourceError
 from agent.power.base import PowerSource, SourceConfig
-from shared.errors import PowerSourceError
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import shutil
 import subprocess
 import time
 
+from agent.errors import PowerSourceError
 from agent.power.base import OnceLogger, PowerSource, Reading, SourceConfig, run_command, stamp
-from shared.errors import PowerSourceError
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from collector.compare.baselines import (
     cited_baselines,
@@ -38,14 +37,7 @@ logger = logging.getLogger(__name__)
 @contextmanager
 def opened_store(url: str, *, existing: bool = True) -> Iterator[Store]:
     """Open the store at ``url``; reading commands never create a database (``existing``)."""
-    if existing:
-        from collector.commands import _open_existing
-
-        store = _open_existing(url)
-    else:
-        if urlsplit(url).scheme.split("+")[0] in ("postgresql", "postgres"):
-            require_module("psycopg", "collector")
-        store = open_store(url)
+    store = open_store(url, must_exist=existing)
     try:
         yield store
     finally:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from collector.records import CitedBaseline, DeadLetter
-from shared.errors import ConfigError
+from shared.errors import ConfigError, require_module
 from shared.schema import BenchmarkResult
 
 
@@ -69,9 +70,24 @@ STORES: dict[str, str] = {
 }
 
 
-def open_store(url: str) -> Store:
-    """Open (and migrate) the store a URL names, importing only that store's driver."""
+def open_store(url: str, *, must_exist: bool = False) -> Store:
+    """Open (and migrate) the store a URL names, importing only that store's driver.
+
+    ``must_exist``: reading commands never create a database; a missing SQLite file is a
+    :class:`ConfigError` naming the path that was looked at.
+    """
     scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme in ("postgresql", "postgres"):
+        require_module("psycopg", "collector")
+    if must_exist and scheme == "sqlite":
+        from collector.stores.sqlite import sqlite_path
+
+        path = sqlite_path(url)
+        if path != ":memory:" and not Path(path).is_file():
+            raise ConfigError(
+                f"no results database at {Path(path).resolve()}: check --db (sqlite:///relative"
+                ".db or sqlite:////absolute.db) or start 'edgemeter collector serve' first"
+            )
     target = STORES.get(scheme)
     if target is None:
         raise ConfigError(

@@ -20,11 +20,12 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from collector.errors import StoreError
 from collector.records import CitedBaseline, DeadLetter
 from collector.stores import RESULT_COLUMNS, filter_sql, newest_first_limited, result_row, utc_now
 from collector.stores.base import ResultFilter
 from collector.stores.migrations import latest_version, pending
-from shared.errors import MissingExtraError, StoreError
+from shared.errors import MissingExtraError
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)

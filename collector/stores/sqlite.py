@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from collector.errors import StoreError
 from collector.records import CitedBaseline, DeadLetter
 from collector.stores import (
     RESULT_COLUMNS,
@@ -34,7 +35,7 @@ from collector.stores import (
 )
 from collector.stores.base import ResultFilter
 from collector.stores.migrations import latest_version, pending
-from shared.errors import ConfigError, StoreError
+from shared.errors import ConfigError
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)

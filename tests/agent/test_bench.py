@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from edgemeter.cli import main
 from shared.schema import BenchmarkResult, json_schema
 
 FAST = ["--power", "none", "--fidelity", "0", "--warmup", "5"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from edgemeter.cli import main
 
 
 def test_bad_publish_url_fails_before_the_run(shared_models: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,7 +42,7 @@ def test_power_probe_command_says_why_each_source_is_unusable(capsys: pytest.Cap
                                                               tmp_path: Path) -> None:
     import json
 
-    from agent.cli import main
+    from edgemeter.cli import main
 
     assert main(["power", "--sysfs-root", str(tmp_path), "--json"]) == 0
     probes = json.loads(capsys.readouterr().out)

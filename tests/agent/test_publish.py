@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from agent.publish import Outbox, publish
-from collector.demo.broker import free_port
+from edgemeter.cli import main
+from edgemeter.demo.broker import free_port
 from shared.mqtt import connect
 from shared.schema import BenchmarkResult
 from shared.topics import TopicKind, Topics

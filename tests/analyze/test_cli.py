@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 
 import agent.analyze
-from agent import cli
 from agent.analyze import LayerCount, ModelAnalysis, analyze_model, detect_format
-from shared.errors import ModelError
+from agent.errors import ModelError
+from edgemeter import cli
 
 Main = Callable[[Sequence[str] | None], int]
 
 
 @pytest.fixture()
 def main(monkeypatch: pytest.MonkeyPatch) -> Main:
-    """``agent.cli.main``, with only the command modules that exist in this tree yet.
+    """``edgemeter.cli.main``, with only the command modules that exist in this tree yet.
 
     Other engineers' command modules (``collector.commands``, ...) may not be written yet; the
     root parser imports every module it lists, so the ones that cannot be imported are left out.

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.analyze import ModelAnalysis, analyze_model
-from shared.errors import ModelError
+from agent.errors import ModelError
 
 EDGETPU_MODEL = "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
 

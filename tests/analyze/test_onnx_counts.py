@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agent.analyze import analyze_model
-from shared.errors import ModelError
+from agent.errors import ModelError
 
 pytestmark = pytest.mark.usefixtures("onnx_lib")
 

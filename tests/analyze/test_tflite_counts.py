@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agent.analyze import analyze_model, detect_format
-from shared.errors import ModelError
+from agent.errors import ModelError
 
 pytestmark = pytest.mark.usefixtures("litert_lib")
 

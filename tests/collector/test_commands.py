@@ -42,9 +42,9 @@ def _own_main(argv: Sequence[str]) -> int:
 
 
 def _root_main() -> Callable[[Sequence[str]], int]:
-    """agent.cli.main when every command module imports, else the collector's commands alone."""
+    """edgemeter.cli.main when every command module imports, else the collector's commands alone."""
     try:
-        from agent import cli
+        from edgemeter import cli
 
         cli.build_parser()
     except ImportError:

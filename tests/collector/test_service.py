@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from collector.errors import StoreError
 from collector.records import DeadLetter
 from collector.service import CollectorService
 from collector.stores.base import Store, open_store
-from shared.errors import PublishError, StoreError
+from shared.errors import BrokerError
 from shared.mqtt import MqttConnection
 from shared.schema import BenchmarkResult
 from shared.topics import Topics
@@ -280,6 +281,6 @@ def test_an_unreachable_broker_is_a_publish_error_and_leaves_no_thread(
     before = threading.active_count()
     service = CollectorService(sqlite_store, "mqtt://127.0.0.1:1", client_id="x",
                                connect_timeout_s=2)
-    with pytest.raises(PublishError, match="is it running"):
+    with pytest.raises(BrokerError, match="is it running"):
         service.start()
     assert threading.active_count() == before

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from collector.errors import StoreError
 from collector.records import CitedBaseline
 from collector.stores.base import STORES, ResultFilter, Store, open_store
 from collector.stores.migrations import MIGRATIONS, latest_version
 from collector.stores.sqlite import SqliteStore
-from shared.errors import ConfigError, MissingExtraError, StoreError
+from shared.errors import ConfigError, MissingExtraError
 from shared.schema import EnergyReport, PowerScope, Scenario
 from tests.factories import make_result
 

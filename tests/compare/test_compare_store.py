@@ -106,7 +106,7 @@ def test_compare_writes_the_html_report(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_root_cli_prints_one_line_errors(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from agent import cli as root
+    from edgemeter import cli as root
 
     if "collector.compare.commands" not in root.COMMAND_MODULES:
         monkeypatch.setattr(root, "COMMAND_MODULES",

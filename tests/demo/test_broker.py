@@ -13,8 +13,8 @@ import pytest
 from paho.mqtt.client import Client, MQTTMessage, MQTTv5, MQTTv311
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.demo.broker import PrivateBroker, find_mosquitto, free_port
-from shared.errors import MissingExtraError, PublishError
+from edgemeter.demo.broker import PrivateBroker, find_mosquitto, free_port
+from shared.errors import BrokerError, MissingExtraError
 from tests.conftest import unavailable
 
 TIMEOUT_S = 5.0
@@ -138,7 +138,7 @@ def test_broker_on_a_taken_port_fails_with_one_line_naming_the_cause(kind: str) 
         port = squatter.getsockname()[1]
         broker = PrivateBroker(kind, port=port)  # type: ignore[arg-type]
 
-        with pytest.raises(PublishError) as excinfo:
+        with pytest.raises(BrokerError) as excinfo:
             broker.start()
 
     message = str(excinfo.value)
@@ -154,7 +154,7 @@ def test_broker_on_a_port_someone_listens_on_fails_before_starting() -> None:
         squatter.listen()
         port = squatter.getsockname()[1]
 
-        with pytest.raises(PublishError, match="already in use") as excinfo:
+        with pytest.raises(BrokerError, match="already in use") as excinfo:
             PrivateBroker(port=port).start()
 
     assert "\n" not in str(excinfo.value)
@@ -163,7 +163,7 @@ def test_broker_on_a_port_someone_listens_on_fails_before_starting() -> None:
 def test_forced_mosquitto_without_the_binary_fails_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-mosquitto"
 
-    with pytest.raises(PublishError, match="no mosquitto executable") as excinfo:
+    with pytest.raises(BrokerError, match="no mosquitto executable") as excinfo:
         PrivateBroker("mosquitto", mosquitto=missing).start()
 
     assert str(missing) in str(excinfo.value) and "\n" not in str(excinfo.value)

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collector.demo import models
-from shared.errors import MissingExtraError, ModelError
+from agent.errors import ModelError
+from edgemeter.demo import models
+from shared.errors import MissingExtraError
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from collector.service import CollectorService
 from collector.stores.base import Store, open_store
+from edgemeter.cli import main
 from shared.schema import BenchmarkResult
 
 MODELS = ["vww_96_int8.tflite", "vww_96_int8_qdq.onnx", "kws_dscnn_int8.tflite"]

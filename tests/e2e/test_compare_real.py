@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from collector.service import CollectorService
 from collector.stores.base import open_store
+from edgemeter.cli import main
 from shared.schema import BenchmarkResult
 
 

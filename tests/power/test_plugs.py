@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from agent.errors import PowerSourceError
 from agent.power import EnergyMonitor
 from agent.power.base import SourceConfig
 from agent.power.shelly import ShellySource
 from agent.power.tasmota import TasmotaSource
-from shared.errors import PowerSourceError
 from shared.mqtt import MqttConnection, connect
 from shared.schema import PowerScope
 from tests.power.conftest import FIXTURES

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.errors import PowerSourceError
 from agent.power import EnergyMonitor, registry
 from agent.power.base import FileReader, SourceConfig
 from agent.power.rapl import RaplSource
-from shared.errors import PowerSourceError
 from shared.schema import PowerScope
 from tests.power.conftest import Counter, CounterWriter, copy_tree, generic_x86
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import agent.power
+from agent.errors import PowerSourceError
 from agent.power import available_sources, probe_all
 from agent.power.base import PowerSource, SourceConfig
 from agent.power.registry import SOURCES, auto_order, create, source_class
-from shared.errors import PowerSourceError
 from shared.schema import PowerScope
 
 

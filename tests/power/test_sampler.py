@@ -6,10 +6,11 @@ import time
 
 import pytest
 
+from agent.errors import PowerSourceError
 from agent.power import EnergyMonitor
 from agent.power.base import Reading
 from agent.power.sampler import coverage, summarize
-from shared.errors import ConfigError, PowerSourceError
+from shared.errors import ConfigError
 from tests.power.conftest import FakeGauge
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from collector.demo.broker import PrivateBroker, free_port
-from shared.errors import ConfigError, PublishError
+from edgemeter.demo.broker import PrivateBroker, free_port
+from shared.errors import BrokerError, ConfigError
 from shared.mqtt import connect, parse_broker_url
 
 
@@ -29,7 +29,7 @@ def test_a_v3_only_broker_gets_a_quick_fallback_to_3_1_1(session_expiry_s: int) 
 
 
 def test_unreachable_broker_is_one_clear_error() -> None:
-    with pytest.raises(PublishError, match="cannot reach the broker"):
+    with pytest.raises(BrokerError, match="cannot reach the broker"):
         connect(f"mqtt://127.0.0.1:{free_port()}", "nobody", timeout_s=2)
 
 

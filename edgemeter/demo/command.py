@@ -22,10 +22,10 @@ DEMO_DIR = Path("edgemeter-demo")
 
 def run(args: argparse.Namespace) -> int:
     from collector.commands import print_table
-    from collector.demo.broker import PrivateBroker
-    from collector.demo.models import generate_demo_models
     from collector.service import CollectorService
     from collector.stores.base import open_store
+    from edgemeter.demo.broker import PrivateBroker
+    from edgemeter.demo.models import generate_demo_models
 
     started = time.monotonic()
     workdir: Path = args.dir

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from agent import __version__
+from edgemeter import __version__
 from shared.errors import EdgemeterError
 
 COMMAND_MODULES = (
@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "agent.commands.config",
     "collector.commands",
     "collector.compare.commands",
-    "collector.demo.command",
+    "edgemeter.demo.command",
 )
 
 EXIT_ERROR = 2

@@ -5,8 +5,8 @@ that need them import them and raise :class:`~shared.errors.MissingExtraError` (
 extra) when they are missing.
 """
 
-from collector.demo.broker import PrivateBroker, find_mosquitto, free_port
-from collector.demo.models import (
+from edgemeter.demo.broker import PrivateBroker, find_mosquitto, free_port
+from edgemeter.demo.models import (
     generate_demo_models,
     generate_onnx_float,
     generate_onnx_int8,

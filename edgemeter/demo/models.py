@@ -26,7 +26,8 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from shared.errors import MissingExtraError, ModelError
+from agent.errors import ModelError
+from shared.errors import MissingExtraError
 
 logger = logging.getLogger(__name__)
 

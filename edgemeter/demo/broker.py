@@ -8,7 +8,7 @@ way it listens on 127.0.0.1 only, allows anonymous clients and keeps nothing on 
         publish_results(broker.url)  # mqtt://127.0.0.1:PORT
 
 :meth:`PrivateBroker.start` returns once the port accepts TCP connections, or raises
-:class:`~shared.errors.PublishError` with a one-line message that ends with the broker's last log
+:class:`~shared.errors.BrokerError` with a one-line message that ends with the broker's last log
 lines.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from shared.errors import MissingExtraError, PublishError
+from shared.errors import BrokerError, MissingExtraError
 
 logger = logging.getLogger(__name__)
 
@@ -190,17 +190,17 @@ class PrivateBroker:
             return "mosquitto", binary
         if self.prefer == "mosquitto":
             where = f"at {self._mosquitto}" if self._mosquitto else "on PATH"
-            raise PublishError(
+            raise BrokerError(
                 f"cannot start a private mosquitto broker: no mosquitto executable {where} "
                 "(apt-get install mosquitto, or let edgemeter use its embedded broker)"
             )
         logger.debug("mosquitto is not installed; using the embedded amqtt broker")
         return "amqtt", None
 
-    def _failure(self, detail: str, log_tail: str | None = None) -> PublishError:
-        """A one-line :class:`PublishError`; ``log_tail`` is the broker's own log, if it has one."""
+    def _failure(self, detail: str, log_tail: str | None = None) -> BrokerError:
+        """A one-line :class:`BrokerError`; ``log_tail`` is the broker's own log, if it has one."""
         suffix = f" (log: {_one_line(log_tail)})" if log_tail is not None else ""
-        return PublishError(
+        return BrokerError(
             f"the private {self._kind} broker did not start on {HOST}:{self._port}: {detail}{suffix}"
         )
 
