@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-all
 UV     := $(shell command -v uv 2>/dev/null)
 
-.PHONY: demo test test-fast lint typecheck unit install clean
+.PHONY: demo test test-fast lint typecheck unit install clean wheel
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "edgemeter needs Python >= 3.10"'
@@ -39,6 +39,15 @@ test: lint typecheck unit
 # The edit loop: everything not marked slow, no lint or type check (under a minute).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not slow' -x
+
+# The wheel a board installs (deploy/install.sh, deploy/ansible): dist/edgemeter-<version>-py3-none-any.whl
+wheel:
+	rm -f dist/edgemeter-*.whl
+ifneq ($(UV),)
+	$(UV) build -q --wheel -o dist .
+else
+	$(PYTHON) -m pip wheel -q --no-deps -w dist .
+endif
 
 clean:
 	rm -rf $(VENV) edgemeter-demo .pytest_cache .mypy_cache .ruff_cache
