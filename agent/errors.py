@@ -5,6 +5,7 @@
     ├── BackendError               an inference runtime is missing or failed
     │   └── DelegateError          an accelerator delegate (Edge TPU, ...) could not be loaded
     ├── PowerSourceError           a power source named by the user is unusable
+    ├── SpoolError                 the spool cannot be opened or written (says where it is)
     └── BrokerError (shared)
         └── PublishError           a result was not delivered; the message says where it is kept
 """
@@ -32,3 +33,7 @@ class PowerSourceError(EdgemeterError):
 
 class PublishError(BrokerError):
     """A result could not be delivered; the message says where the result is kept."""
+
+
+class SpoolError(EdgemeterError):
+    """The spool cannot be opened or written (disk full, permissions); says where it is."""

@@ -292,6 +292,9 @@ class BenchmarkResult(Strict):
     system: SystemState | None = None
     fidelity: Fidelity | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    replayed: bool = Field(
+        False, description="true when the agent sends this result again (no receipt came in time)"
+    )
 
     @field_validator("schema_version")
     @classmethod

@@ -15,11 +15,21 @@ _LEVEL = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
 class TopicKind(str, Enum):
+    """What a topic carries, and who writes it.
+
+    The agent writes ``result``, ``status`` (birth, death and its Last Will), ``telemetry``,
+    ``progress`` and ``ack``; the collector (or an operator's ``fleet run``) writes ``cmd`` and
+    the collector writes ``receipt`` (the run_ids it has stored). Payloads: :mod:`shared.schema`
+    for results, :mod:`shared.messages` for the rest.
+    """
+
     RESULT = "result"
     STATUS = "status"
     TELEMETRY = "telemetry"
+    PROGRESS = "progress"
     CMD = "cmd"
     ACK = "ack"
+    RECEIPT = "receipt"
 
 
 def valid_level(value: str) -> bool:

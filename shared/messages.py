@@ -1,0 +1,225 @@
+"""Fleet messages besides the result: presence, telemetry, progress, jobs, acks and receipts.
+
+Topics (``edgemeter/v1/{fleet}/{device_id}/{kind}``, built in :mod:`shared.topics`):
+
+==========  ====================  =======  ========  ==============================================
+kind        model                 QoS      retained  written by
+==========  ====================  =======  ========  ==============================================
+status      :class:`Status`       1        yes       agent: birth on connect, death on a clean stop,
+                                                     and the same death as its Last Will
+telemetry   :class:`Telemetry`    0        no        agent, every ``telemetry_s``
+progress    :class:`Progress`     0        no        agent, about once a second while a job runs
+cmd         :class:`JobCommand`   1        no        the operator (``fleet run``, the dashboard)
+ack         :class:`JobAck`       1        no        agent: accepted, rejected, running, done, ...
+receipt     :class:`Receipt`      1        no        collector: the run_ids it has committed
+==========  ====================  =======  ========  ==============================================
+
+Presence follows Sparkplug B's idea of a birth/death sequence number: every (re)connect the agent
+increments a persisted ``bd_seq``, registers ``Status(status="offline", bd_seq=n)`` as its Last
+Will and then publishes ``Status(status="online", bd_seq=n, manifest=...)``. A reader keeps the
+highest ``bd_seq`` it has seen per device and ignores a death whose ``bd_seq`` is older than the
+current birth's (the broker may fire a stale Will after the device has already reconnected).
+
+Same rules as :mod:`shared.schema`: units in names, ``null`` for unmeasured, unknown fields refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from shared.schema import DeviceManifest, Scenario, Strict
+from shared.topics import valid_level
+
+MESSAGES_VERSION = 1
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}\.(onnx|tflite)$")
+
+
+def _level(value: str) -> str:
+    if not valid_level(value):
+        raise ValueError("must be usable as one MQTT topic level (letters, digits, . _ : @ -)")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a timezone (UTC)")
+    return value.astimezone(timezone.utc)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Level = Annotated[str, AfterValidator(_level)]
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+Finite = Annotated[float | None, AfterValidator(_finite_or_none)]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class AgentManifest(Strict):
+    """What a birth message says about the device: board, runtimes, power sources, version."""
+
+    agent_version: str
+    device: DeviceManifest
+    runtimes: dict[str, str] = Field(
+        default_factory=dict, description="inference runtime name -> version, for those installed"
+    )
+    power_sources: list[str] = Field(
+        default_factory=list, description="power sources usable here (the estimate always is)"
+    )
+    telemetry_s: float | None = Field(None, gt=0)
+    keepalive_s: int | None = Field(None, gt=0)
+
+
+class Status(Strict):
+    """Birth (``online``) or death (``offline``) of one agent connection."""
+
+    schema_version: Literal[1] = 1
+    device_id: Level
+    fleet: Level
+    status: Literal["online", "offline"]
+    bd_seq: int = Field(ge=0, description="birth/death sequence number; grows on every connect")
+    sent_at: UtcTime | None = Field(None, description="null in a Last Will (fixed at connect)")
+    reason: str | None = Field(None, max_length=200, description="why offline, when known")
+    manifest: AgentManifest | None = Field(None, description="on births only")
+
+
+class Telemetry(Strict):
+    """The device's state every ``telemetry_s`` seconds."""
+
+    schema_version: Literal[1] = 1
+    device_id: Level
+    fleet: Level
+    sent_at: UtcTime = Field(default_factory=_now)
+    uptime_s: float = Field(ge=0)
+    cpu_util_pct: Finite = Field(None, ge=0, le=100)
+    memory_used_bytes: int | None = Field(None, ge=0)
+    memory_total_bytes: int | None = Field(None, ge=0)
+    temps_c: dict[str, float] = Field(default_factory=dict)
+    throttled: bool | None = None
+    throttle_reasons: list[str] = Field(default_factory=list)
+    power_w: Finite = Field(None, ge=0)
+    power_source: str | None = None
+    power_estimated: bool | None = None
+    spool_depth: int = Field(0, ge=0, description="results waiting for a receipt")
+    spool_dropped_total: int = Field(0, ge=0, description="results dropped by the spool's size cap")
+    current_job: str | None = None
+    jobs_queued: int = Field(0, ge=0)
+
+
+class Progress(Strict):
+    """About once a second while a job runs."""
+
+    schema_version: Literal[1] = 1
+    device_id: Level
+    fleet: Level
+    job_id: Level
+    sent_at: UtcTime = Field(default_factory=_now)
+    phase: Literal["fetch", "load", "warmup", "idle", "measure", "fidelity", "publish"]
+    iterations_done: int = Field(0, ge=0)
+    running_p50_ms: Finite = Field(None, ge=0)
+    power_w: Finite = Field(None, ge=0)
+
+
+class ModelRef(Strict):
+    """A model a job needs, by content: the agent fetches it by sha256 and verifies it."""
+
+    sha256: str = Field(description="hex sha256 of the model file")
+    name: str = Field(description="file name, for its format and for display (x.onnx, y.tflite)")
+    size_bytes: int | None = Field(None, ge=1)
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        value = value.lower()
+        if not _SHA256.match(value):
+            raise ValueError("must be 64 hex digits (a sha256)")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _MODEL_NAME.match(value):
+            raise ValueError("must be a plain file name ending in .onnx or .tflite (no folders)")
+        return value
+
+
+class JobSettings(Strict):
+    """The bench settings a remote job may set: the CLI's timing and runtime flags, no paths.
+
+    Bounds keep one job from holding a board for hours by accident; the agent validates these
+    again through its own settings model, exactly as the CLI's flags are.
+    """
+
+    scenario: Scenario = Scenario.SINGLE_STREAM
+    profile: Literal["quick", "standard", "mlperf"] | None = None
+    iterations: int | None = Field(None, ge=1, le=10_000_000)
+    duration_s: float | None = Field(None, gt=0, le=3600)
+    warmup: int | None = Field(None, ge=0, le=100_000)
+    threads: int | None = Field(None, ge=1, le=256)
+    batch: int = Field(1, ge=1, le=1024)
+    streams: int = Field(1, ge=1, le=64)
+    samples_per_query: int | None = Field(None, ge=1, le=1024)
+    target_qps: float | None = Field(None, gt=0, le=1_000_000)
+    latency_bound_ms: float | None = Field(None, gt=0, le=600_000)
+    backend: Literal["auto", "onnxruntime", "litert"] = "auto"
+    fidelity: int | None = Field(None, ge=0, le=1024)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    power: str | None = Field(None, pattern=r"^[a-z0-9_]{1,32}$")
+    idle_s: float | None = Field(None, ge=0, le=60)
+    role: Literal["edge", "datacenter", "hpc"] | None = None
+
+
+class JobCommand(Strict):
+    """A message on ``.../cmd``: run a benchmark, or cancel one."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["benchmark", "cancel"] = "benchmark"
+    job_id: Level = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    created_at: UtcTime = Field(default_factory=_now)
+    model: ModelRef | None = None
+    settings: JobSettings = Field(default_factory=JobSettings)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _benchmark_names_a_model(self) -> JobCommand:
+        if self.kind == "benchmark" and self.model is None:
+            raise ValueError("a benchmark job needs a model (sha256 and name)")
+        return self
+
+
+JobState = Literal["accepted", "rejected", "running", "done", "failed", "cancelled"]
+
+
+class JobAck(Strict):
+    """The agent's word on a job, on ``.../ack``: one message per state change."""
+
+    schema_version: Literal[1] = 1
+    device_id: Level
+    fleet: Level
+    job_id: str = Field(max_length=128)
+    state: JobState
+    sent_at: UtcTime = Field(default_factory=_now)
+    reason: str | None = Field(None, max_length=500)
+    run_id: uuid.UUID | None = None
+
+
+class Receipt(Strict):
+    """The collector's word that it has committed these results (``.../receipt``)."""
+
+    schema_version: Literal[1] = 1
+    run_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
+    stored_at: UtcTime = Field(default_factory=_now)
+    collector: str | None = None
