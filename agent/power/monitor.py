@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from agent.errors import PowerSourceError
 from agent.power import registry
@@ -37,6 +38,9 @@ from agent.power.sampler import Sampler, WindowStats, finite, summarize
 from shared.catalogue import HardwareEntry, load_catalogue
 from shared.errors import ConfigError
 from shared.schema import EnergyReport, PowerTrace, RailEnergy
+
+if TYPE_CHECKING:
+    from agent.config import BenchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -276,3 +280,55 @@ class EnergyMonitor:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class NullEnergyMonitor:
+    """The monitor of a run without power sampling (``--power none``): it measures nothing.
+
+    It has :class:`EnergyMonitor`'s methods, so the runner calls the same ones either way.
+    """
+
+    source_name = "none"
+
+    def measure_idle(self) -> None:
+        """Nothing to measure."""
+
+    def begin(self) -> None:
+        """Nothing to open."""
+
+    def end(self, inferences: int) -> EnergyReport | None:
+        """No energy block."""
+        return None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> NullEnergyMonitor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_energy_monitor(
+    settings: BenchSettings, *, hardware: HardwareEntry | None, cores_used: int
+) -> EnergyMonitor | NullEnergyMonitor:
+    """The monitor a run's settings ask for: the null monitor for ``power == "none"``."""
+    if settings.power == "none":
+        return NullEnergyMonitor()
+    return EnergyMonitor(
+        settings.power,
+        sysfs_root=settings.sysfs_root,
+        hz=settings.power_hz,
+        idle_s=settings.idle_s,
+        hardware=hardware,
+        cores_used=cores_used,
+        mqtt_url=settings.power_mqtt,
+        power_topic=settings.power_topic,
+        rpi5_calibration=settings.rpi5_calibration,
+    )
