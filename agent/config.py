@@ -8,13 +8,16 @@ defaults. ``edgemeter config sample`` prints an annotated file that parses back.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import socket
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -30,7 +33,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+logger = logging.getLogger(__name__)
+
 Profile = Literal["quick", "standard", "mlperf"]
+INPUT_SUFFIXES = (".npz",)
+# EDGEMETER_* variables that are read elsewhere (the CLI, the deploy units, the tests), not fields
+OTHER_ENV = frozenset({"CONFIG", "DB", "MQTT", "MODEL", "TEST_POSTGRES", "BENCH_POSTGRES"})
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -117,6 +125,30 @@ class BenchSettings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_exist(cls, value: Path | None) -> Path | None:
+        if value is None or value.is_dir():
+            return value
+        if not value.exists():
+            raise ValueError(f"{value}: no such file or folder")
+        if value.suffix.lower() not in INPUT_SUFFIXES:
+            raise ValueError(
+                f"{value}: unsupported file type {value.suffix or '(none)'}; "
+                "give an .npz file or a folder of images"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _scenario_needs(self) -> BenchSettings:
+        if self.scenario == Scenario.SERVER and self.target_qps is None:
+            raise ValueError("the server scenario needs --target-qps (queries per second)")
+        if self.scenario == Scenario.MULTI_STREAM and self.batch > 1:
+            raise ValueError(
+                "multi-stream builds each query from --samples-per-query; leave --batch at 1"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -134,15 +166,39 @@ class BenchSettings(BaseSettings):
 
 def load_settings(cli: dict[str, Any], config_file: Path | None = None) -> BenchSettings:
     """Settings from flags (``None`` = not given), environment, config file and defaults."""
+    warn_unknown_env(frozenset(k for k in os.environ if k.startswith(ENV_PREFIX)))
     BenchSettings.config_file = config_file
     try:
         return BenchSettings(**{k: v for k, v in cli.items() if v is not None})
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from err
+        msg = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a check across fields says which flags in its own words
+            raise ConfigError(msg) from err
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {msg}") from err
     finally:
         BenchSettings.config_file = None
+
+
+ENV_PREFIX = "EDGEMETER_"
+
+
+@cache
+def warn_unknown_env(names: frozenset[str]) -> None:
+    """Warn (once per set of names) about ``EDGEMETER_*`` variables that are no setting.
+
+    pydantic-settings ignores them silently, so ``EDGEMETER_THREDS=2`` would otherwise do nothing.
+    """
+    fields = [f.upper() for f in BenchSettings.model_fields]
+    for name in sorted(names):
+        key = name.removeprefix(ENV_PREFIX)
+        if key in fields or key in OTHER_ENV:
+            continue
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+        logger.warning("environment variable %s is not an edgemeter setting and is ignored%s",
+                       name, hint)
 
 
 def sample_config() -> str:

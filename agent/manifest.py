@@ -41,7 +41,7 @@ def os_name(root: Path) -> str | None:
 def collect_manifest(
     sysfs_root: Path = Path("/"), catalogue: Catalogue | None = None, hardware: str | None = None
 ) -> DeviceManifest:
-    """Read the manifest; ``sysfs_root`` replaces ``/`` for every file read (tests)."""
+    """Read the manifest; ``sysfs_root`` replaces ``/`` for every file read, ``/dev`` included."""
     board = _read(sysfs_root / "proc/device-tree/model")
     cpu = cpu_model(sysfs_root)
     machine = platform.machine()
@@ -51,7 +51,7 @@ def collect_manifest(
         else None
     )
     accelerators = []
-    if any(Path("/dev").glob("apex_*")):
+    if any((sysfs_root / "dev").glob("apex_*")):  # Coral PCIe/M.2 driver nodes
         accelerators.append("coral-pcie")
     return DeviceManifest(
         hostname=socket.gethostname(),

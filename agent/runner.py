@@ -1,10 +1,22 @@
 """One benchmark run, phase by phase, into a validated :class:`BenchmarkResult`.
 
-Phases: model load (``init_ms``), first inference (``first_inference_ms``), idle power baseline,
-warm-up (``--warmup N`` or until the windowed median settles), the timed phase of the scenario
-(power and system state sampled by background threads, windows opened and closed exactly around
-it), then output fidelity on a fixed input set. The runner owns the clock; backends never time
-themselves.
+The phases are named steps that take and return plain, frozen data (LoadGen's harness is the
+model: the runner owns the clock; backends never time themselves)::
+
+    plan       settings -> Plan         format, backend, threads, streams, stop rule, device manifest
+    load       Plan -> Loaded           sessions (``init_ms``, the RSS the load added)
+    warm up    Loaded -> WarmedUp       first inference (``first_inference_ms``), then ``--warmup N``
+                                        iterations or until the windowed median settles
+    measure    WarmedUp -> Measured     the scenario's timed phase; the energy monitor's window and
+                                        the system sampler open and close exactly around it
+    fidelity   Loaded -> Fidelity       outputs on a fixed input set
+    assemble   all of them -> result    the summary, the verdict and the effective settings, each
+                                        computed once, then the result is built once
+
+The energy monitor's idle baseline is taken between load and warm-up. A run without power
+sampling gets the null monitor (:func:`agent.power.monitor.open_energy_monitor`), so no phase
+branches on it. Minimum durations, query counts and early-stopping percentiles come from the cited
+rules in ``shared/mlperf_rules.toml``.
 """
 
 from __future__ import annotations
@@ -15,7 +27,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import psutil
@@ -28,16 +39,19 @@ from agent.config import BenchSettings
 from agent.fidelity import measure_fidelity
 from agent.manifest import collect_manifest
 from agent.model_info import network_name, sha256_file
-from agent.power import EnergyMonitor
+from agent.power.monitor import EnergyMonitor, NullEnergyMonitor, open_energy_monitor
 from agent.stats import coefficient_of_variation, early_stop_min_queries, summarize_ms
 from agent.system import SystemSampler
 from shared import latency as latency_codec
 from shared.catalogue import HardwareEntry, load_catalogue
-from shared.errors import ConfigError, EdgemeterError
+from shared.errors import EdgemeterError
+from shared.mlperf_rules import Rules, load_rules
 from shared.schema import (
     BenchmarkResult,
+    DeviceManifest,
     EnergyReport,
     Fidelity,
+    LatencySummary,
     ModelInfo,
     RawLatencies,
     RunSpec,
@@ -45,6 +59,7 @@ from shared.schema import (
     Scenario,
     Stability,
     StabilityWindow,
+    SystemState,
     Validity,
 )
 
@@ -57,35 +72,69 @@ MIN_POWER_COVERAGE = 0.9
 # scheduler noise, not the model. Shorter runs still report the windows and their CV.
 MIN_STABILITY_WINDOW_NS = 1_000_000_000
 STABILITY_WINDOWS = 5
+# warm-up iterations of the second and later streams when --warmup is not given
+EXTRA_STREAM_WARMUP = 5
+
+
+# the phases' data ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class ProfileRule:
-    min_duration_s: float
-    min_queries: dict[Scenario, int]
+class Plan:
+    """What will run, decided from the settings and the device before anything loads."""
+
+    fmt: str
+    backend: Backend
+    threads: int
+    streams: int
+    samples_per_query: int
+    stop: scenarios.StopRule
+    manifest: DeviceManifest
+    hardware: HardwareEntry | None
 
 
-# MLPerf Inference minimums for the mlperf profile (600 s, and its per-scenario query counts).
-PROFILES: dict[str, ProfileRule] = {
-    "quick": ProfileRule(1.0, dict.fromkeys(Scenario, 100)),
-    "standard": ProfileRule(10.0, dict.fromkeys(Scenario, 100)),
-    "mlperf": ProfileRule(
-        600.0,
-        {
-            Scenario.SINGLE_STREAM: 1024,
-            Scenario.MULTI_STREAM: 270_336,
-            Scenario.SERVER: 270_336,
-            Scenario.OFFLINE: 1,
-        },
-    ),
-}
+@dataclass(frozen=True)
+class Loaded:
+    """The loaded sessions. ``first`` has the requested batch (model info, runtime, fidelity)."""
 
-EARLY_STOP = {
-    Scenario.SINGLE_STREAM: (0.90,),
-    Scenario.MULTI_STREAM: (0.99,),
-    Scenario.SERVER: (0.99,),
-    Scenario.OFFLINE: (),
-}
+    first: Session
+    timed_sessions: tuple[Session, ...]
+    """one per stream, each prepared for ``session_batch``"""
+    session_batch: int
+    calls_per_query: int
+    """multi-stream without a batched session: single-sample calls per query"""
+    init_ms: float
+    load_rss_bytes: int
+
+    def close(self) -> None:
+        for session in {id(s): s for s in (self.first, *self.timed_sessions)}.values():
+            session.close()
+
+
+@dataclass(frozen=True)
+class WarmedUp:
+    calls: tuple[scenarios.Call, ...]
+    """one timed query per stream"""
+    first_inference_ms: float
+    iterations: int
+    settled: bool
+
+
+@dataclass(frozen=True)
+class Measured:
+    timed: scenarios.Timed
+    energy: EnergyReport | None
+    system: SystemState
+    power_source: str
+
+
+# pure helpers ---------------------------------------------------------------------------------
+
+
+def _precision_from_tensors(session: Session) -> str:
+    dtypes = {t.dtype for t in session.inputs}
+    return dtypes.pop() if len(dtypes) == 1 else "mixed"
+
 
 def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings) -> ModelInfo:
     macs = params = None
@@ -111,11 +160,6 @@ def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings)
     )
 
 
-def _precision_from_tensors(session: Session) -> str:
-    dtypes = {t.dtype for t in session.inputs}
-    return dtypes.pop() if len(dtypes) == 1 else "mixed"
-
-
 def _windows(timed: scenarios.Timed, samples_per_query: float,
              count: int = STABILITY_WINDOWS) -> list[StabilityWindow]:
     if len(timed.starts_ns) < count * 2:
@@ -139,286 +183,315 @@ def _windows(timed: scenarios.Timed, samples_per_query: float,
     return out
 
 
-def stability_reasons(stab: Stability, wall_ns: int) -> list[str]:
+def stability_reasons(stability: Stability, wall_ns: int) -> list[str]:
     """Why a run's stability makes it invalid (empty when it does not)."""
     reasons = []
     long_enough = wall_ns >= STABILITY_WINDOWS * MIN_STABILITY_WINDOW_NS
-    if long_enough and stab.throughput_cv is not None and stab.throughput_cv > UNSTABLE_CV:
+    cv = stability.throughput_cv
+    if long_enough and cv is not None and cv > UNSTABLE_CV:
         reasons.append(
-            f"unstable: throughput varies {stab.throughput_cv:.0%} between windows "
-            f"(limit {UNSTABLE_CV:.0%})"
+            f"unstable: throughput varies {cv:.0%} between windows (limit {UNSTABLE_CV:.0%})"
         )
-    if not stab.warmup_settled:
+    if not stability.warmup_settled:
         reasons.append("warm-up did not settle within its time limit")
     return reasons
+
+
+def stop_rule(settings: BenchSettings, rules: Rules) -> scenarios.StopRule:
+    """When the timed phase stops: ``--iterations``, ``--duration-s``, else the profile's rule."""
+    if settings.iterations is not None:
+        return scenarios.StopRule(settings.iterations, 0, settings.iterations)
+    if settings.duration_s is not None:
+        return scenarios.StopRule(1, int(settings.duration_s * 1e9))
+    return scenarios.StopRule(
+        rules.min_query_count(settings.profile, settings.scenario),
+        int(rules.min_duration_s(settings.profile, settings.scenario) * 1e9),
+    )
+
+
+def requested_spec(settings: BenchSettings) -> RunSpec:
+    return RunSpec(
+        scenario=settings.scenario, profile=settings.profile, backend=settings.backend,
+        threads=settings.threads, batch=settings.batch, streams=settings.streams,
+        samples_per_query=settings.samples_per_query, iterations=settings.iterations,
+        duration_s=settings.duration_s, warmup=settings.warmup, target_qps=settings.target_qps,
+        latency_bound_ms=settings.latency_bound_ms, providers=settings.providers,
+        delegate=settings.delegate, power=settings.power, power_hz=settings.power_hz,
+        idle_s=settings.idle_s, fidelity=settings.fidelity,
+        inputs=str(settings.inputs) if settings.inputs else None, seed=settings.seed,
+    )
+
+
+def validity_reasons(
+    settings: BenchSettings,
+    rules: Rules,
+    summary: LatencySummary,
+    wall_ns: int,
+    stability: Stability,
+    system: SystemState,
+    energy: EnergyReport | None,
+) -> list[str]:
+    """Every reason the measured data make a run invalid (empty: valid)."""
+    reasons: list[str] = []
+    scenario = settings.scenario
+    for pct in rules.early_stop_percentiles(scenario):
+        need = early_stop_min_queries(pct, rules.early_stopping.confidence)
+        if summary.count < need:
+            reasons.append(
+                f"too few queries: {summary.count} < {need} needed for the "
+                f"early-stopping p{round(pct * 100)} estimate"
+            )
+    profile = rules.profile_rule(settings.profile)
+    if profile.mlperf:
+        min_s = rules.min_duration_s(settings.profile, scenario)
+        min_queries = rules.min_query_count(settings.profile, scenario)
+        if wall_ns / 1e9 < min_s:
+            reasons.append(f"too short: {wall_ns / 1e9:.1f} s < {min_s:.0f} s (mlperf profile)")
+        if summary.count < min_queries:
+            reasons.append(f"too few queries: {summary.count} < {min_queries} (mlperf profile)")
+    reasons.extend(stability_reasons(stability, wall_ns))
+    if system.throttled:
+        now = [r for r in system.throttle_reasons if "occurred" not in r]
+        if now:
+            reasons.append(f"throttling seen: {', '.join(now)}")
+    if energy is not None:
+        reasons.extend(f"power: {r}" for r in energy.reasons if not energy.valid)
+        if energy.coverage is not None and energy.coverage < MIN_POWER_COVERAGE:
+            reasons.append(f"power coverage low: {energy.coverage:.0%} < {MIN_POWER_COVERAGE:.0%}")
+    bound_ms = settings.latency_bound_ms
+    if scenario == Scenario.SERVER and bound_ms is not None and summary.p99 > bound_ms:
+        reasons.append(f"server p99 {summary.p99:.2f} ms exceeds the latency bound {bound_ms} ms")
+    return reasons
+
+
+# the runner -----------------------------------------------------------------------------------
 
 
 class Runner:
     """Runs one benchmark described by :class:`BenchSettings`."""
 
-    def __init__(self, settings: BenchSettings, model: Path) -> None:
-        self.s = settings
+    def __init__(self, settings: BenchSettings, model: Path, rules: Rules | None = None) -> None:
+        self.settings = settings
         self.model = model
-
-    def _stop_rule(self) -> scenarios.StopRule:
-        s = self.s
-        if s.iterations is not None:
-            return scenarios.StopRule(s.iterations, 0, s.iterations)
-        if s.duration_s is not None:
-            return scenarios.StopRule(1, int(s.duration_s * 1e9))
-        prof = PROFILES[s.profile]
-        return scenarios.StopRule(prof.min_queries[s.scenario], int(prof.min_duration_s * 1e9))
-
-    def _energy_monitor(self, hardware_entry: HardwareEntry | None, cores: int) -> EnergyMonitor | None:
-        if self.s.power == "none":
-            return None
-        return EnergyMonitor(
-            self.s.power,
-            sysfs_root=self.s.sysfs_root,
-            hz=self.s.power_hz,
-            idle_s=self.s.idle_s,
-            hardware=hardware_entry,
-            cores_used=cores,
-            mqtt_url=self.s.power_mqtt,
-            power_topic=self.s.power_topic,
-            rpi5_calibration=self.s.rpi5_calibration,
-        )
+        self.rules = rules or load_rules()
 
     def run(self, seq: int = 0) -> BenchmarkResult:
-        s = self.s
-        fmt = detect_format(self.model)
-        backend = backend_for(fmt, s.backend)
-        threads = s.threads or os.cpu_count() or 1
-        scenario = s.scenario
-        spq = s.samples_per_query if scenario == Scenario.MULTI_STREAM else 1
-        if scenario == Scenario.SERVER and s.target_qps is None:
-            raise ConfigError("the server scenario needs --target-qps (queries per second)")
-        if scenario == Scenario.MULTI_STREAM and s.batch > 1:
-            raise ConfigError("multi-stream builds each query from --samples-per-query; leave --batch at 1")
-        catalogue = load_catalogue(s.catalogue)
-        manifest = collect_manifest(s.sysfs_root, catalogue, s.hardware)
-        entry = catalogue.entries.get(manifest.hardware_key or "")
-
-        load_kw: dict[str, Any] = {"threads": threads, "providers": s.providers, "delegate": s.delegate}
-        # multi-stream batches its query into one call where the model allows a batch dimension
-        session_batch = s.batch
-        proc = psutil.Process()
-        rss_before = proc.memory_info().rss
-        t0 = time.perf_counter_ns()
-        session = backend.load(self.model, batch=session_batch, **load_kw)
-        init_ms = (time.perf_counter_ns() - t0) / 1e6
-        rss_loaded = proc.memory_info().rss - rss_before
-        sessions: list[Session] = [session]
-        spq_calls = spq
-        if scenario == Scenario.MULTI_STREAM and s.batch == 1 and spq > 1:
-            try:
-                batched = backend.load(self.model, batch=spq, **load_kw)
-                sessions = [batched]
-                session_batch, spq_calls = spq, 1
-            except EdgemeterError:
-                logger.info("model takes no batch of %d: a query is %d calls", spq, spq)
-        streams = s.streams if scenario in (Scenario.OFFLINE, Scenario.SERVER) else 1
-        for _ in range(streams - 1):
-            sessions.append(backend.load(self.model, batch=session_batch, **load_kw))
+        plan = self.plan()
+        loaded = self.load(plan)
         try:
-            feed = self._feed(sessions[0], session_batch)
-            calls = [sess.bind(feed) for sess in sessions]
-            t0 = time.perf_counter_ns()
-            calls[0]()
-            first_ms = (time.perf_counter_ns() - t0) / 1e6
-            if scenario == Scenario.MULTI_STREAM:
-                calls = [scenarios.repeat(c, spq_calls) for c in calls]
-
-            monitor = self._energy_monitor(entry, threads * streams)
-            try:
-                if monitor is not None:
-                    monitor.measure_idle()
-                warm_n, settled = scenarios.warm_up(calls[0], s.warmup)
-                for extra in calls[1:]:
-                    scenarios.warm_up(extra, s.warmup if s.warmup is not None else 5)
-                system = SystemSampler(s.sysfs_root)
-                system.start()
-                try:
-                    if monitor is not None:
-                        monitor.begin()
-                    timed = self._timed(calls, scenario, spq, session_batch)
-                    energy: EnergyReport | None = (
-                        monitor.end(timed.samples) if monitor is not None else None
-                    )
-                finally:
-                    system_state = system.stop(model_load_rss_bytes=max(rss_loaded, 0))
-                power_source = monitor.source_name if monitor is not None else None
-            finally:
-                if monitor is not None:
-                    monitor.close()
-            fidelity = self._fidelity(backend, sessions[0], load_kw)
+            monitor = open_energy_monitor(
+                self.settings, hardware=plan.hardware, cores_used=plan.threads * plan.streams
+            )
+            with monitor:
+                monitor.measure_idle()
+                warmed = self.warm_up(loaded)
+                measured = self.measure(plan, loaded, warmed, monitor)
+            fidelity = self.fidelity(plan, loaded)
         finally:
-            for sess in sessions:
-                sess.close()
+            loaded.close()
+        return self.assemble(seq, plan, loaded, warmed, measured, fidelity)
 
-        summary = summarize_ms(timed.latencies_ns, EARLY_STOP[scenario])
-        throughput = timed.samples / (timed.wall_ns / 1e9)
-        windows = _windows(timed, timed.samples / max(len(timed.latencies_ns), 1))
-        stability = Stability(
-            warmup_iterations=warm_n,
-            warmup_settled=settled,
-            windows=windows,
-            throughput_cv=coefficient_of_variation([w.throughput_sps for w in windows]),
-            p50_cv=coefficient_of_variation([w.p50_ms for w in windows]),
+    # phases ---------------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        settings = self.settings
+        fmt = detect_format(self.model)
+        backend = backend_for(fmt, settings.backend)
+        catalogue = load_catalogue(settings.catalogue)
+        manifest = collect_manifest(settings.sysfs_root, catalogue, settings.hardware)
+        scenario = settings.scenario
+        return Plan(
+            fmt=fmt,
+            backend=backend,
+            threads=settings.threads or os.cpu_count() or 1,
+            streams=settings.streams if scenario in (Scenario.OFFLINE, Scenario.SERVER) else 1,
+            samples_per_query=(
+                settings.samples_per_query if scenario == Scenario.MULTI_STREAM else 1
+            ),
+            stop=stop_rule(settings, self.rules),
+            manifest=manifest,
+            hardware=catalogue.entries.get(manifest.hardware_key or ""),
         )
-        model_info = _model_info(self.model, fmt, session, s)
-        buckets, counts = latency_codec.encode(timed.latencies_ns)
-        effective = self._spec(threads, streams, spq, timed)
-        effective.warmup = warm_n
-        effective.power = power_source or "none"
-        effective.backend = backend.name
-        effective.batch = session_batch if scenario != Scenario.MULTI_STREAM else 1
-        result = BenchmarkResult(
-            device_id=s.device_id,
-            fleet=s.fleet,
-            role=s.role,
-            seq=seq,
-            agent_version=__version__,
-            device=manifest,
-            model=model_info,
-            runtime=session.runtime,
-            spec=RunSpecPair(requested=self._requested(), effective=effective),
-            latency_ms=summary,
-            throughput_sps=throughput,
-            gmacs_per_s=(model_info.macs * throughput / 1e9) if model_info.macs else None,
-            init_ms=init_ms,
-            first_inference_ms=first_ms,
-            validity=Validity(valid=True),
-            stability=stability,
-            latencies=RawLatencies(buckets=buckets, counts=counts),
-            energy=energy,
-            system=system_state,
-            fidelity=fidelity,
-        )
-        reasons = self._validity_reasons(result, timed)
-        result.validity = Validity(valid=not reasons, reasons=reasons)
-        return result
 
-    def _feed(self, session: Session, batch: int) -> list[np.ndarray]:
-        s = self.s
-        if s.inputs is not None and s.inputs.suffix == ".npz":
-            return inputs_mod.take_batch(inputs_mod.load_npz(s.inputs, session.inputs), batch)
-        if s.inputs is not None and s.inputs.is_dir():
-            tensor = session.inputs[0]
-            canonical = inputs_mod.load_images(s.inputs, tensor, limit=batch)
-            arrays = [inputs_mod.canonical_to_model(canonical, tensor, s.input_range)]
-            return inputs_mod.take_batch(arrays, batch)
-        return inputs_mod.random_inputs(session.inputs, batch, s.seed, s.input_range)
+    def _load_one(self, plan: Plan, batch: int) -> Session:
+        return plan.backend.load(self.model, batch=batch, threads=plan.threads,
+                                 providers=self.settings.providers,
+                                 delegate=self.settings.delegate)
 
-    def _fidelity_inputs(self, session: Session) -> tuple[list[np.ndarray], str]:
-        s = self.s
-        if s.inputs is not None and s.inputs.suffix == ".npz":
-            arrays = inputs_mod.load_npz(s.inputs, session.inputs)
-            return [a[: s.fidelity] for a in arrays], f"npz:{s.inputs.name}"
-        if s.inputs is not None and s.inputs.is_dir():
-            tensor = session.inputs[0]
-            canonical = inputs_mod.load_images(s.inputs, tensor, limit=s.fidelity)
-            return [inputs_mod.canonical_to_model(canonical, tensor, s.input_range)], (
-                f"images:{s.inputs.name}"
-            )
-        arrays = [
-            inputs_mod.canonical_to_model(
-                inputs_mod.seeded_canonical(t, s.fidelity, s.seed + i), t, s.input_range
-            )
-            for i, t in enumerate(session.inputs)
-        ]
-        return arrays, "seeded"
-
-    def _fidelity(self, backend: Backend, session: Session, load_kw: dict[str, Any]) -> Fidelity | None:
-        if self.s.fidelity <= 0:
-            return None
-        single = session
-        own = False
-        if session.batch != 1:
-            single = backend.load(self.model, batch=1, **load_kw)
-            own = True
+    def load(self, plan: Plan) -> Loaded:
+        """Load the sessions; multi-stream batches a query into one call where the model allows."""
+        settings = self.settings
+        process = psutil.Process()
+        rss_before = process.memory_info().rss
+        t0 = time.perf_counter_ns()
+        first = self._load_one(plan, settings.batch)
+        init_ms = (time.perf_counter_ns() - t0) / 1e6
+        load_rss_bytes = max(process.memory_info().rss - rss_before, 0)
+        timed: list[Session] = [first]
+        session_batch, calls_per_query = settings.batch, plan.samples_per_query
         try:
-            arrays, source = self._fidelity_inputs(single)
-            return measure_fidelity(single, arrays, self.s.seed, source)
+            if plan.samples_per_query > 1:
+                try:
+                    timed = [self._load_one(plan, plan.samples_per_query)]
+                    session_batch, calls_per_query = plan.samples_per_query, 1
+                except EdgemeterError:
+                    logger.info("model takes no batch of %d: a query is %d calls",
+                                plan.samples_per_query, plan.samples_per_query)
+            timed.extend(self._load_one(plan, session_batch) for _ in range(plan.streams - 1))
+        except BaseException:
+            for session in {id(s): s for s in (first, *timed)}.values():
+                session.close()
+            raise
+        return Loaded(first=first, timed_sessions=tuple(timed), session_batch=session_batch,
+                      calls_per_query=calls_per_query, init_ms=init_ms,
+                      load_rss_bytes=load_rss_bytes)
+
+    def warm_up(self, loaded: Loaded) -> WarmedUp:
+        """The first inference, timed on its own, then the warm-up of every stream."""
+        feed = _timing_feed(self.settings, loaded.timed_sessions[0], loaded.session_batch)
+        calls = [session.bind(feed) for session in loaded.timed_sessions]
+        t0 = time.perf_counter_ns()
+        calls[0]()
+        first_inference_ms = (time.perf_counter_ns() - t0) / 1e6
+        queries = tuple(scenarios.repeat(call, loaded.calls_per_query) for call in calls)
+        iterations, settled = scenarios.warm_up(queries[0], self.settings.warmup)
+        extra = self.settings.warmup if self.settings.warmup is not None else EXTRA_STREAM_WARMUP
+        for query in queries[1:]:
+            scenarios.warm_up(query, extra)
+        return WarmedUp(calls=queries, first_inference_ms=first_inference_ms,
+                        iterations=iterations, settled=settled)
+
+    def measure(self, plan: Plan, loaded: Loaded, warmed: WarmedUp,
+                monitor: EnergyMonitor | NullEnergyMonitor) -> Measured:
+        """The timed phase, with the power window and the system sampler exactly around it."""
+        system = SystemSampler(self.settings.sysfs_root)
+        system.start()
+        try:
+            monitor.begin()
+            timed = self._timed(plan, loaded, warmed.calls)
+            energy = monitor.end(timed.samples)
+        finally:
+            state = system.stop(model_load_rss_bytes=loaded.load_rss_bytes)
+        return Measured(timed=timed, energy=energy, system=state,
+                        power_source=monitor.source_name or "none")
+
+    def _timed(self, plan: Plan, loaded: Loaded,
+               calls: tuple[scenarios.Call, ...]) -> scenarios.Timed:
+        settings = self.settings
+        if settings.scenario == Scenario.OFFLINE:
+            return scenarios.offline(calls, plan.stop, loaded.session_batch)
+        if settings.scenario == Scenario.SERVER:
+            assert settings.target_qps is not None  # BenchSettings checks it
+            return scenarios.server(calls, plan.stop, settings.target_qps, settings.seed,
+                                    loaded.session_batch)
+        samples = (plan.samples_per_query if settings.scenario == Scenario.MULTI_STREAM
+                   else loaded.session_batch)
+        return scenarios.single_stream(calls[0], plan.stop, samples)
+
+    def fidelity(self, plan: Plan, loaded: Loaded) -> Fidelity | None:
+        """Outputs on the fixed input set, one sample per call."""
+        settings = self.settings
+        if settings.fidelity <= 0:
+            return None
+        own = loaded.first.batch != 1
+        single = self._load_one(plan, 1) if own else loaded.first
+        try:
+            arrays, source = _fidelity_inputs(settings, single)
+            return measure_fidelity(single, arrays, settings.seed, source)
         finally:
             if own:
                 single.close()
 
-    def _timed(self, calls: list[scenarios.Call], scenario: Scenario, spq: int,
-               batch: int) -> scenarios.Timed:
-        rule = self._stop_rule()
-        if scenario == Scenario.OFFLINE:
-            return scenarios.offline(calls, rule, batch)
-        if scenario == Scenario.SERVER:
-            assert self.s.target_qps is not None
-            return scenarios.server(calls, rule, self.s.target_qps, self.s.seed, batch)
-        return scenarios.single_stream(calls[0], rule, spq if scenario == Scenario.MULTI_STREAM
-                                       else batch)
-
-    def _requested(self) -> RunSpec:
-        s = self.s
-        return RunSpec(
-            scenario=s.scenario, profile=s.profile, backend=s.backend, threads=s.threads,
-            batch=s.batch, streams=s.streams, samples_per_query=s.samples_per_query,
-            iterations=s.iterations, duration_s=s.duration_s, warmup=s.warmup,
-            target_qps=s.target_qps, latency_bound_ms=s.latency_bound_ms,
-            providers=s.providers, delegate=s.delegate, power=s.power, power_hz=s.power_hz,
-            idle_s=s.idle_s, fidelity=s.fidelity,
-            inputs=str(s.inputs) if s.inputs else None, seed=s.seed,
+    def assemble(self, seq: int, plan: Plan, loaded: Loaded, warmed: WarmedUp,
+                 measured: Measured, fidelity: Fidelity | None) -> BenchmarkResult:
+        """Summary, verdict and effective settings from the measured data; the result, once."""
+        settings = self.settings
+        timed = measured.timed
+        summary = summarize_ms(timed.latencies_ns, self.rules.early_stop_percentiles(
+            settings.scenario), self.rules.early_stopping.confidence)
+        throughput = timed.samples / (timed.wall_ns / 1e9)
+        windows = _windows(timed, timed.samples / max(len(timed.latencies_ns), 1))
+        stability = Stability(
+            warmup_iterations=warmed.iterations,
+            warmup_settled=warmed.settled,
+            windows=windows,
+            throughput_cv=coefficient_of_variation([w.throughput_sps for w in windows]),
+            p50_cv=coefficient_of_variation([w.p50_ms for w in windows]),
+        )
+        reasons = validity_reasons(settings, self.rules, summary, timed.wall_ns, stability,
+                                   measured.system, measured.energy)
+        requested = requested_spec(settings)
+        effective = RunSpec.model_validate({
+            **requested.model_dump(),
+            "threads": plan.threads,
+            "streams": plan.streams,
+            "samples_per_query": plan.samples_per_query,
+            "batch": 1 if settings.scenario == Scenario.MULTI_STREAM else loaded.session_batch,
+            "iterations": len(timed.latencies_ns),
+            "duration_s": timed.wall_ns / 1e9,
+            "min_queries": plan.stop.min_queries,
+            "warmup": warmed.iterations,
+            "power": measured.power_source,
+            "backend": plan.backend.name,
+        })
+        model_info = _model_info(self.model, plan.fmt, loaded.first, settings)
+        buckets, counts = latency_codec.encode(timed.latencies_ns)
+        return BenchmarkResult(
+            device_id=settings.device_id,
+            fleet=settings.fleet,
+            role=settings.role,
+            seq=seq,
+            agent_version=__version__,
+            device=plan.manifest,
+            model=model_info,
+            runtime=loaded.first.runtime,
+            spec=RunSpecPair(requested=requested, effective=effective),
+            latency_ms=summary,
+            throughput_sps=throughput,
+            gmacs_per_s=(model_info.macs * throughput / 1e9) if model_info.macs else None,
+            init_ms=loaded.init_ms,
+            first_inference_ms=warmed.first_inference_ms,
+            validity=Validity(valid=not reasons, reasons=reasons),
+            stability=stability,
+            latencies=RawLatencies(buckets=buckets, counts=counts),
+            energy=measured.energy,
+            system=measured.system,
+            fidelity=fidelity,
         )
 
-    def _spec(self, threads: int, streams: int, spq: int, timed: scenarios.Timed) -> RunSpec:
-        spec = self._requested().model_copy()
-        spec.threads = threads
-        spec.streams = streams
-        spec.samples_per_query = spq
-        spec.iterations = len(timed.latencies_ns)
-        spec.duration_s = timed.wall_ns / 1e9
-        spec.min_queries = self._stop_rule().min_queries
-        return spec
 
-    def _validity_reasons(self, result: BenchmarkResult, timed: scenarios.Timed) -> list[str]:
-        s = self.s
-        reasons: list[str] = []
-        scenario = s.scenario
-        for pct in EARLY_STOP[scenario]:
-            need = early_stop_min_queries(pct)
-            if result.latency_ms.count < need:
-                reasons.append(
-                    f"too few queries: {result.latency_ms.count} < {need} needed for the "
-                    f"early-stopping p{round(pct * 100)} estimate"
-                )
-        if s.profile == "mlperf":
-            prof = PROFILES["mlperf"]
-            if timed.wall_ns / 1e9 < prof.min_duration_s:
-                reasons.append(
-                    f"too short: {timed.wall_ns / 1e9:.1f} s < {prof.min_duration_s:.0f} s "
-                    "(mlperf profile)"
-                )
-            if result.latency_ms.count < prof.min_queries[scenario]:
-                reasons.append(
-                    f"too few queries: {result.latency_ms.count} < "
-                    f"{prof.min_queries[scenario]} (mlperf profile)"
-                )
-        if result.stability is not None:
-            reasons.extend(stability_reasons(result.stability, timed.wall_ns))
-        sysst = result.system
-        if sysst and sysst.throttled:
-            now = [r for r in sysst.throttle_reasons if "occurred" not in r]
-            if now:
-                reasons.append(f"throttling seen: {', '.join(now)}")
-        energy = result.energy
-        if energy is not None:
-            if not energy.valid:
-                reasons.extend(f"power: {r}" for r in energy.reasons)
-            if energy.coverage is not None and energy.coverage < MIN_POWER_COVERAGE:
-                reasons.append(
-                    f"power coverage low: {energy.coverage:.0%} < {MIN_POWER_COVERAGE:.0%}"
-                )
-        if scenario == Scenario.SERVER and s.latency_bound_ms is not None:
-            p99 = result.latency_ms.p99
-            if p99 > s.latency_bound_ms:
-                reasons.append(
-                    f"server p99 {p99:.2f} ms exceeds the latency bound {s.latency_bound_ms} ms"
-                )
-        return reasons
+# inputs ---------------------------------------------------------------------------------------
+
+
+def _timing_feed(settings: BenchSettings, session: Session, batch: int) -> list[np.ndarray]:
+    """One batch of inputs for the timed calls: the user's, or seeded random data."""
+    source = settings.inputs
+    if source is not None and source.suffix == ".npz":
+        return inputs_mod.take_batch(inputs_mod.load_npz(source, session.inputs), batch)
+    if source is not None and source.is_dir():
+        tensor = session.inputs[0]
+        canonical = inputs_mod.load_images(source, tensor, limit=batch)
+        arrays = [inputs_mod.canonical_to_model(canonical, tensor, settings.input_range)]
+        return inputs_mod.take_batch(arrays, batch)
+    return inputs_mod.random_inputs(session.inputs, batch, settings.seed, settings.input_range)
+
+
+def _fidelity_inputs(settings: BenchSettings, session: Session) -> tuple[list[np.ndarray], str]:
+    """The fidelity set: the user's inputs, or the seeded canonical samples."""
+    source, count = settings.inputs, settings.fidelity
+    if source is not None and source.suffix == ".npz":
+        arrays = inputs_mod.load_npz(source, session.inputs)
+        return [a[:count] for a in arrays], f"npz:{source.name}"
+    if source is not None and source.is_dir():
+        tensor = session.inputs[0]
+        canonical = inputs_mod.load_images(source, tensor, limit=count)
+        return [inputs_mod.canonical_to_model(canonical, tensor, settings.input_range)], (
+            f"images:{source.name}"
+        )
+    arrays = [
+        inputs_mod.canonical_to_model(
+            inputs_mod.seeded_canonical(t, count, settings.seed + i), t, settings.input_range
+        )
+        for i, t in enumerate(session.inputs)
+    ]
+    return arrays, "seeded"

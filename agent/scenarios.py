@@ -36,7 +36,7 @@ class StopRule:
     max_queries: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Timed:
     latencies_ns: np.ndarray
     starts_ns: np.ndarray

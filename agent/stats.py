@@ -7,7 +7,8 @@ true over-latency rate were ``1 - percentile``. The conservative estimate is the
 latency for the largest such ``t`` (LoadGen's ``sample_latencies[n - t]``, ascending); fewer
 queries than the minimum (64 for p90, 662 for p99) give
 no estimate. That is ``t = max{i >= 1 : BinomialCDF(i; n, 1 - percentile) <= 0.01}``, and the
-minimum query count is the smallest ``n`` for which ``i = 1`` passes.
+minimum query count is the smallest ``n`` for which ``i = 1`` passes. The confidence is LoadGen's,
+read from ``shared/mlperf_rules.toml`` with its citation.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import math
 import numpy as np
 
 from shared.latency import nearest_rank
+from shared.mlperf_rules import load_rules
 from shared.schema import LatencySummary
 
-EARLY_STOP_CONFIDENCE = 0.99
+
+def _confidence(given: float | None) -> float:
+    return load_rules().early_stopping.confidence if given is None else given
 
 
 def _log_binom_cdf(n: int, q: float, k_max: int) -> np.ndarray:
@@ -35,8 +39,9 @@ def _log_binom_cdf(n: int, q: float, k_max: int) -> np.ndarray:
     return np.logaddexp.accumulate(log_pmf)
 
 
-def early_stop_min_queries(percentile: float, confidence: float = EARLY_STOP_CONFIDENCE) -> int:
+def early_stop_min_queries(percentile: float, confidence: float | None = None) -> int:
     """Smallest query count for which early stopping can give an estimate of ``percentile``."""
+    confidence = _confidence(confidence)
     q = 1.0 - percentile
     n = 1
     while True:
@@ -46,9 +51,10 @@ def early_stop_min_queries(percentile: float, confidence: float = EARLY_STOP_CON
 
 
 def early_stop_estimate_ms(
-    sorted_ms: np.ndarray, percentile: float, confidence: float = EARLY_STOP_CONFIDENCE
+    sorted_ms: np.ndarray, percentile: float, confidence: float | None = None
 ) -> float | None:
     """Conservative estimate of ``percentile`` from ascending latencies, or None if too few."""
+    confidence = _confidence(confidence)
     n = len(sorted_ms)
     q = 1.0 - percentile
     k_max = min(n, int(n * q + 1))
@@ -61,7 +67,9 @@ def early_stop_estimate_ms(
 
 
 def summarize_ms(
-    latencies_ns: np.ndarray, early_stop_percentiles: tuple[float, ...] = ()
+    latencies_ns: np.ndarray,
+    early_stop_percentiles: tuple[float, ...] = (),
+    confidence: float | None = None,
 ) -> LatencySummary:
     """Summary of per-query latencies (nanoseconds in, milliseconds out)."""
     if len(latencies_ns) == 0:
@@ -69,7 +77,7 @@ def summarize_ms(
     ms = np.sort(np.asarray(latencies_ns, dtype=np.float64)) / 1e6
     extra: dict[str, float | None] = {}
     for pct in early_stop_percentiles:
-        extra[f"p{round(pct * 100)}_early_stop"] = early_stop_estimate_ms(ms, pct)
+        extra[f"p{round(pct * 100)}_early_stop"] = early_stop_estimate_ms(ms, pct, confidence)
     return LatencySummary(
         p50=nearest_rank(ms, 0.50),
         p90=nearest_rank(ms, 0.90),

@@ -55,3 +55,11 @@ def test_a_misspelt_key_in_the_config_file_is_an_error_not_ignored(tmp_path: Pat
     cfg.write_text("[bench]\nthreds = 2\n")
     with pytest.raises(ConfigError, match="threds"):
         load_settings({}, cfg)
+
+
+def test_scenario_needs_are_checked_when_the_settings_are_read() -> None:
+    with pytest.raises(ConfigError, match=r"^the server scenario needs --target-qps"):
+        load_settings({"scenario": "server"})
+    with pytest.raises(ConfigError, match="leave --batch at 1"):
+        load_settings({"scenario": "multi-stream", "batch": 2})
+    assert load_settings({"scenario": "server", "target_qps": 5}).target_qps == 5

@@ -71,6 +71,13 @@ def test_manifest_reads_the_board_and_maps_it_to_the_catalogue(tmp_path: Path) -
     assert manifest.hardware_key is not None
 
 
+def test_manifest_finds_a_coral_pcie_under_the_root_not_the_real_dev(tmp_path: Path) -> None:
+    assert collect_manifest(tmp_path).accelerators == []
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev/apex_0").write_text("")
+    assert collect_manifest(tmp_path).accelerators == ["coral-pcie"]
+
+
 def test_jetson_clock_below_its_maximum_is_reported_as_throttling(tmp_path: Path) -> None:
     # JetPack marks its root file system with /etc/nv_tegra_release; cpufreq as in the kernel docs
     (tmp_path / "etc").mkdir()
