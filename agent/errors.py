@@ -5,6 +5,7 @@
     ├── BackendError               an inference runtime is missing or failed
     │   └── DelegateError          an accelerator delegate (Edge TPU, ...) could not be loaded
     ├── PowerSourceError           a power source named by the user is unusable
+    ├── ModelFetchError            a job's model could not be fetched or failed its checksum
     ├── SpoolError                 the spool cannot be opened or written (says where it is)
     └── BrokerError (shared)
         └── PublishError           a result was not delivered; the message says where it is kept
@@ -37,3 +38,7 @@ class PublishError(BrokerError):
 
 class SpoolError(EdgemeterError):
     """The spool cannot be opened or written (disk full, permissions); says where it is."""
+
+
+class ModelFetchError(EdgemeterError):
+    """A job's model could not be fetched or did not match its sha256."""

@@ -18,6 +18,7 @@ from shared.errors import EdgemeterError
 
 COMMAND_MODULES = (
     "agent.commands.bench",
+    "agent.commands.agent",
     "agent.commands.sweep",
     "agent.commands.analyze",
     "agent.commands.power",
