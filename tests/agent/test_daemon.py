@@ -179,7 +179,7 @@ def test_a_graceful_stop_publishes_offline_itself(settings: AgentSettings) -> No
 def test_a_job_is_accepted_run_and_its_result_kept_until_the_receipt(
     running: tuple[AgentDaemon, FakeLink, StubRunner], cached_model: dict[str, str],
 ) -> None:
-    daemon, link, runner = running
+    daemon, link, _runner = running
     job = JobCommand(job_id="j1", model=cached_model)
     send(link, job)
     assert wait_for(lambda: "done" in states(link, "j1"))
