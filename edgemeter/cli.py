@@ -19,6 +19,7 @@ from shared.errors import EdgemeterError
 COMMAND_MODULES = (
     "agent.commands.bench",
     "agent.commands.agent",
+    "edgemeter.commands.fleet",
     "agent.commands.sweep",
     "agent.commands.analyze",
     "agent.commands.power",

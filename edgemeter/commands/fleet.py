@@ -1,0 +1,281 @@
+"""``edgemeter fleet ls|run``: see and drive the fleet through the broker (no database needed).
+
+``fleet ls`` reads the retained ``status`` of every device and the telemetry that arrives while it
+listens (``--listen-s``, default 3 s; telemetry comes every ``telemetry_s``, 10 s by default).
+``fleet run`` picks devices by selector (ids and globs, ``fleet=NAME``, ``board=TEXT``; several
+separated by commas, any match selects), sends each a :class:`shared.messages.JobCommand`, prints
+one progress line per device as acks and progress arrive, and with ``--wait`` ends when every
+result is stored (the collector's receipt names its run_id) or ``--timeout-s`` passes, listing
+what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import json
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.errors import ConfigError
+from shared.messages import JobAck, JobCommand, JobSettings, ModelRef, Progress, Receipt, Status, Telemetry
+from shared.presence import status_wins
+from shared.topics import TopicKind, Topics
+
+LISTEN_S = 3.0
+
+
+@dataclass
+class DeviceView:
+    device_id: str
+    fleet: str
+    status: Status | None = None
+    telemetry: Telemetry | None = None
+    last_seen: float | None = None
+
+    def row(self) -> dict[str, Any]:
+        manifest = self.status.manifest if self.status else None
+        runtime = ", ".join(f"{k} {v}" for k, v in manifest.runtimes.items()) if manifest else None
+        board = (manifest.device.board or manifest.device.cpu_model) if manifest else None
+        return {
+            "device_id": self.device_id, "fleet": self.fleet,
+            "status": self.status.status if self.status else "unknown",
+            "bd_seq": self.status.bd_seq if self.status else None,
+            "last_seen": (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_seen))
+                          if self.last_seen else None),
+            "board": board, "runtime": runtime,
+            "current_job": self.telemetry.current_job if self.telemetry else None,
+            "spool_depth": self.telemetry.spool_depth if self.telemetry else None,
+        }
+
+
+@dataclass
+class FleetWatch:
+    """What the broker says about the fleet, folded as messages arrive. Thread-safe."""
+
+    devices: dict[tuple[str, str], DeviceView] = field(default_factory=dict)
+    acks: list[JobAck] = field(default_factory=list)
+    progress: dict[tuple[str, str], Progress] = field(default_factory=dict)
+    stored: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Event = field(default_factory=threading.Event)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        address = Topics.parse(topic)
+        if address is None:
+            return
+        key = (address.fleet, address.device_id)
+        try:
+            with self.lock:
+                view = self.devices.setdefault(key, DeviceView(address.device_id, address.fleet))
+                if address.kind == TopicKind.STATUS:
+                    status = Status.model_validate_json(payload)
+                    if status_wins(view.status, status):
+                        view.status = status
+                        if status.sent_at:
+                            view.last_seen = status.sent_at.timestamp()
+                elif address.kind == TopicKind.TELEMETRY:
+                    view.telemetry = Telemetry.model_validate_json(payload)
+                    view.last_seen = view.telemetry.sent_at.timestamp()
+                elif address.kind == TopicKind.ACK:
+                    self.acks.append(JobAck.model_validate_json(payload))
+                elif address.kind == TopicKind.PROGRESS:
+                    self.progress[key] = Progress.model_validate_json(payload)
+                elif address.kind == TopicKind.RECEIPT:
+                    self.stored.update(str(r) for r in Receipt.model_validate_json(payload).run_ids)
+        except ValidationError:
+            return  # someone else's malformed message is not ours to report
+        self.changed.set()
+
+
+def _watch(url: str, kinds: list[TopicKind], fleet: str = "+") -> tuple[Any, FleetWatch]:
+    from shared.mqtt import connect
+
+    watch = FleetWatch()
+    conn = connect(url, f"edgemeter-fleet-{uuid.uuid4().hex[:8]}", on_message=watch.on_message)
+    for kind in kinds:
+        conn.subscribe(Topics.subscription(kind, fleet), qos=1)
+    return conn, watch
+
+
+def _ls(args: argparse.Namespace) -> int:
+    conn, watch = _watch(args.mqtt, [TopicKind.STATUS, TopicKind.TELEMETRY], args.fleet)
+    with conn:
+        time.sleep(args.listen_s)
+    with watch.lock:
+        rows = sorted((v.row() for v in watch.devices.values()),
+                      key=lambda r: (r["fleet"], r["device_id"]))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no devices seen on {args.mqtt} in {args.listen_s:g} s", file=sys.stderr)
+        return 0
+    columns = ["device_id", "fleet", "status", "bd_seq", "last_seen", "board", "runtime",
+               "current_job", "spool_depth"]
+    table = [[("-" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+    return 0
+
+
+def select(devices: list[DeviceView], selector: str) -> list[DeviceView]:
+    """Devices matching any comma-separated term: an id or glob, ``fleet=NAME``, ``board=TEXT``."""
+    terms = [t.strip() for t in selector.split(",") if t.strip()]
+    chosen = []
+    for view in devices:
+        row = view.row()
+        for term in terms:
+            key, eq, value = term.partition("=")
+            if eq and key == "fleet":
+                hit = fnmatch.fnmatchcase(view.fleet, value)
+            elif eq and key == "board":
+                hit = value.lower() in (row["board"] or "").lower()
+            else:
+                hit = fnmatch.fnmatchcase(view.device_id, term)
+            if hit:
+                chosen.append(view)
+                break
+    return chosen
+
+
+def model_ref(model: str) -> tuple[ModelRef, Path | None]:
+    """A file (hashed here) or ``SHA256:NAME``/a bare sha256 of a model the collector has."""
+    path = Path(model)
+    if path.is_file():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return ModelRef(sha256=digest, name=path.name, size_bytes=path.stat().st_size), path
+    sha, _, name = model.partition(":")
+    try:
+        return ModelRef(sha256=sha, name=name or "model.tflite"), None
+    except ValidationError as err:
+        raise ConfigError(f"--model {model!r}: not a file, nor SHA256[:NAME.onnx|.tflite]") from err
+
+
+def _run(args: argparse.Namespace) -> int:
+    ref, path = model_ref(args.model)
+    settings = {k: getattr(args, k) for k in JobSettings.model_fields if getattr(args, k, None) is not None}
+    try:
+        job_settings = JobSettings(**settings)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    if path is not None:
+        print(f"model {path.name}: sha256 {ref.sha256}; devices fetch it from the collector "
+              f"(add it there first: edgemeter models add {path} --db URL)", file=sys.stderr)
+    kinds = [TopicKind.STATUS, TopicKind.ACK, TopicKind.PROGRESS, TopicKind.RECEIPT]
+    conn, watch = _watch(args.mqtt, kinds)
+    with conn:
+        time.sleep(args.listen_s)
+        with watch.lock:
+            online = [v for v in watch.devices.values() if v.status and v.status.status == "online"]
+        targets = select(online, args.devices)
+        if not targets:
+            raise ConfigError(f"no online device matches {args.devices!r} "
+                              f"({len(online)} online); see `edgemeter fleet ls`")
+        jobs: dict[str, DeviceView] = {}
+        for view in targets:
+            job = JobCommand(job_id=f"{uuid.uuid4().hex[:12]}", model=ref, settings=job_settings)
+            jobs[job.job_id] = view
+            conn.publish(Topics.build(view.fleet, view.device_id, TopicKind.CMD),
+                         job.model_dump_json().encode(), qos=1)
+        print(f"sent {len(jobs)} job(s): " + ", ".join(f"{v.device_id}={j}" for j, v in jobs.items()),
+              file=sys.stderr)
+        return _follow(watch, jobs, wait=args.wait, timeout_s=args.timeout_s)
+
+
+def _follow(watch: FleetWatch, jobs: dict[str, DeviceView], *, wait: bool, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    shown: dict[str, str] = {}
+    while True:
+        with watch.lock:
+            last = {a.job_id: a for a in watch.acks if a.job_id in jobs}
+            stored = set(watch.stored)
+            progress = dict(watch.progress)
+        finished = 0
+        for job_id, view in jobs.items():
+            ack = last.get(job_id)
+            state = ack.state if ack else "sent"
+            line = f"{view.device_id}: {state}"
+            if ack and ack.reason:
+                line += f" ({ack.reason})"
+            if state == "running":
+                prog = progress.get((view.fleet, view.device_id))
+                if prog is not None and prog.job_id == job_id:
+                    line += f", {prog.phase}"
+                    if prog.iterations_done:
+                        line += f" {prog.iterations_done} iterations"
+                    if prog.running_p50_ms is not None:
+                        line += f", p50 {prog.running_p50_ms:.3f} ms"
+            if state == "done" and ack and ack.run_id:
+                line += f", run {ack.run_id}" + (", stored" if str(ack.run_id) in stored else "")
+            if shown.get(job_id) != line:
+                print(line, file=sys.stderr)
+                shown[job_id] = line
+            ended = state in ("rejected", "failed", "cancelled") or (
+                state == "done" and (not wait or (ack is not None and str(ack.run_id) in stored)))
+            finished += ended
+        if finished == len(jobs) or (not wait and all(j in last for j in jobs)):
+            break
+        if time.monotonic() > deadline:
+            missing = [f"{v.device_id} ({shown.get(j, 'sent')})" for j, v in jobs.items()
+                       if not (last.get(j) and last[j].run_id and str(last[j].run_id) in stored)]
+            print(f"timed out after {timeout_s:g} s; not stored: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        watch.changed.wait(0.5)
+        watch.changed.clear()
+    with watch.lock:
+        last = {a.job_id: a for a in watch.acks if a.job_id in jobs}
+    ok = all(last.get(j) and last[j].state == "done" for j in jobs)
+    return 0 if ok else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("fleet", help="see and drive the fleet through the broker",
+                            description=__doc__)
+    inner = parser.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
+    ls = inner.add_parser("ls", help="devices, online or offline, from retained status and telemetry",
+                          description="List devices: status, last seen, board, runtime, current "
+                          "job and spool depth, from the broker (no database needed).")
+    ls.add_argument("--mqtt", required=True, metavar="URL", help="broker, mqtt://host:port")
+    ls.add_argument("--fleet", default="+", help="one fleet only (default: all)")
+    ls.add_argument("--listen-s", type=float, default=LISTEN_S,
+                    help=f"how long to listen for status and telemetry (default {LISTEN_S:g})")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=_ls)
+
+    run = inner.add_parser("run", help="run a benchmark job on selected devices",
+                           description="Send a benchmark job to every selected online device and "
+                           "follow it. Exit 0 when every job is done (and, with --wait, stored).")
+    run.add_argument("--mqtt", required=True, metavar="URL", help="broker, mqtt://host:port")
+    run.add_argument("--devices", required=True, metavar="SELECTOR",
+                     help="ids or globs, fleet=NAME, board=TEXT; comma-separated (any matches)")
+    run.add_argument("--model", required=True, metavar="FILE_OR_SHA",
+                     help="a model file (its sha256 is sent) or SHA256:NAME of one the collector has")
+    run.add_argument("--wait", action="store_true",
+                     help="end when every result is stored by the collector (or --timeout-s)")
+    run.add_argument("--timeout-s", type=float, default=600.0, help="give up after (default 600)")
+    run.add_argument("--listen-s", type=float, default=2.0,
+                     help="how long to listen for retained status before choosing (default 2)")
+    bench = run.add_argument_group("bench settings (as `edgemeter bench` takes them)")
+    bench.add_argument("--scenario", choices=["single-stream", "multi-stream", "server", "offline"])
+    bench.add_argument("--profile", choices=["quick", "standard", "mlperf"])
+    for flag, kind in (("iterations", int), ("duration-s", float), ("warmup", int),
+                       ("threads", int), ("batch", int), ("streams", int),
+                       ("samples-per-query", int), ("target-qps", float),
+                       ("latency-bound-ms", float), ("fidelity", int), ("seed", int),
+                       ("idle-s", float)):
+        bench.add_argument(f"--{flag}", type=kind)
+    bench.add_argument("--backend", choices=["auto", "onnxruntime", "litert"])
+    bench.add_argument("--power", help="auto, none or a power source name")
+    run.set_defaults(func=_run)
