@@ -17,7 +17,7 @@ def status(state: str, bd_seq: int, board: str | None = None, device: str = "pi-
            fleet: str = "lab") -> Status:
     manifest = AgentManifest(agent_version="t", device=DeviceManifest(hostname="h", board=board)) \
         if state == "online" else None
-    return Status(device_id=device, fleet=fleet, status=state, bd_seq=bd_seq,  # type: ignore[arg-type]
+    return Status(device_id=device, fleet=fleet, status=state, bd_seq=bd_seq,
                   sent_at=datetime.now(timezone.utc), manifest=manifest)
 
 
