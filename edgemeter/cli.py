@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "agent.commands.bench",
     "agent.commands.agent",
     "edgemeter.commands.fleet",
+    "edgemeter.commands.simulate",
     "agent.commands.sweep",
     "agent.commands.analyze",
     "agent.commands.power",
