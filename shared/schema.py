@@ -80,6 +80,32 @@ class TensorInfo(Strict):
     quant: QuantParams | None = None
 
 
+class MacsCoverage(Strict):
+    """Which operator types ``macs`` covers, each mapped to its number of nodes in the graph.
+
+    ``uncounted`` holds op types that may multiply-accumulate but have no MAC formula (a custom
+    op, a loop, an FFT, ...): when it is not empty, ``macs`` is a lower bound. ``no_macs`` holds
+    op types that carry no MACs by convention (element-wise, logic, memory and layout ops).
+    """
+
+    counted: dict[str, int] = Field(
+        default_factory=dict, description="op types whose multiply-accumulates are in macs"
+    )
+    uncounted: dict[str, int] = Field(
+        default_factory=dict,
+        description="op types that may multiply-accumulate but are not counted: macs is a lower "
+        "bound when this is not empty",
+    )
+    no_macs: dict[str, int] = Field(
+        default_factory=dict, description="op types that carry no MACs by convention"
+    )
+
+    @property
+    def complete(self) -> bool:
+        """Whether every op type that may multiply-accumulate was counted."""
+        return not self.uncounted
+
+
 class ModelInfo(Strict):
     name: str
     network: str | None = Field(
@@ -94,6 +120,9 @@ class ModelInfo(Strict):
     outputs: list[TensorInfo]
     macs: int | None = Field(None, ge=0, description="multiply-accumulates per sample")
     params: int | None = Field(None, ge=0)
+    macs_coverage: MacsCoverage | None = Field(
+        None, description="which op types macs covers; null when MACs were not counted"
+    )
 
 
 class RuntimeInfo(Strict):
