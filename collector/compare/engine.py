@@ -375,6 +375,8 @@ def compare_pair(
             network=baseline.network,
         )
         fidelity = FidelityComparison(reason="cited baselines carry no output fingerprints")
+        if baseline.notes:
+            notes.append(f"about the cited figures: {baseline.notes}")
         if baseline.macs is None and edge.model.macs is not None:
             notes.append("baseline MACs not cited: the edge run's MACs are used")
     else:
