@@ -7,17 +7,35 @@ MAC op's shapes unknown does the ONNX reader run onnxruntime once on zeros to re
 
 Convention (``edgemeter-macs-v1``, the ``convention`` key of the JSON output)
 -------------------------------------------------------------------------------
-* **MACs** are the multiply-accumulates of the matrix ops, for one sample:
+* **MACs** are the multiply-accumulates of the ops that multiply and accumulate, for one sample:
 
-  - ONNX ``Conv``, ``ConvTranspose``, ``Gemm``, ``MatMul``, ``QLinearConv``, ``QLinearMatMul``,
-    ``ConvInteger``, ``MatMulInteger`` (and ORT's ``com.microsoft`` ``FusedConv``,
-    ``FusedGemm``, ``FusedMatMul``, ``QGemm``);
+  - ONNX ``Conv``, ``ConvTranspose``, ``DeformConv``, ``Gemm``, ``MatMul``, ``Einsum``,
+    ``LSTM``, ``GRU``, ``RNN``, ``Attention`` and the QOperator forms ``QLinearConv``,
+    ``QLinearMatMul``, ``ConvInteger``, ``MatMulInteger`` (and ORT's ``com.microsoft``
+    ``FusedConv``, ``FusedGemm``, ``FusedMatMul``, ``QGemm``, ``DynamicQuantizeMatMul``,
+    ``MatMulIntegerToFloat``, ``DynamicQuantizeLSTM``, ``Attention``, ``QAttention``,
+    ``MultiHeadAttention``);
   - TFLite ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``TRANSPOSE_CONV``, ``FULLY_CONNECTED``,
-    ``BATCH_MATMUL``, ``CONV_3D``.
+    ``BATCH_MATMUL``, ``CONV_3D``, ``CONV_3D_TRANSPOSE``, ``LSTM``,
+    ``UNIDIRECTIONAL_SEQUENCE_LSTM``, ``BIDIRECTIONAL_SEQUENCE_LSTM``, ``RNN``,
+    ``UNIDIRECTIONAL_SEQUENCE_RNN``, ``BIDIRECTIONAL_SEQUENCE_RNN``, ``SVDF``.
 
   Conv (grouped and depthwise included): output elements x (input channels per group x kernel
   area). Transposed conv: input elements x (output channels per group x kernel area). Gemm,
   MatMul, fully-connected and batched matmul: output elements x the reduced dimension K.
+  Einsum: the product of all distinct index sizes (two operands). LSTM / GRU / RNN (4 / 3 / 1
+  gates): directions x steps x batch x gates x hidden x (input size + hidden), the input and
+  the recurrent matmul of every time step. Attention: QKV projections (when the op holds
+  them) + Q K^T + A V (+ the output projection, which every supported op leaves to a separate
+  MatMul); heads split the hidden size, so the head count does not multiply it. Each op's
+  formula and its edge cases are in :mod:`agent.analyze.onnx_ops` and
+  :mod:`agent.analyze.tflite_graph`.
+* **Coverage** (``macs_coverage``): every op type of the graph, with its node count, is
+  ``counted``, ``no_macs`` (element-wise, logic, memory and layout ops: no MACs by convention)
+  or ``uncounted`` (it may multiply-accumulate but has no formula here: a custom op, a loop, an
+  FFT, ...). An uncounted op adds nothing to ``macs``, which is then a lower bound, and
+  ``edgemeter analyze`` names it on stderr. Only op types listed as ``no_macs`` are ever taken
+  for zero, so an op the analyzer has never heard of is reported, not hidden.
 * **FLOPs** = 2 x MACs (nothing else is added).
 * **other_ops** counts everything else that computes, one op per output element: each bias add
   and each fused activation of a MAC op, and each element-wise, activation, pooling,
@@ -28,8 +46,10 @@ Convention (``edgemeter-macs-v1``, the ``convention`` key of the JSON output)
 * **Batch**: a dynamic (symbolic or unset) first input dimension counts as 1. Other dynamic
   dimensions are not guessed: a graph whose MAC shapes depend on them is refused.
 * **Params** are the elements of constant tensors (initializers, Constant nodes, TFLite buffers)
-  used as weights: the weight and bias inputs of MAC ops, plus non-scalar constant inputs of
-  Add, Sub, Mul, Div, PRelu and the normalization ops (an unfolded batch norm, a learned scale).
+  used as weights: the weight and bias inputs of MAC ops (for recurrent cells every weight,
+  recurrent weight, bias, peephole and projection; for Einsum every constant operand), plus
+  non-scalar constant inputs of Add, Sub, Mul, Div, PRelu (and their QOperator forms
+  QLinearAdd, QLinearMul) and the normalization ops (an unfolded batch norm, a learned scale).
   A constant is found through the nodes that only re-type it: DequantizeLinear, QuantizeLinear,
   Cast, Identity, Transpose, Reshape, (Un)Squeeze, TFLite DEQUANTIZE. So in QDQ ONNX an int8
   initializer followed by DequantizeLinear counts once, a float32 initializer followed by

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared.schema import MacsCoverage
+
 logger = logging.getLogger(__name__)
 
 CONVENTION = (
-    "edgemeter-macs-v1: MACs of conv/deconv/gemm/matmul/fully-connected, flops=2*macs, "
-    "batch 1, other_ops=1 per output element"
+    "edgemeter-macs-v1: MACs of conv/deconv/gemm/matmul/fully-connected, einsum, recurrent cells "
+    "and attention, flops=2*macs, batch 1, other_ops=1 per output element"
 )
+
+CoverageGroup = Literal["counted", "uncounted", "no_macs"]
 
 QUANTIZED_8BIT = frozenset({"int8", "uint8"})
 FLOATING = frozenset({"float32", "float16", "bfloat16", "float64"})
@@ -51,6 +56,7 @@ class ModelAnalysis:
     weight_bytes: int
     precision: str
     layers: tuple[LayerCount, ...]
+    macs_coverage: MacsCoverage
 
     @property
     def flops(self) -> int:
@@ -67,6 +73,7 @@ class ModelAnalysis:
             "precision": self.precision,
             "other_ops": self.other_ops,
             "convention": CONVENTION,
+            "macs_coverage": self.macs_coverage.model_dump(),
         }
         if per_layer:
             out["layers"] = [layer.to_json() for layer in self.layers]
@@ -78,6 +85,7 @@ def build_analysis(
     layers: Sequence[LayerCount],
     weight_bytes: int,
     precision: str,
+    coverage: MacsCoverage,
 ) -> ModelAnalysis:
     """Sum the per-layer counts into a :class:`ModelAnalysis`."""
     return ModelAnalysis(
@@ -88,7 +96,32 @@ def build_analysis(
         weight_bytes=weight_bytes,
         precision=precision,
         layers=tuple(layers),
+        macs_coverage=coverage,
     )
+
+
+class CoverageTally:
+    """Count the nodes of each op type in the group it falls in (see :class:`MacsCoverage`)."""
+
+    def __init__(self) -> None:
+        self._groups: dict[CoverageGroup, Counter[str]] = {
+            "counted": Counter(),
+            "uncounted": Counter(),
+            "no_macs": Counter(),
+        }
+
+    def add(self, op_type: str, group: CoverageGroup) -> None:
+        self._groups[group][op_type] += 1
+
+    def build(self) -> MacsCoverage:
+        def ordered(counter: Counter[str]) -> dict[str, int]:
+            return dict(sorted(counter.items()))
+
+        return MacsCoverage(
+            counted=ordered(self._groups["counted"]),
+            uncounted=ordered(self._groups["uncounted"]),
+            no_macs=ordered(self._groups["no_macs"]),
+        )
 
 
 def numel(shape: Iterable[int]) -> int:

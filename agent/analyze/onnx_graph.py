@@ -1,4 +1,5 @@
-"""Count MACs, other ops and params of an ONNX graph (the convention is in :mod:`agent.analyze`).
+"""Count MACs, other ops and params of an ONNX graph (the convention is in :mod:`agent.analyze`,
+each operator's MAC formula in :mod:`agent.analyze.onnx_ops`).
 
 Shapes come from ``onnx.shape_inference`` on a copy of the model whose dynamic batch is pinned to
 1. Shape-computing sub-graphs that inference cannot see through (``Shape -> Gather -> Cast ->
@@ -19,12 +20,22 @@ from typing import Any
 import numpy as np
 
 from agent.analyze._result import (
+    CoverageTally,
     LayerCount,
     ModelAnalysis,
     build_analysis,
     model_precision,
     numel,
     op_precision,
+)
+from agent.analyze.onnx_ops import (
+    FORMULA_OPS,
+    MAC_OPS,
+    MS_DOMAIN,
+    FormulaOp,
+    MacSpec,
+    coverage_group,
+    coverage_name,
 )
 from agent.errors import ModelError
 from shared.errors import MissingExtraError
@@ -34,34 +45,10 @@ logger = logging.getLogger(__name__)
 Shape = tuple[int, ...]
 
 _DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
-_MS_DOMAIN = "com.microsoft"
 _MAX_FOLD_ROUNDS = 10
 _MAX_FOLD_ELEMENTS = 1024
 _MAX_PASS_THROUGH = 16
 
-
-@dataclass(frozen=True)
-class _MacSpec:
-    kind: str  # "conv", "convtranspose", "gemm" or "matmul"
-    x: int  # index of the activation input (A for gemm/matmul)
-    w: int  # index of the weight input (B for gemm/matmul)
-    bias: int | None  # index of the bias input, if the op has one
-
-
-_MAC_OPS: dict[tuple[str, str], _MacSpec] = {
-    ("", "Conv"): _MacSpec("conv", 0, 1, 2),
-    ("", "ConvTranspose"): _MacSpec("convtranspose", 0, 1, 2),
-    ("", "Gemm"): _MacSpec("gemm", 0, 1, 2),
-    ("", "MatMul"): _MacSpec("matmul", 0, 1, None),
-    ("", "QLinearConv"): _MacSpec("conv", 0, 3, 8),
-    ("", "QLinearMatMul"): _MacSpec("matmul", 0, 3, None),
-    ("", "ConvInteger"): _MacSpec("conv", 0, 1, None),
-    ("", "MatMulInteger"): _MacSpec("matmul", 0, 1, None),
-    (_MS_DOMAIN, "FusedConv"): _MacSpec("conv", 0, 1, 2),
-    (_MS_DOMAIN, "FusedGemm"): _MacSpec("gemm", 0, 1, 2),
-    (_MS_DOMAIN, "FusedMatMul"): _MacSpec("matmul", 0, 1, None),
-    (_MS_DOMAIN, "QGemm"): _MacSpec("gemm", 0, 3, 6),
-}
 
 # Nodes that move, reshape, re-type or (de)quantize data: zero other_ops.
 _ZERO_COST_OPS = frozenset(
@@ -97,6 +84,9 @@ _ZERO_COST_OPS = frozenset(
     }
 )
 
+# com.microsoft nodes that only (de)quantize or move data: zero other_ops.
+_MS_ZERO_COST_OPS = frozenset({"DequantizeLinear", "ExpandDims", "QLinearConcat", "QuantizeLinear"})
+
 # Nodes whose non-scalar constant inputs are learned weights (counted as params).
 _WEIGHT_CARRYING_OPS = frozenset(
     {
@@ -107,6 +97,8 @@ _WEIGHT_CARRYING_OPS = frozenset(
         "LayerNormalization",
         "Mul",
         "PRelu",
+        "QLinearAdd",
+        "QLinearMul",
         "Sub",
     }
 )
@@ -229,7 +221,7 @@ def _count(
 ) -> ModelAnalysis:
     try:
         return _Counter(onnx, model.graph, shapes, dtypes).count()
-    except (IndexError, ValueError, TypeError) as err:
+    except (IndexError, ValueError, TypeError, KeyError, ArithmeticError) as err:
         raise ModelError(f"{path}: inconsistent ONNX graph ({_one_line(err)})") from err
 
 
@@ -553,16 +545,22 @@ class _Counter:
         labels: list[str] = []
         missing: list[str] = []
         unknown_other: list[str] = []
+        coverage = CoverageTally()
         for node in self._graph.node:
-            spec = _MAC_OPS.get((_domain(node), node.op_type))
+            key = (_domain(node), str(node.op_type))
+            coverage.add(coverage_name(*key), coverage_group(*key))
+            spec = MAC_OPS.get(key)
+            formula = FORMULA_OPS.get(key)
             out_name = next((name for name in node.output if name), "")
             out_shape = self._shapes.get(out_name)
             if spec is not None:
                 layer, label = self._mac_layer(node, spec, out_shape, missing)
-                if label:
-                    labels.append(label)
+            elif formula is not None:
+                layer, label = self._formula_layer(node, formula, out_shape, missing)
             else:
-                layer = self._other_layer(node, out_shape, unknown_other)
+                layer, label = self._other_layer(node, out_shape, unknown_other), ""
+            if label:
+                labels.append(label)
             if layer is not None and (layer.macs or layer.other_ops or layer.params):
                 layers.append(layer)
         if missing:
@@ -575,21 +573,21 @@ class _Counter:
             )
         fallback = self._fallback_precision()
         return build_analysis(
-            "onnx", layers, self._weight_bytes, model_precision(labels, fallback)
+            "onnx",
+            layers,
+            self._weight_bytes,
+            model_precision(labels, fallback),
+            coverage.build(),
         )
 
     # -- MAC ops
 
     def _mac_layer(
-        self, node: Any, spec: _MacSpec, out_shape: Shape | None, missing: list[str]
+        self, node: Any, spec: MacSpec, out_shape: Shape | None, missing: list[str]
     ) -> tuple[LayerCount | None, str]:
         x_name = _input(node, spec.x)
         w_name = _input(node, spec.w)
-        w_shape = self._shapes.get(w_name)
-        if w_shape is None:
-            ref = self._resolve(w_name)
-            if ref is not None and not self._reshaped_on_the_way(w_name):
-                w_shape = ref.const.dims
+        w_shape = self._known_shape(w_name)
         needed: dict[str, Shape | None] = {_out_name(node): out_shape, w_name: w_shape}
         if spec.kind in {"convtranspose", "gemm", "matmul"}:
             needed[x_name] = self._shapes.get(x_name)
@@ -612,7 +610,7 @@ class _Counter:
         return LayerCount(name, node.op_type, macs, other_ops, params, out_shape), label
 
     def _macs(
-        self, node: Any, spec: _MacSpec, out_shape: Shape, w_shape: Shape, x_shape: Shape
+        self, node: Any, spec: MacSpec, out_shape: Shape, w_shape: Shape, x_shape: Shape
     ) -> int:
         if spec.kind == "conv":
             return numel(out_shape) * numel(w_shape[1:])
@@ -627,12 +625,49 @@ class _Counter:
             k = x_shape[-2] if trans_a else x_shape[-1]
         return numel(out_shape) * int(k)
 
+    def _formula_layer(
+        self, node: Any, op: FormulaOp, out_shape: Shape | None, missing: list[str]
+    ) -> tuple[LayerCount | None, str]:
+        names = [str(name) for name in node.input]
+        needs = set(range(len(names)) if op.needs is None else op.needs)
+        shapes: list[Shape | None] = []
+        unknown: list[str] = []
+        for index, name in enumerate(names):
+            shape = self._known_shape(name) if name else None
+            if name and shape is None:
+                if index in needs:
+                    unknown.append(name)
+                shape = ()  # present, but a shape the formula does not read
+            shapes.append(shape)
+        if unknown:
+            missing.extend(unknown)
+            return None, ""
+        attrs = {
+            attr.name: _decoded(self._onnx.helper.get_attribute_value(attr))
+            for attr in node.attribute
+        }
+        macs, other_ops = op.count(attrs, shapes)
+        param_indices = range(len(names)) if op.params is None else op.params
+        params = sum(self._count_param(names[i]) for i in param_indices if i < len(names))
+        w_index = op.w
+        if op.params is None:  # any operand may be the weight: the first constant one is
+            w_index = next((i for i, name in enumerate(names) if self._resolve(name)), op.w)
+        w_name = _input(node, w_index)
+        w_ref = self._resolve(w_name) if w_name else None
+        w_dtype = w_ref.effective_dtype if w_ref is not None else self._activation_dtype(w_name)
+        label = op_precision(w_dtype, self._activation_dtype(_input(node, op.x)))
+        name = node.name or _out_name(node)
+        return LayerCount(name, node.op_type, macs, other_ops, params, out_shape or ()), label
+
     # -- everything else
 
     def _other_layer(
         self, node: Any, out_shape: Shape | None, unknown: list[str]
     ) -> LayerCount | None:
-        if node.op_type in _ZERO_COST_OPS and _domain(node) == "":
+        domain = _domain(node)
+        if (domain == "" and node.op_type in _ZERO_COST_OPS) or (
+            domain == MS_DOMAIN and node.op_type in _MS_ZERO_COST_OPS
+        ):
             return None
         params = 0
         if node.op_type in _WEIGHT_CARRYING_OPS:
@@ -650,6 +685,15 @@ class _Counter:
         )
 
     # -- constants and dtypes
+
+    def _known_shape(self, name: str) -> Shape | None:
+        """The inferred shape of ``name``, else that of the constant it re-types, if any."""
+        shape = self._shapes.get(name)
+        if shape is None:
+            ref = self._resolve(name)
+            if ref is not None and not self._reshaped_on_the_way(name):
+                shape = ref.const.dims
+        return shape
 
     def _resolve(self, name: str) -> _WeightRef | None:
         """Follow ``name`` back through re-typing nodes to a constant, if it comes from one."""
@@ -731,6 +775,13 @@ def _attr_int(onnx: Any, node: Any, name: str, default: int) -> int:
         if attr.name == name:
             return int(onnx.helper.get_attribute_value(attr))
     return default
+
+
+def _decoded(value: Any) -> Any:
+    """An attribute value with its strings (bytes in the protobuf) decoded."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
 
 def _numpy_dtype_name(dtype: np.dtype[Any]) -> str:

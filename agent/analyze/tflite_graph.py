@@ -4,17 +4,47 @@
 The file is read with the flatbuffer schema that ai-edge-litert ships
 (``ai_edge_litert.schema_py_generated``); no interpreter is created. Shapes are the tensor shapes
 stored in the file; a ``-1`` (dynamic batch) counts as 1. Only the main subgraph is counted.
+
+MACs per operator, for one sample:
+
+* ``CONV_2D`` (weights [Cout, kH, kW, Cin/groups]): output elements x kH x kW x Cin/groups;
+  ``DEPTHWISE_CONV_2D`` ([1, kH, kW, Cout]): output elements x kH x kW; ``CONV_3D``
+  ([kD, kH, kW, Cin, Cout]): output elements x kD x kH x kW x Cin.
+* ``TRANSPOSE_CONV`` (inputs: output shape, weights [Cout, kH, kW, Cin], input, bias): input
+  elements x Cout x kH x kW; ``CONV_3D_TRANSPOSE`` (weights [kD, kH, kW, Cout, Cin]): input
+  elements x kD x kH x kW x Cout.
+* ``FULLY_CONNECTED`` (weights [units, K]) and ``BATCH_MATMUL`` (K from ``adj_x``): output
+  elements x K.
+* ``LSTM``, ``UNIDIRECTIONAL_SEQUENCE_LSTM``, ``BIDIRECTIONAL_SEQUENCE_LSTM``: every time step
+  multiplies the input by the input-to-gate weights [cells, inputs] and the previous output by the
+  recurrent weights [cells, outputs] of each gate (4 gates, 3 with CIFG, whose input gate is
+  absent), then by the projection [outputs, cells] when there is one. MACs = steps x batch x the
+  elements of those matrices; the bidirectional op adds the backward direction's matrices (x2)
+  and its auxiliary-input weights times the auxiliary input's steps. Steps x batch is the input's
+  elements / its last dimension, in either ``time_major`` layout. Diagonal recurrent weights
+  ([cells]) count one MAC per element, peepholes, biases and layer norms none (element-wise).
+  Other ops: a bias add and an activation per gate element per step. The BASIC kernel of ``LSTM``
+  (one [4 x cells, inputs + outputs] matrix) is steps x batch x that matrix's elements.
+* ``RNN``, ``UNIDIRECTIONAL_SEQUENCE_RNN``, ``BIDIRECTIONAL_SEQUENCE_RNN``: steps x batch x
+  (input weights + recurrent weights elements), per direction, as above (1 gate).
+* ``SVDF`` (feature weights [filters, inputs], time weights [filters, memory]): batch x (feature
+  weights + time weights elements); summing the ``rank`` filters of a unit is element-wise.
+
+Any other operator that may multiply-accumulate (a custom op, ``WHILE``, the StableHLO
+convolution and dot, ...) is reported as uncounted in the coverage, never taken for zero.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.analyze._result import (
+    CoverageGroup,
+    CoverageTally,
     LayerCount,
     ModelAnalysis,
     build_analysis,
@@ -35,48 +65,178 @@ _CUSTOM = 32  # BuiltinOperator.CUSTOM
 _PLACEHOLDER_FOR_GREATER_OP_CODES = 127
 
 
+Shapes = Sequence[Shape | None]  # per input index; None for an absent (-1) input
+
+
 @dataclass(frozen=True)
 class _MacSpec:
-    x: int  # activation input index
-    w: int  # weight input index
-    bias: int | None
-    macs: Callable[[Shape, Shape, Shape, Any], int]  # (out, weight, x, operator) -> MACs
+    x: int  # activation input index (labels precision)
+    w: int  # weight input index (labels precision)
+    params: tuple[int, ...]  # constant inputs counted as params
+    count: Callable[[Shapes, Shape, Any, bool], tuple[int, int]]
+    # (input shapes, output shape, options, fused activation) -> (macs, other_ops)
 
 
-def _conv_macs(out: Shape, w: Shape, x: Shape, op: Any) -> int:
+MacsOf = Callable[[Shape, Shape, Shape, Any], int]  # (out, weight, x, options) -> MACs
+
+
+def _conv_macs(out: Shape, w: Shape, x: Shape, options: Any) -> int:
     return numel(out) * numel(w[1:])  # weights [Cout, kH, kW, Cin/groups]
 
 
-def _depthwise_macs(out: Shape, w: Shape, x: Shape, op: Any) -> int:
+def _depthwise_macs(out: Shape, w: Shape, x: Shape, options: Any) -> int:
     return numel(out) * numel(w[1:3])  # weights [1, kH, kW, Cout]
 
 
-def _transpose_conv_macs(out: Shape, w: Shape, x: Shape, op: Any) -> int:
+def _transpose_conv_macs(out: Shape, w: Shape, x: Shape, options: Any) -> int:
     return numel(x) * numel(w[:3])  # weights [Cout, kH, kW, Cin]
 
 
-def _fully_connected_macs(out: Shape, w: Shape, x: Shape, op: Any) -> int:
+def _fully_connected_macs(out: Shape, w: Shape, x: Shape, options: Any) -> int:
     return numel(out) * w[-1]  # weights [units, K]
 
 
-def _conv3d_macs(out: Shape, w: Shape, x: Shape, op: Any) -> int:
+def _conv3d_macs(out: Shape, w: Shape, x: Shape, options: Any) -> int:
     return numel(out) * numel(w[:4])  # weights [kD, kH, kW, Cin, Cout]
 
 
-def _batch_matmul_macs(out: Shape, w: Shape, x: Shape, op: Any) -> int:
-    adj_x = bool(getattr(op, "adjX", False))
+def _conv3d_transpose_macs(out: Shape, w: Shape, x: Shape, options: Any) -> int:
+    return numel(x) * numel(w[:4])  # weights [kD, kH, kW, Cout, Cin]
+
+
+def _batch_matmul_macs(out: Shape, w: Shape, x: Shape, options: Any) -> int:
+    adj_x = bool(getattr(options, "adjX", False))
     k = x[-2] if adj_x and len(x) > 1 else x[-1]
     return numel(out) * k
 
 
+def _matrix(x: int, w: int, bias: int | None, macs: MacsOf) -> _MacSpec:
+    """A conv, deconv or matmul: other ops are the bias add and fused activation per output."""
+
+    def count(shapes: Shapes, out: Shape, options: Any, fused: bool) -> tuple[int, int]:
+        has_bias = bias is not None and _shape_at(shapes, bias) is not None
+        other_ops = numel(out) * (int(has_bias) + int(fused))
+        return macs(out, _shape_at(shapes, w) or (), _shape_at(shapes, x) or (), options), other_ops
+
+    return _MacSpec(x, w, (w,) if bias is None else (w, bias), count)
+
+
+def _steps(shape: Shape | None) -> int:
+    """Time steps x batch of a sequence input (or batch of a one-step input), any layout."""
+    return numel(shape) // shape[-1] if shape else 0
+
+
+def _recurrent(
+    groups: tuple[tuple[int, tuple[int, ...]], ...], gate_weights: tuple[int, ...]
+) -> Callable[[Shapes, Shape, Any, bool], tuple[int, int]]:
+    """MACs of a recurrent op: for each (sequence input, weight matrices) group, the input's
+    steps x batch x the elements of the matrices present. Other ops: a bias add and an
+    activation per gate row of ``gate_weights`` (the input-to-gate weights) per step."""
+
+    def count(shapes: Shapes, out: Shape, options: Any, fused: bool) -> tuple[int, int]:
+        macs = sum(
+            _steps(_shape_at(shapes, source)) * sum(numel(w) for w in _present(shapes, weights))
+            for source, weights in groups
+        )
+        rows = sum(w[0] for w in _present(shapes, gate_weights) if w)
+        return macs, _steps(_shape_at(shapes, 0)) * rows * 2
+
+    return count
+
+
+_LSTM_WEIGHTS = (1, 2, 3, 4, 5, 6, 7, 8, 16)  # input-to-gate, recurrent-to-gate, projection
+_LSTM_PARAMS = (*range(1, 18), 20, 21, 22, 23)  # + peepholes, biases, projection bias, norms
+_lstm_full = _recurrent(((0, _LSTM_WEIGHTS),), (1, 2, 3, 4))
+
+
+def _lstm(shapes: Shapes, out: Shape, options: Any, fused: bool) -> tuple[int, int]:
+    if len(shapes) <= 5:  # BASIC kernel: input, previous output, weights, bias, previous state
+        weights = _shape_at(shapes, 2) or ()
+        steps = _steps(_shape_at(shapes, 0))
+        return steps * numel(weights), steps * (weights[0] if weights else 0) * 2
+    return _lstm_full(shapes, out, options, fused)
+
+
+def _svdf(shapes: Shapes, out: Shape, options: Any, fused: bool) -> tuple[int, int]:
+    batch = _steps(_shape_at(shapes, 0))
+    feature, time = _shape_at(shapes, 1) or (0,), _shape_at(shapes, 2) or (0,)  # absent: none
+    has_bias = _shape_at(shapes, 3) is not None
+    return batch * (numel(feature) + numel(time)), numel(out) * (int(has_bias) + int(fused))
+
+
+_BIDI_LSTM_GROUPS = (
+    (0, _LSTM_WEIGHTS),  # forward
+    (0, (18, 19, 20, 21, 22, 23, 24, 25, 33)),  # backward
+    (39, (40, 41, 42, 43, 44, 45, 46, 47)),  # auxiliary input, both directions
+)
+_BIDI_LSTM_PARAMS = (*range(1, 35), *range(40, 48))
+
 _MAC_OPS: dict[str, _MacSpec] = {
-    "CONV_2D": _MacSpec(0, 1, 2, _conv_macs),
-    "DEPTHWISE_CONV_2D": _MacSpec(0, 1, 2, _depthwise_macs),
-    "TRANSPOSE_CONV": _MacSpec(2, 1, 3, _transpose_conv_macs),
-    "FULLY_CONNECTED": _MacSpec(0, 1, 2, _fully_connected_macs),
-    "BATCH_MATMUL": _MacSpec(0, 1, None, _batch_matmul_macs),
-    "CONV_3D": _MacSpec(0, 1, 2, _conv3d_macs),
+    "CONV_2D": _matrix(0, 1, 2, _conv_macs),
+    "DEPTHWISE_CONV_2D": _matrix(0, 1, 2, _depthwise_macs),
+    "TRANSPOSE_CONV": _matrix(2, 1, 3, _transpose_conv_macs),
+    "FULLY_CONNECTED": _matrix(0, 1, 2, _fully_connected_macs),
+    "BATCH_MATMUL": _matrix(0, 1, None, _batch_matmul_macs),
+    "CONV_3D": _matrix(0, 1, 2, _conv3d_macs),
+    "CONV_3D_TRANSPOSE": _matrix(2, 1, 3, _conv3d_transpose_macs),
+    "LSTM": _MacSpec(0, 2, _LSTM_PARAMS, _lstm),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _MacSpec(0, 2, _LSTM_PARAMS, _lstm_full),
+    "BIDIRECTIONAL_SEQUENCE_LSTM": _MacSpec(
+        0, 2, _BIDI_LSTM_PARAMS, _recurrent(_BIDI_LSTM_GROUPS, (1, 2, 3, 4, 18, 19, 20, 21))
+    ),
+    "RNN": _MacSpec(0, 1, (1, 2, 3), _recurrent(((0, (1, 2)),), (1,))),
+    "UNIDIRECTIONAL_SEQUENCE_RNN": _MacSpec(0, 1, (1, 2, 3), _recurrent(((0, (1, 2)),), (1,))),
+    "BIDIRECTIONAL_SEQUENCE_RNN": _MacSpec(
+        0, 1, (1, 2, 3, 5, 6, 7, 10, 11),
+        _recurrent(((0, (1, 2, 5, 6)), (9, (10, 11))), (1, 5)),
+    ),
+    "SVDF": _MacSpec(0, 1, (1, 2, 3), _svdf),
 }
+
+def _op_names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Operators that carry no MACs by convention (element-wise, pooling, normalization, logic,
+# memory, layout, (de)quantization). Everything not here and not in _MAC_OPS is "uncounted":
+# CUSTOM:*, CALL, CALL_ONCE, IF, WHILE, DELEGATE, RFFT2D, EMBEDDING_LOOKUP_SPARSE,
+# LSH_PROJECTION and the StableHLO ops with a computation (convolution, dot_general, reduce,
+# reduce_window, scatter, while, case, composite, custom_call).
+_NO_MAC_OPS = _op_names(
+    """
+    ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE ATAN2 AVERAGE_POOL_2D BATCH_TO_SPACE_ND BITCAST
+    BITWISE_XOR BROADCAST_ARGS BROADCAST_TO BUCKETIZE CAST CEIL COMPLEX_ABS CONCATENATION
+    CONCAT_EMBEDDINGS COS CUMSUM DENSIFY DEPTH_TO_SPACE DEQUANTIZE DILATE DIV DYNAMIC_UPDATE_SLICE
+    ELU EMBEDDING_LOOKUP EQUAL EXP EXPAND_DIMS FAKE_QUANT FILL FLOOR FLOOR_DIV FLOOR_MOD GATHER
+    GATHER_ND GELU GREATER GREATER_EQUAL HARD_SWISH HASHTABLE HASHTABLE_FIND HASHTABLE_IMPORT
+    HASHTABLE_LOOKUP HASHTABLE_SIZE IMAG L2_NORMALIZATION L2_POOL_2D LEAKY_RELU LESS LESS_EQUAL
+    LOCAL_RESPONSE_NORMALIZATION LOG LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOGISTIC LOG_SOFTMAX
+    MATRIX_DIAG MATRIX_SET_DIAG MAXIMUM MAX_POOL_2D MEAN MINIMUM MIRROR_PAD MUL MULTINOMIAL NEG
+    NON_MAX_SUPPRESSION_V4 NON_MAX_SUPPRESSION_V5 NOT_EQUAL ONE_HOT PACK PAD PADV2 POW PRELU
+    QUANTIZE RANDOM_STANDARD_NORMAL RANDOM_UNIFORM RANGE RANK READ_VARIABLE REAL REDUCE_ALL
+    REDUCE_ANY REDUCE_MAX REDUCE_MIN REDUCE_PROD RELU RELU6 RELU_0_TO_1 RELU_N1_TO_1 RESHAPE
+    RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR REVERSE_SEQUENCE REVERSE_V2 RIGHT_SHIFT ROUND RSQRT
+    SCATTER_ND SEGMENT_SUM SELECT SELECT_V2 SHAPE SIGN SIN SKIP_GRAM SLICE SOFTMAX
+    SPACE_TO_BATCH_ND SPACE_TO_DEPTH SPARSE_TO_DENSE SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE
+    SQUEEZE STRIDED_SLICE SUB SUM TANH TILE TOPK_V2 TRANSPOSE UNIQUE UNPACK UNSORTED_SEGMENT_MAX
+    UNSORTED_SEGMENT_MIN UNSORTED_SEGMENT_PROD UNSORTED_SEGMENT_SUM VAR_HANDLE WHERE ZEROS_LIKE
+    STABLEHLO_ABS STABLEHLO_ADD STABLEHLO_AND STABLEHLO_BROADCAST_IN_DIM STABLEHLO_CBRT
+    STABLEHLO_CLAMP STABLEHLO_COMPARE STABLEHLO_CONCATENATE STABLEHLO_CONVERT STABLEHLO_COSINE
+    STABLEHLO_DIVIDE STABLEHLO_DYNAMIC_SLICE STABLEHLO_DYNAMIC_UPDATE_SLICE STABLEHLO_EXPONENTIAL
+    STABLEHLO_FLOOR STABLEHLO_GATHER STABLEHLO_IOTA STABLEHLO_LOG STABLEHLO_LOGISTIC
+    STABLEHLO_MAXIMUM STABLEHLO_MINIMUM STABLEHLO_MULTIPLY STABLEHLO_NEGATE STABLEHLO_OR
+    STABLEHLO_PAD STABLEHLO_POWER STABLEHLO_REMAINDER STABLEHLO_RESHAPE STABLEHLO_RNG_BIT_GENERATOR
+    STABLEHLO_RSQRT STABLEHLO_SELECT STABLEHLO_SHIFT_LEFT STABLEHLO_SLICE STABLEHLO_SORT
+    STABLEHLO_SUBTRACT STABLEHLO_TANH STABLEHLO_TRANSPOSE
+    """
+)
+
+
+def _coverage_group(op_name: str) -> CoverageGroup:
+    if op_name in _MAC_OPS:
+        return "counted"
+    return "no_macs" if op_name in _NO_MAC_OPS else "uncounted"
+
 
 # Operators that only move, reshape or (de)quantize data: zero other_ops.
 _ZERO_COST_OPS = frozenset(
@@ -282,8 +442,9 @@ def _count(tensors: list[_Tensor], ops: list[_Op]) -> ModelAnalysis:
 
     layers: list[LayerCount] = []
     labels: list[str] = []
-    unknown_custom: set[str] = set()
+    coverage = CoverageTally()
     for op in ops:
+        coverage.add(op.name, _coverage_group(op.name))
         out = tensors[op.outputs[0]] if op.outputs and op.outputs[0] >= 0 else None
         out_shape = out.shape if out is not None else ()
         name = out.name if out is not None else op.name
@@ -291,12 +452,9 @@ def _count(tensors: list[_Tensor], ops: list[_Op]) -> ModelAnalysis:
         if spec is not None:
             x_index = _at(op.inputs, spec.x)
             w_index = _at(op.inputs, spec.w)
-            bias_index = _at(op.inputs, spec.bias) if spec.bias is not None else -1
-            x_shape = tensors[x_index].shape if x_index >= 0 else ()
-            w_shape = tensors[w_index].shape if w_index >= 0 else ()
-            macs = spec.macs(out_shape, w_shape, x_shape, op.options)
-            other_ops = numel(out_shape) * (int(bias_index >= 0) + int(op.fused_activation))
-            params = count_param(w_index) + count_param(bias_index)
+            shapes = [tensors[i].shape if i >= 0 else None for i in op.inputs]
+            macs, other_ops = spec.count(shapes, out_shape, op.options, op.fused_activation)
+            params = sum(count_param(_at(op.inputs, i)) for i in spec.params)
             weight = resolve(w_index)
             w_dtype = weight.dtype if weight is not None else activation_dtype(w_index)
             labels.append(op_precision(w_dtype, activation_dtype(x_index)))
@@ -304,8 +462,6 @@ def _count(tensors: list[_Tensor], ops: list[_Op]) -> ModelAnalysis:
             continue
         if op.name in _ZERO_COST_OPS:
             continue
-        if op.name.startswith("CUSTOM:"):
-            unknown_custom.add(op.name)
         params = 0
         if op.name in _WEIGHT_CARRYING_OPS:
             for index in op.inputs:
@@ -313,14 +469,20 @@ def _count(tensors: list[_Tensor], ops: list[_Op]) -> ModelAnalysis:
                 if const is not None and numel(const.shape) > 1:
                     params += count_param(index)
         layers.append(LayerCount(name, op.name, 0, numel(out_shape), params, out_shape))
-    if unknown_custom:
-        logger.warning(
-            "custom operators %s are counted as element-wise (no MACs)",
-            ", ".join(sorted(unknown_custom)),
-        )
     stored = {tensors[i].dtype for i in counted}
     fallback = next(iter(stored)) if len(stored) == 1 else ("mixed" if stored else "unknown")
-    return build_analysis("tflite", layers, weight_bytes, model_precision(labels, fallback))
+    return build_analysis(
+        "tflite", layers, weight_bytes, model_precision(labels, fallback), coverage.build()
+    )
+
+
+def _shape_at(shapes: Shapes, index: int) -> Shape | None:
+    return shapes[index] if index < len(shapes) else None
+
+
+def _present(shapes: Shapes, indices: tuple[int, ...]) -> list[Shape]:
+    """The shapes of the inputs at ``indices`` that the operator has (optional ones are -1)."""
+    return [shape for i in indices if (shape := _shape_at(shapes, i)) is not None]
 
 
 def _at(inputs: tuple[int, ...], index: int | None) -> int:

@@ -1,9 +1,15 @@
-"""``edgemeter analyze``: MACs, FLOPs, params and weight bytes counted from a model's graph."""
+"""``edgemeter analyze``: MACs, FLOPs, params and weight bytes counted from a model's graph.
+
+Every op type whose MACs are not counted is named on stderr, one line per op type, whatever the
+output format, so a partial count never passes for a whole one; the exit status stays 0, since
+the counts that are there are right (the JSON carries the same list in ``macs_coverage``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +18,8 @@ from agent.analyze import CONVENTION, ModelAnalysis, analyze_model
 
 def run(args: argparse.Namespace) -> int:
     analysis = analyze_model(Path(args.model))
+    for line in coverage_warnings(analysis):
+        print(line, file=sys.stderr)
     if args.json:
         print(json.dumps(analysis.to_json(per_layer=args.per_layer), indent=2))
         return 0
@@ -36,11 +44,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def coverage_warnings(analysis: ModelAnalysis) -> list[str]:
+    """One line per op type that may multiply-accumulate but whose MACs were not counted."""
+    return [
+        f"edgemeter: warning: MACs not counted for op type {op_type} ({nodes} node"
+        f"{'s' if nodes != 1 else ''}): no MAC formula for it, so MACs and FLOPs are a lower bound"
+        for op_type, nodes in analysis.macs_coverage.uncounted.items()
+    ]
+
+
+def _coverage_text(analysis: ModelAnalysis) -> str:
+    coverage = analysis.macs_coverage
+    counted = ", ".join(f"{op} x{n}" for op, n in coverage.counted.items()) or "no MAC ops"
+    if coverage.complete:
+        return f"complete ({counted})"
+    uncounted = ", ".join(f"{op} x{n}" for op, n in coverage.uncounted.items())
+    return f"PARTIAL: not counted {uncounted}; counted {counted}"
+
+
 def format_summary(path: Path, analysis: ModelAnalysis) -> str:
+    lower_bound = "" if analysis.macs_coverage.complete else "  (lower bound)"
     rows = [
         ("model", f"{path.name} ({analysis.format})"),
         ("precision", analysis.precision),
-        ("MACs", f"{analysis.macs / 1e6:,.3f} M  ({analysis.macs:,})"),
+        ("MACs", f"{analysis.macs / 1e6:,.3f} M  ({analysis.macs:,}){lower_bound}"),
+        ("MAC coverage", _coverage_text(analysis)),
         ("FLOPs", f"{analysis.flops / 1e6:,.3f} M  (2 x MACs)"),
         ("other ops", f"{analysis.other_ops / 1e6:,.3f} M  ({analysis.other_ops:,})"),
         ("params", f"{analysis.params:,}"),

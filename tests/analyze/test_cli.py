@@ -14,6 +14,7 @@ import agent.analyze
 from agent.analyze import LayerCount, ModelAnalysis, analyze_model, detect_format
 from agent.errors import ModelError
 from edgemeter import cli
+from shared.schema import MacsCoverage
 
 Main = Callable[[Sequence[str] | None], int]
 
@@ -44,7 +45,12 @@ def test_json_output(main: Main, models: Path, capsys: pytest.CaptureFixture[str
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {
         "format", "macs", "flops", "params", "weight_bytes", "precision", "other_ops",
-        "convention",
+        "convention", "macs_coverage",
+    }
+    assert out["macs_coverage"] == {
+        "counted": {"CONV_2D": 9, "FULLY_CONNECTED": 1},
+        "uncounted": {},
+        "no_macs": {"ADD": 3, "AVERAGE_POOL_2D": 1, "RESHAPE": 1, "SOFTMAX": 1},
     }
     assert out["format"] == "tflite" and out["precision"] == "int8"
     assert out["flops"] == 2 * out["macs"]
@@ -126,7 +132,8 @@ def test_public_surface_is_complete() -> None:
 
 def test_analysis_json_shape() -> None:
     layer = LayerCount("conv", "Conv", 10, 2, 3, (1, 2))
-    analysis = ModelAnalysis("onnx", 10, 2, 3, 12, "float32", (layer,))
+    coverage = MacsCoverage(counted={"Conv": 1})
+    analysis = ModelAnalysis("onnx", 10, 2, 3, 12, "float32", (layer,), coverage)
     assert analysis.flops == 20
     assert "layers" not in analysis.to_json(per_layer=False)
     assert analysis.to_json(per_layer=True)["layers"] == [

@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from agent.analyze import analyze_model
 from agent.errors import ModelError
+from tests.analyze.builders import const, image, np_const, save
 
 pytestmark = pytest.mark.usefixtures("onnx_lib")
-
-
-def save(tmp_path: Path, nodes: list[Any], inputs: list[Any], inits: list[Any]) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    path = tmp_path / "hand.onnx"
-    onnx.save(model, str(path))
-    return path
-
-
-def const(name: str, shape: tuple[int, ...], dtype: Any = np.float32) -> Any:
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(np.ones(shape, dtype=dtype), name)
-
-
-def image(name: str, shape: list[int | str]) -> Any:
-    from onnx import TensorProto, helper
-
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 
 
 def test_conv_then_gemm_exact_counts_with_a_dynamic_batch(tmp_path: Path) -> None:
@@ -166,9 +141,3 @@ def test_a_graph_without_nodes_is_not_a_model(tmp_path: Path) -> None:
     path = save(tmp_path, [], [image("y", [1])], [])
     with pytest.raises(ModelError, match="no graph nodes"):
         analyze_model(path)
-
-
-def np_const(name: str, value: np.ndarray) -> Any:
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(value, name)

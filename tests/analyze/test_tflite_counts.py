@@ -3,84 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from agent.analyze import analyze_model, detect_format
 from agent.errors import ModelError
+from tests.analyze.builders import FlatModel, weights
 
 pytestmark = pytest.mark.usefixtures("litert_lib")
-
-
-class FlatModel:
-    """Build a one-subgraph TFLite model with the schema's object API."""
-
-    def __init__(self) -> None:
-        from ai_edge_litert import schema_py_generated as schema
-
-        self.s = schema
-        self.buffers: list[Any] = [schema.BufferT()]  # buffer 0: the empty buffer
-        self.tensors: list[Any] = []
-        self.ops: list[Any] = []
-        self.codes: list[Any] = []
-
-    def tensor(self, name: str, shape: tuple[int, ...], data: np.ndarray | None = None) -> int:
-        tensor = self.s.TensorT()
-        tensor.name, tensor.shape = name, list(shape)
-        dtype = np.float32 if data is None else data.dtype
-        tensor.type = {
-            np.dtype(np.float32): self.s.TensorType.FLOAT32,
-            np.dtype(np.int8): self.s.TensorType.INT8,
-        }[np.dtype(dtype)]
-        tensor.buffer = 0
-        if data is not None:
-            buffer = self.s.BufferT()
-            buffer.data = list(data.astype(dtype).tobytes())
-            self.buffers.append(buffer)
-            tensor.buffer = len(self.buffers) - 1
-        self.tensors.append(tensor)
-        return len(self.tensors) - 1
-
-    def op(
-        self,
-        builtin: int,
-        inputs: list[int],
-        outputs: list[int],
-        options: tuple[int, Any] | None = None,
-        custom: str | None = None,
-    ) -> None:
-        code = self.s.OperatorCodeT()
-        code.builtinCode = builtin
-        code.deprecatedBuiltinCode = min(builtin, 127)
-        if custom is not None:
-            code.customCode = custom
-        self.codes.append(code)
-        op = self.s.OperatorT()
-        op.opcodeIndex = len(self.codes) - 1
-        op.inputs, op.outputs = inputs, outputs
-        if options is not None:
-            op.builtinOptionsType, op.builtinOptions = options
-        self.ops.append(op)
-
-    def save(self, path: Path) -> Path:
-        import flatbuffers
-
-        graph = self.s.SubGraphT()
-        graph.tensors, graph.operators = self.tensors, self.ops
-        graph.inputs, graph.outputs = [0], [len(self.tensors) - 1]
-        model = self.s.ModelT()
-        model.version, model.subgraphs = 3, [graph]
-        model.buffers, model.operatorCodes = self.buffers, self.codes
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        path.write_bytes(bytes(builder.Output()))
-        return path
-
-
-def weights(*shape: int, dtype: Any = np.float32) -> np.ndarray:
-    return np.ones(shape, dtype=dtype)
 
 
 def test_conv_depthwise_fully_connected_exact_counts(tmp_path: Path) -> None:
