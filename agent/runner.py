@@ -137,13 +137,14 @@ def _precision_from_tensors(session: Session) -> str:
 
 
 def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings) -> ModelInfo:
-    macs = params = None
+    macs = params = coverage = None
     precision = _precision_from_tensors(session)
     try:
         from agent.analyze import analyze_model
 
         analysis = analyze_model(path)
         macs, params, precision = analysis.macs, analysis.params, analysis.precision
+        coverage = analysis.macs_coverage
     except (EdgemeterError, ImportError) as err:
         logger.warning("MACs not counted for %s: %s", path.name, err)
     return ModelInfo(
@@ -157,6 +158,7 @@ def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings)
         outputs=session.outputs,
         macs=macs,
         params=params,
+        macs_coverage=coverage,
     )
 
 
