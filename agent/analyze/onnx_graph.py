@@ -174,6 +174,10 @@ class _WeightRef:
     effective_dtype: str  # the quantized type when a DequantizeLinear sits in between
 
 
+class _Uncountable(Exception):
+    """The graph is readable but its MACs cannot be counted; the message says why and what to do."""
+
+
 class _MissingShapes(Exception):
     def __init__(self, names: Sequence[str]) -> None:
         super().__init__(", ".join(names))
@@ -221,6 +225,8 @@ def _count(
 ) -> ModelAnalysis:
     try:
         return _Counter(onnx, model.graph, shapes, dtypes).count()
+    except _Uncountable as err:
+        raise ModelError(f"{path}: {err}") from err
     except (IndexError, ValueError, TypeError, KeyError, ArithmeticError) as err:
         raise ModelError(f"{path}: inconsistent ONNX graph ({_one_line(err)})") from err
 
@@ -646,6 +652,12 @@ class _Counter:
             attr.name: _decoded(self._onnx.helper.get_attribute_value(attr))
             for attr in node.attribute
         }
+        if op.time_major_x and not attrs.get("layout", 0) and self._dynamic_first_dim(names[0]):
+            raise _Uncountable(
+                f"the sequence length of {node.op_type} input {names[0]!r} is dynamic (its "
+                "first dimension, which is time, not batch, in layout 0), so MACs cannot be "
+                "counted; export the model with a fixed sequence length"
+            )
         macs, other_ops = op.count(attrs, shapes)
         param_indices = range(len(names)) if op.params is None else op.params
         params = sum(self._count_param(names[i]) for i in param_indices if i < len(names))
@@ -685,6 +697,14 @@ class _Counter:
         )
 
     # -- constants and dtypes
+
+    def _dynamic_first_dim(self, name: str) -> bool:
+        """Whether ``name`` is a graph input whose first dimension is not a fixed size."""
+        for value in self._graph.input:
+            if value.name == name and value.type.tensor_type.HasField("shape"):
+                dims = value.type.tensor_type.shape.dim
+                return bool(dims) and not (dims[0].HasField("dim_value") and dims[0].dim_value > 0)
+        return False
 
     def _known_shape(self, name: str) -> Shape | None:
         """The inferred shape of ``name``, else that of the constant it re-types, if any."""

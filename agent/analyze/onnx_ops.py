@@ -25,6 +25,8 @@ Formulas, for one sample (the batch pinned to 1), per node:
   state by R, so MACs = directions x steps x batch x gates x hidden x (input size + hidden);
   ``bidirectional`` doubles it (directions = 2). Steps x batch is read from X whatever its
   ``layout``; a padded sequence counts its full length (``sequence_lens`` is not consulted).
+  A graph input X of layout 0 whose first dimension is dynamic is refused: that dimension is
+  time, and pinning it to 1 like a batch would count one step of an unknown number.
   Peepholes, biases, gate activations and the cell update are element-wise: other ops are one
   activation per gate element per step, plus one bias add per gate element when B is given.
 * Attention. Heads split the hidden size, they do not multiply it: N heads x (S x L x hidden/N)
@@ -99,6 +101,7 @@ class FormulaOp:
     x: int  # the activation input that labels precision
     w: int  # the weight input that labels precision (an Einsum's first constant wins)
     count: Callable[[Attrs, Shapes], tuple[int, int]]  # -> (macs, other_ops)
+    time_major_x: bool = False  # input x is [time, batch, ...] unless the node's layout is 1
 
 
 def einsum_macs(equation: str, shapes: Sequence[Shape]) -> tuple[int, int]:
@@ -263,12 +266,18 @@ def _optional(shapes: Shapes, index: int) -> Shape | None:
 
 FORMULA_OPS: dict[tuple[str, str], FormulaOp] = {
     ("", "Einsum"): FormulaOp(None, None, 0, 1, _einsum),
-    ("", "LSTM"): FormulaOp((0, 1, 2), (1, 2, 3, 7), 0, 1, _recurrent(4, transposed=False)),
-    ("", "GRU"): FormulaOp((0, 1, 2), (1, 2, 3), 0, 1, _recurrent(3, transposed=False)),
-    ("", "RNN"): FormulaOp((0, 1, 2), (1, 2, 3), 0, 1, _recurrent(1, transposed=False)),
+    ("", "LSTM"): FormulaOp(
+        (0, 1, 2), (1, 2, 3, 7), 0, 1, _recurrent(4, transposed=False), time_major_x=True
+    ),
+    ("", "GRU"): FormulaOp(
+        (0, 1, 2), (1, 2, 3), 0, 1, _recurrent(3, transposed=False), time_major_x=True
+    ),
+    ("", "RNN"): FormulaOp(
+        (0, 1, 2), (1, 2, 3), 0, 1, _recurrent(1, transposed=False), time_major_x=True
+    ),
     ("", "Attention"): FormulaOp((0, 1, 2, 4), (), 0, 1, _onnx_attention),
     (MS_DOMAIN, "DynamicQuantizeLSTM"): FormulaOp(
-        (0, 1, 2), (1, 2, 3, 7), 0, 1, _recurrent(4, transposed=True)
+        (0, 1, 2), (1, 2, 3, 7), 0, 1, _recurrent(4, transposed=True), time_major_x=True
     ),
     (MS_DOMAIN, "Attention"): FormulaOp((0, 1, 4), (1, 2), 0, 1, _ms_attention(past_index=4)),
     (MS_DOMAIN, "QAttention"): FormulaOp((0, 1, 8), (1, 2), 0, 1, _ms_attention(past_index=8)),

@@ -11,6 +11,7 @@ import pytest
 
 from agent.analyze import analyze_model
 from agent.analyze.onnx_ops import einsum_macs
+from agent.errors import ModelError
 from tests.analyze.builders import const, image, save
 
 pytestmark = pytest.mark.usefixtures("onnx_lib")
@@ -110,22 +111,29 @@ def test_a_bidirectional_lstm_of_known_size(tmp_path: Path) -> None:
     assert result.params == 2 * 64 * 8 + 2 * 64 * 16
 
 
-def test_com_microsoft_attention_counts_projections_scores_and_context(tmp_path: Path) -> None:
+def test_com_microsoft_attention_then_its_output_projection(tmp_path: Path) -> None:
+    # onnx shape inference does not know com.microsoft ops: onnxruntime reads the MatMul's shapes
+    pytest.importorskip("onnxruntime")
     from onnx import helper
 
     seq, d_in, hidden, heads = 4, 8, 8, 2
-    node = helper.make_node(
-        "Attention", ["x", "W", "B"], ["y"], domain="com.microsoft", num_heads=heads
-    )
-    inits = [const("W", (d_in, 3 * hidden)), const("B", (3 * hidden,))]
-    result = analyze_model(save(tmp_path, [node], [image("x", [1, seq, d_in])], inits))
+    nodes = [
+        helper.make_node(
+            "Attention", ["x", "W", "B"], ["a"], domain="com.microsoft", num_heads=heads
+        ),
+        helper.make_node("MatMul", ["a", "Wo"], ["y"]),  # the output projection
+    ]
+    inits = [const("W", (d_in, 3 * hidden)), const("B", (3 * hidden,)), const("Wo", (8, 8))]
+    result = analyze_model(save(tmp_path, nodes, [image("x", [1, seq, d_in])], inits))
 
     projections = seq * d_in * 3 * hidden  # Q, K and V
     scores = heads * seq * seq * (hidden // heads)  # Q K^T per head: S x L x head size
     context = heads * seq * seq * (hidden // heads)  # A V per head
-    assert result.macs == projections + scores + context == 768 + 128 + 128
-    assert result.params == d_in * 3 * hidden + 3 * hidden
-    assert result.macs_coverage.counted == {"com.microsoft::Attention": 1}
+    output = seq * hidden * 8
+    assert [layer.macs for layer in result.layers] == [projections + scores + context, output]
+    assert result.macs == 768 + 128 + 128 + 256
+    assert result.params == d_in * 3 * hidden + 3 * hidden + 64
+    assert result.macs_coverage.counted == {"com.microsoft::Attention": 1, "MatMul": 1}
 
 
 @pytest.mark.parametrize("past", [0, 3])
@@ -268,3 +276,16 @@ def test_ops_without_a_formula_are_listed_as_uncounted(tmp_path: Path) -> None:
     assert coverage.no_macs == {"Relu": 1}
     assert not coverage.complete
     assert result.macs == 4 * 36 * 27  # what is counted stays right; it is a lower bound
+
+
+def test_a_dynamic_sequence_length_is_refused_not_pinned_to_one_step(tmp_path: Path) -> None:
+    from onnx import helper
+
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=16)
+    inits = [const("W", (1, 64, 8)), const("R", (1, 64, 16))]
+    with pytest.raises(ModelError, match="sequence length of LSTM input 'x' is dynamic"):
+        analyze_model(save(tmp_path, [node], [image("x", ["T", 1, 8])], inits))
+    # with layout 1 the first dimension is the batch, which counts as 1 as everywhere else
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=16, layout=1)
+    result = analyze_model(save(tmp_path, [node], [image("x", ["N", 5, 8])], inits))
+    assert result.macs == 5 * 4 * 16 * (8 + 16)
