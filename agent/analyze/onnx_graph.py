@@ -664,10 +664,11 @@ class _Counter:
         w_index = op.w
         if op.params is None:  # any operand may be the weight: the first constant one is
             w_index = next((i for i, name in enumerate(names) if self._resolve(name)), op.w)
-        w_name = _input(node, w_index)
+        x_dtype = self._activation_dtype(_input(node, op.x))
+        w_name = _input(node, w_index) or _input(node, op.x)  # a one-operand Einsum: x alone
         w_ref = self._resolve(w_name) if w_name else None
         w_dtype = w_ref.effective_dtype if w_ref is not None else self._activation_dtype(w_name)
-        label = op_precision(w_dtype, self._activation_dtype(_input(node, op.x)))
+        label = op_precision(w_dtype, x_dtype)
         name = node.name or _out_name(node)
         return LayerCount(name, node.op_type, macs, other_ops, params, out_shape or ()), label
 

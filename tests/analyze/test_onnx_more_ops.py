@@ -33,6 +33,22 @@ def test_einsum_of_two_operands_is_the_product_of_all_distinct_index_sizes(
     assert result.macs_coverage.complete
 
 
+def test_a_one_operand_einsum_multiplies_nothing(tmp_path: Path) -> None:
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Einsum", ["x"], ["t"], equation="ij->ji"),
+        helper.make_node("MatMul", ["t", "W"], ["y"]),
+    ]
+    result = analyze_model(save(tmp_path, nodes, [image("x", [6, 4])], [const("W", (6, 3))]))
+
+    assert [(layer.op_type, layer.macs) for layer in result.layers] == [
+        ("Einsum", 0), ("MatMul", 4 * 6 * 3)
+    ]
+    assert result.precision == "float32"  # the transpose does not make the model "mixed"
+    assert result.macs_coverage.counted == {"Einsum": 1, "MatMul": 1}
+
+
 def test_einsum_of_two_activations_counts_no_params(tmp_path: Path) -> None:
     from onnx import helper
 
