@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +28,57 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    try:
-        import matplotlib
+def plot(
+    rows: list[dict[str, Any]],
+    path: Path,
+    *,
+    model: str,
+    device: str,
+    duration_s: float,
+    skipped: Sequence[tuple[int, int, str]] = (),
+) -> None:
+    """Throughput against p50 latency, one line per stream count, one point per batch size.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    The title names the model, the device, the threads per stream and the seconds per cell; the
+    throughput axis starts at 0 so heights compare honestly; cells that did not run are listed
+    under the chart with the reason. The file type follows the suffix of ``path`` (PNG, SVG, ...).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as err:
         raise MissingExtraError("plot", "matplotlib") from err
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(8, 5.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    lines = [f"batch {b}, {n} stream(s): {reason}" for b, n, reason in skipped]
+    if lines:
+        grid = fig.add_gridspec(2, 1, height_ratios=[5.0, 0.3 + 0.25 * len(lines)])
+        ax, notes = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
+        notes.axis("off")
+        notes.text(0.0, 1.0, "skipped cells (did not run):\n" + "\n".join(lines), fontsize=8,
+                   va="top", ha="left", color="0.3", transform=notes.transAxes)
+    else:
+        ax = fig.add_subplot()
     for streams in sorted({r["streams"] for r in rows}):
-        sel = [r for r in rows if r["streams"] == streams]
+        sel = sorted((r for r in rows if r["streams"] == streams), key=lambda r: r["batch"])
         ax.plot([r["latency_ms"]["p50"] for r in sel], [r["throughput_sps"] for r in sel],
-                marker="o", label=f"{streams} stream(s)")
+                marker="o", label="1 stream" if streams == 1 else f"{streams} parallel streams")
         for r in sel:
-            ax.annotate(f"b{r['batch']}", (r["latency_ms"]["p50"], r["throughput_sps"]),
-                        textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("p50 latency per query (ms)")
-    ax.set_ylabel("throughput (samples/s)")
-    ax.set_title(title)
+            mark = "" if r.get("valid", True) else " (invalid)"
+            ax.annotate(f"batch {r['batch']}{mark}", (r["latency_ms"]["p50"], r["throughput_sps"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=8)
+    threads = sorted({r["threads"] for r in rows if r.get("threads") is not None})
+    per_stream = "/".join(str(t) for t in threads) if threads else "the runtime's default"
+    plural = "" if threads == [1] else "s"
+    ax.set_title(f"{model} on {device}\n{per_stream} thread{plural} per stream, {duration_s:g} s "
+                 "per cell (offline scenario)", fontsize=10)
+    ax.set_xlabel("p50 latency per query (ms): lower is better")
+    ax.set_ylabel("throughput (samples/s): higher is better")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0, top=max(r["throughput_sps"] for r in rows) * 1.15)
     ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(loc="lower right", fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _check_output(path: str | None) -> None:
@@ -64,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         require_module("matplotlib", "plot")
     rows: list[dict[str, Any]] = []
+    skipped: list[tuple[int, int, str]] = []
+    device = ""
     for batch in args.batch:
         for streams in args.streams:
             settings = settings_from_args(
@@ -77,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
                 raise
             except EdgemeterError as err:
                 print(f"batch {batch}, streams {streams}: skipped ({err})")
+                skipped.append((batch, streams, str(err)))
                 continue
+            device = f"{result.device_id} ({result.device.hardware_key or 'no hardware key'})"
             rows.append({
                 "batch": batch,
                 "streams": streams,
@@ -98,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
         if args.plot:
-            plot(rows, Path(args.plot), args.model.name)
+            plot(rows, Path(args.plot), model=args.model.name, device=device,
+                 duration_s=args.duration_s, skipped=skipped)
     except OSError as err:
         raise EdgemeterError(f"cannot write the sweep output: {err}") from err
     return 0
