@@ -77,7 +77,9 @@ def test_bidirectional_sequence_lstm_counts_both_directions(tmp_path: Path) -> N
     fm.op(fm.s.BuiltinOperator.BIDIRECTIONAL_SEQUENCE_LSTM,
           [x, *forward, *backward, *states, *[-1] * 9], [y],
           _options(fm, "BidirectionalSequenceLSTMOptions", timeMajor=True, mergeOutputs=True))
-    result = analyze_model(fm.save(tmp_path / "bilstm.tflite"))
+    path = fm.save(tmp_path / "bilstm.tflite")
+    _load_in_litert(path)
+    result = analyze_model(path)
 
     assert result.macs == 2 * STEPS * BATCH * 4 * CELLS * (INPUTS + CELLS)
     assert result.params == 2 * 4 * CELLS * (INPUTS + CELLS + 1)
@@ -133,7 +135,9 @@ def test_batch_matmul_reduces_over_k(tmp_path: Path, adj_x: bool) -> None:
     y = fm.tensor("y", (1, 2, 4, 5))
     fm.op(fm.s.BuiltinOperator.BATCH_MATMUL, [x, rhs], [y],
           _options(fm, "BatchMatMulOptions", adjX=adj_x))
-    result = analyze_model(fm.save(tmp_path / "bmm.tflite"))
+    path = fm.save(tmp_path / "bmm.tflite")
+    _load_in_litert(path)
+    result = analyze_model(path)
 
     assert result.macs == (2 * 4 * 5) * 8  # output elements x K
     assert result.params == 40
@@ -150,8 +154,16 @@ def test_transposed_convolutions_count_per_input_element(tmp_path: Path, op: str
     x = fm.tensor("x", (1, 2, 5, 5, 4) if three_d else (1, 5, 5, 4))
     b = fm.tensor("b", (2,), weights(2))
     y = fm.tensor("y", tuple(int(d) for d in shape_data))
-    fm.op(getattr(fm.s.BuiltinOperator, op), [out_shape, w, x, b], [y])
-    result = analyze_model(fm.save(tmp_path / "deconv.tflite"))
+    if three_d:
+        options = _options(fm, "Conv3DOptions", strideD=2, strideH=2, strideW=2,
+                           padding=fm.s.Padding.SAME)
+    else:
+        options = _options(fm, "TransposeConvOptions", strideH=2, strideW=2,
+                           padding=fm.s.Padding.SAME)
+    fm.op(getattr(fm.s.BuiltinOperator, op), [out_shape, w, x, b], [y], options)
+    path = fm.save(tmp_path / "deconv.tflite")
+    _load_in_litert(path)
+    result = analyze_model(path)
 
     input_elements = (2 * 5 * 5 * 4) if three_d else (5 * 5 * 4)
     per_input = (2 * 3 * 3 * 2) if three_d else (2 * 3 * 3)  # [kD x] kH x kW x Cout
