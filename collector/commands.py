@@ -1,9 +1,9 @@
-"""Collector commands: ``collector serve``, ``results`` and ``export``.
+"""Collector commands: ``collector serve``, ``collector migrate``, ``results`` and ``export``.
 
-Extras: the SQLite path needs nothing beyond the agent's own install (stdlib :mod:`sqlite3`).
-A ``postgresql://`` URL needs psycopg and ``export --format parquet`` needs pyarrow; both come with
-the ``collector`` extra, and each command checks for what it needs before doing anything else, so
-the error is one line with the exact hint: ``pip install 'edgemeter[collector]'``.
+Extras: every database needs the ``collector`` extra (SQLAlchemy and Alembic; psycopg for a
+``postgresql://`` URL), and ``export --format parquet`` needs pyarrow, which comes with it too.
+Each command checks for what it needs before doing anything else, so the error is one line with
+the exact hint: ``pip install 'edgemeter[collector]'``.
 
 Reading commands (``results``, ``export``) never create a database: a missing SQLite file is an
 error that says which path was looked at.
@@ -64,6 +64,14 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--fleet", default="+", metavar="FLEET",
                        help="collect one fleet only (default: every fleet)")
     serve.set_defaults(func=_serve)
+    migrate = collector_sub.add_parser(
+        "migrate", help="create or upgrade the results database's schema",
+        description="Bring the database's schema to the newest revision this edgemeter knows "
+        "(collector serve does the same when it starts), creating the tables in a new database "
+        "and adopting one made before Alembic. A database from a newer edgemeter is refused.",
+    )
+    migrate.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    migrate.set_defaults(func=_migrate)
 
     results = subparsers.add_parser(
         "results", help="list stored results (or dead letters)",
@@ -245,14 +253,28 @@ def _export(args: argparse.Namespace) -> int:
         require_module("pyarrow", "collector")
         if args.output is None:
             raise ConfigError("parquet is binary: give --output PATH")
-    from collector.export import export_results
+    from collector.export import StoredResults, export_results
 
     store = open_store(args.db, must_exist=True)
     try:
-        results = store.list_results(_filter(args))
+        count = export_results(StoredResults(store, _filter(args)), args.format, args.output,
+                               sys.stdout)
     finally:
         store.close()
-    count = export_results(results, args.format, args.output, sys.stdout)
     if args.output is not None:
         print(f"wrote {count} results to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    store = open_store(args.db, migrate=False)
+    try:
+        change = store.migrate()
+    finally:
+        store.close()
+    if change.changed:
+        print(f"{store.url}: migrated from {change.before or 'no revision'} to revision "
+              f"{change.after}")
+    else:
+        print(f"{store.url}: already at revision {change.after}, the newest this edgemeter knows")
     return 0

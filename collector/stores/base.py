@@ -1,22 +1,27 @@
-"""The Store interface every results database implements, and the registry that opens one by URL.
+"""The Store interface the collector's commands and service use, and the registry that opens one.
 
 A store keeps benchmark results (each ``run_id`` once: MQTT QoS 1 may deliver a message twice),
-dead letters, and cited baselines. ``sqlite:///path.db`` and ``postgresql://...`` are registered;
-each implementation lives in its own module and imports its driver only when opened.
+dead letters, and cited baselines. One implementation, :class:`collector.stores.sql.SqlStore`
+(SQLAlchemy Core), serves every registered URL scheme: ``sqlite:///path.db``,
+``postgresql://...`` and ``postgres://...``. It needs the ``collector`` extra (SQLAlchemy, Alembic;
+psycopg for PostgreSQL), imported only when a store is opened, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from collector.records import CitedBaseline, DeadLetter
 from shared.errors import ConfigError, require_module
 from shared.schema import BenchmarkResult
+
+if TYPE_CHECKING:
+    from collector.stores.schema import SchemaChange
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,10 @@ class ResultFilter:
 @runtime_checkable
 class Store(Protocol):
     url: str
+    """the database URL, any password masked (for messages)"""
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema (versioned migrations); safe to call every start."""
+    def migrate(self) -> SchemaChange:
+        """Create or upgrade the schema (Alembic revisions); a no-op once current."""
 
     def add_results(
         self, results: Sequence[BenchmarkResult], *, topics: Sequence[str] | None = None
@@ -51,9 +57,13 @@ class Store(Protocol):
     def list_results(self, flt: ResultFilter | None = None) -> list[BenchmarkResult]:
         """Results, oldest first (with ``flt.limit``: the newest N, still oldest first)."""
 
+    def iter_results(self, flt: ResultFilter | None = None) -> Iterator[BenchmarkResult]:
+        """The same results as :meth:`list_results`, streamed from the database in batches."""
+
     def get_result(self, run_id: str) -> BenchmarkResult | None: ...
 
-    def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]: ...
+    def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first (with ``limit``: the newest N, still oldest first)."""
 
     def add_cited_baselines(self, rows: Sequence[CitedBaseline]) -> int:
         """Store cited rows; returns how many were new (same content = same row)."""
@@ -63,24 +73,33 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+#: URL scheme -> ``module:Class`` of the store that opens it, imported on first use.
 STORES: dict[str, str] = {
-    "sqlite": "collector.stores.sqlite:SqliteStore",
-    "postgresql": "collector.stores.postgres:PostgresStore",
-    "postgres": "collector.stores.postgres:PostgresStore",
+    "sqlite": "collector.stores.sql:SqlStore",
+    "postgresql": "collector.stores.sql:SqlStore",
+    "postgres": "collector.stores.sql:SqlStore",
 }
 
 
-def open_store(url: str, *, must_exist: bool = False) -> Store:
-    """Open (and migrate) the store a URL names, importing only that store's driver.
+def open_store(url: str, *, must_exist: bool = False, migrate: bool = True) -> Store:
+    """Open the store a URL names and (unless ``migrate`` is False) bring its schema up to date.
 
     ``must_exist``: reading commands never create a database; a missing SQLite file is a
-    :class:`ConfigError` naming the path that was looked at.
+    :class:`ConfigError` naming the path that was looked at. Without the ``collector`` extra this
+    raises :class:`shared.errors.MissingExtraError` with the pip command.
     """
     scheme = urlsplit(url).scheme.split("+")[0]
+    target = STORES.get(scheme)
+    if target is None:
+        raise ConfigError(
+            f"database URL {url!r} is not supported: use sqlite:///PATH.db or postgresql://..."
+        )
+    for module in ("sqlalchemy", "alembic"):
+        require_module(module, "collector")
     if scheme in ("postgresql", "postgres"):
         require_module("psycopg", "collector")
     if must_exist and scheme == "sqlite":
-        from collector.stores.sqlite import sqlite_path
+        from collector.stores.dialects import sqlite_path
 
         path = sqlite_path(url)
         if path != ":memory:" and not Path(path).is_file():
@@ -88,13 +107,13 @@ def open_store(url: str, *, must_exist: bool = False) -> Store:
                 f"no results database at {Path(path).resolve()}: check --db (sqlite:///relative"
                 ".db or sqlite:////absolute.db) or start 'edgemeter collector serve' first"
             )
-    target = STORES.get(scheme)
-    if target is None:
-        raise ConfigError(
-            f"database URL {url!r} is not supported: use sqlite:///PATH.db or postgresql://..."
-        )
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     store: Store = cls(url)
-    store.migrate()
+    if migrate:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
     return store

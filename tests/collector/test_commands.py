@@ -197,7 +197,7 @@ def test_missing_extras_name_the_pip_command(monkeypatch: pytest.MonkeyPatch,
                         str(tmp_path / "x.parquet")], capsys)
     assert code == 2 and "pyarrow" in err
     code, out, _ = run(["export", "--db", db[0], "--format", "csv"], capsys)
-    assert code == 0 and out  # SQLite and CSV need no extra
+    assert code == 0 and out  # SQLite and CSV need neither psycopg nor pyarrow
 
 
 def test_help_texts_list_the_options(capsys: pytest.CaptureFixture[str]) -> None:

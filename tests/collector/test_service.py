@@ -71,8 +71,8 @@ def test_100_valid_results_are_stored(
     stored = {str(r.run_id): r for r in sqlite_store.list_results()}
     assert stored == {str(r.run_id): r for r in sent}
     assert sqlite_store.list_dead_letters() == []
-    topics = sqlite_store._connection().execute(  # type: ignore[attr-defined]
-        "SELECT DISTINCT topic FROM results ORDER BY topic").fetchall()
+    with sqlite_store.engine.connect() as conn:  # type: ignore[attr-defined]
+        topics = conn.exec_driver_sql("SELECT DISTINCT topic FROM results ORDER BY topic").all()
     assert [t[0] for t in topics] == [Topics.result("default", f"pi-{i:02d}") for i in range(4)]
 
 

@@ -1,0 +1,1 @@
+"""Alembic revisions, oldest first by number; see :mod:`collector.stores.migrations`."""

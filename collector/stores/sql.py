@@ -1,0 +1,257 @@
+"""The one results store, on SQLAlchemy Core, for SQLite and PostgreSQL alike.
+
+Queries are written once against :mod:`collector.stores.tables`; what differs by database (URL,
+engine and pragmas, ``ON CONFLICT`` construct, migration lock, messages) comes from
+:mod:`collector.stores.dialects`, and column storage from :mod:`collector.stores.columns`.
+
+Transactions: each write (a batch of results, a dead letter, cited baselines) is one transaction;
+when the call returns it has committed, so the collector may acknowledge the messages. Reads run in
+a transaction of their own too (one snapshot). Batches are one multi-row ``INSERT ... ON CONFLICT
+DO NOTHING RETURNING id`` (SQLAlchemy's "insertmanyvalues"), so a known ``run_id`` is skipped and
+the rows returned are exactly the new ones.
+
+Threads: any thread may call any method. Connections come from SQLAlchemy's pool (one per thread
+at a time); SQLite serialises writers itself (``BEGIN IMMEDIATE`` with a busy timeout) while WAL
+lets readers go on. An in-memory SQLite database is one connection shared under a lock. On
+PostgreSQL a connection the server dropped is replaced before use (pre-ping).
+
+Third-party errors become :class:`~collector.errors.StoreError` here, once, with one line that
+says which database and what to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Column, Connection, Engine, Select, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+
+from collector.errors import StoreError
+from collector.records import CitedBaseline, DeadLetter
+from collector.stores.base import ResultFilter
+from collector.stores.dialects import WRITE_OPTION, Database, database_for
+from collector.stores.schema import SchemaChange, upgrade
+from collector.stores.tables import cited_baselines, dead_letters, results
+from shared.schema import BenchmarkResult
+
+__all__ = ["STREAM_BATCH_ROWS", "SqlStore"]
+
+logger = logging.getLogger(__name__)
+
+#: Rows fetched at a time when streaming results (a server-side cursor on PostgreSQL).
+STREAM_BATCH_ROWS = 500
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SqlStore:
+    """The :class:`collector.stores.base.Store` on any database :mod:`~.dialects` supports."""
+
+    def __init__(self, url: str) -> None:
+        self._db: Database = database_for(url)
+        self.url = self._db.url
+        self._closed = False
+        self._insert_results = self._db.insert_skipping_known(results, ["run_id"]).returning(
+            results.c.id
+        )
+        self._insert_baselines = self._db.insert_skipping_known(
+            cited_baselines, ["baseline_id"]
+        ).returning(cited_baselines.c.id)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for tests and tools that query the tables directly."""
+        return self._db.engine
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.engine.dialect.name
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str, *, write: bool) -> Iterator[Connection]:
+        """A connection in a transaction, committed when the body returns, else rolled back."""
+        if self._closed:
+            raise StoreError(f"{self._db.name} store {self._db.where} is closed")
+        with self._db.serialised():
+            try:
+                conn = self._db.engine.connect()
+            except SQLAlchemyError as err:
+                raise StoreError(self._db.connect_failed(err)) from err
+            try:
+                if write:
+                    conn = conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+            except SQLAlchemyError as err:
+                raise StoreError(self._db.action_failed(action, err)) from err
+            finally:
+                conn.close()
+
+    # -- Store -------------------------------------------------------------------------------
+
+    def migrate(self) -> SchemaChange:
+        """Bring the schema to the newest revision (Alembic); a no-op once there."""
+        if self._closed:
+            raise StoreError(f"{self._db.name} store {self._db.where} is closed")
+        return upgrade(self._db)
+
+    def add_results(
+        self, batch: Sequence[BenchmarkResult], *, topics: Sequence[str | None] | None = None
+    ) -> int:
+        """Insert a batch in one transaction; returns how many run_ids were new.
+
+        ``topics``, when given, holds the MQTT topic each result arrived on (same order).
+        """
+        if not batch:
+            return 0
+        if topics is not None and len(topics) != len(batch):
+            raise ValueError(f"{len(topics)} topics for {len(batch)} results")
+        now = _utc_now()
+        rows = [
+            {
+                "run_id": str(r.run_id),
+                "device_id": r.device_id,
+                "fleet": r.fleet,
+                "role": r.role.value,
+                "created_at": r.created_at,
+                "model_name": r.model.name,
+                "model_sha256": r.model.sha256,
+                "network": r.model.network,
+                "scenario": r.spec.effective.scenario.value,
+                "seq": r.seq,
+                "received_at": now,
+                "topic": topics[i] if topics is not None else None,
+                "result": r.model_dump_json(),
+            }
+            for i, r in enumerate(batch)
+        ]
+        with self._transaction(f"storing {len(rows)} results", write=True) as conn:
+            return len(conn.execute(self._insert_results, rows).all())
+
+    def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+        with self._transaction("storing a dead letter", write=True) as conn:
+            conn.execute(
+                dead_letters.insert(),
+                {"received_at": _utc_now(), "topic": topic, "reason": reason,
+                 "payload": bytes(payload)},
+            )
+
+    def list_results(self, flt: ResultFilter | None = None) -> list[BenchmarkResult]:
+        """Results, oldest first (with ``flt.limit``: the newest N, still oldest first)."""
+        with self._transaction("listing results", write=False) as conn:
+            documents = conn.execute(_results_query(flt)).scalars().all()
+        return [BenchmarkResult.model_validate_json(doc) for doc in documents]
+
+    def iter_results(self, flt: ResultFilter | None = None) -> Iterator[BenchmarkResult]:
+        """Like :meth:`list_results`, but fetched :data:`STREAM_BATCH_ROWS` rows at a time.
+
+        The read transaction stays open until the iterator is exhausted or closed; use it in a
+        ``for`` loop (or ``contextlib.closing``) and call nothing else on an in-memory store
+        meanwhile.
+        """
+        with self._transaction("streaming results", write=False) as conn:
+            rows = conn.execution_options(yield_per=STREAM_BATCH_ROWS).execute(
+                _results_query(flt)
+            )
+            for document in rows.scalars():
+                yield BenchmarkResult.model_validate_json(document)
+
+    def get_result(self, run_id: str) -> BenchmarkResult | None:
+        with self._transaction("reading a result", write=False) as conn:
+            document = conn.execute(
+                select(results.c.result).where(results.c.run_id == str(run_id))
+            ).scalar_one_or_none()
+        return None if document is None else BenchmarkResult.model_validate_json(document)
+
+    def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest first (with ``limit``: the newest N, still oldest first)."""
+        query = _newest_first_limited(
+            [dead_letters.c.id, dead_letters.c.received_at, dead_letters.c.topic,
+             dead_letters.c.reason, dead_letters.c.payload],
+            [], [dead_letters.c.id], limit,
+        )
+        with self._transaction("listing dead letters", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            DeadLetter(id=row.id, received_at=row.received_at, topic=row.topic,
+                       reason=row.reason, payload=bytes(row.payload))
+            for row in rows
+        ]
+
+    def add_cited_baselines(self, rows: Sequence[CitedBaseline]) -> int:
+        """Store cited rows; returns how many were new (same content = same row)."""
+        if not rows:
+            return 0
+        now = _utc_now()
+        values = [
+            {"baseline_id": row.baseline_id, "network": row.network,
+             "scenario": row.scenario.value, "added_at": now,
+             "baseline": json.dumps(row.model_dump(mode="json"))}
+            for row in rows
+        ]
+        with self._transaction(f"storing {len(values)} cited baselines", write=True) as conn:
+            return len(conn.execute(self._insert_baselines, values).all())
+
+    def list_cited_baselines(self) -> list[CitedBaseline]:
+        with self._transaction("listing cited baselines", write=False) as conn:
+            documents = conn.execute(
+                select(cited_baselines.c.baseline).order_by(cited_baselines.c.id)
+            ).scalars().all()
+        return [CitedBaseline.model_validate_json(doc) for doc in documents]
+
+    def close(self) -> None:
+        """Close every pooled connection; later calls raise :class:`StoreError`."""
+        self._closed = True
+        self._db.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self._db.name} {self._db.where})"
+
+
+def _results_query(flt: ResultFilter | None) -> Select[Any]:
+    where: list[ColumnElement[bool]] = []
+    if flt is not None:
+        if flt.model:
+            where.append(
+                (results.c.model_name == flt.model)
+                | (results.c.network == flt.model)
+                | (results.c.model_sha256 == flt.model)
+            )
+        for column, value in (("device_id", flt.device_id), ("role", flt.role),
+                              ("fleet", flt.fleet)):
+            if value:
+                where.append(results.c[column] == value)
+    return _newest_first_limited(
+        [results.c.result], where, [results.c.created_at, results.c.id], flt.limit if flt else None
+    )
+
+
+def _newest_first_limited(
+    columns: Sequence[Column[Any]],
+    where: Sequence[ColumnElement[bool]],
+    order: Sequence[Column[Any]],
+    limit: int | None,
+) -> Select[Any]:
+    """``columns`` ordered by ``order``; with ``limit``, only the newest rows, still oldest first."""
+    if limit is None:
+        return select(*columns).where(*where).order_by(*order)
+    keys = {c.key for c in columns}
+    newest = (
+        select(*columns, *[c for c in order if c.key not in keys])
+        .where(*where)
+        .order_by(*[c.desc() for c in order])
+        .limit(max(int(limit), 0))
+        .subquery()
+    )
+    return select(*[newest.c[c.key] for c in columns]).order_by(*[newest.c[c.key] for c in order])

@@ -1,0 +1,101 @@
+"""The results database's tables, defined once for SQLite and PostgreSQL (SQLAlchemy Core).
+
+This module is the current layout, used to build queries. The Alembic revisions in
+:mod:`collector.stores.migrations` create it; ``tests/collector/test_migrations.py`` checks that a
+database upgraded to the newest revision has exactly these tables, columns and indexes.
+
+``results``
+    one row per ``run_id`` (unique: MQTT QoS 1 may deliver a message twice), with the columns the
+    commands filter and sort on and the whole wire result as JSON. ``id`` grows with every insert
+    and breaks ties in ``created_at`` (received order).
+``dead_letters``
+    messages the collector rejected: when, on which topic, why, and the raw payload bytes.
+``cited_baselines``
+    published results imported by hand, one row per ``baseline_id`` (a hash of the content).
+
+To add a table: define it here on :data:`metadata` (types that differ by database come from
+:mod:`collector.stores.columns`; constraints and indexes get their names from the convention
+below unless named), then add a revision under ``migrations/versions/`` that creates it with
+``op.create_table`` spelled out in full (a revision is frozen: it never imports this module, which
+keeps changing). The migration test fails until the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Identity, Index, LargeBinary, MetaData, Table, Text
+
+from collector.stores.columns import BigCount, JsonText, RowId, UtcTimestamp
+
+__all__ = ["cited_baselines", "dead_letters", "metadata", "results"]
+
+#: PostgreSQL's own default names, so a database the pre-Alembic runner made and one Alembic made
+#: name their constraints alike and a later revision can drop or alter them by name on both.
+NAMING_CONVENTION = {
+    "pk": "%(table_name)s_pkey",
+    "uq": "%(table_name)s_%(column_0_N_name)s_key",
+    "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+    "fk": "%(table_name)s_%(column_0_N_name)s_fkey",
+    "ck": "%(table_name)s_%(constraint_name)s_check",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _id() -> Column[int]:
+    return Column("id", RowId, Identity(always=True), primary_key=True)
+
+
+results = Table(
+    "results",
+    metadata,
+    _id(),
+    Column("run_id", Text, nullable=False, unique=True),
+    Column("device_id", Text, nullable=False),
+    Column("fleet", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("model_name", Text, nullable=False),
+    Column("model_sha256", Text, nullable=False),
+    Column("network", Text),
+    Column("scenario", Text, nullable=False),
+    Column("seq", BigCount, nullable=False),
+    Column("received_at", UtcTimestamp, nullable=False),
+    Column("topic", Text),
+    Column("result", JsonText, nullable=False),
+    Index("results_device_seq", "device_id", "seq"),
+    Index("results_created", "created_at", "id"),
+    Index("results_fleet", "fleet"),
+    Index("results_role", "role"),
+    Index("results_model_name", "model_name"),
+    Index("results_model_sha256", "model_sha256"),
+    Index("results_network", "network"),
+    Index("results_scenario", "scenario"),
+    Index("results_received", "received_at"),
+    Index("results_topic", "topic"),
+    sqlite_autoincrement=True,
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    _id(),
+    Column("received_at", UtcTimestamp, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Index("dead_letters_received", "received_at"),
+    sqlite_autoincrement=True,
+)
+
+cited_baselines = Table(
+    "cited_baselines",
+    metadata,
+    _id(),
+    Column("baseline_id", Text, nullable=False, unique=True),
+    Column("network", Text, nullable=False),
+    Column("scenario", Text, nullable=False),
+    Column("added_at", UtcTimestamp, nullable=False),
+    Column("baseline", JsonText, nullable=False),
+    Index("cited_baselines_network", "network"),
+    sqlite_autoincrement=True,
+)
