@@ -12,9 +12,10 @@ Convention (``edgemeter-macs-v1``, the ``convention`` key of the JSON output)
   - ONNX ``Conv``, ``ConvTranspose``, ``DeformConv``, ``Gemm``, ``MatMul``, ``Einsum``,
     ``LSTM``, ``GRU``, ``RNN``, ``Attention`` and the QOperator forms ``QLinearConv``,
     ``QLinearMatMul``, ``ConvInteger``, ``MatMulInteger`` (and ORT's ``com.microsoft``
-    ``FusedConv``, ``FusedGemm``, ``FusedMatMul``, ``QGemm``, ``DynamicQuantizeMatMul``,
-    ``MatMulIntegerToFloat``, ``DynamicQuantizeLSTM``, ``Attention``, ``QAttention``,
-    ``MultiHeadAttention``);
+    ``FusedConv``, ``NhwcConv``, ``NhwcFusedConv``, ``QLinearConv``, ``FusedGemm``,
+    ``FusedMatMul``, ``TransposeMatMul``, ``MatMulInteger16``, ``QGemm``,
+    ``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat``, ``DynamicQuantizeLSTM``,
+    ``Attention``, ``QAttention``, ``MultiHeadAttention``);
   - TFLite ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``TRANSPOSE_CONV``, ``FULLY_CONNECTED``,
     ``BATCH_MATMUL``, ``CONV_3D``, ``CONV_3D_TRANSPOSE``, ``LSTM``,
     ``UNIDIRECTIONAL_SEQUENCE_LSTM``, ``BIDIRECTIONAL_SEQUENCE_LSTM``, ``RNN``,

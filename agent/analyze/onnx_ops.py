@@ -8,11 +8,13 @@ module has never heard of is reported, never silently taken for zero.
 
 Formulas, for one sample (the batch pinned to 1), per node:
 
-* ``Conv``, ``ConvInteger``, ``QLinearConv``, ``DeformConv``, ``com.microsoft`` ``FusedConv``:
-  output elements x (input channels per group x kernel area). ``ConvTranspose``: input elements
-  x (output channels per group x kernel area). ``Gemm``, ``MatMul``, ``MatMulInteger``,
-  ``QLinearMatMul`` and ``com.microsoft`` ``QGemm``, ``FusedGemm``, ``FusedMatMul``,
-  ``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat``: output elements x the reduced dimension K.
+* ``Conv``, ``ConvInteger``, ``QLinearConv``, ``DeformConv``, ``com.microsoft`` ``FusedConv``,
+  ``NhwcConv``, ``NhwcFusedConv``, ``QLinearConv``: output elements x (input channels per group
+  x kernel area). ``ConvTranspose``: input elements x (output channels per group x kernel
+  area). ``Gemm``, ``MatMul``, ``MatMulInteger``, ``QLinearMatMul`` and ``com.microsoft``
+  ``QGemm``, ``FusedGemm``, ``FusedMatMul``, ``TransposeMatMul``, ``MatMulInteger16``,
+  ``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat``: output elements x the reduced dimension
+  K (``transA`` honoured).
   The QOperator forms (``QLinear*``, ``*Integer``, ``QGemm``) therefore count exactly what the
   float op they replace counts.
 * ``Einsum``: for two operands, the product of the sizes of all distinct indices (``ij,jk->ik``:
@@ -84,8 +86,13 @@ MAC_OPS: dict[tuple[str, str], MacSpec] = {
     ("", "ConvInteger"): MacSpec("conv", 0, 1, None),
     ("", "MatMulInteger"): MacSpec("matmul", 0, 1, None),
     (MS_DOMAIN, "FusedConv"): MacSpec("conv", 0, 1, 2),
+    (MS_DOMAIN, "NhwcConv"): MacSpec("conv", 0, 1, 2),  # output elements are layout-blind
+    (MS_DOMAIN, "NhwcFusedConv"): MacSpec("conv", 0, 1, 2),
+    (MS_DOMAIN, "QLinearConv"): MacSpec("conv", 0, 3, 8),
     (MS_DOMAIN, "FusedGemm"): MacSpec("gemm", 0, 1, 2),
     (MS_DOMAIN, "FusedMatMul"): MacSpec("matmul", 0, 1, None),
+    (MS_DOMAIN, "TransposeMatMul"): MacSpec("matmul", 0, 1, None),
+    (MS_DOMAIN, "MatMulInteger16"): MacSpec("matmul", 0, 1, None),
     (MS_DOMAIN, "QGemm"): MacSpec("gemm", 0, 3, 6),
     (MS_DOMAIN, "DynamicQuantizeMatMul"): MacSpec("matmul", 0, 1, 4),
     (MS_DOMAIN, "MatMulIntegerToFloat"): MacSpec("matmul", 0, 1, 6),
@@ -290,11 +297,17 @@ def _op_names(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# Default-domain ops that may multiply-accumulate but have no formula here: reported as uncounted
+# (as is any op named nowhere). The control-flow ops' sub-graphs are not walked.
+KNOWN_UNCOUNTED_OPS = _op_names(
+    """
+    AffineGrid CausalConvWithState DFT Det If LinearAttention Loop STFT Scan SequenceMap
+    """
+)
+
 # Default-domain ops that carry no MACs by convention: element-wise math and activations,
 # pooling, normalization, softmax, resize, reductions, logic, (de)quantization, memory, layout,
-# sequences, strings and random numbers. Absent on purpose, so they are reported as uncounted:
-# AffineGrid, CausalConvWithState, DFT, STFT, Det, LinearAttention and the control-flow ops
-# (If, Loop, Scan, SequenceMap) whose sub-graphs are not walked.
+# sequences, strings and random numbers.
 NO_MAC_OPS = _op_names(
     """
     Abs Acos Acosh Add Affine And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool
@@ -333,7 +346,7 @@ MS_NO_MAC_OPS = _op_names(
     QLinearReduceMean QLinearSigmoid QLinearSoftmax QLinearWhere QOrderedGelu
     QOrderedLayerNormalization QuantizeLinear QuantizeWithOrder QuickGelu Range RemovePadding
     RestorePadding RotaryEmbedding ScaledSiLU SkipGroupNorm SkipLayerNormalization
-    SkipSimplifiedLayerNormalization SimplifiedLayerNormalization SwiGLU Trilu Unique
+    SkipSimplifiedLayerNormalization SwiGLU Trilu Unique
     """
 )
 

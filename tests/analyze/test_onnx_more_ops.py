@@ -305,3 +305,16 @@ def test_a_dynamic_sequence_length_is_refused_not_pinned_to_one_step(tmp_path: P
     node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=16, layout=1)
     result = analyze_model(save(tmp_path, [node], [image("x", ["N", 5, 8])], inits))
     assert result.macs == 5 * 4 * 16 * (8 + 16)
+
+
+def test_com_microsoft_transpose_matmul_honours_trans_a(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")  # its output shape comes from onnxruntime
+    from onnx import helper
+
+    node = helper.make_node(
+        "TransposeMatMul", ["a", "W"], ["y"], domain="com.microsoft", transA=1
+    )
+    result = analyze_model(save(tmp_path, [node], [image("a", [6, 4])], [const("W", (6, 3))]))
+
+    assert result.macs == (4 * 3) * 6  # A^T is 4 x 6: output elements x K = 6
+    assert result.macs_coverage.counted == {"com.microsoft::TransposeMatMul": 1}
