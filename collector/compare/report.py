@@ -286,7 +286,7 @@ def _hbars(ax: Axes, items: Sequence[tuple[str, float | None, str, str]], unit: 
     ax.set_yticks(positions, [label for label, _, _, _ in items], fontsize="small")
     if values:
         ax.set_xscale("log")
-        ax.set_xlim(min(values) / 30, max(values) * 30)
+        ax.set_xlim(min(values) / 30, max(values) * 1000)         # room for the value labels
     else:
         ax.set_xticks([])
     for pos, (_, value, color, text) in zip(positions, items, strict=True):
@@ -303,8 +303,8 @@ def _hbars(ax: Axes, items: Sequence[tuple[str, float | None, str, str]], unit: 
 
 
 BASIS_WORDS = {
-    "tdp-assumed": "assumed: the catalogue's TDP",
-    "per-core-share": "assumed: a per-core share of the catalogue's TDP",
+    "tdp-assumed": "assumed from TDP",
+    "per-core-share": "assumed: cores' share of TDP",
 }
 
 
