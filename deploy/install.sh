@@ -67,6 +67,9 @@ start=true
 root=/
 wheel=""
 while [ $# -gt 0 ]; do
+  case "$1" in  # --option=value is --option value
+    --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}" ;;
+  esac
   case "$1" in
     --device-id) device_id=${2:?$1 needs a value}; shift 2 ;;
     --fleet) fleet=${2:?$1 needs a value}; shift 2 ;;
@@ -80,7 +83,6 @@ while [ $# -gt 0 ]; do
     --telemetry-s) telemetry_s=${2:?$1 needs a value}; shift 2 ;;
     --extra) extra=${2?$1 needs a value}; shift 2 ;;
     --python) python=${2:?$1 needs a value}; shift 2 ;;
-    --pip-option=*) pip_options+=("${1#--pip-option=}"); shift ;;
     --pip-option) pip_options+=("${2:?$1 needs a value}"); shift 2 ;;
     --no-start) start=false; shift ;;
     --root) root=${2:?$1 needs a value}; shift 2 ;;
