@@ -197,7 +197,7 @@ resend_after_s = 60
 
 [models]
 # the collector's HTTP server, where jobs' models are fetched by sha256
-# url = "http://collector.example:8080"
+# url = "http://collector-host:8080"
 cache_dir = "{models}"
 max_mb = 512
 
