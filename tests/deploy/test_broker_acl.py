@@ -87,6 +87,7 @@ class Probe:
         self._disconnect_reason = int(reason.value)
         self._disconnected.set()
         self._connected.set()
+        self.client.loop_stop()  # from its own thread: no join, and no reconnect attempt
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: Any, _props: Any) -> None:
         with self._changed:

@@ -202,9 +202,16 @@ def make_probe_wheel(folder: Path) -> Path:
     return wheel
 
 
+def venv_python() -> str:
+    """This interpreter, when it can make a venv with pip (Debian splits that into python3-venv)."""
+    if subprocess.run([sys.executable, "-c", "import venv, ensurepip"], capture_output=True).returncode:
+        unavailable(f"{sys.executable} cannot create a venv with pip (apt-get install python3-venv)")
+    return sys.executable
+
+
 def install(root: Path, wheel: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(INSTALL_SH), "--root", str(root), "--python", sys.executable,
+        [str(INSTALL_SH), "--root", str(root), "--python", venv_python(),
          "--pip-option=--no-index", *args, str(wheel)],
         input=stdin, capture_output=True, text=True, timeout=300,
     )
@@ -376,7 +383,7 @@ def test_playbook_rolls_a_board_out_through_install_sh(tmp_path: Path) -> None:
         "edgemeter_credentials_dir": str(creds), "edgemeter_stage": str(tmp_path / "stage"),
         "edgemeter_wheel": str(wheel), "edgemeter_fleet": "lab",
         "edgemeter_brokers": ["mqtts://b1:8883", "mqtts://b2:8883"], "edgemeter_start": False,
-        "edgemeter_install_args": ["--root", str(root), "--python", sys.executable, "--pip-option=--no-index"],
+        "edgemeter_install_args": ["--root", str(root), "--python", venv_python(), "--pip-option=--no-index"],
     }
     done = subprocess.run(
         [playbook, "-i", str(inventory), str(PLAYBOOK), "--limit", "boards", "-e", json.dumps(extra)],
