@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.conftest import unavailable
 from tests.secure_broker import (
     CONF_TEMPLATE,
     BrokerUser,
@@ -313,7 +314,7 @@ def test_packet_over_the_broker_limit_disconnects_its_sender(
 
 def test_results_queued_for_an_absent_collector_survive_a_broker_restart(tmp_path: Path) -> None:
     if missing_tools():
-        pytest.skip(f"needs {missing_tools()}")
+        unavailable(f"the secured test broker needs {', '.join(missing_tools())}")
     with SecureBroker(tmp_path) as broker:
         collector_id = "collector-persistent"
         first = Probe(broker.ports.plain, broker.collector, client_id=collector_id, persistent=True)
