@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from agent.power.settings import PowerSettings, fold_power_flags, sample_power_tables
 from shared.errors import ConfigError
 from shared.schema import Role, Scenario
 
@@ -58,7 +59,11 @@ class _TomlSource(PydanticBaseSettingsSource):
         table = doc.get("bench", doc)
         if not isinstance(table, dict):
             raise ConfigError(f"config file {path}: [bench] must be a table")
-        self.data = table
+        if table is not doc and "power" in doc:  # [power] beside [bench]
+            if "power" in table:
+                raise ConfigError(f"config file {path}: give [power] or [bench.power], not both")
+            table = {**table, "power": doc["power"]}
+        self.data = fold_power_flags(table, sysfs_root=False)  # old flat keys still read
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self.data.get(field_name), field_name, False
@@ -76,7 +81,9 @@ class _TomlSource(PydanticBaseSettingsSource):
 class BenchSettings(BaseSettings):
     """Everything one ``edgemeter bench`` run needs besides the model path."""
 
-    model_config = SettingsConfigDict(env_prefix="EDGEMETER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="EDGEMETER_", env_nested_delimiter="__", extra="ignore"
+    )
     config_file: ClassVar[Path | None] = None
 
     device_id: str = Field(default_factory=socket.gethostname, description="this device's id")
@@ -103,13 +110,9 @@ class BenchSettings(BaseSettings):
     inputs: Path | None = Field(None, description=".npz file or image folder")
     input_range: tuple[float, float] = Field((0.0, 1.0), description="real range of float inputs")
     fidelity: int = Field(32, ge=0, description="fidelity inputs (0 = off)")
-    power: str = Field("auto", description="auto, none or a power source name")
-    power_hz: float = Field(20.0, gt=0, description="power sampling rate")
-    power_topic: str | None = Field(None, description="wall plug topic (tasmota, shelly)")
-    power_mqtt: str | None = Field(None, description="broker of the wall plug")
-    idle_s: float = Field(3.0, ge=0, description="idle power baseline before the run")
-    rpi5_calibration: tuple[float, float] | None = Field(
-        None, description="rpi5: input W = scale x PMIC W + offset (SCALE,OFFSET)"
+    power: PowerSettings = Field(
+        default_factory=PowerSettings,
+        description="[power]: source, hz, idle_s, and one table per source (agent/power/README.md)",
     )
     sysfs_root: Path = Field(Path("/"), description="root for every sysfs/procfs reader")
     publish: str | None = Field(None, description="broker URL to publish the result to")
@@ -169,7 +172,7 @@ def load_settings(cli: dict[str, Any], config_file: Path | None = None) -> Bench
     warn_unknown_env(frozenset(k for k in os.environ if k.startswith(ENV_PREFIX)))
     BenchSettings.config_file = config_file
     try:
-        return BenchSettings(**{k: v for k, v in cli.items() if v is not None})
+        return BenchSettings(**fold_power_flags({k: v for k, v in cli.items() if v is not None}))
     except ValidationError as err:
         first = err.errors()[0]
         msg = first["msg"].removeprefix("Value error, ")
@@ -192,7 +195,7 @@ def warn_unknown_env(names: frozenset[str]) -> None:
     """
     fields = [f.upper() for f in BenchSettings.model_fields]
     for name in sorted(names):
-        key = name.removeprefix(ENV_PREFIX)
+        key = name.removeprefix(ENV_PREFIX).split("__")[0]  # EDGEMETER_POWER__SOURCE: power
         if key in fields or key in OTHER_ENV:
             continue
         close = difflib.get_close_matches(key, fields, n=1)
@@ -208,6 +211,8 @@ def sample_config() -> str:
         "[bench]",
     ]
     for name, field in BenchSettings.model_fields.items():
+        if name == "power":
+            continue  # a table of its own, after the plain keys
         lines.append(f"# {field.description}")
         default = field.get_default(call_default_factory=True)
         if default is None:
@@ -226,4 +231,5 @@ def sample_config() -> str:
         else:
             rendered = repr(default)
         lines.append(f"{name} = {rendered}")
+    lines.extend(sample_power_tables("bench.power"))
     return "\n".join(lines) + "\n"

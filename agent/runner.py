@@ -218,8 +218,8 @@ def requested_spec(settings: BenchSettings) -> RunSpec:
         samples_per_query=settings.samples_per_query, iterations=settings.iterations,
         duration_s=settings.duration_s, warmup=settings.warmup, target_qps=settings.target_qps,
         latency_bound_ms=settings.latency_bound_ms, providers=settings.providers,
-        delegate=settings.delegate, power=settings.power, power_hz=settings.power_hz,
-        idle_s=settings.idle_s, fidelity=settings.fidelity,
+        delegate=settings.delegate, power=settings.power.source, power_hz=settings.power.hz,
+        idle_s=settings.power.idle_s, fidelity=settings.fidelity,
         inputs=str(settings.inputs) if settings.inputs else None, seed=settings.seed,
     )
 

@@ -29,10 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent.power.base import PowerSource, SourceConfig  # noqa: E402
+from agent.power.base import PowerSource, SourceContext  # noqa: E402
 from agent.power.estimate import EstimateSource  # noqa: E402
-from agent.power.jetson import JetsonSource  # noqa: E402
-from agent.power.rapl import RaplSource  # noqa: E402
+from agent.power.jetson import JetsonSettings, JetsonSource  # noqa: E402
+from agent.power.rapl import RaplSettings, RaplSource  # noqa: E402
 from agent.power.sampler import Sampler  # noqa: E402
 from shared.catalogue import load_catalogue  # noqa: E402
 
@@ -56,8 +56,7 @@ def measure(label: str, source: PowerSource, seconds: float, hz: float) -> None:
     wall = wall1 - wall0
     thread_pct = sampler.cpu_s / wall * 100.0
     process_pct = (cpu1 - cpu0) / wall * 100.0
-    with sampler._cond:
-        samples = len(sampler._readings)
+    samples = len(sampler.around(float("-inf"), float("inf")))
     source.close()
     print(
         f"{label:<28} {sampler.hz:5.1f} Hz  {samples / wall:6.2f} samples/s  "
@@ -79,12 +78,12 @@ def main() -> int:
         jetson_root = Path(tmp) / "jetson"
         shutil.copytree(FIXTURES / "jetson-orin-nano-jp5", jetson_root)
         hardware = load_catalogue().get("generic-x86_64")
-        measure("rapl (fixture tree)", RaplSource(SourceConfig(sysfs_root=rapl_root)),
+        measure("rapl (fixture tree)", RaplSource(RaplSettings(root=rapl_root)),
                 args.seconds, args.hz)
         measure("jetson orin nano (fixture)",
-                JetsonSource(SourceConfig(sysfs_root=jetson_root)), args.seconds, args.hz)
+                JetsonSource(JetsonSettings(root=jetson_root)), args.seconds, args.hz)
         measure("estimate (this process)",
-                EstimateSource(SourceConfig(hardware=hardware, cores_used=1)),
+                EstimateSource(context=SourceContext(hardware=hardware, cores_used=1)),
                 args.seconds, args.hz)
     return 0
 

@@ -46,6 +46,9 @@ class HardwareEntry(BaseModel):
     per_core_w: float | None = Field(
         None, description="for generic CPU entries: TDP share of one logical core"
     )
+    cores: int | None = Field(
+        None, ge=1, description="logical CPU cores (hardware threads) that tdp_w and idle_w cover"
+    )
     mem_bandwidth_gbs: float | None = None
     price_usd: float | None = None
     cloud_usd_per_hour: float | None = None

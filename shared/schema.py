@@ -249,13 +249,22 @@ class EnergyReport(Strict):
     coverage: float | None = Field(None, ge=0, le=1.0001)
     window_s: float | None = None
     avg_power_w: float | None = None
-    peak_power_w: float | None = None
+    peak_power_w: float | None = Field(
+        None, description="highest power averaged over peak_window_ms (gauges: highest sample)"
+    )
+    peak_window_ms: float | None = Field(
+        None, description="shortest span peak_power_w is averaged over (a gauge: its update period)"
+    )
     idle_power_w: float | None = None
     energy_j: float | None = None
     joules_per_inference: float | None = None
     dynamic_joules_per_inference: float | None = None
     inferences_per_joule: float | None = None
     trace: PowerTrace | None = None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what the figure covers and how it was made (e.g. an estimate scaled to cores)",
+    )
     valid: bool = True
     reasons: list[str] = Field(default_factory=list)
 

@@ -7,7 +7,6 @@ bound in advance, so the timed loop holds nothing but that call.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from shared.errors import ConfigError
+from shared.plugins import load_plugin
 from shared.schema import RuntimeInfo, TensorInfo
 
 
@@ -62,11 +62,7 @@ _FORMAT_DEFAULT = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
 def get_backend(name: str) -> Backend:
-    target = BACKENDS.get(name)
-    if target is None:
-        raise ConfigError(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
-    module, _, cls = target.partition(":")
-    backend: Backend = getattr(importlib.import_module(module), cls)()
+    backend: Backend = load_plugin(BACKENDS, name, kind="backend", also=("auto",))()
     return backend
 
 

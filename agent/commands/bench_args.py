@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import BenchSettings, load_settings
+from agent.power.settings import FLAG_SHORTCUTS
 from shared.schema import Role, Scenario
 
 
@@ -42,13 +43,18 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         "--power",
         help="auto (default), none, or a source: rapl, jetson, rpi5, nvml, tasmota, shelly, estimate",
     )
-    pw.add_argument("--power-hz", type=float, help="power sampling rate (default 20)")
-    pw.add_argument("--power-topic", help="wall plug MQTT topic or device id (tasmota, shelly)")
-    pw.add_argument("--power-mqtt", help="broker of the wall plug, mqtt://host:port")
-    pw.add_argument("--idle-s", type=float, help="idle power baseline before the run (default 3)")
+    pw.add_argument("--power-hz", type=float, help="power sampling rate (default 20; [power] hz)")
+    pw.add_argument("--power-topic",
+                    help="wall plug MQTT topic or device id ([power.tasmota] / [power.shelly] topic)")
+    pw.add_argument("--power-mqtt",
+                    help="broker of the wall plug, mqtt://host:port ([power.tasmota] / [power.shelly] broker)")
+    pw.add_argument("--idle-s", type=float,
+                    help="idle power baseline before the run (default 3; [power] idle_s)")
     pw.add_argument("--rpi5-calibration", type=_pair, metavar="SCALE,OFFSET",
-                    help="rpi5: turn PMIC rail power into input power, W = SCALE x PMIC + OFFSET")
-    pw.add_argument("--sysfs-root", type=Path, help="filesystem root for sysfs/procfs readers (default /)")
+                    help="rpi5: turn PMIC rail power into input power, W = SCALE x PMIC + OFFSET "
+                    "([power.rpi5] calibration)")
+    pw.add_argument("--sysfs-root", type=Path,
+                    help="filesystem root for sysfs/procfs readers, power sources' too (default /)")
 
 
 def add_timing_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +68,8 @@ def add_timing_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, **fixed: Any) -> BenchSettings:
-    fields = BenchSettings.model_fields
+    # the power flags are shortcuts into [power] and its source tables (agent.power.settings)
+    fields = set(BenchSettings.model_fields) | set(FLAG_SHORTCUTS)
     cli = {k: v for k, v in vars(args).items() if k in fields}
     cli.update(fixed)
     return load_settings(cli, args.config)

@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 from agent.power import probe_all
+from agent.power.settings import fold_power_flags
 
 
 def run(args: argparse.Namespace) -> int:
-    found = probe_all(args.sysfs_root)
+    # --sysfs-root fills the root of every sysfs-reading source, as it does for bench
+    tables = fold_power_flags({"sysfs_root": args.sysfs_root}).get("power", {})
+    found = probe_all(tables)
     if args.json:
         print(json.dumps({name: {"usable": why is None, "why_not": why} for name, why in found.items()},
                          indent=2))

@@ -2,11 +2,15 @@
 
 Public surface::
 
-    EnergyMonitor        picks a source (auto | none | NAME), samples it in a background thread,
-                         measures an idle baseline and reports one window as EnergyReport
+    open_energy_monitor(settings, hardware=, cores_used=)   the run's monitor, from its settings
+    EnergyMonitor        samples one opened source in the background, measures an idle baseline
+                         and reports one window as EnergyReport
+    NullEnergyMonitor    the monitor of a run without power (measures nothing)
+    PowerSettings        the [power] settings: source, hz, idle_s and one table per source
     available_sources()  registered source names
-    probe_all(root)      name -> None if usable, else why not
-    PowerSource, Reading, SourceConfig, FileReader   the plugin contract (agent.power.base)
+    probe_all(tables)    name -> None if usable, else why not
+    ManualClock          time that moves only when told (tests, replays)
+    PowerSource, Reading, SourceSettings, SourceContext, FileReader   the plugin contract
 
 Sources (one module each, imported on first use by :mod:`agent.power.registry`): ``rapl``,
 ``jetson``, ``rpi5``, ``nvml``, ``tasmota``, ``shelly``, ``estimate``.
@@ -14,16 +18,23 @@ Sources (one module each, imported on first use by :mod:`agent.power.registry`):
 
 from __future__ import annotations
 
-from agent.power.base import FileReader, PowerSource, Reading, SourceConfig
-from agent.power.monitor import EnergyMonitor
+from agent.power.base import FileReader, PowerSource, Reading, SourceContext, SourceSettings
+from agent.power.clock import ManualClock
+from agent.power.monitor import EnergyMonitor, NullEnergyMonitor, open_energy_monitor
 from agent.power.registry import available_sources, probe_all
+from agent.power.settings import PowerSettings
 
 __all__ = [
     "EnergyMonitor",
     "FileReader",
+    "ManualClock",
+    "NullEnergyMonitor",
+    "PowerSettings",
     "PowerSource",
     "Reading",
-    "SourceConfig",
+    "SourceContext",
+    "SourceSettings",
     "available_sources",
+    "open_energy_monitor",
     "probe_all",
 ]

@@ -5,9 +5,9 @@ A source is a plugin behind one tiny interface (:class:`PowerSource`):
 * ``probe()`` never raises: ``None`` when the source can be used here, else one line saying why not;
 * ``open()`` prepares it (finds devices, connects to a broker) and raises
   :class:`shared.errors.PowerSourceError` with an actionable line when it cannot;
-* ``read()`` returns a :class:`Reading` (a ``time.monotonic()`` timestamp and one value per rail),
-  or ``None`` when there is nothing to report right now (no plug message yet, a stale value); it
-  is called from the sampler thread and, at window edges, from the caller's: it is thread-safe;
+* ``read()`` returns a :class:`Reading` (a timestamp from ``context.clock_ns``, in seconds, and one
+  value per rail), or ``None`` when there is nothing to report right now (no plug message yet, a
+  stale value); it is called from the sampler thread and, at window edges, from the caller's: it is thread-safe;
 * ``close()`` releases what ``open()`` took.
 
 Each source declares what its figure covers (``scope``, a :class:`shared.schema.PowerScope`), its
@@ -18,9 +18,15 @@ outside it are reported but never added, so overlapping domains are never double
 
 Sampling, windows, integration and statistics live in :mod:`agent.power.sampler`, never in sources.
 
-Hardware access goes through two seams so tests need no patching: every file is read through a
-:class:`FileReader` under ``SourceConfig.sysfs_root``, and commands run through a
-:data:`CommandRunner`.
+Settings: every source declares its own pydantic model, ``Settings`` (a :class:`SourceSettings`:
+unknown keys are errors), read from its table ``[power.NAME]`` of the agent's config file; the
+constructor takes ``(settings, context)``, where :class:`SourceContext` carries what the run knows
+(the hardware catalogue entry, the cores the benchmark uses) and the clock readings are stamped
+with. Adding a source touches its own module and :data:`agent.power.registry.SOURCES`, nothing else.
+
+Hardware access goes through seams, constructor keywords, so tests need no patching: files are read
+through a :class:`FileReader` under the source's ``root``, commands run through a
+:data:`CommandRunner`, time comes from ``context.clock_ns``.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.power.clock import ClockNs
 from shared.catalogue import HardwareEntry
 from shared.schema import PowerScope
 
@@ -64,23 +73,32 @@ def run_command(argv: Sequence[str]) -> str:
     return done.stdout
 
 
-@dataclass(frozen=True)
-class SourceConfig:
-    """Everything a source may need; each source takes the fields it uses."""
+class SourceSettings(BaseModel):
+    """The base of every source's own settings (its ``[power.NAME]`` table). Unknown keys fail."""
 
-    sysfs_root: Path = Path("/")
-    reader: FileReader = field(default_factory=FileReader)
-    hardware: HardwareEntry | None = None
-    cores_used: int | None = None
-    mqtt_url: str | None = None
-    power_topic: str | None = None
-    rpi5_calibration: tuple[float, float] | None = None
-    runner: CommandRunner = run_command
-    nvml_module: Any = None  # a stand-in for pynvml (tests); None imports the real one
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RootSettings(SourceSettings):
+    """Settings of a source that reads sysfs/procfs files."""
+
+    root: Path = Field(Path("/"), description="filesystem root the sysfs files are read under")
 
     def path(self, absolute: str) -> Path:
         """``absolute`` (e.g. ``/sys/class/powercap``) under the configured root."""
-        return self.sysfs_root / absolute.lstrip("/")
+        return self.root / absolute.lstrip("/")
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What the run knows that a source may use. Facts and the clock, not user settings."""
+
+    hardware: HardwareEntry | None = None
+    cores_used: int | None = None
+    clock_ns: ClockNs = time.monotonic_ns
+
+    def now_s(self) -> float:
+        return self.clock_ns() / 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +127,26 @@ class PowerSource(ABC):
     #: caller's thread so the window edges are exact
     edge_snapshot: bool = False
 
-    def __init__(self, config: SourceConfig) -> None:
-        self.config = config
+    Settings: ClassVar[type[SourceSettings]] = SourceSettings
+    #: lines for the energy block's ``notes`` (what the figure covers, how it was scaled)
+    notes: tuple[str, ...] = ()
+
+    def __init__(
+        self, settings: SourceSettings | None = None, context: SourceContext | None = None
+    ) -> None:
+        self.settings = settings if settings is not None else self.Settings()
+        self.context = context if context is not None else SourceContext()
         self.counted_rails: tuple[str, ...] = ()
         self.wrap_j: dict[str, float] = {}
+
+    @classmethod
+    def from_table(
+        cls, table: SourceSettings | Mapping[str, Any] | None, context: SourceContext | None = None
+    ) -> PowerSource:
+        """The source built from its settings table (a validated model or a raw mapping)."""
+        if table is None or isinstance(table, SourceSettings):
+            return cls(table, context)
+        return cls(cls.Settings.model_validate(dict(table)), context)
 
     @abstractmethod
     def probe(self) -> str | None:
@@ -143,23 +177,23 @@ class OnceLogger:
         self._log.warning(msg, *args)
 
 
-def stamp(before: float) -> float:
-    """Timestamp of a reading that started at ``before``: the middle of the read."""
-    return (before + time.monotonic()) / 2.0
+def stamp(clock_ns: ClockNs, before_ns: int) -> float:
+    """Timestamp in seconds of a reading that started at ``before_ns``: the middle of the read."""
+    return (before_ns + clock_ns()) / 2e9
 
 
-def read_str(config: SourceConfig, path: Path) -> str | None:
+def read_str(reader: FileReader, path: Path) -> str | None:
     """The stripped text of ``path``, or None if missing. PermissionError propagates."""
     try:
-        return config.reader.read_text(path).strip()
+        return reader.read_text(path).strip()
     except PermissionError:
         raise
     except OSError:
         return None
 
 
-def read_float(config: SourceConfig, path: Path) -> float | None:
-    text = read_str(config, path)
+def read_float(reader: FileReader, path: Path) -> float | None:
+    text = read_str(reader, path)
     if text is None:
         return None
     try:

@@ -20,16 +20,17 @@ The total is the module input rail, ``VIN``, ``POM_5V_IN`` or ``VDD_IN``, when o
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import PowerSourceError
 from agent.power.base import (
+    FileReader,
     OnceLogger,
     PowerSource,
     Reading,
-    SourceConfig,
+    RootSettings,
+    SourceContext,
     read_float,
     read_str,
     stamp,
@@ -53,15 +54,28 @@ class Channel:
     current_ma: Path | None = None
 
 
+class JetsonSettings(RootSettings):
+    """Jetson: the root /sys/bus/i2c and /sys/class/hwmon are read under."""
+
+
 class JetsonSource(PowerSource):
     name = "jetson"
+    Settings = JetsonSettings
+    settings: JetsonSettings
     scope = PowerScope.MODULE
     kind = "gauge"
     max_hz = 100.0
     update_period_s = 0.0
 
-    def __init__(self, config: SourceConfig) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        settings: JetsonSettings | None = None,
+        context: SourceContext | None = None,
+        *,
+        reader: FileReader | None = None,
+    ) -> None:
+        super().__init__(settings, context)
+        self.reader = reader or FileReader()
         self._channels: list[Channel] = []
         self._once = OnceLogger(logger)
 
@@ -69,10 +83,10 @@ class JetsonSource(PowerSource):
 
     def _hwmon_dirs(self, driver: str) -> list[Path]:
         found: dict[Path, Path] = {}
-        for hw in sorted(self.config.path(f"/sys/bus/i2c/drivers/{driver}").glob("*/hwmon/hwmon*")):
+        for hw in sorted(self.settings.path(f"/sys/bus/i2c/drivers/{driver}").glob("*/hwmon/hwmon*")):
             found.setdefault(hw.resolve(), hw)
-        for hw in sorted(self.config.path("/sys/class/hwmon").glob("*")):
-            if read_str(self.config, hw / "name") == driver:
+        for hw in sorted(self.settings.path("/sys/class/hwmon").glob("*")):
+            if read_str(self.reader, hw / "name") == driver:
                 found.setdefault(hw.resolve(), hw)
         return list(found.values())
 
@@ -80,27 +94,27 @@ class JetsonSource(PowerSource):
         channels = []
         for hw in self._hwmon_dirs("ina3221"):
             for n in (1, 2, 3):
-                label = read_str(self.config, hw / f"in{n}_label")
+                label = read_str(self.reader, hw / f"in{n}_label")
                 if label is None or label.lower() in SKIP_LABELS:
                     continue
-                if read_str(self.config, hw / f"in{n}_enable") == "0":
+                if read_str(self.reader, hw / f"in{n}_enable") == "0":
                     continue
                 if not (hw / f"curr{n}_input").exists():
                     continue
                 channels.append(Channel(label, voltage_mv=hw / f"in{n}_input",
                                         current_ma=hw / f"curr{n}_input"))
-            interval_ms = read_float(self.config, hw / "update_interval")
+            interval_ms = read_float(self.reader, hw / "update_interval")
             if interval_ms and interval_ms > 0:
                 self.update_period_s = max(self.update_period_s, interval_ms / 1000.0)
         return channels
 
     def _ina3221_iio(self) -> list[Channel]:
         channels = []
-        base = self.config.path("/sys/bus/i2c/drivers/ina3221x")
+        base = self.settings.path("/sys/bus/i2c/drivers/ina3221x")
         for dev in sorted(base.glob("*/iio:device*")):
             for name_file in sorted(dev.glob("rail_name_*")):
                 n = name_file.name.rsplit("_", 1)[1]
-                label = read_str(self.config, name_file)
+                label = read_str(self.reader, name_file)
                 if not label or label.lower() in SKIP_LABELS:
                     continue
                 power = dev / f"in_power{n}_input"
@@ -114,7 +128,7 @@ class JetsonSource(PowerSource):
             power = hw / "power1_input"
             if not power.exists():
                 continue
-            label = read_str(self.config, hw / "label")
+            label = read_str(self.reader, hw / "label")
             if not label:
                 # /sys/class/hwmon/hwmonN links to .../<bus>-<addr>/hwmon/hwmonN
                 real = hw.resolve()
@@ -141,8 +155,8 @@ class JetsonSource(PowerSource):
             if not channels:
                 return (
                     "no INA3221/INA238 power monitor under "
-                    f"{self.config.path('/sys/bus/i2c/drivers')} or "
-                    f"{self.config.path('/sys/class/hwmon')} (not a Jetson)"
+                    f"{self.settings.path('/sys/bus/i2c/drivers')} or "
+                    f"{self.settings.path('/sys/class/hwmon')} (not a Jetson)"
                 )
             if self._power(channels[0]) is None:
                 return f"cannot read rail {channels[0].rail}"
@@ -172,15 +186,16 @@ class JetsonSource(PowerSource):
 
     def _power(self, ch: Channel) -> float | None:
         if ch.power_file is not None:
-            value = read_float(self.config, ch.power_file)
+            value = read_float(self.reader, ch.power_file)
             return None if value is None else value * ch.power_scale_w
         assert ch.voltage_mv is not None and ch.current_ma is not None
-        mv = read_float(self.config, ch.voltage_mv)
-        ma = read_float(self.config, ch.current_ma)
+        mv = read_float(self.reader, ch.voltage_mv)
+        ma = read_float(self.reader, ch.current_ma)
         return None if mv is None or ma is None else mv * ma / 1e6
 
     def read(self) -> Reading | None:
-        before = time.monotonic()
+        clock_ns = self.context.clock_ns
+        before = clock_ns()
         power: dict[str, float] = {}
         for ch in self._channels:
             value = self._power(ch)
@@ -188,4 +203,4 @@ class JetsonSource(PowerSource):
                 self._once.warning(f"read:{ch.rail}", "jetson: cannot read rail %s", ch.rail)
                 return None
             power[ch.rail] = value
-        return Reading(t_s=stamp(before), power_w=power)
+        return Reading(t_s=stamp(clock_ns, before), power_w=power)

@@ -1,24 +1,33 @@
-"""EnergyMonitor: picks a source, samples it in the background and reports one window's energy.
+"""EnergyMonitor: samples one opened power source in the background and reports a window's energy.
 
 Usage by the runner (which owns the clock)::
 
-    with EnergyMonitor("auto", hz=20, idle_s=3, hardware=entry) as monitor:
+    with open_energy_monitor(settings, hardware=entry, cores_used=4) as monitor:
         monitor.measure_idle()          # before the run, same source
         monitor.begin()                 # right before the timed phase
-        ...                             # timed loop: the sampler thread does the reading
+        ...                             # timed loop: the sampler does the reading
         report = monitor.end(inferences)
 
-Cost on the caller's thread: ``begin()`` takes a timestamp, plus one snapshot read for counter
-sources that are cheap to read (RAPL: a few small sysfs files; the estimate: ``/proc/self/stat``)
-so the window edges are exact. The first ``begin()`` (or ``measure_idle()``) also starts the
-sampler thread and waits for its first reading, before the timed phase. ``end()`` takes the
-closing timestamp (or counter snapshot) first; for gauges it then, outside the timed phase, takes
-one more reading on the caller's thread so the right edge is bracketed. Sources' ``read()`` is
-therefore called from two threads and must be thread-safe (all registered ones are).
+:func:`open_energy_monitor` turns the run's ``power`` settings (:class:`PowerSettings`) into a
+monitor: :class:`NullEnergyMonitor` for ``source = "none"`` (it measures nothing, so the runner
+has no branches for it), else an :class:`EnergyMonitor` on the source :func:`open_source` picks.
 
-Picking: ``none`` disables energy (``end()`` returns None); a name that is unusable raises
-:class:`shared.errors.PowerSourceError`; ``auto`` tries :func:`agent.power.registry.auto_order`,
-logs at INFO why each source was skipped and falls back to the labelled estimate.
+Picking (:func:`open_source`): a name that is unusable raises
+:class:`agent.errors.PowerSourceError`; ``auto`` tries :func:`agent.power.registry.auto_order`,
+logs at INFO why each source was skipped and falls back to the labelled estimate; when even the
+estimate cannot be made, the run has the null monitor and a warning says so.
+
+Cost on the caller's thread: ``begin()`` takes a timestamp, plus one snapshot read for counter
+sources that are cheap to read (RAPL: a few small sysfs files; the estimate: the process's CPU
+time) so the window edges are exact. The first ``begin()`` (or ``measure_idle()``) also takes the
+first reading and starts the sampler, before the timed phase. ``end()`` takes the closing
+timestamp (or counter snapshot) first; for gauges it then, outside the timed phase, takes one more
+reading so the right edge is bracketed. Sources' ``read()`` is therefore called from two threads
+and must be thread-safe (all registered ones are).
+
+Time is injected: ``clock_ns`` stamps the window edges (and, through the source's context, the
+readings), ``sleep`` lets the idle baseline pass and ``ticker`` drives the sampler;
+:class:`agent.power.clock.ManualClock` provides all three for tests.
 """
 
 from __future__ import annotations
@@ -27,14 +36,15 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from agent.errors import PowerSourceError
 from agent.power import registry
-from agent.power.base import PowerSource, SourceConfig
-from agent.power.sampler import Sampler, WindowStats, finite, summarize
+from agent.power.base import PowerSource, SourceContext
+from agent.power.clock import ClockNs, Sleep, Ticker
+from agent.power.sampler import Sampler, WindowStats, finite, peak_window_s, summarize
+from agent.power.settings import PowerSettings
 from shared.catalogue import HardwareEntry, load_catalogue
 from shared.errors import ConfigError
 from shared.schema import EnergyReport, PowerTrace, RailEnergy
@@ -45,130 +55,83 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIN_COVERAGE = 0.9
-FIRST_SAMPLE_TIMEOUT_S = 2.0
 
 
 class EnergyMonitor:
+    """Samples an opened ``source`` and turns windows into :class:`EnergyReport` blocks."""
+
     def __init__(
         self,
-        power: str = "auto",
+        source: PowerSource,
         *,
-        sysfs_root: Path = Path("/"),
         hz: float = 20.0,
         idle_s: float = 3.0,
-        hardware: HardwareEntry | None = None,
-        cores_used: int | None = None,
-        mqtt_url: str | None = None,
-        power_topic: str | None = None,
-        rpi5_calibration: tuple[float, float] | None = None,
-        sources: Mapping[str, PowerSource] | None = None,
+        clock_ns: ClockNs | None = None,
+        sleep: Sleep = time.sleep,
+        ticker: Ticker | None = None,
     ) -> None:
-        """``sources`` replaces registry entries by ready-made objects (tests, fakes)."""
+        """``clock_ns`` defaults to the source's own clock (``source.context.clock_ns``)."""
         if not hz > 0:
-            raise ConfigError(f"--power-hz must be positive, not {hz}")
+            raise ConfigError(f"[power] hz must be positive, not {hz}")
         if idle_s < 0:
-            raise ConfigError(f"--idle-s must be 0 or more, not {idle_s}")
-        self.requested = power
+            raise ConfigError(f"[power] idle_s must be 0 or more, not {idle_s}")
         self.idle_s = idle_s
         self.idle_power_w: float | None = None
-        self._source: PowerSource | None = None
-        self._sampler: Sampler | None = None
+        self._source = source
+        self._clock_ns = clock_ns or source.context.clock_ns
+        self._sleep = sleep
+        self._sampler = Sampler(source, hz, clock_ns=self._clock_ns, ticker=ticker)
         self._t0: float | None = None
         self._closed = False
-        if power == "none":
-            return
-        if hardware is None and (power in ("auto", "estimate")):
-            hardware = load_catalogue().match(machine=platform.machine())
-        config = SourceConfig(
-            sysfs_root=Path(sysfs_root), hardware=hardware, cores_used=cores_used,
-            mqtt_url=mqtt_url, power_topic=power_topic, rpi5_calibration=rpi5_calibration,
-        )
-        overrides = dict(sources or {})
-
-        def build(name: str) -> PowerSource:
-            return overrides[name] if name in overrides else registry.create(name, config)
-
-        if power == "auto":
-            self._source = self._pick_auto(build)
-        else:
-            source = build(power)
-            why = source.probe()
-            if why is not None:
-                raise PowerSourceError(f"--power {power}: {why}")
-            source.open()
-            self._source = source
-        if self._source is not None:
-            self._sampler = Sampler(self._source, hz)
-            logger.info("power source %s (scope %s, %s) at %.1f Hz", self._source.name,
-                        self._source.scope.value, self._source.kind, self._sampler.hz)
-
-    @staticmethod
-    def _pick_auto(build: Callable[[str], PowerSource]) -> PowerSource | None:
-        for name in registry.auto_order():
-            try:
-                source = build(name)
-                why = source.probe()
-                if why is None:
-                    source.open()
-                    return source
-            except PowerSourceError as err:
-                why = str(err)
-            except Exception as err:
-                why = f"{type(err).__name__}: {err}"
-            logger.info("power source %s skipped: %s", name, why)
-        logger.warning("no power source, not even the estimate: energy is not reported")
-        return None
+        logger.info("power source %s (scope %s, %s) at %.1f Hz", source.name, source.scope.value,
+                    source.kind, self._sampler.hz)
 
     @property
-    def source_name(self) -> str | None:
-        return None if self._source is None else self._source.name
+    def source_name(self) -> str:
+        return self._source.name
 
     @property
-    def source(self) -> PowerSource | None:
+    def source(self) -> PowerSource:
         return self._source
 
     @property
-    def sampler(self) -> Sampler | None:
+    def sampler(self) -> Sampler:
         return self._sampler
 
     # the window ------------------------------------------------------------------------------
 
     def _ensure_running(self) -> Sampler:
-        assert self._sampler is not None
         if self._closed:
             raise RuntimeError("EnergyMonitor is closed")
-        if not self._sampler.running:
-            self._sampler.start()
-            self._sampler.wait_for_sample(0.0, FIRST_SAMPLE_TIMEOUT_S)
+        self._sampler.start()
         return self._sampler
 
     def _edge(self, sampler: Sampler) -> float:
-        assert self._source is not None
         if self._source.edge_snapshot:
             reading = sampler.snapshot()
             if reading is not None:
                 return reading.t_s
-        return time.monotonic()
+        return self._clock_ns() / 1e9
 
     def _close_edge(self, sampler: Sampler) -> None:
         """After the window closed: one more gauge reading so the right edge is bracketed."""
-        if not (self._source is not None and self._source.edge_snapshot):
+        if not self._source.edge_snapshot:
             sampler.snapshot()
 
     def _stats(self, sampler: Sampler, t0: float, t1: float) -> WindowStats:
-        assert self._source is not None
+        source = self._source
         return summarize(
-            self._source.kind, sampler.around(t0, t1), t0, t1, self._source.counted_rails,
-            self._source.wrap_j, sampler.hz,
+            source.kind, sampler.around(t0, t1), t0, t1, source.counted_rails, source.wrap_j,
+            sampler.hz, peak_window=peak_window_s(source.update_period_s),
         )
 
     def measure_idle(self) -> None:
         """Average power over ``idle_s`` seconds of doing nothing, with the same source."""
-        if self._source is None or self.idle_s <= 0:
+        if self.idle_s <= 0:
             return
         sampler = self._ensure_running()
         t0 = self._edge(sampler)
-        time.sleep(self.idle_s)
+        self._sleep(self.idle_s)
         t1 = self._edge(sampler)
         self._close_edge(sampler)
         stats = self._stats(sampler, t0, t1)
@@ -184,16 +147,12 @@ class EnergyMonitor:
 
     def begin(self) -> None:
         """Open the window now (the sampler starts first if it is not running)."""
-        if self._source is None:
-            return
         sampler = self._ensure_running()
         self._t0 = self._edge(sampler)
         sampler.discard_before(self._t0)
 
     def end(self, inferences: int) -> EnergyReport | None:
         """Close the window now and compute the result block for ``inferences`` inferences."""
-        if self._source is None or self._sampler is None:
-            return None
         if self._t0 is None:
             raise RuntimeError("EnergyMonitor.end() without begin()")
         sampler = self._sampler
@@ -203,7 +162,6 @@ class EnergyMonitor:
         return self._report(self._stats(sampler, t0, t1), inferences)
 
     def _report(self, stats: WindowStats, inferences: int) -> EnergyReport:
-        assert self._source is not None and self._sampler is not None
         source = self._source
         reasons: list[str] = []
         energy = finite(stats.energy_j)
@@ -231,6 +189,9 @@ class EnergyMonitor:
         trace = None
         if stats.trace_t_s:
             trace = PowerTrace(t_s=stats.trace_t_s, power_w=stats.trace_power_w)
+        peak_window_ms = None if stats.peak_window_s is None else stats.peak_window_s * 1e3
+        if peak_window_ms is None and source.update_period_s > 0:
+            peak_window_ms = source.update_period_s * 1e3  # a gauge's sample spans its period
         return EnergyReport(
             source=source.name,
             scope=source.scope,
@@ -245,12 +206,14 @@ class EnergyMonitor:
             window_s=stats.window_s,
             avg_power_w=finite(stats.avg_power_w),
             peak_power_w=finite(stats.peak_power_w),
+            peak_window_ms=peak_window_ms,
             idle_power_w=self.idle_power_w,
             energy_j=energy,
             joules_per_inference=per_inf,
             dynamic_joules_per_inference=dynamic,
             inferences_per_joule=inferences / energy if energy and energy > 0 else None,
             trace=trace,
+            notes=list(source.notes),
             valid=not reasons,
             reasons=reasons,
         )
@@ -262,13 +225,11 @@ class EnergyMonitor:
         if self._closed:
             return
         self._closed = True
-        if self._sampler is not None:
-            self._sampler.stop()
-        if self._source is not None:
-            try:
-                self._source.close()
-            except Exception as err:
-                logger.debug("closing %s failed: %s", self._source.name, err)
+        self._sampler.stop()
+        try:
+            self._source.close()
+        except Exception as err:
+            logger.debug("closing %s failed: %s", self._source.name, err)
 
     def __enter__(self) -> EnergyMonitor:
         return self
@@ -315,20 +276,64 @@ class NullEnergyMonitor:
         self.close()
 
 
+def open_source(
+    power: PowerSettings,
+    context: SourceContext,
+    *,
+    overrides: Mapping[str, PowerSource] | None = None,
+) -> PowerSource | None:
+    """The opened source ``power.source`` names (``auto``: the first usable), or None for none.
+
+    ``overrides`` replaces registry entries by ready-made sources (tests, fakes).
+    """
+    if power.source == "none":
+        return None
+    given = dict(overrides or {})
+
+    def build(name: str) -> PowerSource:
+        return given[name] if name in given else registry.create(name, power.table(name), context)
+
+    if power.source == "auto":
+        return _pick_auto(build)
+    source = build(power.source)
+    why = source.probe()
+    if why is not None:
+        raise PowerSourceError(f"--power {power.source}: {why}")
+    source.open()
+    return source
+
+
+def _pick_auto(build: Callable[[str], PowerSource]) -> PowerSource | None:
+    for name in registry.auto_order():
+        try:
+            source = build(name)
+            why = source.probe()
+            if why is None:
+                source.open()
+                return source
+        except PowerSourceError as err:
+            why = str(err)
+        except Exception as err:
+            why = f"{type(err).__name__}: {err}"
+        logger.info("power source %s skipped: %s", name, why)
+    logger.warning("no power source, not even the estimate: energy is not reported")
+    return None
+
+
 def open_energy_monitor(
-    settings: BenchSettings, *, hardware: HardwareEntry | None, cores_used: int
+    settings: BenchSettings,
+    *,
+    hardware: HardwareEntry | None,
+    cores_used: int,
+    clock_ns: ClockNs = time.monotonic_ns,
 ) -> EnergyMonitor | NullEnergyMonitor:
-    """The monitor a run's settings ask for: the null monitor for ``power == "none"``."""
-    if settings.power == "none":
+    """The monitor a run's settings ask for: the null monitor for ``power.source == "none"`` (or
+    when ``auto`` finds nothing, not even the estimate), else an :class:`EnergyMonitor`."""
+    power = settings.power
+    if power.source in ("auto", "estimate") and hardware is None:
+        hardware = load_catalogue(settings.catalogue).match(machine=platform.machine())
+    context = SourceContext(hardware=hardware, cores_used=cores_used, clock_ns=clock_ns)
+    source = open_source(power, context)
+    if source is None:
         return NullEnergyMonitor()
-    return EnergyMonitor(
-        settings.power,
-        sysfs_root=settings.sysfs_root,
-        hz=settings.power_hz,
-        idle_s=settings.idle_s,
-        hardware=hardware,
-        cores_used=cores_used,
-        mqtt_url=settings.power_mqtt,
-        power_topic=settings.power_topic,
-        rpi5_calibration=settings.rpi5_calibration,
-    )
+    return EnergyMonitor(source, hz=power.hz, idle_s=power.idle_s, clock_ns=clock_ns)

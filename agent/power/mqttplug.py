@@ -1,7 +1,11 @@
 """What the wall-plug sources share: a broker connection and the last power value heard.
 
+Settings, in the source's own table (``[power.tasmota]``, ``[power.shelly]``): ``broker``, the
+plug's broker URL, and ``topic``, the plug's topic (one level). The ``--power-mqtt`` and
+``--power-topic`` flags fill them in.
+
 A plug that already speaks MQTT publishes its power on its own schedule; the source keeps the
-latest value with the ``time.monotonic()`` of its arrival. ``read()`` hands it back stamped *now*
+latest value with the time (``context.clock_ns``) of its arrival. ``read()`` hands it back stamped *now*
 (sample and hold) as long as it is younger than ``stale_s``, and ``None`` after that, so a plug
 that stops talking shows up as lost coverage rather than as a frozen or zero reading.
 
@@ -13,19 +17,48 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from abc import abstractmethod
 
+from pydantic import Field, field_validator
+
 from agent.errors import PowerSourceError
-from agent.power.base import OnceLogger, PowerSource, Reading, SourceConfig
-from shared.errors import EdgemeterError
-from shared.mqtt import MqttConnection, connect
+from agent.power.base import OnceLogger, PowerSource, Reading, SourceContext, SourceSettings
+from shared.errors import ConfigError, EdgemeterError
+from shared.mqtt import MqttConnection, connect, parse_broker_url
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)
 
 RAIL = "wall"
+
+
+class PlugSettings(SourceSettings):
+    """A wall plug over MQTT: its broker and topic."""
+
+    broker: str | None = Field(None, description="broker the plug publishes to, mqtt://HOST:PORT")
+    topic: str | None = Field(None, description="the plug's topic (one level, e.g. its device id)")
+    first_value_timeout_s: float = Field(
+        3.0, gt=0, description="how long to wait at start for the plug's first reading"
+    )
+
+    @field_validator("broker")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_broker_url(value)
+            except ConfigError as err:
+                raise ValueError(str(err)) from err
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _one_level(cls, value: str | None) -> str | None:
+        if value is not None and ("/" in value.strip("/") or "+" in value or "#" in value
+                                  or not value.strip("/")):
+            raise ValueError(f"{value!r} must be one topic level, without wildcards")
+        return value
 
 
 class MqttPlugSource(PowerSource):
@@ -35,15 +68,18 @@ class MqttPlugSource(PowerSource):
     update_period_s = 1.0
     stale_s = 5.0
     poll_s: float | None = None
-    first_value_timeout_s = 3.0
+    Settings = PlugSettings
+    settings: PlugSettings
 
-    def __init__(self, config: SourceConfig) -> None:
-        super().__init__(config)
+    def __init__(
+        self, settings: PlugSettings | None = None, context: SourceContext | None = None
+    ) -> None:
+        super().__init__(settings, context)
         self.counted_rails = (RAIL,)
         self._lock = threading.Lock()
         self._value_w: float | None = None
         self._value_t = 0.0
-        self._last_poll = -1e9
+        self._last_poll: float | None = None
         self._conn: MqttConnection | None = None
         self._arrived = threading.Event()
         self._once = OnceLogger(logger)
@@ -61,17 +97,15 @@ class MqttPlugSource(PowerSource):
 
     @property
     def topic(self) -> str:
-        assert self.config.power_topic is not None
-        return self.config.power_topic
+        assert self.settings.topic is not None
+        return self.settings.topic.strip("/")
 
     def probe(self) -> str | None:
-        if not self.config.mqtt_url or not self.config.power_topic:
+        if not self.settings.broker or not self.settings.topic:
             return (
-                f"needs the broker and the plug's topic: --power {self.name} "
-                "--power-mqtt mqtt://HOST:PORT --power-topic TOPIC"
+                f"needs the broker and the plug's topic: [power.{self.name}] broker and topic, "
+                f"or --power {self.name} --power-mqtt mqtt://HOST:PORT --power-topic TOPIC"
             )
-        if "/" in self.config.power_topic.strip("/") or "+" in self.config.power_topic:
-            return f"--power-topic {self.config.power_topic!r} must be one topic level"
         return None
 
     def _on_message(self, topic: str, payload: bytes) -> None:
@@ -83,7 +117,7 @@ class MqttPlugSource(PowerSource):
         if watts is None:
             return
         with self._lock:
-            self._value_w, self._value_t = watts, time.monotonic()
+            self._value_w, self._value_t = watts, self.context.now_s()
         self._arrived.set()
 
     def _subscribe(self, conn: MqttConnection) -> None:
@@ -94,10 +128,10 @@ class MqttPlugSource(PowerSource):
         why = self.probe()
         if why is not None:
             raise PowerSourceError(f"{self.name}: {why}")
-        assert self.config.mqtt_url is not None
+        assert self.settings.broker is not None
         try:
             self._conn = connect(
-                self.config.mqtt_url,
+                self.settings.broker,
                 f"edgemeter-power-{uuid.uuid4().hex[:8]}",
                 on_message=self._on_message,
                 on_connect=self._subscribe,
@@ -105,17 +139,20 @@ class MqttPlugSource(PowerSource):
             )
         except EdgemeterError as err:
             raise PowerSourceError(f"{self.name}: {err}") from err
-        self._maybe_poll(time.monotonic())
-        if not self._arrived.wait(self.first_value_timeout_s):
+        self._maybe_poll(self.context.now_s())
+        timeout_s = self.settings.first_value_timeout_s
+        if not self._arrived.wait(timeout_s):
             self.close()
             raise PowerSourceError(
                 f"{self.name}: no power reading on {', '.join(self.topics())} within "
-                f"{self.first_value_timeout_s:.0f} s; check --power-topic and that the plug "
-                f"publishes to {self.config.mqtt_url}"
+                f"{timeout_s:g} s; check --power-topic ([power.{self.name}] "
+                f"topic) and that the plug publishes to {self.settings.broker}"
             )
 
     def _maybe_poll(self, now: float) -> None:
-        if self.poll_s is None or self._conn is None or now - self._last_poll < self.poll_s:
+        if self.poll_s is None or self._conn is None:
+            return
+        if self._last_poll is not None and now - self._last_poll < self.poll_s:
             return
         self._last_poll = now
         try:
@@ -124,7 +161,7 @@ class MqttPlugSource(PowerSource):
             self._once.warning("poll", "%s: poll failed: %s", self.name, err)
 
     def read(self) -> Reading | None:
-        now = time.monotonic()
+        now = self.context.now_s()
         self._maybe_poll(now)
         with self._lock:
             value, at = self._value_w, self._value_t

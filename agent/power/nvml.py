@@ -3,7 +3,8 @@
 Where every GPU supports it (Volta and newer), the total-energy counter
 ``nvmlDeviceGetTotalEnergyConsumption`` (millijoules since the driver loaded) is read: a counter
 needs no integration. Otherwise ``nvmlDeviceGetPowerUsage`` (milliwatts) is sampled as a gauge.
-One rail per GPU (``gpu0``, ``gpu1``, ...), all counted; scope ``gpu``.
+One rail per GPU (``gpu0``, ``gpu1``, ...), all counted; scope ``gpu``. ``[power.nvml] devices``
+limits it to some GPUs by NVML index (the ones the benchmark runs on).
 
 The driver refreshes both values on its own period, which NVML does not state; edgemeter assumes
 100 ms and caps sampling at 20 Hz.
@@ -13,11 +14,20 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from agent.errors import PowerSourceError
-from agent.power.base import Kind, OnceLogger, PowerSource, Reading, SourceConfig, stamp
+from agent.power.base import (
+    Kind,
+    OnceLogger,
+    PowerSource,
+    Reading,
+    SourceContext,
+    SourceSettings,
+    stamp,
+)
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)
@@ -25,17 +35,42 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "pip install nvidia-ml-py"
 
 
+class NvmlSettings(SourceSettings):
+    """NVIDIA GPUs through NVML: which GPUs to measure."""
+
+    devices: list[int] | None = Field(
+        None, description="NVML indices of the GPUs to measure; default: every GPU"
+    )
+
+    @field_validator("devices")
+    @classmethod
+    def _indices(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 0 or len(set(value)) != len(value)):
+            raise ValueError("give distinct GPU indices, 0 or more, e.g. [0] or [0, 1]")
+        return value
+
+
 class NvmlSource(PowerSource):
     name = "nvml"
+    Settings = NvmlSettings
+    settings: NvmlSettings
     scope = PowerScope.GPU
     kind: Kind = "gauge"
     max_hz = 20.0
     update_period_s = 0.1
 
-    def __init__(self, config: SourceConfig) -> None:
-        super().__init__(config)
-        self._nvml: Any = config.nvml_module
+    def __init__(
+        self,
+        settings: NvmlSettings | None = None,
+        context: SourceContext | None = None,
+        *,
+        nvml_module: Any = None,
+    ) -> None:
+        """``nvml_module``: a stand-in for ``pynvml`` (tests); None imports the real one."""
+        super().__init__(settings, context)
+        self._nvml: Any = nvml_module
         self._handles: list[Any] = []
+        self._rails: list[str] = []
         self._initialised = False
         self._once = OnceLogger(logger)
 
@@ -57,7 +92,12 @@ class NvmlSource(PowerSource):
                 nvml.nvmlShutdown()
         except Exception as err:
             return f"NVML is not usable: {err} (no NVIDIA driver?)"
-        return None if count > 0 else "NVML sees no GPU"
+        if count == 0:
+            return "NVML sees no GPU"
+        missing = [i for i in self.settings.devices or () if i >= count]
+        if missing:
+            return f"[power.nvml] devices: no GPU {missing[0]} (NVML sees {count})"
+        return None
 
     def open(self) -> None:
         why = self.probe()
@@ -66,10 +106,10 @@ class NvmlSource(PowerSource):
         nvml = self._module()
         nvml.nvmlInit()
         self._initialised = True
-        self._handles = [
-            nvml.nvmlDeviceGetHandleByIndex(i) for i in range(int(nvml.nvmlDeviceGetCount()))
-        ]
-        self.counted_rails = tuple(f"gpu{i}" for i in range(len(self._handles)))
+        indices = self.settings.devices or list(range(int(nvml.nvmlDeviceGetCount())))
+        self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+        self._rails = [f"gpu{i}" for i in indices]
+        self.counted_rails = tuple(self._rails)
         try:
             for handle in self._handles:
                 nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
@@ -80,19 +120,20 @@ class NvmlSource(PowerSource):
 
     def read(self) -> Reading | None:
         nvml = self._nvml
-        before = time.monotonic()
+        clock_ns = self.context.clock_ns
+        before = clock_ns()
         try:
             if self.kind == "counter":
                 energy = {
-                    f"gpu{i}": float(nvml.nvmlDeviceGetTotalEnergyConsumption(h)) / 1e3
-                    for i, h in enumerate(self._handles)
+                    rail: float(nvml.nvmlDeviceGetTotalEnergyConsumption(h)) / 1e3
+                    for rail, h in zip(self._rails, self._handles, strict=True)
                 }
-                return Reading(t_s=stamp(before), energy_j=energy)
+                return Reading(t_s=stamp(clock_ns, before), energy_j=energy)
             power = {
-                f"gpu{i}": float(nvml.nvmlDeviceGetPowerUsage(h)) / 1e3
-                for i, h in enumerate(self._handles)
+                rail: float(nvml.nvmlDeviceGetPowerUsage(h)) / 1e3
+                for rail, h in zip(self._rails, self._handles, strict=True)
             }
-            return Reading(t_s=stamp(before), power_w=power)
+            return Reading(t_s=stamp(clock_ns, before), power_w=power)
         except Exception as err:
             self._once.warning("read", "nvml: read failed: %s", err)
             return None

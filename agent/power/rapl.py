@@ -17,11 +17,18 @@ to grant read access.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from agent.errors import PowerSourceError
-from agent.power.base import PowerSource, Reading, SourceConfig, read_str, stamp
+from agent.power.base import (
+    FileReader,
+    PowerSource,
+    Reading,
+    RootSettings,
+    SourceContext,
+    read_str,
+    stamp,
+)
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)
@@ -35,34 +42,47 @@ PERMISSION_HINT = (
 )
 
 
+class RaplSettings(RootSettings):
+    """RAPL: the root /sys/class/powercap is read under."""
+
+
 class RaplSource(PowerSource):
     name = "rapl"
+    Settings = RaplSettings
+    settings: RaplSettings
     scope = PowerScope.CPU_PACKAGE
     kind = "counter"
     max_hz = 100.0
     update_period_s = 0.001  # the counters advance about every millisecond
     edge_snapshot = True
 
-    def __init__(self, config: SourceConfig) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        settings: RaplSettings | None = None,
+        context: SourceContext | None = None,
+        *,
+        reader: FileReader | None = None,
+    ) -> None:
+        super().__init__(settings, context)
+        self.reader = reader or FileReader()
         self._zones: dict[str, Path] = {}
 
     def _discover(self) -> tuple[dict[str, Path], tuple[str, ...], dict[str, float]]:
         """Zones by rail name, the counted rails and the wrap ranges. Raises PermissionError."""
-        base = self.config.path(POWERCAP)
+        base = self.settings.path(POWERCAP)
         zones: dict[str, Path] = {}
         wrap: dict[str, float] = {}
         if not base.is_dir():
             return zones, (), wrap
         for zone in sorted(base.glob("intel-rapl:*")):
-            label = read_str(self.config, zone / "name")
-            if label is None or read_str(self.config, zone / "enabled") == "0":
+            label = read_str(self.reader, zone / "name")
+            if label is None or read_str(self.reader, zone / "enabled") == "0":
                 continue
             parts = zone.name.split(":")[1:]
             # sub-zones (intel-rapl:0:0) are named after their parent: package-0/core
             rail = label if len(parts) == 1 else f"{parent_name(self, base, parts[0])}/{label}"
             zones[rail] = zone / "energy_uj"
-            max_uj = read_str(self.config, zone / "max_energy_range_uj")
+            max_uj = read_str(self.reader, zone / "max_energy_range_uj")
             if max_uj and max_uj.isdigit() and int(max_uj) > 0:
                 wrap[rail] = int(max_uj) / 1e6
         packages = tuple(r for r in zones if r.startswith("package-") and "/" not in r)
@@ -79,13 +99,13 @@ class RaplSource(PowerSource):
             zones, counted, _ = self._discover()
             if not zones:
                 return (
-                    f"no RAPL zones under {self.config.path(POWERCAP)} (not an Intel/AMD CPU, "
+                    f"no RAPL zones under {self.settings.path(POWERCAP)} (not an Intel/AMD CPU, "
                     "or the intel_rapl_common module is not loaded)"
                 )
             if not counted:
                 return "RAPL has neither package, psys nor core zones"
             for rail in counted:
-                if read_str(self.config, zones[rail]) is None:
+                if read_str(self.reader, zones[rail]) is None:
                     return f"cannot read {zones[rail]}"
         except PermissionError as err:
             return f"permission denied reading {err.filename or 'energy_uj'}: {PERMISSION_HINT}"
@@ -100,15 +120,16 @@ class RaplSource(PowerSource):
         self._zones, self.counted_rails, self.wrap_j = self._discover()
 
     def read(self) -> Reading | None:
-        before = time.monotonic()
+        clock_ns = self.context.clock_ns
+        before = clock_ns()
         energy: dict[str, float] = {}
         for rail, path in self._zones.items():
-            text = read_str(self.config, path)
+            text = read_str(self.reader, path)
             if text is None or not text.isdigit():
                 return None
             energy[rail] = int(text) / 1e6
-        return Reading(t_s=stamp(before), energy_j=energy)
+        return Reading(t_s=stamp(clock_ns, before), energy_j=energy)
 
 
 def parent_name(source: RaplSource, base: Path, index: str) -> str:
-    return read_str(source.config, base / f"intel-rapl:{index}" / "name") or f"zone-{index}"
+    return read_str(source.reader, base / f"intel-rapl:{index}" / "name") or f"zone-{index}"

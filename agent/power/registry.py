@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import platform
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
-from agent.errors import PowerSourceError
-from agent.power.base import PowerSource, SourceConfig
+from agent.power.base import PowerSource, SourceContext, SourceSettings
+from shared.plugins import load_plugin
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,9 @@ SOURCES: dict[str, str] = {
     "shelly": "agent.power.shelly:ShellySource",
     "estimate": "agent.power.estimate:EstimateSource",
 }
+
+#: the words ``--power`` takes besides a source name
+CHOICES = ("auto", "none")
 
 #: what ``auto`` probes per ``platform.machine()``, before falling back to the estimate. Wall
 #: plugs are never probed: they need a broker and a topic, so they are named explicitly.
@@ -38,18 +41,18 @@ def available_sources() -> list[str]:
 
 
 def source_class(name: str) -> type[PowerSource]:
-    try:
-        module, _, cls = SOURCES[name].partition(":")
-    except KeyError as err:
-        raise PowerSourceError(
-            f"unknown power source {name!r}; use auto, none or one of: {', '.join(SOURCES)}"
-        ) from err
-    found: type[PowerSource] = getattr(importlib.import_module(module), cls)
+    """The class registered as ``name``; ConfigError naming the valid choices if there is none."""
+    found: type[PowerSource] = load_plugin(SOURCES, name, kind="power source", also=CHOICES)
     return found
 
 
-def create(name: str, config: SourceConfig) -> PowerSource:
-    return source_class(name)(config)
+def create(
+    name: str,
+    table: SourceSettings | Mapping[str, Any] | None = None,
+    context: SourceContext | None = None,
+) -> PowerSource:
+    """Source ``name`` built from its settings table (default: its defaults)."""
+    return source_class(name).from_table(table, context)
 
 
 def auto_order(machine: str | None = None) -> list[str]:
@@ -60,20 +63,28 @@ def auto_order(machine: str | None = None) -> list[str]:
     return [*order, FALLBACK]
 
 
-def probe_all(sysfs_root: Path = Path("/")) -> dict[str, str | None]:
-    """name -> None when usable here, else why not. Never raises."""
-    from shared.catalogue import load_catalogue
+def probe_all(
+    tables: Mapping[str, SourceSettings | Mapping[str, Any]] | None = None,
+    context: SourceContext | None = None,
+) -> dict[str, str | None]:
+    """name -> None when usable here, else why not. Never raises.
 
-    try:
-        hardware = load_catalogue().match(machine=platform.machine())
-    except Exception as err:
-        logger.info("no catalogue entry for the estimate: %s", err)
-        hardware = None
-    config = SourceConfig(sysfs_root=sysfs_root, hardware=hardware)
+    ``tables`` holds sources' settings by name (the others use their defaults); without a
+    ``context`` the estimate models this machine's catalogue entry.
+    """
+    if context is None:
+        from shared.catalogue import load_catalogue
+
+        try:
+            hardware = load_catalogue().match(machine=platform.machine())
+        except Exception as err:
+            logger.info("no catalogue entry for the estimate: %s", err)
+            hardware = None
+        context = SourceContext(hardware=hardware)
     result: dict[str, str | None] = {}
     for name in SOURCES:
         try:
-            result[name] = create(name, config).probe()
+            result[name] = create(name, (tables or {}).get(name), context).probe()
         except Exception as err:
             result[name] = f"cannot load: {err}"
     return result

@@ -16,13 +16,24 @@ Every reading spawns ``vcgencmd``; the rate is capped at 5 Hz to keep that cheap
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 import subprocess
-import time
+
+from pydantic import Field, field_validator
 
 from agent.errors import PowerSourceError
-from agent.power.base import OnceLogger, PowerSource, Reading, SourceConfig, run_command, stamp
+from agent.power.base import (
+    CommandRunner,
+    OnceLogger,
+    PowerSource,
+    Reading,
+    SourceContext,
+    SourceSettings,
+    run_command,
+    stamp,
+)
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)
@@ -45,24 +56,53 @@ def parse_pmic_read_adc(text: str) -> dict[str, float]:
     return {rail: volts[rail] * amps[rail] for rail in amps if rail in volts}
 
 
+class Rpi5Settings(SourceSettings):
+    """Raspberry Pi 5 PMIC: an optional wall-meter calibration of the rail sum."""
+
+    calibration: tuple[float, float] | None = Field(
+        None, description="input W = scale x PMIC rail W + offset, as [scale, offset]"
+    )
+
+    @field_validator("calibration")
+    @classmethod
+    def _sane(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is None:
+            return value
+        scale, offset = value
+        if not (math.isfinite(scale) and math.isfinite(offset)):
+            raise ValueError("scale and offset must be finite numbers")
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, not {scale:g} (input W = scale x PMIC W + offset)")
+        return value
+
+
 class Rpi5Source(PowerSource):
     name = "rpi5"
+    Settings = Rpi5Settings
+    settings: Rpi5Settings
     scope = PowerScope.SOC_RAILS
     kind = "gauge"
     max_hz = 5.0
     update_period_s = 0.0
 
-    def __init__(self, config: SourceConfig) -> None:
-        super().__init__(config)
+    def __init__(
+        self,
+        settings: Rpi5Settings | None = None,
+        context: SourceContext | None = None,
+        *,
+        runner: CommandRunner = run_command,
+    ) -> None:
+        super().__init__(settings, context)
+        self.runner = runner
         self._once = OnceLogger(logger)
-        if config.rpi5_calibration is not None:
+        if self.settings.calibration is not None:
             self.scope = PowerScope.BOARD
 
     def _run(self) -> str:
-        return self.config.runner(COMMAND)
+        return self.runner(COMMAND)
 
     def probe(self) -> str | None:
-        if self.config.runner is run_command and shutil.which(COMMAND[0]) is None:
+        if self.runner is run_command and shutil.which(COMMAND[0]) is None:
             return "vcgencmd not found (Raspberry Pi OS package raspi-utils; Raspberry Pi 5 only)"
         try:
             rails = parse_pmic_read_adc(self._run())
@@ -79,13 +119,14 @@ class Rpi5Source(PowerSource):
         if why is not None:
             raise PowerSourceError(f"rpi5: {why}")
         rails = tuple(parse_pmic_read_adc(self._run()))
-        if self.config.rpi5_calibration is not None:
+        if self.settings.calibration is not None:
             self.counted_rails = (CALIBRATED_RAIL,)
         else:
             self.counted_rails = rails
 
     def read(self) -> Reading | None:
-        before = time.monotonic()
+        clock_ns = self.context.clock_ns
+        before = clock_ns()
         try:
             power = parse_pmic_read_adc(self._run())
         except (OSError, subprocess.SubprocessError) as err:
@@ -93,7 +134,7 @@ class Rpi5Source(PowerSource):
             return None
         if not power:
             return None
-        if self.config.rpi5_calibration is not None:
-            scale, offset = self.config.rpi5_calibration
+        if self.settings.calibration is not None:
+            scale, offset = self.settings.calibration
             power[CALIBRATED_RAIL] = scale * sum(power.values()) + offset
-        return Reading(t_s=stamp(before), power_w=power)
+        return Reading(t_s=stamp(clock_ns, before), power_w=power)

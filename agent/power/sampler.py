@@ -1,9 +1,10 @@
 """The background sampler and the arithmetic of an energy window.
 
-:class:`Sampler` runs one daemon thread that calls ``source.read()`` at ``hz`` (capped at the
-source's ``max_hz``) and keeps the readings sorted by their ``time.monotonic()`` stamp. The timed
-loop never waits on it: ``begin()``/``end()`` of the monitor only take a timestamp (and, for cheap
-counter sources, one snapshot read so the window edges are exact).
+:class:`Sampler` has ``source.read()`` called ``hz`` times a second (capped at the source's
+``max_hz``) by a :class:`agent.power.clock.Ticker` (by default one daemon thread) and keeps the
+readings sorted by their stamp, taken from the injected clock. The timed loop never waits on it:
+``begin()``/``end()`` of the monitor only take a timestamp (and, for cheap counter sources, one
+snapshot read so the window edges are exact).
 
 :func:`summarize` turns the readings around a window ``[t0, t1]`` into energy:
 
@@ -14,7 +15,14 @@ counter sources, one snapshot read so the window edges are exact).
 * ``coverage``: the share of the window lying between consecutive samples that are no further
   apart than ``max_gap_s`` (counters keep counting through a gap, so for them only gaps long
   enough to hide a wrap count as holes);
-* the total is the sum of the ``counted`` rails; other rails are reported, never added.
+* the total is the sum of the ``counted`` rails; other rails are reported, never added;
+* the peak (``peak_power_w``, over ``peak_window_s``): for gauges the highest sample; for counters
+  the highest average power over spans of at least ``peak_window_s`` (at least 100 ms, or the
+  sensor's own update period when it is longer) between two readings, each span confirmed by the
+  span that starts one reading later (the lower of the two counts). A counter that updates late
+  reads low at one reading, which moves energy from the span before it into the span after it;
+  the confirmation keeps that one late update from being taken for a peak. A run shorter than
+  the peak window has no peak (``None``).
 """
 
 from __future__ import annotations
@@ -25,21 +33,35 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agent.power.base import Kind, OnceLogger, PowerSource, Reading
+from agent.power.clock import ClockNs, ThreadTicker, Ticker
 
 logger = logging.getLogger(__name__)
 
 TRACE_POINTS = 200
 COUNTER_MAX_GAP_S = 10.0
+MIN_PEAK_WINDOW_S = 0.1
+
+
+def peak_window_s(update_period_s: float) -> float:
+    """The shortest span a peak is averaged over: 100 ms, or the sensor's update period."""
+    return max(MIN_PEAK_WINDOW_S, update_period_s)
 
 
 class Sampler:
-    """One background thread reading ``source`` at ``hz``. Start once, stop once."""
+    """Reads ``source`` at ``hz`` from a ticker (default: one background thread). Start once."""
 
-    def __init__(self, source: PowerSource, hz: float) -> None:
+    def __init__(
+        self,
+        source: PowerSource,
+        hz: float,
+        *,
+        clock_ns: ClockNs = time.monotonic_ns,
+        ticker: Ticker | None = None,
+    ) -> None:
         if not hz > 0:
             raise ValueError("hz must be positive")
         self.source = source
@@ -47,41 +69,35 @@ class Sampler:
         self.hz = min(hz, source.max_hz)
         self.errors = 0
         self.cpu_s = 0.0  # CPU time the sampler thread has used (time.thread_time)
+        self._clock_ns = clock_ns
+        self._ticker = ticker if ticker is not None else ThreadTicker(clock_ns)
         self._readings: list[Reading] = []
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = False
         self._once = OnceLogger(logger)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._started and not self._stopped
 
     def start(self) -> None:
-        if self._thread is not None:
+        """Take the first reading now, on the caller's thread, then start ticking."""
+        if self._started:
             return
-        self._thread = threading.Thread(target=self._run, name="edgemeter-power", daemon=True)
-        self._thread.start()
+        self._started = True
+        self._sample()
+        self._ticker.start(1.0 / self.hz, self._tick)
 
     def stop(self) -> None:
-        """Stop the thread; it notices within one sampling period."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2.0 / self.hz + 1.0)
+        """Stop ticking (a thread notices within one sampling period)."""
+        self._stopped = True
+        if self._started:
+            self._ticker.stop()
 
-    def _run(self) -> None:
-        # time.sleep rather than Event.wait: on a VM a timed Event.wait costs about twice the CPU
-        # of a sleep per wake-up, and the wake-ups are most of the sampler's cost at 20 Hz
-        period = 1.0 / self.hz
-        next_t = time.monotonic()
-        while not self._stop.is_set():
-            self._sample()
-            self.cpu_s = time.thread_time()
-            next_t += period
-            now = time.monotonic()
-            if next_t < now:  # fell behind (a slow read): skip ticks rather than burst
-                next_t = now + period
-            time.sleep(next_t - now)
+    def _tick(self) -> None:
+        self._sample()
+        self.cpu_s = time.thread_time()
 
     def _sample(self) -> Reading | None:
         try:
@@ -92,9 +108,8 @@ class Sampler:
                                self.source.name, err)
             return None
         if reading is not None:
-            with self._cond:
+            with self._lock:
                 bisect.insort(self._readings, reading, key=lambda r: r.t_s)
-                self._cond.notify_all()
         return reading
 
     def snapshot(self) -> Reading | None:
@@ -102,20 +117,12 @@ class Sampler:
         a window closes so its right edge is bracketed."""
         return self._sample()
 
-    def wait_for_sample(self, after_t: float, timeout_s: float) -> bool:
-        """Block until a reading stamped at or after ``after_t`` exists (or the timeout)."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while not self._readings or self._readings[-1].t_s < after_t:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.running:
-                    return False
-                self._cond.wait(left)
-        return True
+    def now_s(self) -> float:
+        return self._clock_ns() / 1e9
 
     def around(self, t0: float, t1: float) -> list[Reading]:
         """Readings in ``[t0, t1]`` plus the last one before and the first one after."""
-        with self._cond:
+        with self._lock:
             times = [r.t_s for r in self._readings]
             lo = max(bisect.bisect_left(times, t0) - 1, 0)
             hi = min(bisect.bisect_right(times, t1) + 1, len(times))
@@ -123,7 +130,7 @@ class Sampler:
 
     def discard_before(self, t: float) -> None:
         """Forget readings older than the last one before ``t`` (keeps memory flat)."""
-        with self._cond:
+        with self._lock:
             times = [r.t_s for r in self._readings]
             cut = max(bisect.bisect_left(times, t) - 1, 0)
             del self._readings[:cut]
@@ -137,6 +144,7 @@ class WindowStats:
     energy_j: float | None = None
     avg_power_w: float | None = None
     peak_power_w: float | None = None
+    peak_window_s: float | None = None
     rails: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     trace_t_s: list[float] = field(default_factory=list)
     trace_power_w: list[float] = field(default_factory=list)
@@ -209,6 +217,7 @@ def summarize(
     wrap_j: dict[str, float] | None = None,
     hz: float = 20.0,
     max_gap_s: float | None = None,
+    peak_window: float | None = None,
 ) -> WindowStats:
     """Energy, power, coverage and a trace of ``[t0, t1]`` from the readings around it."""
     window_s = max(t1 - t0, 0.0)
@@ -245,18 +254,12 @@ def summarize(
         stats.avg_power_w = stats.energy_j / window_s
     elif kind == "gauge":
         stats.avg_power_w = sum(_held_power(c, t0) for c in totals)
-    # peak: over sample intervals at least half a sampling period long, so counter quantisation
-    # on a short edge interval is not mistaken for a spike
-    ts = sorted({r.t_s for r in readings})
-    peaks: list[float] = []
-    for a, b in itertools.pairwise(ts):
-        if b < t0 or a > t1:
-            continue
-        if kind == "gauge":
-            peaks.extend(sum(_held_power(c, t) for c in totals) for t in (a, b) if t0 <= t <= t1)
-        elif b - a >= 0.5 / hz:
-            peaks.append((total_at(b) - total_at(a)) / (b - a))
-    stats.peak_power_w = max(peaks) if peaks else stats.avg_power_w
+    if kind == "gauge":
+        stats.peak_power_w = _gauge_peak(readings, totals, t0, t1)
+    else:
+        window = peak_window if peak_window is not None else MIN_PEAK_WINDOW_S
+        stats.peak_power_w = _counter_peak(readings, total_at, t0, t1, window)
+        stats.peak_window_s = window
     if window_s > 0:
         n = max(1, min(TRACE_POINTS, inside))
         edges = [t0 + window_s * i / n for i in range(n + 1)]
@@ -266,6 +269,39 @@ def summarize(
             stats.trace_t_s.append(round((edges[i] + edges[i + 1]) / 2.0 - t0, 6))
             stats.trace_power_w.append(round((energies[i + 1] - energies[i]) / width, 6))
     return stats
+
+
+def _gauge_peak(
+    readings: Sequence[Reading], totals: list[_Curve], t0: float, t1: float
+) -> float | None:
+    """The highest total of the samples inside the window (the held value if there is none)."""
+    inside = sorted({r.t_s for r in readings if t0 <= r.t_s <= t1})
+    points = inside or [t0]
+    return max(sum(_held_power(c, t) for c in totals) for t in points)
+
+
+def _counter_peak(
+    readings: Sequence[Reading], total_at: Callable[[float], float], t0: float, t1: float,
+    window_s: float,
+) -> float | None:
+    """Highest power over spans of at least ``window_s`` between readings, each confirmed by the
+    span starting one reading later; None when the window is shorter than ``window_s``."""
+    ts = sorted({r.t_s for r in readings if t0 <= r.t_s <= t1} | {t0, t1})
+    energy = [total_at(t) for t in ts]
+    spans: list[float] = []
+    j = 0
+    for i, start in enumerate(ts):
+        j = max(j, i + 1)
+        while j < len(ts) and ts[j] - start < window_s * (1 - 1e-9):
+            j += 1
+        if j == len(ts):
+            break
+        spans.append((energy[j] - energy[i]) / (ts[j] - start))
+    if not spans:
+        return None
+    if len(spans) == 1:
+        return spans[0]
+    return max(min(a, b) for a, b in itertools.pairwise(spans))
 
 
 def _held_power(curve: _Curve, t: float) -> float:

@@ -1,18 +1,23 @@
-"""Helpers for the power tests: fixture trees copied into tmp_path, a live counter writer, fakes."""
+"""Helpers for the power tests: fixture trees, a manual clock, counters that follow it, fakes.
+
+Time in these tests is a :class:`agent.power.clock.ManualClock`: the sampler's ticks fire inside
+``clock.sleep()`` on the test's own thread, so a test of seconds of sampling runs in milliseconds
+and gives the same readings however busy the machine is.
+"""
 
 from __future__ import annotations
 
-import os
+import bisect
 import shutil
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from agent.power.base import PowerSource, Reading, SourceConfig
+from agent.power.base import FileReader, PowerSource, Reading, SourceContext
+from agent.power.clock import ManualClock
+from agent.power.monitor import EnergyMonitor
 from shared.catalogue import HardwareEntry
 from shared.schema import PowerScope
 
@@ -26,85 +31,109 @@ def copy_tree(name: str, dest: Path) -> Path:
     return root
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace a file the way sysfs does: a reader never sees it half written."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+@pytest.fixture()
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def context(clock: ManualClock, **fields: object) -> SourceContext:
+    return SourceContext(clock_ns=clock.clock_ns, **fields)  # type: ignore[arg-type]
+
+
+def monitor(source: PowerSource, clock: ManualClock, *, hz: float = 20.0,
+            idle_s: float = 0.0) -> EnergyMonitor:
+    """An EnergyMonitor on an opened ``source``, driven by ``clock``."""
+    return EnergyMonitor(source, hz=hz, idle_s=idle_s, clock_ns=clock.clock_ns,
+                         sleep=clock.sleep, ticker=clock.ticker())
 
 
 @dataclass
 class Counter:
-    path: Path
-    watts: float
+    """An ``energy_uj`` file whose value follows the clock: ``watts(t)`` integrated, in uJ, wrapping
+    at ``range_uj``, published every ``update_s``; an update due inside a stall is late, and the
+    counter catches up at the stall's end (what RAPL does now and then on a busy machine)."""
+
+    watts: float | Callable[[float], float]
     range_uj: int
     start_uj: int = 0
-    wraps: int = 0
-    last_uj: int = 0
+    update_s: float = 0.001
+    stalls: list[tuple[float, float]] = field(default_factory=list)  # (start, length) in seconds
+    t0: float = 0.0
+
+    def energy_j(self, t: float) -> float:
+        """The true energy since ``t0`` (watts integrated in 1 ms steps when they vary)."""
+        if not callable(self.watts):
+            return self.watts * (t - self.t0)
+        steps = int((t - self.t0) / 0.001)
+        total = sum(self.watts(self.t0 + (i + 0.5) * 0.001) * 0.001 for i in range(steps))
+        rest = t - self.t0 - steps * 0.001
+        return total + self.watts(t - rest / 2) * rest
+
+    def published_at(self, t: float) -> float:
+        """The time of the last update visible at ``t``."""
+        last = self.t0 + int((t - self.t0) / self.update_s) * self.update_s
+        starts = [s for s, _ in self.stalls]
+        i = bisect.bisect_right(starts, last) - 1
+        if i >= 0:
+            start, length = self.stalls[i]
+            if start <= last < start + length and t < start + length:
+                return min(start, t)
+        return last
+
+    def value_uj(self, t: float) -> int:
+        return int(self.start_uj + self.energy_j(self.published_at(t)) * 1e6) % self.range_uj
 
 
-class CounterWriter(threading.Thread):
-    """Advances ``energy_uj`` files at given watts, wrapping at their range, ``hz`` times a second."""
+class ClockedReader(FileReader):
+    """Reads the fixture tree, except the ``energy_uj`` files given, which follow the clock."""
 
-    def __init__(self, counters: list[Counter], hz: float = 100.0) -> None:
-        super().__init__(name="fake-rapl", daemon=True)
+    def __init__(self, clock: ManualClock, counters: dict[Path, Counter]) -> None:
+        self.clock = clock
         self.counters = counters
-        self.period = 1.0 / hz
-        self.stop_event = threading.Event()
-        self.t_start = time.monotonic()
-        self._write(self.t_start)
 
-    def _write(self, now: float) -> None:
-        for c in self.counters:
-            value = int(c.start_uj + c.watts * 1e6 * (now - self.t_start)) % c.range_uj
-            if value < c.last_uj:
-                c.wraps += 1
-            c.last_uj = value
-            write_atomic(c.path, f"{value}\n")
-
-    def run(self) -> None:
-        while not self.stop_event.wait(self.period):
-            self._write(time.monotonic())
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(2.0)
-
-
-@pytest.fixture()
-def counter_writer() -> Iterator[list[CounterWriter]]:
-    writers: list[CounterWriter] = []
-    yield writers
-    for writer in writers:
-        writer.stop()
+    def read_text(self, path: Path) -> str:
+        counter = self.counters.get(path)
+        if counter is None:
+            return super().read_text(path)
+        return f"{counter.value_uj(self.clock.now_s)}\n"
 
 
 class FakeGauge(PowerSource):
-    """A gauge with a fixed power and a chosen update period, for monitor tests."""
+    """A gauge with a fixed power and a chosen update period, stamped by the given clock."""
 
     name = "fake"
     scope = PowerScope.BOARD
 
-    def __init__(self, watts: float = 5.0, update_period_s: float = 0.0,
+    def __init__(self, clock: ManualClock, watts: float = 5.0, update_period_s: float = 0.0,
                  max_hz: float = 100.0) -> None:
-        super().__init__(SourceConfig())
+        super().__init__(context=SourceContext(clock_ns=clock.clock_ns))
         self.watts = watts
         self.update_period_s = update_period_s
         self.max_hz = max_hz
         self.counted_rails = ("main",)
         self.fail = False
+        self.reads = 0
 
     def probe(self) -> str | None:
         return None
 
     def read(self) -> Reading | None:
+        self.reads += 1
         if self.fail:
             return None
-        return Reading(t_s=time.monotonic(), power_w={"main": self.watts})
+        return Reading(t_s=self.context.now_s(), power_w={"main": self.watts})
 
 
 def generic_x86() -> HardwareEntry:
     from shared.catalogue import load_catalogue
 
-    entry = load_catalogue().get("generic-x86_64")
-    return entry
+    return load_catalogue().get("generic-x86_64")
+
+
+@pytest.fixture()
+def closing() -> Iterator[list[EnergyMonitor]]:
+    """Monitors to close after the test, whatever happens."""
+    items: list[EnergyMonitor] = []
+    yield items
+    for item in items:
+        item.close()

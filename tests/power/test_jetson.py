@@ -4,47 +4,45 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from agent.power import EnergyMonitor
-from agent.power.base import SourceConfig
-from agent.power.jetson import JetsonSource
+from agent.power.clock import ManualClock
+from agent.power.jetson import JetsonSettings, JetsonSource
 from shared.schema import PowerScope
-from tests.power.conftest import copy_tree
+from tests.power.conftest import context, copy_tree, monitor
 
 ORIN_NANO_HWMON = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon1"
 
 
-def opened(root: Path) -> JetsonSource:
-    source = JetsonSource(SourceConfig(sysfs_root=root))
+def opened(root: Path, clock: ManualClock | None = None) -> JetsonSource:
+    source = JetsonSource(JetsonSettings(root=root), context(clock or ManualClock()))
     assert source.probe() is None
     source.open()
     return source
 
 
-def test_orin_nano_jetpack5_reads_vdd_in_6_w(tmp_path: Path) -> None:
+def test_orin_nano_jetpack5_reads_vdd_in_6_w(tmp_path: Path, clock: ManualClock) -> None:
     root = copy_tree("jetson-orin-nano-jp5", tmp_path)
-    with EnergyMonitor("jetson", sysfs_root=root, hz=20.0, idle_s=0.3) as monitor:
-        monitor.measure_idle()
-        monitor.begin()
-        time.sleep(0.5)
-        report = monitor.end(inferences=50)
+    with monitor(opened(root, clock), clock, hz=20.0, idle_s=0.3) as mon:
+        mon.measure_idle()
+        mon.begin()
+        clock.sleep(0.5)
+        report = mon.end(inferences=50)
     assert report is not None and report.window_s is not None
     assert report.source == "jetson" and report.scope is PowerScope.MODULE
     assert report.estimated is False
-    assert report.avg_power_w == pytest.approx(6.0, rel=0.02)
-    assert report.peak_power_w == pytest.approx(6.0, rel=0.02)
-    assert report.idle_power_w == pytest.approx(6.0, rel=0.02)
-    assert report.dynamic_joules_per_inference == pytest.approx(0.0, abs=1e-3)
-    assert report.joules_per_inference == pytest.approx(6.0 * report.window_s / 50, rel=0.02)
+    assert report.window_s == pytest.approx(0.5)
+    assert report.avg_power_w == pytest.approx(6.0)
+    assert report.peak_power_w == pytest.approx(6.0)
+    assert report.idle_power_w == pytest.approx(6.0)
+    assert report.dynamic_joules_per_inference == pytest.approx(0.0, abs=1e-9)
+    assert report.joules_per_inference == pytest.approx(6.0 * 0.5 / 50)
     rails = {r.name: r.avg_power_w for r in report.rails}
     assert set(rails) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}  # no "sum of shunt voltages"
     assert rails["VDD_SOC"] == pytest.approx(4.984 * 0.440, rel=0.01)
-    assert report.valid and report.coverage is not None and report.coverage > 0.9
-    print(f"jetson orin nano: {report.avg_power_w:.4f} W, {report.samples} samples")
+    assert report.valid and report.coverage == pytest.approx(1.0)
 
 
 def test_agx_orin_has_no_vdd_in_so_rails_add_up(tmp_path: Path) -> None:
@@ -99,24 +97,27 @@ def test_found_through_class_hwmon_and_counted_once(tmp_path: Path) -> None:
     assert opened(root).counted_rails == ("VDD_IN",)
 
 
-def test_a_rail_file_that_disappears_costs_coverage_not_zero(tmp_path: Path) -> None:
+def test_a_rail_file_that_disappears_costs_coverage_not_zero(
+    tmp_path: Path, clock: ManualClock
+) -> None:
     root = copy_tree("jetson-orin-nano-jp5", tmp_path)
-    with EnergyMonitor("jetson", sysfs_root=root, hz=50.0, idle_s=0) as monitor:
-        monitor.begin()
-        time.sleep(0.2)
+    with monitor(opened(root, clock), clock, hz=50.0) as mon:
+        mon.begin()
+        clock.sleep(0.2)
         (root / ORIN_NANO_HWMON / "curr1_input").unlink()
-        time.sleep(0.6)
-        report = monitor.end(inferences=10)
+        clock.sleep(0.6)
+        report = mon.end(inferences=10)
     assert report is not None
     assert report.valid is False
     assert any("cover only" in r for r in report.reasons)
-    assert report.coverage is not None and report.coverage < 0.5
+    # readings up to 0.2 s, then none: covered up to the last reading, of a 0.8 s window
+    assert report.coverage == pytest.approx(0.2 / 0.8, abs=0.03)
 
 
 def test_missing_and_empty_layouts_say_why(tmp_path: Path) -> None:
-    why = JetsonSource(SourceConfig(sysfs_root=tmp_path)).probe()
+    why = JetsonSource(JetsonSettings(root=tmp_path)).probe()
     assert why is not None and "INA3221" in why
     root = copy_tree("jetson-orin-nano-jp5", tmp_path)
     for n in (1, 2, 3):
         (root / ORIN_NANO_HWMON / f"in{n}_label").unlink()
-    assert "no INA3221" in str(JetsonSource(SourceConfig(sysfs_root=root)).probe())
+    assert "no INA3221" in str(JetsonSource(JetsonSettings(root=root)).probe())

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.power import EnergyMonitor
-from agent.power.base import SourceConfig
-from agent.power.nvml import NvmlSource
+from agent.power.clock import ManualClock
+from agent.power.nvml import NvmlSettings, NvmlSource
 from shared.schema import PowerScope
+from tests.power.conftest import context, monitor
 
 
 class NVMLError(Exception):
@@ -24,11 +22,13 @@ class FakeNvml:
 
     NVMLError = NVMLError
 
-    def __init__(self, watts: list[float], counter: bool = True, init_fails: bool = False):
+    def __init__(self, clock: ManualClock, watts: list[float], counter: bool = True,
+                 init_fails: bool = False):
+        self.clock = clock
         self.watts = watts
         self.counter = counter
         self.init_fails = init_fails
-        self.t_load = time.monotonic() - 100.0
+        self.t_load = clock.now_s - 100.0
         self.inits = 0
 
     def nvmlInit(self) -> None:
@@ -48,44 +48,54 @@ class FakeNvml:
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
         if not self.counter:
             raise NVMLError("Not Supported")
-        return int(self.watts[handle] * 1e3 * (time.monotonic() - self.t_load))
+        return int(self.watts[handle] * 1e3 * (self.clock.now_s - self.t_load))
 
     def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
         return int(self.watts[handle] * 1e3)
 
 
-def run(fake: FakeNvml, tmp_path: Path) -> Any:
-    source = NvmlSource(SourceConfig(sysfs_root=tmp_path, nvml_module=fake))
-    with EnergyMonitor("nvml", sources={"nvml": source}, idle_s=0) as monitor:
-        monitor.begin()
-        time.sleep(0.5)
-        report = monitor.end(inferences=25)
+def run(fake: FakeNvml, clock: ManualClock, settings: NvmlSettings | None = None) -> Any:
+    source = NvmlSource(settings, context(clock), nvml_module=fake)
+    source.open()
+    with monitor(source, clock) as mon:
+        mon.begin()
+        clock.sleep(0.5)
+        report = mon.end(inferences=25)
     assert fake.inits == 0, "nvmlInit without nvmlShutdown"
     return source, report
 
 
-def test_energy_counter_of_two_gpus(tmp_path: Path) -> None:
-    source, report = run(FakeNvml([150.0, 50.0]), tmp_path)
+def test_energy_counter_of_two_gpus(clock: ManualClock) -> None:
+    source, report = run(FakeNvml(clock, [150.0, 50.0]), clock)
     assert source.kind == "counter"
     assert report.scope is PowerScope.GPU and report.source == "nvml"
-    assert report.avg_power_w == pytest.approx(200.0, rel=0.03)
+    assert report.avg_power_w == pytest.approx(200.0, rel=1e-3)
     assert {r.name for r in report.rails} == {"gpu0", "gpu1"}
+    assert report.peak_window_ms == pytest.approx(100.0)  # the driver's assumed update period
 
 
-def test_power_gauge_where_the_counter_is_not_supported(tmp_path: Path) -> None:
-    source, report = run(FakeNvml([75.0], counter=False), tmp_path)
+def test_devices_limit_the_gpus_measured(clock: ManualClock) -> None:
+    source, report = run(FakeNvml(clock, [150.0, 50.0]), clock, NvmlSettings(devices=[1]))
+    assert source.counted_rails == ("gpu1",)
+    assert report.avg_power_w == pytest.approx(50.0, rel=1e-3)
+    missing = NvmlSource(NvmlSettings(devices=[2]), nvml_module=FakeNvml(clock, [1.0]))
+    assert "no GPU 2" in str(missing.probe())
+
+
+def test_power_gauge_where_the_counter_is_not_supported(clock: ManualClock) -> None:
+    source, report = run(FakeNvml(clock, [75.0], counter=False), clock)
     assert source.kind == "gauge"
-    assert report.avg_power_w == pytest.approx(75.0, rel=0.01)
+    assert report.avg_power_w == pytest.approx(75.0)
     assert report.valid, report.reasons
 
 
-def test_probe_says_why() -> None:
+def test_probe_says_why(clock: ManualClock) -> None:
     assert "NVML is not usable" in str(
-        NvmlSource(SourceConfig(nvml_module=FakeNvml([1.0], init_fails=True))).probe()
+        NvmlSource(nvml_module=FakeNvml(clock, [1.0], init_fails=True)).probe()
     )
-    assert "no GPU" in str(NvmlSource(SourceConfig(nvml_module=FakeNvml([]))).probe())
+    assert "no GPU" in str(NvmlSource(nvml_module=FakeNvml(clock, [])).probe())
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pynvml") is not None, reason="pynvml is installed")
 def test_probe_without_pynvml_gives_the_install_hint() -> None:
-    assert "pip install nvidia-ml-py" in str(NvmlSource(SourceConfig()).probe())
+    assert "pip install nvidia-ml-py" in str(NvmlSource().probe())

@@ -8,20 +8,32 @@ import types
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 import agent.power
-from agent.errors import PowerSourceError
 from agent.power import available_sources, probe_all
-from agent.power.base import PowerSource, SourceConfig
+from agent.power.base import PowerSource, SourceSettings
 from agent.power.registry import SOURCES, auto_order, create, source_class
+from shared.errors import ConfigError
 from shared.schema import PowerScope
+
+
+def roots(tmp_path: Path) -> dict[str, dict[str, Path]]:
+    """Every sysfs-reading source pointed at an empty tree."""
+    return {name: {"root": tmp_path} for name in SOURCES
+            if "root" in source_class(name).Settings.model_fields}
 
 
 @pytest.mark.parametrize("name", available_sources())
 def test_every_source_follows_the_conventions(name: str, tmp_path: Path) -> None:
     cls = source_class(name)
     assert issubclass(cls, PowerSource)
-    source = create(name, SourceConfig(sysfs_root=tmp_path))
+    # it owns its settings: a strict pydantic model whose fields all say what they are
+    assert issubclass(cls.Settings, SourceSettings) and issubclass(cls.Settings, BaseModel)
+    assert cls.Settings.model_config.get("extra") == "forbid"
+    assert all(f.description for f in cls.Settings.model_fields.values())
+    cls.Settings()  # every key has a default: an absent table means the defaults
+    source = create(name, roots(tmp_path).get(name))
     assert source.name == name
     assert isinstance(source.scope, PowerScope)
     assert source.kind in ("counter", "gauge")
@@ -35,7 +47,7 @@ def test_every_source_follows_the_conventions(name: str, tmp_path: Path) -> None
 
 
 def test_probe_all_on_an_empty_root_says_why_for_each(tmp_path: Path) -> None:
-    result = probe_all(tmp_path)
+    result = probe_all(roots(tmp_path))
     assert set(result) == set(SOURCES)
     for name in ("rapl", "jetson", "tasmota", "shelly"):
         assert result[name], name
@@ -50,7 +62,8 @@ def test_auto_order_ends_with_the_estimate() -> None:
 
 
 def test_unknown_source_is_an_actionable_error() -> None:
-    with pytest.raises(PowerSourceError, match="one of: rapl"):
+    with pytest.raises(ConfigError, match="unknown power source 'watts-up'; choose one of: auto, "
+                       "none, rapl"):
         source_class("watts-up")
 
 
