@@ -14,6 +14,20 @@ id and QoS, and calls :meth:`MqttConnection.ack` once the message is safe. Until
 keeps the message and, on a persistent session, sends it again after a reconnect. It also sends
 no more unacknowledged messages than its in-flight window (Mosquitto's ``max_inflight_messages``,
 20 by default).
+
+Credentials and TLS. A user name and password may be given to :func:`connect` as arguments (from a
+settings file, the environment or a credentials file) or, for compatibility, inside the URL; the
+arguments win. ``ca_file``, ``cert_file`` and ``key_file`` configure TLS (``mqtts://`` only). No
+message or log line here shows a password: URLs go through :func:`shared.redact.redact_url`, and
+:class:`BrokerUrl` prints without one.
+
+Flushing. A PUBACK handed to paho is written to the socket soon after, but the broker may not
+have read it when a new connection with the same client id takes the session over (a quick
+restart): Mosquitto then closes the old connection and drops what it had not read, and the
+message comes again. :meth:`MqttConnection.flush` makes a round trip (an UNSUBSCRIBE of a topic
+nobody uses, answered by UNSUBACK): the broker handles a connection's packets in order, so once
+the answer is back every ack sent before it has been processed. A subscriber that acks manually
+calls it before :meth:`MqttConnection.close`.
 """
 
 from __future__ import annotations
@@ -23,15 +37,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from shared.errors import BrokerError, ConfigError
+from shared.redact import redact_url
+from shared.topics import ROOT as TOPIC_ROOT
 
 logger = logging.getLogger(__name__)
 
-Protocol = Literal["auto", "5", "3.1.1"]
+MqttVersion = Literal["auto", "5", "3.1.1"]
+"""Which MQTT version :func:`connect` speaks: ``auto`` tries 5, then 3.1.1."""
 MessageHandler = Callable[[str, bytes], None]
 AckingMessageHandler = Callable[[str, bytes, int, int], None]
 """``(topic, payload, mid, qos)``: pass ``mid`` and ``qos`` to :meth:`MqttConnection.ack`."""
@@ -39,6 +57,11 @@ AckingMessageHandler = Callable[[str, bytes, int, int], None]
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 V5_PROBE_TIMEOUT_S = 3.0
+DEFAULT_KEEPALIVE_S = 30
+FLUSH_TOPIC = f"{TOPIC_ROOT}/_flush"
+"""Never subscribed to: :meth:`MqttConnection.flush` unsubscribes from it for the round trip."""
+SubscribeHandler = Callable[[bool, str], None]
+"""``(granted, detail)``: called from the network thread when the broker answers a SUBSCRIBE."""
 
 
 @dataclass(frozen=True)
@@ -47,25 +70,42 @@ class BrokerUrl:
     port: int
     tls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         scheme = "mqtts" if self.tls else "mqtt"
         return f"{scheme}://{self.host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for TLS: the CA that signed the broker's certificate, and this client's own pair
+    for mutual TLS. All ``None``: the system's CAs and no client certificate."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def __bool__(self) -> bool:
+        return any((self.ca_file, self.cert_file, self.key_file))
+
+
 def parse_broker_url(url: str) -> BrokerUrl:
     """Parse ``mqtt://[user:pass@]host[:port]`` or ``mqtts://...``."""
-    parts = urlsplit(url)
+    shown = repr(redact_url(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:
+        raise ConfigError(f"broker URL {shown} does not parse: use mqtt://HOST:PORT") from err
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ConfigError(f"broker URL {url!r} must start with mqtt:// or mqtts://")
+        raise ConfigError(f"broker URL {shown} must start with mqtt:// or mqtts://")
     if not parts.hostname:
-        raise ConfigError(f"broker URL {url!r} has no host: use mqtt://HOST:PORT")
+        raise ConfigError(f"broker URL {shown} has no host: use mqtt://HOST:PORT")
     tls = parts.scheme in ("mqtts", "ssl")
     try:
         port = parts.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
     except ValueError as err:
-        raise ConfigError(f"broker URL {url!r} has a bad port: use mqtt://HOST:PORT") from err
+        raise ConfigError(f"broker URL {shown} has a bad port: use mqtt://HOST:PORT") from err
     return BrokerUrl(
         host=parts.hostname,
         port=port,
@@ -82,6 +122,11 @@ class MqttConnection:
         self.client = client
         self.protocol = protocol
         self.url = url
+        self._lock = threading.Lock()
+        self._on_subscribed: dict[int, SubscribeHandler] = {}
+        self._unsubscribed: dict[int, threading.Event] = {}
+        client.on_subscribe = self._handle_suback
+        client.on_unsubscribe = self._handle_unsuback
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = 10.0) -> None:
         """Publish and, for QoS >= 1, wait until the broker acknowledges (PUBACK)."""
@@ -96,10 +141,53 @@ class MqttConnection:
                 "check that it is running and reachable"
             )
 
-    def subscribe(self, topic: str, qos: int = 1) -> None:
-        result, _mid = self.client.subscribe(topic, qos=qos)
-        if result != 0:
-            raise BrokerError(f"could not subscribe to {topic} on {self.url} (code {result})")
+    def subscribe(self, topic: str, qos: int = 1, on_granted: SubscribeHandler | None = None) -> None:
+        """Send a SUBSCRIBE; ``on_granted(granted, detail)`` runs when the broker answers.
+
+        Does not wait, so it may be called from ``on_connect`` (the network thread).
+        """
+        with self._lock:  # the answer cannot be handled before its handler is registered
+            result, mid = self.client.subscribe(topic, qos=qos)
+            if result != 0:
+                raise BrokerError(f"could not subscribe to {topic} on {self.url} (code {result})")
+            if on_granted is not None and mid is not None:
+                self._on_subscribed[mid] = on_granted
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the broker has processed every packet sent so far (acks included).
+
+        One round trip: an UNSUBSCRIBE from :data:`FLUSH_TOPIC`, which nothing subscribes to, and
+        its UNSUBACK. Returns False when the broker did not answer within ``timeout_s`` (or the
+        connection is gone); nothing else changes on the broker.
+        """
+        done = threading.Event()
+        with self._lock:
+            result, mid = self.client.unsubscribe(FLUSH_TOPIC)
+            if result != 0 or mid is None:
+                logger.debug("flush of %s not sent (code %s)", self.url, result)
+                return False
+            self._unsubscribed[mid] = done
+        answered = done.wait(timeout_s)
+        with self._lock:
+            self._unsubscribed.pop(mid, None)
+        return answered
+
+    def _handle_suback(self, _c: Any, _u: Any, mid: int, codes: list[Any], _p: Any = None) -> None:
+        with self._lock:
+            handler = self._on_subscribed.pop(mid, None)
+        if handler is None:
+            return
+        failed = [c for c in codes if getattr(c, "is_failure", False)]
+        try:
+            handler(not failed, ", ".join(str(c) for c in failed))
+        except Exception:  # a handler bug must never kill the network thread
+            logger.exception("subscribe handler failed on %s", self.url)
+
+    def _handle_unsuback(self, _c: Any, _u: Any, mid: int, *_rest: Any) -> None:
+        with self._lock:
+            done = self._unsubscribed.pop(mid, None)
+        if done is not None:
+            done.set()
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a message received with ``manual_ack=True`` (a no-op for QoS 0).
@@ -138,6 +226,8 @@ def _attempt(
     on_connect: Callable[[MqttConnection], None] | None,
     manual_ack: bool = False,
     on_message_ack: AckingMessageHandler | None = None,
+    tls_files: TlsFiles = TlsFiles(),
+    keepalive_s: int = DEFAULT_KEEPALIVE_S,
 ) -> tuple[MqttConnection | None, str]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes
@@ -156,7 +246,18 @@ def _attempt(
     if url.username:
         client.username_pw_set(url.username, url.password)
     if url.tls:
-        client.tls_set()
+        files = tls_files
+        try:
+            client.tls_set(
+                ca_certs=str(files.ca_file) if files.ca_file else None,
+                certfile=str(files.cert_file) if files.cert_file else None,
+                keyfile=str(files.key_file) if files.key_file else None,
+            )
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            raise ConfigError(
+                f"cannot set up TLS for the broker at {url}: {getattr(err, 'strerror', None) or err}; "
+                "check the ca_file, cert_file and key_file settings"
+            ) from err
     connected = threading.Event()
     outcome: dict[str, Any] = {}
     conn = MqttConnection(client, version, url)
@@ -201,10 +302,10 @@ def _attempt(
         props.SessionExpiryInterval = session_expiry_s
     try:
         if v5:
-            client.connect(url.host, url.port, keepalive=30, clean_start=clean_start,
+            client.connect(url.host, url.port, keepalive=keepalive_s, clean_start=clean_start,
                            properties=props)
         else:
-            client.connect(url.host, url.port, keepalive=30)
+            client.connect(url.host, url.port, keepalive=keepalive_s)
     except OSError as err:
         raise BrokerError(
             f"cannot reach the broker at {url}: {err.strerror or err}; is it running?"
@@ -229,7 +330,7 @@ def connect(
     url: str | BrokerUrl,
     client_id: str,
     *,
-    protocol: Protocol = "auto",
+    protocol: MqttVersion = "auto",
     clean_start: bool = True,
     session_expiry_s: int = 0,
     timeout_s: float = 10.0,
@@ -237,6 +338,12 @@ def connect(
     on_connect: Callable[[MqttConnection], None] | None = None,
     manual_ack: bool = False,
     on_message_ack: AckingMessageHandler | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: Path | str | None = None,
+    cert_file: Path | str | None = None,
+    key_file: Path | str | None = None,
+    keepalive_s: int = DEFAULT_KEEPALIVE_S,
 ) -> MqttConnection:
     """Connect to the broker, trying MQTT v5 first when ``protocol`` is ``auto``.
 
@@ -249,12 +356,27 @@ def connect(
     :meth:`MqttConnection.ack` with them once the message is safe. A message that is never acked
     stays with the broker, which sends it again on the next connection of a persistent session
     (message ids belong to one connection: do not ack after a reconnect what arrived before it).
+
+    ``username`` and ``password`` override those in the URL (a password needs a user name).
+    ``ca_file``, ``cert_file`` and ``key_file`` are PEM files for TLS and need an ``mqtts://`` URL.
     """
     if on_message is not None and on_message_ack is not None:
         raise ConfigError("give on_message or on_message_ack, not both")
     if manual_ack and on_message is not None:
         raise ConfigError("manual_ack=True needs on_message_ack, which receives the id to ack")
     broker = url if isinstance(url, BrokerUrl) else parse_broker_url(url)
+    if username is not None:
+        broker = replace(broker, username=username)
+    if password is not None:
+        broker = replace(broker, password=password)
+    if broker.password is not None and not broker.username:
+        raise ConfigError(f"a password for the broker at {broker} needs a user name too")
+    tls_files = TlsFiles(*(Path(f) if f else None for f in (ca_file, cert_file, key_file)))
+    if tls_files and not broker.tls:
+        raise ConfigError(f"TLS files are set but the broker URL {broker} is not TLS: "
+                          "use mqtts://HOST:PORT")
+    if tls_files.key_file and not tls_files.cert_file:
+        raise ConfigError("a TLS key_file needs its cert_file (the client certificate)")
     versions = ["5", "3.1.1"] if protocol == "auto" else [protocol]
     errors: list[str] = []
     for version in versions:
@@ -273,6 +395,8 @@ def connect(
             on_connect=on_connect,
             manual_ack=manual_ack,
             on_message_ack=on_message_ack,
+            tls_files=tls_files,
+            keepalive_s=keepalive_s,
         )
         if conn is not None:
             logger.info("connected to %s with MQTT %s", broker, version)
