@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.stores.base import ResultFilter, Store, open_store
-from shared.errors import ConfigError, require_module
+from shared.errors import ConfigError, EdgemeterError, require_module
+from shared.redact import redact_url
 from shared.schema import BenchmarkResult
 
 __all__ = ["register"]
@@ -51,9 +52,27 @@ def register(subparsers: Any) -> None:
         "each result; malformed messages are kept as dead letters. Stops on Ctrl-C or SIGTERM "
         "after storing everything already received.",
     )
-    serve.add_argument("--mqtt", required=True, metavar="URL",
-                       help="broker: mqtt://[user:pass@]host[:port] or mqtts://...")
-    serve.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    serve.add_argument("--config", type=Path, metavar="FILE",
+                       help="TOML settings file (default: $EDGEMETER_COLLECTOR_CONFIG); flags win "
+                       "over EDGEMETER_COLLECTOR__* variables, which win over the file; see "
+                       "`edgemeter collector sample-config`")
+    serve.add_argument("--mqtt", metavar="URL",
+                       help="broker: mqtt://host[:port] or mqtts://... (default: "
+                       "mqtt://localhost:1883); the password comes from the environment, a file "
+                       "or a systemd credential, never a flag")
+    serve.add_argument("--mqtt-username", metavar="NAME", help="broker user name")
+    serve.add_argument("--mqtt-password-file", type=Path, metavar="FILE",
+                       help="file holding the broker password")
+    serve.add_argument("--mqtt-ca-file", type=Path, metavar="FILE",
+                       help="CA certificate of the broker (mqtts://)")
+    serve.add_argument("--mqtt-cert-file", type=Path, metavar="FILE",
+                       help="client certificate for mutual TLS")
+    serve.add_argument("--mqtt-key-file", type=Path, metavar="FILE",
+                       help="client private key for mutual TLS")
+    serve.add_argument("--db", metavar="URL", help=DB_HELP + " (required here, in the environment "
+                       "or in the file)")
+    serve.add_argument("--db-password-file", type=Path, metavar="FILE",
+                       help="file holding the database password")
     serve.add_argument("--group", metavar="NAME",
                        help="MQTT v5 shared subscription group: collectors in one group split "
                        "the stream (ignored, with a warning, on a 3.1.1 broker)")
@@ -61,9 +80,15 @@ def register(subparsers: Any) -> None:
                        help="MQTT client id; keep it stable so the broker keeps results for you "
                        "while the collector is down, and unique among running collectors "
                        "(default: edgemeter-collector-HOSTNAME)")
-    serve.add_argument("--fleet", default="+", metavar="FLEET",
+    serve.add_argument("--fleet", metavar="FLEET",
                        help="collect one fleet only (default: every fleet)")
     serve.set_defaults(func=_serve)
+    sample = collector_sub.add_parser(
+        "sample-config", help="print an annotated collector config file (TOML)",
+        description="Print every collector setting with its default, as a TOML file that "
+        "`collector serve --config` reads back.",
+    )
+    sample.set_defaults(func=_sample_config)
     migrate = collector_sub.add_parser(
         "migrate", help="create or upgrade the results database's schema",
         description="Bring the database's schema to the newest revision this edgemeter knows "
@@ -112,16 +137,43 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from collector.service import CollectorService, default_client_id
+def _serve_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags of ``collector serve`` as nested settings (``None``: not given)."""
+    return {
+        "mqtt": {
+            "url": args.mqtt, "username": args.mqtt_username,
+            "password_file": args.mqtt_password_file, "client_id": args.client_id,
+            "group": args.group, "fleet": args.fleet,
+            "tls": {"ca_file": args.mqtt_ca_file, "cert_file": args.mqtt_cert_file,
+                    "key_file": args.mqtt_key_file},
+        },
+        "db": {"url": args.db, "password_file": args.db_password_file},
+    }
 
-    store = open_store(args.db)
+
+def _sample_config(_args: argparse.Namespace) -> int:
+    from collector.config import sample_config
+
+    print(sample_config(), end="")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from collector.config import load_settings
+    from collector.service import CollectorService
+
+    settings = load_settings(_serve_flags(args), args.config)
     try:
-        client_id = args.client_id or default_client_id()
-        service = CollectorService(store, args.mqtt, client_id=client_id, group=args.group,
-                                   fleet=args.fleet)
-        print(f"edgemeter collector {client_id}: {args.mqtt} -> {store.url} (Ctrl-C to stop)",
-              file=sys.stderr)
+        store = open_store(settings.db.connect_url())
+    except EdgemeterError as err:  # the URL may carry the password: never show it
+        shown = redact_url(str(err))
+        if shown == str(err):
+            raise
+        raise ConfigError(shown) from err
+    try:
+        service = CollectorService(store, settings.mqtt, settings.ingest)
+        print(f"edgemeter collector {service.client_id}: {service.broker} -> "
+              f"{redact_url(store.url)} (Ctrl-C to stop)", file=sys.stderr)
         service.serve_forever()
         stats = ", ".join(f"{k} {v}" for k, v in service.stats.items())
         print(f"edgemeter collector stopped: {stats}", file=sys.stderr)

@@ -44,7 +44,18 @@ the same client id reconnects. Redelivery makes duplicates, which the store drop
 ids belong to one connection, so a message received before a reconnect is not acknowledged after
 it: the broker redelivers it and that copy is acknowledged instead. ``stop()`` stops taking new
 messages (those arriving meanwhile stay with the broker), drains the queue and sends its acks,
-then disconnects. QoS 0 messages need no ack and have no guarantee.
+then makes a round trip to the broker (:meth:`shared.mqtt.MqttConnection.flush`) so that the
+broker has processed every ack before the DISCONNECT: a collector restarted at once connects with
+the same client id, and Mosquitto, taking the session over, drops whatever it had not yet read from
+the old connection, acks included, and sends those messages again. QoS 0 messages need no ack and
+have no guarantee.
+
+Settings and injection. The service takes its :class:`collector.config.MqttSettings` and
+:class:`collector.config.IngestSettings` (batching, queue and retry knobs), the function that
+connects to the broker (:func:`shared.mqtt.connect` by default; tests pass a fake that returns an
+object with the :class:`BrokerConnection` methods) and the clock (``time.monotonic`` by default)
+that times batches and retries. Waits on threads still sleep in real time. Every URL it logs or
+puts in an error goes through :func:`shared.redact.redact_url`.
 """
 
 from __future__ import annotations
@@ -56,20 +67,50 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
+from collector.config import IngestSettings, MqttSettings
 from collector.errors import SubscribeError
 from collector.ingest import Rejection, ingest
 from collector.stores.base import Store
-from shared.mqtt import MqttConnection, connect
+from shared.mqtt import SubscribeHandler
+from shared.mqtt import connect as mqtt_connect
+from shared.redact import redact_url
 from shared.schema import BenchmarkResult
 from shared.topics import TopicKind, Topics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CollectorService", "default_client_id"]
+__all__ = ["BrokerConnection", "CollectorService", "ConnectFunction", "default_client_id"]
+
+
+class BrokerConnection(Protocol):
+    """What the service uses of a broker connection (:class:`shared.mqtt.MqttConnection`)."""
+
+    @property
+    def protocol(self) -> str: ...
+
+    def subscribe(self, topic: str, qos: int = 1,
+                  on_granted: SubscribeHandler | None = None) -> None: ...
+
+    def ack(self, mid: int, qos: int) -> None: ...
+
+    def flush(self, timeout_s: float = 10.0) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+ConnectFunction = Callable[..., BrokerConnection]
+"""Called like :func:`shared.mqtt.connect` (URL, client id, keyword options); calls its
+``on_connect`` with the connection after every (re)connection and ``on_message_ack`` with each
+message."""
+Clock = Callable[[], float]
+
+RETRY_POLL_S = 0.1
+"""How often the writer looks at the clock while a retry waits."""
 
 STAT_KEYS = (
     "received",
@@ -121,33 +162,31 @@ class CollectorService:
     def __init__(
         self,
         store: Store,
-        mqtt_url: str,
+        mqtt: MqttSettings,
+        ingest: IngestSettings | None = None,
         *,
-        client_id: str | None = None,
-        group: str | None = None,
-        fleet: str = "+",
-        session_expiry_s: int = 86_400,
-        batch_size: int = 200,
-        batch_interval_s: float = 0.05,
-        queue_limit: int = 100_000,
-        retry_limit: int = 10_000,
-        retry_interval_s: float = 1.0,
-        max_attempts: int = 3,
-        connect_timeout_s: float = 10.0,
+        connect: ConnectFunction = mqtt_connect,
+        clock: Clock = time.monotonic,
     ) -> None:
+        """``mqtt`` with its secrets already resolved (:func:`collector.config.load_settings`)."""
+        ingest = ingest or IngestSettings()
         self.store = store
-        self.mqtt_url = mqtt_url
-        self.client_id = client_id or default_client_id()
-        self.group = group
-        self.fleet = fleet
-        self.session_expiry_s = session_expiry_s
-        self.batch_size = batch_size
-        self.batch_interval_s = batch_interval_s
-        self.queue_limit = queue_limit
-        self.retry_limit = retry_limit
-        self.retry_interval_s = retry_interval_s
-        self.max_attempts = max_attempts
-        self.connect_timeout_s = connect_timeout_s
+        self.mqtt = mqtt
+        self.ingest = ingest
+        self.client_id = mqtt.client_id or default_client_id()
+        self.group = mqtt.group
+        self.fleet = mqtt.fleet
+        self.broker = redact_url(mqtt.url)
+        """The broker's URL as it may be shown: without its password."""
+        self.connect_timeout_s = mqtt.connect_timeout_s
+        self.batch_size = ingest.batch_size
+        self.batch_interval_s = ingest.batch_interval_s
+        self.queue_limit = ingest.queue_limit
+        self.retry_limit = ingest.retry_limit
+        self.retry_interval_s = ingest.retry_interval_s
+        self.max_attempts = ingest.max_attempts
+        self._connect = connect
+        self._clock = clock
 
         self._lock = threading.Lock()
         self._has_items = threading.Condition(self._lock)
@@ -159,7 +198,7 @@ class CollectorService:
         self._retry: collections.deque[_Item] = collections.deque()  # writer thread only
         self._retry_due = 0.0
         self._writer: threading.Thread | None = None
-        self._conn: MqttConnection | None = None
+        self._conn: BrokerConnection | None = None
         self._connection = 0  # counts (re)connections; message ids are valid on one only
         self._subscribed = threading.Event()
         self._warned_group = False
@@ -199,11 +238,18 @@ class CollectorService:
                                         daemon=True)
         self._writer.start()
         try:
-            self._conn = connect(
-                self.mqtt_url,
+            mqtt, tls = self.mqtt, self.mqtt.tls
+            self._conn = self._connect(
+                mqtt.url,
                 self.client_id,
+                username=mqtt.username,
+                password=mqtt.password.get_secret_value() if mqtt.password else None,
+                ca_file=tls.ca_file,
+                cert_file=tls.cert_file,
+                key_file=tls.key_file,
+                keepalive_s=mqtt.keepalive_s,
                 clean_start=False,
-                session_expiry_s=self.session_expiry_s,
+                session_expiry_s=mqtt.session_expiry_s,
                 timeout_s=self.connect_timeout_s,
                 manual_ack=True,
                 on_message_ack=self._on_message,
@@ -211,7 +257,7 @@ class CollectorService:
             )
             if not self._subscribed.wait(self.connect_timeout_s):
                 raise SubscribeError(
-                    f"broker {self.mqtt_url} did not confirm the subscription to "
+                    f"broker {self.broker} did not confirm the subscription to "
                     f"{self.subscription} within {self.connect_timeout_s:.0f} s"
                 )
         except BaseException:
@@ -222,7 +268,8 @@ class CollectorService:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Store everything already received (drains the queue), acknowledge it, disconnect.
 
-        Messages arriving while it drains are left unacknowledged for the next session.
+        Messages arriving while it drains are left unacknowledged for the next session. Before the
+        DISCONNECT it waits (up to ``connect_timeout_s``) until the broker has processed the acks.
         """
         writer, self._writer = self._writer, None
         with self._lock:
@@ -236,7 +283,14 @@ class CollectorService:
             conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                conn.close()  # sends the acks already queued, then DISCONNECT
+                if not conn.flush(self.connect_timeout_s):
+                    logger.warning("broker %s did not confirm within %.0f s that it has the acks; "
+                                   "it may deliver some stored results again (kept once)",
+                                   self.broker, self.connect_timeout_s)
+            except Exception:  # a dead connection: the broker will redeliver, the store dedups
+                logger.debug("MQTT flush failed", exc_info=True)
+            try:
+                conn.close()
             except Exception:  # a dead connection needs no goodbye
                 logger.debug("MQTT disconnect failed", exc_info=True)
         self._shutdown.set()
@@ -256,8 +310,13 @@ class CollectorService:
         """Ask :meth:`serve_forever` to return (from another thread or a signal handler)."""
         self._shutdown.set()
 
-    def serve_forever(self, stats_interval_s: float = 60.0) -> None:
-        """Run until SIGINT, SIGTERM or :meth:`shutdown`; then stop gracefully."""
+    def serve_forever(self, stats_interval_s: float | None = None) -> None:
+        """Run until SIGINT, SIGTERM or :meth:`shutdown`; then stop gracefully.
+
+        Logs the counters every ``stats_interval_s`` (default: the ingest settings').
+        """
+        if stats_interval_s is None:
+            stats_interval_s = self.ingest.stats_interval_s
         previous: dict[signal.Signals, Any] = {}
 
         def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -286,27 +345,25 @@ class CollectorService:
 
     # -- MQTT thread -------------------------------------------------------------------------
 
-    def _on_connect(self, conn: MqttConnection) -> None:
+    def _on_connect(self, conn: BrokerConnection) -> None:
         try:
             if self.group and conn.protocol != "5" and not self._warned_group:
                 self._warned_group = True
                 logger.warning(
                     "broker %s speaks MQTT %s: no shared subscriptions, so group %r is ignored "
-                    "and every collector receives every result", conn.url, conn.protocol,
+                    "and every collector receives every result", self.broker, conn.protocol,
                     self.group,
                 )
             with self._lock:
                 self._conn = conn
                 self._connection += 1
-            conn.client.on_subscribe = self._on_subscribe
-            conn.subscribe(self.subscription, qos=1)
+            conn.subscribe(self.subscription, qos=1, on_granted=self._on_subscribed)
         except Exception:  # an exception here would end paho's network thread
             logger.exception("could not subscribe to %s", self.subscription)
 
-    def _on_subscribe(self, _c: object, _u: object, _mid: int, codes: list, _p: object) -> None:
-        failed = [c for c in codes if getattr(c, "is_failure", False)]
-        if failed:
-            logger.error("broker refused the subscription to %s: %s", self.subscription, failed)
+    def _on_subscribed(self, granted: bool, detail: str) -> None:
+        if not granted:
+            logger.error("broker refused the subscription to %s: %s", self.subscription, detail)
             return
         self._subscribed.set()
 
@@ -353,13 +410,15 @@ class CollectorService:
             while not self._queue:
                 if self._stopping:
                     return None
-                if self._retry and time.monotonic() >= self._retry_due:
+                if self._retry and self._clock() >= self._retry_due:
                     return []
-                wait_s = self.retry_interval_s if self._retry else 1.0
+                # while a retry waits, look at the clock often: a test's clock jumps
+                wait_s = min(max(self._retry_due - self._clock(), 0.0), RETRY_POLL_S) \
+                    if self._retry else 1.0
                 self._has_items.wait(wait_s)
-            deadline = time.monotonic() + self.batch_interval_s
+            deadline = self._clock() + self.batch_interval_s
             while len(self._queue) < self.batch_size and not self._stopping:
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self._clock()
                 if remaining <= 0:
                     break
                 self._has_items.wait(remaining)
@@ -408,7 +467,7 @@ class CollectorService:
                 logger.error("retry queue full (%d): dropped %s, unacknowledged",
                              self.retry_limit, lost.label)
             self._retry.append(item)
-        self._retry_due = time.monotonic() + self.retry_interval_s
+        self._retry_due = self._clock() + self.retry_interval_s
 
     def _write(self, items: list[_Item]) -> list[_Item]:
         """Store results and dead letters; returns the items to retry."""

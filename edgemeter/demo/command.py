@@ -22,6 +22,7 @@ DEMO_DIR = Path("edgemeter-demo")
 
 def run(args: argparse.Namespace) -> int:
     from collector.commands import print_table
+    from collector.config import MqttSettings
     from collector.service import CollectorService
     from collector.stores.base import open_store
     from edgemeter.demo.broker import PrivateBroker
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     with PrivateBroker(prefer=args.broker) as broker:
         print(f"demo: {broker.kind} broker at {broker.url}; collector -> {db_url}")
         store = open_store(db_url)
-        service = CollectorService(store, broker.url, client_id="edgemeter-demo-collector")
+        service = CollectorService(
+            store, MqttSettings(url=broker.url, client_id="edgemeter-demo-collector"))
         run_ids = []
         try:
             service.start()

@@ -1,4 +1,5 @@
-"""CollectorService end to end: a real Mosquitto, a real SQLite store, a paho publisher."""
+"""CollectorService: with a fake broker connection and clock, and end to end with a real Mosquitto,
+a real SQLite store and a paho publisher."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from collector.errors import StoreError
+from collector.config import IngestSettings, MqttSettings
+from collector.errors import StoreError, SubscribeError
 from collector.records import DeadLetter
 from collector.service import CollectorService
 from collector.stores.base import Store, open_store
@@ -21,8 +23,6 @@ from shared.schema import BenchmarkResult
 from shared.topics import Topics
 from tests.collector.conftest import wait_for
 from tests.factories import make_result
-
-pytestmark = pytest.mark.mqtt
 
 TOPIC = Topics.result("default", "pi-01")
 
@@ -42,7 +42,9 @@ def make_service(mosquitto_url: str) -> Iterator[ServiceFactory]:
 
     def factory(store: Store, **kwargs: Any) -> CollectorService:
         kwargs.setdefault("client_id", f"edgemeter-collector-test-{uuid.uuid4().hex[:8]}")
-        service = CollectorService(store, mosquitto_url, **kwargs)
+        mqtt = {k: kwargs.pop(k) for k in list(kwargs) if k in MqttSettings.model_fields}
+        service = CollectorService(store, MqttSettings(url=mosquitto_url, **mqtt),
+                                   IngestSettings(**kwargs))
         made.append(service)
         service.start()
         return service
@@ -58,6 +60,7 @@ def publish(conn: MqttConnection, results: Sequence[BenchmarkResult]) -> None:
                      result.model_dump_json().encode(), qos=1)
 
 
+@pytest.mark.mqtt
 def test_100_valid_results_are_stored(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
 ) -> None:
@@ -91,6 +94,7 @@ def malformed() -> list[tuple[str, str, bytes]]:
     ]
 
 
+@pytest.mark.mqtt
 def test_malformed_payloads_become_dead_letters_and_the_service_keeps_serving(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
 ) -> None:
@@ -109,6 +113,7 @@ def test_malformed_payloads_become_dead_letters_and_the_service_keeps_serving(
     assert sqlite_store.list_results() == [after]
 
 
+@pytest.mark.mqtt
 def test_a_duplicate_publish_is_stored_once(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
 ) -> None:
@@ -121,6 +126,7 @@ def test_a_duplicate_publish_is_stored_once(
     assert sqlite_store.list_results() == [twice]
 
 
+@pytest.mark.mqtt
 def test_results_published_while_stopped_arrive_on_restart(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection
 ) -> None:
@@ -134,6 +140,7 @@ def test_results_published_while_stopped_arrive_on_restart(
     assert {r.run_id for r in sqlite_store.list_results()} == {r.run_id for r in away}
 
 
+@pytest.mark.mqtt
 def test_a_shared_group_splits_the_stream(
     sqlite_url: str, make_service: ServiceFactory, publisher: MqttConnection
 ) -> None:
@@ -183,6 +190,7 @@ class FlakyStore:
         return getattr(self.inner, name)
 
 
+@pytest.mark.mqtt
 def test_a_store_outage_is_counted_and_the_messages_are_retried(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
     caplog: pytest.LogCaptureFixture,
@@ -203,6 +211,7 @@ def test_a_store_outage_is_counted_and_the_messages_are_retried(
     assert len(sqlite_store.list_results()) == 10 and len(sqlite_store.list_dead_letters()) == 1
 
 
+@pytest.mark.mqtt
 def test_a_row_the_store_refuses_becomes_a_dead_letter_without_blocking_others(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
 ) -> None:
@@ -222,11 +231,12 @@ def test_a_row_the_store_refuses_becomes_a_dead_letter_without_blocking_others(
 def crash(service: CollectorService) -> None:
     """End the service's broker connection as a crash would: no DISCONNECT, no more acks."""
     conn = service._conn
-    assert conn is not None
+    assert isinstance(conn, MqttConnection)
     conn.client.loop_stop()  # paho's network thread ends; nothing sent after this
     conn.client.socket().close()  # the broker sees the TCP connection drop
 
 
+@pytest.mark.mqtt
 def test_messages_received_but_not_stored_survive_a_crash(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
 ) -> None:
@@ -248,6 +258,7 @@ def test_messages_received_but_not_stored_survive_a_crash(
     assert [d.payload for d in sqlite_store.list_dead_letters()] == [b"not json"]
 
 
+@pytest.mark.mqtt
 def test_stored_messages_are_acknowledged_and_not_delivered_again(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
 ) -> None:
@@ -266,6 +277,7 @@ def test_stored_messages_are_acknowledged_and_not_delivered_again(
     assert len(sqlite_store.list_dead_letters()) == 1
 
 
+@pytest.mark.mqtt
 def test_stop_drains_the_queue(sqlite_store: Store, make_service: ServiceFactory,
                                publisher: MqttConnection) -> None:
     service = make_service(sqlite_store, batch_interval_s=0.5, batch_size=1000)
@@ -275,12 +287,194 @@ def test_stop_drains_the_queue(sqlite_store: Store, make_service: ServiceFactory
     assert service.stats["stored"] == 30 and service.stats["queued"] == 0
 
 
+@pytest.mark.mqtt
 def test_an_unreachable_broker_is_a_publish_error_and_leaves_no_thread(
     sqlite_store: Store, tmp_path: Path
 ) -> None:
     before = threading.active_count()
-    service = CollectorService(sqlite_store, "mqtt://127.0.0.1:1", client_id="x",
-                               connect_timeout_s=2)
+    service = CollectorService(
+        sqlite_store, MqttSettings(url="mqtt://127.0.0.1:1", client_id="x", connect_timeout_s=2))
     with pytest.raises(BrokerError, match="is it running"):
         service.start()
     assert threading.active_count() == before
+
+
+# -- with a fake broker connection and a fake clock ---------------------------------------------
+
+
+class FakeConnection:
+    """Records what the service asks of the broker, in order; grants every subscription."""
+
+    protocol = "5"
+
+    def __init__(self, calls: list[tuple[Any, ...]], grant: bool = True) -> None:
+        self.calls = calls
+        self.grant = grant
+
+    def subscribe(self, topic: str, qos: int = 1, on_granted: Any = None) -> None:
+        self.calls.append(("subscribe", topic, qos))
+        if on_granted is not None and self.grant:
+            on_granted(True, "")
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.calls.append(("ack", mid))
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        self.calls.append(("flush",))
+        return True
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+
+
+class FakeBroker:
+    """A connect function: keeps the options it was called with and the message handler."""
+
+    def __init__(self, grant: bool = True) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.options: dict[str, Any] = {}
+        self.deliver: Callable[[str, bytes, int, int], None] | None = None
+        self.grant = grant
+
+    def __call__(self, url: str, client_id: str, **options: Any) -> FakeConnection:
+        self.options = {"url": url, "client_id": client_id, **options}
+        self.deliver = options["on_message_ack"]
+        conn = FakeConnection(self.calls, self.grant)
+        options["on_connect"](conn)
+        return conn
+
+    def acks(self) -> list[int]:
+        return [c[1] for c in self.calls if c[0] == "ack"]
+
+
+class MemoryStore:
+    """Just what the service writes to; ``down`` makes every call fail."""
+
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self.run_ids: set[str] = set()
+        self.letters: list[bytes] = []
+        self.down = False
+        self.writes = 0
+
+    def add_results(self, results: Sequence[BenchmarkResult], *,
+                    topics: Sequence[str] | None = None) -> int:
+        self.writes += 1
+        if self.down:
+            raise StoreError("database is down (test)")
+        new = {str(r.run_id) for r in results} - self.run_ids
+        self.run_ids |= new
+        return len(new)
+
+    def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+        if self.down:
+            raise StoreError("database is down (test)")
+        self.letters.append(payload)
+
+    def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        if self.down:
+            raise StoreError("database is down (test)")
+        return []
+
+
+class FakeClock:
+    """Time moves only when the test says so; ``reads`` counts how often the service looked."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now_s
+
+
+def fake_service(broker: FakeBroker, store: MemoryStore, clock: FakeClock | None = None,
+                 **mqtt: Any) -> CollectorService:
+    return CollectorService(
+        store,  # type: ignore[arg-type]
+        MqttSettings(url="mqtt://collector:url-secret@broker.example:1883", client_id="c1",
+                     **mqtt),
+        IngestSettings(batch_interval_s=0, retry_interval_s=5.0),
+        connect=broker, clock=clock or FakeClock(),
+    )
+
+
+def deliver(broker: FakeBroker, results: Sequence[BenchmarkResult], first_mid: int = 1) -> None:
+    assert broker.deliver is not None
+    for mid, result in enumerate(results, start=first_mid):
+        broker.deliver(Topics.result(result.fleet, result.device_id),
+                       result.model_dump_json().encode(), mid, 1)
+
+
+def test_stop_has_the_broker_confirm_every_ack_before_disconnecting() -> None:
+    broker, store = FakeBroker(), MemoryStore()
+    service = fake_service(broker, store)
+    service.start()
+    deliver(broker, [make_result(seq=i) for i in range(5)])
+    assert broker.deliver is not None
+    broker.deliver(TOPIC, b"not json", 6, 1)
+    service.stop()
+    assert service.stats["stored"] == 5 and service.stats["dead_letters"] == 1
+    tail = [c[0] for c in broker.calls[-3:]]
+    assert sorted(broker.acks()) == [1, 2, 3, 4, 5, 6]
+    assert tail == ["ack", "flush", "close"], broker.calls
+
+
+def test_the_service_connects_with_its_settings_credentials_and_tls_files(tmp_path: Path) -> None:
+    broker, store = FakeBroker(), MemoryStore()
+    service = fake_service(broker, store, username="collector", password="set-secret",
+                           keepalive_s=45, session_expiry_s=600,
+                           tls={"ca_file": tmp_path / "ca.pem"})
+    service.start()
+    service.stop()
+    options = broker.options
+    assert options["username"] == "collector" and options["password"] == "set-secret"
+    assert options["ca_file"] == tmp_path / "ca.pem" and options["cert_file"] is None
+    assert options["keepalive_s"] == 45 and options["session_expiry_s"] == 600
+    assert options["clean_start"] is False and options["manual_ack"] is True
+    assert options["client_id"] == "c1"
+
+
+def test_a_refused_subscription_is_an_error_that_hides_the_broker_password() -> None:
+    service = fake_service(FakeBroker(grant=False), MemoryStore(), connect_timeout_s=0.05)
+    with pytest.raises(SubscribeError) as info:
+        service.start()
+    assert "url-secret" not in str(info.value)
+    assert "collector:***@broker.example:1883" in str(info.value)
+
+
+def test_a_failed_batch_waits_for_the_clock_before_it_is_retried() -> None:
+    broker, store, clock = FakeBroker(), MemoryStore(), FakeClock()
+    service = fake_service(broker, store, clock)
+    service.start()
+    try:
+        store.down = True
+        deliver(broker, [make_result(seq=i) for i in range(3)])
+        assert wait_for(lambda: service.stats["retry_pending"] == 3), service.stats
+        store.down = False
+        writes, reads = store.writes, clock.reads
+        assert wait_for(lambda: clock.reads >= reads + 3)  # the writer looked, and it is not due
+        assert store.writes == writes and service.stats["stored"] == 0 and broker.acks() == []
+        clock.now_s += 5.0
+        assert wait_for(lambda: service.stats["stored"] == 3), service.stats
+        assert service.stats["retry_pending"] == 0 and sorted(broker.acks()) == [1, 2, 3]
+    finally:
+        service.stop()
+
+
+def test_a_retry_also_goes_with_the_next_batch() -> None:
+    broker, store, clock = FakeBroker(), MemoryStore(), FakeClock()
+    service = fake_service(broker, store, clock)
+    service.start()
+    try:
+        store.down = True
+        deliver(broker, [make_result(seq=i) for i in range(3)])
+        assert wait_for(lambda: service.stats["retry_pending"] == 3), service.stats
+        store.down = False
+        deliver(broker, [make_result(seq=9)], first_mid=4)
+        assert wait_for(lambda: service.stats["stored"] == 4), service.stats
+        assert sorted(broker.acks()) == [1, 2, 3, 4]
+    finally:
+        service.stop()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.config import MqttSettings
 from collector.service import CollectorService
 from collector.stores.base import Store, open_store
 from edgemeter.cli import main
@@ -20,7 +21,7 @@ MODELS = ["vww_96_int8.tflite", "vww_96_int8_qdq.onnx", "kws_dscnn_int8.tflite"]
 def collector(mosquitto_url: str, tmp_path: Path) -> Iterator[tuple[CollectorService, Store, str]]:
     db = f"sqlite:///{tmp_path / 'results.db'}"
     store = open_store(db)
-    service = CollectorService(store, mosquitto_url, client_id=f"e2e-{tmp_path.name}")
+    service = CollectorService(store, MqttSettings(url=mosquitto_url, client_id=f"e2e-{tmp_path.name}"))
     service.start()
     yield service, store, db
     service.stop()

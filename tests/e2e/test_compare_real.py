@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.config import MqttSettings
 from collector.service import CollectorService
 from collector.stores.base import open_store
 from edgemeter.cli import main
@@ -30,7 +31,7 @@ def test_edge_int8_tflite_vs_datacenter_float_onnx_on_postgresql(
 ) -> None:
     monkeypatch.setenv("EDGEMETER_OUTBOX", str(tmp_path / "state" / "outbox"))
     store = open_store(postgres_url)
-    service = CollectorService(store, mosquitto_url, client_id="compare-e2e")
+    service = CollectorService(store, MqttSettings(url=mosquitto_url, client_id="compare-e2e"))
     service.start()
     try:
         edge = bench(shared_models / "vww_96_int8.tflite", tmp_path / "edge.json", "--device-id", "pi5-lab",

@@ -1,0 +1,475 @@
+"""Collector settings: one pydantic-settings model for ``edgemeter collector serve``.
+
+Precedence, highest first: command-line flags > environment > a TOML file > defaults.
+
+* File: ``--config FILE`` or ``EDGEMETER_COLLECTOR_CONFIG``; tables ``[mqtt]`` (with
+  ``[mqtt.tls]``), ``[db]``, ``[http]`` and ``[ingest]``. A key this model does not know stops the
+  collector at start with a one-line error naming it. ``edgemeter collector sample-config`` prints
+  an annotated file with every key, which parses back.
+* Environment: ``EDGEMETER_COLLECTOR__<TABLE>__<KEY>``, ``__`` between nested names, e.g.
+  ``EDGEMETER_COLLECTOR__MQTT__URL``, ``EDGEMETER_COLLECTOR__DB__PASSWORD``,
+  ``EDGEMETER_COLLECTOR__MQTT__TLS__CA_FILE``. A variable with that prefix that names no setting
+  (a typo) is ignored, with one warning per variable per process, naming the closest real one.
+* Flags: those of ``collector serve`` (``--mqtt``, ``--db``, ``--group``, ...), given to
+  :func:`load_settings` as a nested dict (``{"mqtt": {"url": ...}}``); ``None`` means not given.
+
+Secrets (the broker password, the database password, the HTTP token) never need to be on the
+command line. Each is taken from the first of:
+
+1. ``password`` (``token``) from a flag, the environment or the file, by the precedence above;
+2. ``password_file`` (``token_file``): the file's content, without its trailing newline;
+3. a password inside the URL (``mqtt://user:pass@host``), kept working for compatibility;
+4. systemd credentials: ``$CREDENTIALS_DIRECTORY/mqtt-password``, ``db-password`` and
+   ``http-token`` (``LoadCredential=``), used only when ``CREDENTIALS_DIRECTORY`` is set and no
+   source above gave one.
+
+Giving both ``password`` and ``password_file`` is an error (which one was meant cannot be
+guessed). A database password is put into the database URL for the store; SQLite has none, so a
+database password next to a ``sqlite://`` URL is ignored with a warning. Secrets are
+:class:`~pydantic.SecretStr`, so printing the settings never shows them, and every URL the
+collector prints goes through :func:`shared.redact.redact_url`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from shared.errors import ConfigError
+from shared.mqtt import parse_broker_url
+from shared.redact import redact_url
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "CONFIG_ENV",
+    "CREDENTIAL_NAMES",
+    "ENV_PREFIX",
+    "CollectorSettings",
+    "DbSettings",
+    "HttpSettings",
+    "IngestSettings",
+    "MqttSettings",
+    "TlsSettings",
+    "load_settings",
+    "sample_config",
+]
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "EDGEMETER_COLLECTOR__"
+CONFIG_ENV = "EDGEMETER_COLLECTOR_CONFIG"
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
+CREDENTIAL_NAMES = {"mqtt": "mqtt-password", "db": "db-password", "http": "http-token"}
+"""systemd credential file names (``LoadCredential=NAME:...``) per table."""
+
+
+class _Table(BaseModel):
+    # unknown keys in the file are reported by _TomlSource (with the file's name); forbidding
+    # them here too catches a typo in code that builds these tables directly
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsSettings(_Table):
+    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's (PEM)")
+    cert_file: Path | None = Field(None, description="the collector's certificate (mutual TLS)")
+    key_file: Path | None = Field(None, description="the collector's private key (mutual TLS)")
+
+
+class MqttSettings(_Table):
+    url: str = Field("mqtt://localhost:1883", description="broker: mqtt://host:port or mqtts://")
+    username: str | None = Field(None, description="broker user name (overrides the URL's)")
+    password: SecretStr | None = Field(None, description="prefer password_file or the environment")
+    password_file: Path | None = Field(None, description="file holding the broker password")
+    client_id: str | None = Field(
+        None, description="stable and unique per collector; default: edgemeter-collector-HOSTNAME"
+    )
+    group: str | None = Field(
+        None, description="MQTT v5 shared subscription group: collectors in one group split the stream"
+    )
+    fleet: str = Field("+", description="collect one fleet only; + is every fleet")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
+    session_expiry_s: int = Field(
+        86_400, ge=0, description="how long the broker keeps results for a stopped collector"
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="wait this long for CONNACK and SUBACK")
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_broker_url(value)  # a ConfigError with a redacted URL
+        return value
+
+
+class DbSettings(_Table):
+    url: str | None = Field(
+        None, description="sqlite:////ABS/PATH.db or postgresql://user@host/db (required)",
+        json_schema_extra={"example": "sqlite:////var/lib/edgemeter/results.db"},
+    )
+    password: SecretStr | None = Field(None, description="prefer password_file or the environment")
+    password_file: Path | None = Field(None, description="file holding the database password")
+
+    def connect_url(self) -> str:
+        """The URL the store opens: :attr:`url` with :attr:`password` put in (URL-quoted)."""
+        if self.url is None:
+            raise ConfigError(
+                "no results database: give --db URL, EDGEMETER_COLLECTOR__DB__URL or [db] url"
+            )
+        if self.password is None or _is_sqlite(self.url):
+            return self.url
+        return _with_password(self.url, self.password.get_secret_value())
+
+
+class HttpSettings(_Table):
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT the HTTP server listens on")
+    token: SecretStr | None = Field(None, description="bearer token; prefer token_file")
+    token_file: Path | None = Field(None, description="file holding the bearer token")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+
+class IngestSettings(_Table):
+    batch_size: int = Field(200, ge=1, description="results written in one transaction, at most")
+    batch_interval_s: float = Field(0.05, ge=0, description="wait this long to fill a batch")
+    queue_limit: int = Field(100_000, ge=1, description="received, not yet stored; oldest dropped")
+    retry_limit: int = Field(10_000, ge=1, description="kept for retry while the store is down")
+    retry_interval_s: float = Field(1.0, gt=0, description="retry a failed batch after this long")
+    max_attempts: int = Field(3, ge=1, description="a result the store refuses this often: dead letter")
+    stats_interval_s: float = Field(60.0, gt=0, description="log the counters this often")
+
+
+class CollectorSettings(BaseSettings):
+    """Everything ``edgemeter collector serve`` needs; see the module docstring."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
+                                      extra="forbid")
+    config_file: ClassVar[Path | None] = None
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    db: DbSettings = Field(default_factory=DbSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = cls.config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV)
+                                   else None)
+        return (init_settings, _KnownEnvSource(settings_cls), _TomlSource(settings_cls, path))
+
+
+# -- sources -------------------------------------------------------------------------------------
+
+
+def _unknown_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted names in ``data`` that ``model`` (and its nested tables) does not have."""
+    unknown = []
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            unknown.append(prefix + key)
+            continue
+        sub = field.annotation
+        if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            unknown += _unknown_keys(value, sub, f"{prefix}{key}.")
+    return unknown
+
+
+def _drop(data: dict[str, Any], dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data[key]
+    data.pop(last, None)
+
+
+def _closest(name: str, model: type[BaseModel]) -> str | None:
+    """The dotted setting name closest to ``name`` (a typo's likely intent), if any is close."""
+    match = difflib.get_close_matches(name, _all_keys(model), n=1)
+    return match[0] if match else None
+
+
+def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += _all_keys(sub, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+class _KnownEnvSource(EnvSettingsSource):
+    """The environment source, minus nested keys no table has (typos are warned about instead)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for dotted in _unknown_keys(data, self.settings_cls):
+            _drop(data, dotted)
+        return data
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The TOML config file, if one is given; an unknown table or key is a :class:`ConfigError`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data: dict[str, Any] = {}
+        if path is None:
+            return
+        try:
+            self.data = tomllib.loads(Path(path).read_text())
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        unknown = _unknown_keys(self.data, self.settings_cls)
+        if unknown:
+            first = unknown[0]
+            close = _closest(first, self.settings_cls)
+            hint = f" (did you mean {close}?)" if close else ""
+            more = f", and {', '.join(unknown[1:])}" if len(unknown) > 1 else ""
+            raise ConfigError(
+                f"config file {self.path}: unknown setting {first}{hint}{more}; "
+                "`edgemeter collector sample-config` lists every setting"
+            )
+        for table, value in self.data.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"config file {self.path}: {table} must be a table, [{table}]")
+        return dict(self.data)
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """``EDGEMETER_COLLECTOR__*`` variables in ``environ`` that name no setting."""
+    unknown = []
+    for name in environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        model: type[BaseModel] | None = CollectorSettings
+        for part in parts:
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None:
+                unknown.append(name)
+                break
+            sub = field.annotation
+            model = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
+    return sorted(unknown)
+
+
+@functools.cache
+def _warn_once(name: str) -> None:
+    close = _closest(name[len(ENV_PREFIX):].lower().replace("__", "."), CollectorSettings)
+    hint = f" (did you mean {ENV_PREFIX}{close.upper().replace('.', '__')}?)" if close else ""
+    logger.warning("ignoring %s: no such collector setting%s", name, hint)
+
+
+def _warn_unknown_env(environ: Mapping[str, str]) -> None:
+    """One warning per misspelt variable for the life of the process, however often we load."""
+    for name in unknown_env_vars(environ):
+        _warn_once(name)
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+
+def _is_sqlite(url: str) -> bool:
+    return urlsplit(url).scheme.split("+")[0] == "sqlite"
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    if not parts.username:
+        raise ConfigError(
+            f"a database password needs a user name in the database URL {redact_url(url)}: "
+            "use postgresql://USER@HOST/DB"
+        )
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _url_has_password(url: str | None) -> bool:
+    return bool(url) and redact_url(url) != url
+
+
+def _read_secret(path: Path, what: str) -> SecretStr:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from err
+    secret = text.rstrip("\r\n")
+    if not secret:
+        raise ConfigError(f"{what} {path} is empty")
+    return SecretStr(secret)
+
+
+def _resolve(
+    table: str,
+    secret: SecretStr | None,
+    secret_file: Path | None,
+    url: str | None,
+    credentials_dir: Path | None,
+) -> SecretStr | None:
+    key = "token" if table == "http" else "password"
+    if secret is not None and secret_file is not None:
+        raise ConfigError(f"[{table}] has both {key} and {key}_file (from flags, environment or "
+                          f"config file): keep one")
+    if secret is not None:
+        return secret
+    if secret_file is not None:
+        return _read_secret(secret_file, f"[{table}] {key}_file")
+    if _url_has_password(url):
+        return None  # the URL's own, for compatibility
+    if credentials_dir is not None:
+        path = credentials_dir / CREDENTIAL_NAMES[table]
+        if path.is_file():
+            logger.debug("[%s] %s from the systemd credential %s", table, key, path.name)
+            return _read_secret(path, "systemd credential")
+    return None
+
+
+def resolve_secrets(settings: CollectorSettings, credentials_dir: Path | None) -> CollectorSettings:
+    """``settings`` with each password and token taken from its source (module docstring)."""
+    mqtt, db, http = settings.mqtt, settings.db, settings.http
+    mqtt_pw = _resolve("mqtt", mqtt.password, mqtt.password_file, mqtt.url, credentials_dir)
+    db_pw = _resolve("db", db.password, db.password_file, db.url, credentials_dir)
+    token = _resolve("http", http.token, http.token_file, None, credentials_dir)
+    if db_pw is not None and db.url is not None and _is_sqlite(db.url):
+        if db.password is not None or db.password_file is not None:
+            logger.warning("ignoring the database password: SQLite (%s) has none", db.url)
+        db_pw = None
+    return settings.model_copy(update={
+        "mqtt": mqtt.model_copy(update={"password": mqtt_pw}),
+        "db": db.model_copy(update={"password": db_pw}),
+        "http": http.model_copy(update={"token": token}),
+    })
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def _prune_none(data: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            value = _prune_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    credentials_dir: Path | None = None,
+) -> CollectorSettings:
+    """Settings from flags (nested dict, ``None`` = not given), environment, file and defaults,
+    with secrets resolved.
+
+    ``environ`` is only read for the typo warnings and ``$CREDENTIALS_DIRECTORY`` (default:
+    :data:`os.environ`); pydantic-settings reads the process environment itself.
+    ``credentials_dir`` overrides ``$CREDENTIALS_DIRECTORY``.
+    """
+    env = os.environ if environ is None else environ
+    _warn_unknown_env(env)
+    if credentials_dir is None and env.get(CREDENTIALS_ENV):
+        credentials_dir = Path(env[CREDENTIALS_ENV])
+    CollectorSettings.config_file = config_file
+    try:
+        settings = CollectorSettings(**_prune_none(cli or {}))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from err
+    finally:
+        CollectorSettings.config_file = None
+    return resolve_secrets(settings, credentials_dir)
+
+
+# -- sample --------------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sample_table(model: type[BaseModel], name: str, lines: list[str]) -> None:
+    lines += ["", f"[{name}]"]
+    nested: list[tuple[str, type[BaseModel]]] = []
+    for key, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            nested.append((f"{name}.{key}", sub))
+            continue
+        lines.append(f"# {field.description}")
+        default = field.get_default(call_default_factory=True)
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if default is None:
+            example = extra.get("example")
+            lines.append(f"# {key} = {_toml_value(example) if example else '...'}")
+        else:
+            lines.append(f"{key} = {_toml_value(default)}")
+    for sub_name, sub_model in nested:
+        _sample_table(sub_model, sub_name, lines)
+
+
+def sample_config() -> str:
+    """An annotated TOML file with every setting: defaults set, the rest commented out."""
+    lines = [
+        "# edgemeter collector configuration: edgemeter collector serve --config FILE",
+        "# Precedence: flags > EDGEMETER_COLLECTOR__TABLE__KEY environment > this file > defaults.",
+        "# Secrets: prefer *_file, the environment or systemd credentials (mqtt-password,",
+        "# db-password, http-token in $CREDENTIALS_DIRECTORY) to writing them here.",
+    ]
+    for name, field in CollectorSettings.model_fields.items():
+        sub = field.annotation
+        assert isinstance(sub, type) and issubclass(sub, BaseModel)
+        _sample_table(sub, name, lines)
+    return "\n".join(lines) + "\n"
