@@ -31,8 +31,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STATE_DIR = Path(os.environ.get("STATE_DIRECTORY") or os.environ.get("XDG_STATE_HOME")
-                 or Path.home() / ".local/state") / "edgemeter"
+#: systemd's StateDirectory= (already this service's own folder), else the XDG state folder
+STATE_DIR = (Path(os.environ["STATE_DIRECTORY"].split(":")[0]) if os.environ.get("STATE_DIRECTORY")
+             else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "edgemeter")
 
 
 class _Table(BaseModel):
@@ -75,7 +76,8 @@ class MqttSettings(_Table):
             candidates.append(Path(creds) / "mqtt-password")
         for path in candidates:
             try:
-                return path.read_text().strip()
+                # an empty credential (mutual TLS, no password) means no password
+                return path.read_text().strip() or None
             except OSError as err:
                 if path == self.password_file:
                     raise ConfigError(f"cannot read [mqtt] password_file {path}: "
