@@ -24,7 +24,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +43,12 @@ from agent.fidelity import measure_fidelity
 from agent.manifest import collect_manifest
 from agent.model_info import network_name, sha256_file
 from agent.power.monitor import EnergyMonitor, NullEnergyMonitor, open_energy_monitor
-from agent.stats import coefficient_of_variation, early_stop_min_queries, summarize_ms
+from agent.stats import (
+    coefficient_of_variation,
+    early_stop_min_queries,
+    latency_bound_check,
+    summarize_ms,
+)
 from agent.system import SystemSampler
 from shared import latency as latency_codec
 from shared.catalogue import HardwareEntry, load_catalogue
@@ -51,6 +59,7 @@ from shared.schema import (
     DeviceManifest,
     EnergyReport,
     Fidelity,
+    LatencyBoundCheck,
     LatencySummary,
     ModelInfo,
     RawLatencies,
@@ -199,16 +208,70 @@ def stability_reasons(stability: Stability, wall_ns: int) -> list[str]:
     return reasons
 
 
+def throughput_settled(starts_ns: np.ndarray) -> bool:
+    """Whether queries started at an even rate over :data:`STABILITY_WINDOWS` equal windows.
+
+    The test a profile with ``max_duration_factor`` applies to extend a run (an empty window,
+    a stall, counts as unsettled); too few queries to make windows count as settled.
+    """
+    if len(starts_ns) < 2 * STABILITY_WINDOWS:
+        return True
+    counts, _ = np.histogram(starts_ns, bins=STABILITY_WINDOWS, range=(0, int(starts_ns[-1]) + 1))
+    cv = coefficient_of_variation([float(c) for c in counts])
+    return cv is None or cv <= UNSTABLE_CV
+
+
 def stop_rule(settings: BenchSettings, rules: Rules) -> scenarios.StopRule:
-    """When the timed phase stops: ``--iterations``, ``--duration-s``, else the profile's rule."""
+    """When the timed phase stops: ``--iterations``, ``--duration-s``, else the profile's rule.
+
+    A profile with ``max_duration_factor`` (``standard``: 3) goes on past its minimum duration
+    until :func:`throughput_settled`, up to that multiple of the minimum. The server scenario's
+    arrivals are a fixed schedule and are not extended.
+    """
     if settings.iterations is not None:
         return scenarios.StopRule(settings.iterations, 0, settings.iterations)
     if settings.duration_s is not None:
         return scenarios.StopRule(1, int(settings.duration_s * 1e9))
-    return scenarios.StopRule(
-        rules.min_query_count(settings.profile, settings.scenario),
-        int(rules.min_duration_s(settings.profile, settings.scenario) * 1e9),
-    )
+    min_queries = rules.min_query_count(settings.profile, settings.scenario)
+    min_ns = int(rules.min_duration_s(settings.profile, settings.scenario) * 1e9)
+    factor = rules.profile_rule(settings.profile).max_duration_factor
+    if factor is None or settings.scenario == Scenario.SERVER:
+        return scenarios.StopRule(min_queries, min_ns)
+    return scenarios.StopRule(min_queries, min_ns, settled=throughput_settled,
+                              max_duration_ns=int(min_ns * factor))
+
+
+def _report_extension(settings: BenchSettings, stop: scenarios.StopRule,
+                      timed: scenarios.Timed) -> None:
+    """Say what an extended run did (once per run, at WARNING: it changes what was measured)."""
+    if not timed.extended:
+        return
+    min_s, wall_s = stop.min_duration_ns / 1e9, timed.wall_ns / 1e9
+    cap_s = (stop.max_duration_ns or stop.min_duration_ns) / 1e9
+    if throughput_settled(timed.starts_ns):
+        logger.warning("%s profile: throughput had not settled after %.0f s; the run went on to "
+                       "%.1f s, when it had (cap %.0f s)", settings.profile, min_s, wall_s, cap_s)
+    else:
+        logger.warning("%s profile: throughput still unsettled at the %.0f s cap (%.1f s run); "
+                       "see the validity verdict", settings.profile, cap_s, wall_s)
+
+
+@contextmanager
+def _native_stderr_silenced(enabled: bool) -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null: native runtimes (LiteRT's XNNPACK line) print there."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def requested_spec(settings: BenchSettings) -> RunSpec:
@@ -224,6 +287,22 @@ def requested_spec(settings: BenchSettings) -> RunSpec:
     )
 
 
+def latency_bound_reasons(settings: BenchSettings, check: LatencyBoundCheck | None) -> list[str]:
+    """The server scenario's verdict: LoadGen's early-stopping test on over-bound queries."""
+    if settings.scenario != Scenario.SERVER:
+        return []
+    if check is None:
+        return ["a server run is judged against a latency bound: give --latency-bound-ms"]
+    if check.passed:
+        return []
+    return [
+        f"server: {check.over_bound} of {check.queries} queries over the latency bound of "
+        f"{check.bound_ms:g} ms; LoadGen's early-stopping test for p{check.percentile * 100:g} "
+        f"fails (it would need at least {check.queries_needed} queries, every further one under "
+        "the bound)"
+    ]
+
+
 def validity_reasons(
     settings: BenchSettings,
     rules: Rules,
@@ -232,11 +311,17 @@ def validity_reasons(
     stability: Stability,
     system: SystemState,
     energy: EnergyReport | None,
+    latency_bound: LatencyBoundCheck | None = None,
 ) -> list[str]:
-    """Every reason the measured data make a run invalid (empty: valid)."""
+    """Every reason the measured data make a run invalid (empty: valid).
+
+    A server run needs no minimum count for its p99 estimate: as in LoadGen, the early-stopping
+    test on queries over the bound decides (:func:`latency_bound_reasons`).
+    """
     reasons: list[str] = []
     scenario = settings.scenario
-    for pct in rules.early_stop_percentiles(scenario):
+    estimated = () if scenario == Scenario.SERVER else rules.early_stop_percentiles(scenario)
+    for pct in estimated:
         need = early_stop_min_queries(pct, rules.early_stopping.confidence)
         if summary.count < need:
             reasons.append(
@@ -260,9 +345,7 @@ def validity_reasons(
         reasons.extend(f"power: {r}" for r in energy.reasons if not energy.valid)
         if energy.coverage is not None and energy.coverage < MIN_POWER_COVERAGE:
             reasons.append(f"power coverage low: {energy.coverage:.0%} < {MIN_POWER_COVERAGE:.0%}")
-    bound_ms = settings.latency_bound_ms
-    if scenario == Scenario.SERVER and bound_ms is not None and summary.p99 > bound_ms:
-        reasons.append(f"server p99 {summary.p99:.2f} ms exceeds the latency bound {bound_ms} ms")
+    reasons.extend(latency_bound_reasons(settings, latency_bound))
     return reasons
 
 
@@ -272,10 +355,13 @@ def validity_reasons(
 class Runner:
     """Runs one benchmark described by :class:`BenchSettings`."""
 
-    def __init__(self, settings: BenchSettings, model: Path, rules: Rules | None = None) -> None:
+    def __init__(self, settings: BenchSettings, model: Path, rules: Rules | None = None, *,
+                 quiet: bool = False) -> None:
+        """``quiet`` also silences what native runtimes print to stderr while models load."""
         self.settings = settings
         self.model = model
         self.rules = rules or load_rules()
+        self.quiet = quiet
 
     def run(self, seq: int = 0) -> BenchmarkResult:
         plan = self.plan()
@@ -316,9 +402,10 @@ class Runner:
         )
 
     def _load_one(self, plan: Plan, batch: int) -> Session:
-        return plan.backend.load(self.model, batch=batch, threads=plan.threads,
-                                 providers=self.settings.providers,
-                                 delegate=self.settings.delegate)
+        with _native_stderr_silenced(self.quiet):
+            return plan.backend.load(self.model, batch=batch, threads=plan.threads,
+                                     providers=self.settings.providers,
+                                     delegate=self.settings.delegate)
 
     def load(self, plan: Plan) -> Loaded:
         """Load the sessions; multi-stream batches a query into one call where the model allows."""
@@ -374,6 +461,7 @@ class Runner:
             energy = monitor.end(timed.samples)
         finally:
             state = system.stop(model_load_rss_bytes=loaded.load_rss_bytes)
+        _report_extension(self.settings, plan.stop, timed)
         return Measured(timed=timed, energy=energy, system=state,
                         power_source=monitor.source_name or "none")
 
@@ -420,8 +508,19 @@ class Runner:
             throughput_cv=coefficient_of_variation([w.throughput_sps for w in windows]),
             p50_cv=coefficient_of_variation([w.p50_ms for w in windows]),
         )
+        bound_check = None
+        if settings.scenario == Scenario.SERVER and settings.latency_bound_ms is not None:
+            (percentile,) = self.rules.early_stop_percentiles(Scenario.SERVER)
+            bound_check = latency_bound_check(timed.latencies_ns, settings.latency_bound_ms,
+                                              percentile, self.rules.early_stopping.confidence)
         reasons = validity_reasons(settings, self.rules, summary, timed.wall_ns, stability,
-                                   measured.system, measured.energy)
+                                   measured.system, measured.energy, bound_check)
+        validity = Validity(
+            valid=not reasons,
+            reasons=reasons,
+            mlperf_valid=self.rules.profile_rule(settings.profile).mlperf and not reasons,
+            latency_bound=bound_check,
+        )
         requested = requested_spec(settings)
         effective = RunSpec.model_validate({
             **requested.model_dump(),
@@ -453,7 +552,7 @@ class Runner:
             gmacs_per_s=(model_info.macs * throughput / 1e9) if model_info.macs else None,
             init_ms=loaded.init_ms,
             first_inference_ms=warmed.first_inference_ms,
-            validity=Validity(valid=not reasons, reasons=reasons),
+            validity=validity,
             stability=stability,
             latencies=RawLatencies(buckets=buckets, counts=counts),
             energy=measured.energy,

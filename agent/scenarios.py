@@ -11,6 +11,11 @@ inference call sits between the two clock reads of a query.
   minus scheduled arrival, so it includes queueing; ``streams`` workers serve the queue.
 * ``offline``: ``streams`` workers, each with its own session and batch, run flat out; throughput is
   all samples over the wall time from the common start to the last completion.
+
+A :class:`StopRule` may carry a ``settled`` test: once the minimums are met, single-stream,
+multi-stream and offline runs go on, checking it about once a second between two queries (never
+inside one), until it passes or ``max_duration_ns`` is reached. The server scenario serves a fixed,
+seeded Poisson schedule and is not extended.
 """
 
 from __future__ import annotations
@@ -27,13 +32,24 @@ Call = Callable[[], object]
 clock = time.perf_counter_ns
 
 
+Settled = Callable[[np.ndarray], bool]
+"""Given the query start times so far (ns from the phase start), whether the run may stop."""
+
+
 @dataclass(frozen=True)
 class StopRule:
-    """Stop once at least ``min_queries`` ran and ``min_duration_ns`` passed."""
+    """Stop once at least ``min_queries`` ran and ``min_duration_ns`` passed.
+
+    With ``settled``, go on past the minimums until ``settled(starts_ns)`` is true, checked every
+    ``check_every_ns``, or until ``max_duration_ns``.
+    """
 
     min_queries: int
     min_duration_ns: int
     max_queries: int | None = None
+    settled: Settled | None = None
+    max_duration_ns: int | None = None
+    check_every_ns: int = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -43,17 +59,41 @@ class Timed:
     """query start (or scheduled arrival) relative to the phase start"""
     samples: int
     wall_ns: int
+    extended: bool = False
+    """the run went on past its minimums because ``StopRule.settled`` said it had not settled"""
 
 
-def _done(n: int, elapsed_ns: int, rule: StopRule) -> bool:
-    if rule.max_queries is not None and n >= rule.max_queries:
-        return True
-    return n >= rule.min_queries and elapsed_ns >= rule.min_duration_ns
+class _Stopper:
+    """Applies a :class:`StopRule`; not thread-safe (offline calls it under its lock)."""
+
+    def __init__(self, rule: StopRule) -> None:
+        self.rule = rule
+        self.next_check_ns = rule.min_duration_ns
+        self.extended = False
+
+    def done(self, n: int, elapsed_ns: int, starts: array[int]) -> bool:
+        rule = self.rule
+        if rule.max_queries is not None and n >= rule.max_queries:
+            return True
+        if n < rule.min_queries or elapsed_ns < rule.min_duration_ns:
+            return False
+        if rule.settled is None:
+            return True
+        if rule.max_duration_ns is not None and elapsed_ns >= rule.max_duration_ns:
+            return True
+        if elapsed_ns < self.next_check_ns:
+            return False
+        self.next_check_ns = elapsed_ns + rule.check_every_ns
+        if rule.settled(np.frombuffer(starts, dtype=np.int64).copy()):
+            return True
+        self.extended = True
+        return False
 
 
 def single_stream(call: Call, rule: StopRule, samples_per_query: int = 1) -> Timed:
     lat = array("q")
     starts = array("q")
+    stopper = _Stopper(rule)
     n = 0
     begin = clock()
     while True:
@@ -63,10 +103,10 @@ def single_stream(call: Call, rule: StopRule, samples_per_query: int = 1) -> Tim
         lat.append(t1 - t0)
         starts.append(t0 - begin)
         n += 1
-        if _done(n, t1 - begin, rule):
+        if stopper.done(n, t1 - begin, starts):
             break
     return Timed(np.frombuffer(lat, dtype=np.int64), np.frombuffer(starts, dtype=np.int64),
-                 n * samples_per_query, clock() - begin)
+                 n * samples_per_query, clock() - begin, stopper.extended)
 
 
 def repeat(call: Call, times: int) -> Call:
@@ -82,17 +122,22 @@ def repeat(call: Call, times: int) -> Call:
 
 
 def _worker_results(parts: list[tuple[array[int], array[int], int]], samples_per_query: int,
-                    begin: int, end: int) -> Timed:
+                    begin: int, end: int, extended: bool = False) -> Timed:
     lat = np.concatenate([np.frombuffer(p[0], dtype=np.int64) for p in parts])
     starts = np.concatenate([np.frombuffer(p[1], dtype=np.int64) for p in parts])
     order = np.argsort(starts, kind="stable")
     queries = sum(p[2] for p in parts)
-    return Timed(lat[order], starts[order], queries * samples_per_query, end - begin)
+    return Timed(lat[order], starts[order], queries * samples_per_query, end - begin, extended)
 
 
 def offline(calls: Sequence[Call], rule: StopRule, batch: int) -> Timed:
-    """Every stream runs flat out; the stop rule counts queries over all streams."""
+    """Every stream runs flat out; the stop rule counts queries over all streams.
+
+    A ``settled`` test sees the start times of the stream that checks it: one stream's windows
+    stand for the run's (the final verdict uses every stream).
+    """
     stop = threading.Event()
+    stopper = _Stopper(rule)
     barrier = threading.Barrier(len(calls) + 1)
     counter = [0]
     lock = threading.Lock()
@@ -115,7 +160,7 @@ def offline(calls: Sequence[Call], rule: StopRule, batch: int) -> Timed:
                 n += 1
                 with lock:
                     counter[0] += 1
-                    if _done(counter[0], t1 - begin, rule):
+                    if stopper.done(counter[0], t1 - begin, starts):
                         stop.set()
         except BaseException as err:  # surface backend errors in the caller's thread
             errors.append(err)
@@ -133,7 +178,7 @@ def offline(calls: Sequence[Call], rule: StopRule, batch: int) -> Timed:
     end = clock()
     if errors:
         raise errors[0]
-    return _worker_results(parts, batch, begin_box[0], end)
+    return _worker_results(parts, batch, begin_box[0], end, stopper.extended)
 
 
 def poisson_arrivals_ns(target_qps: float, count: int, seed: int) -> np.ndarray:

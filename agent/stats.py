@@ -19,7 +19,7 @@ import numpy as np
 
 from shared.latency import nearest_rank
 from shared.mlperf_rules import load_rules
-from shared.schema import LatencySummary
+from shared.schema import LatencyBoundCheck, LatencySummary
 
 
 def _confidence(given: float | None) -> float:
@@ -28,14 +28,10 @@ def _confidence(given: float | None) -> float:
 
 def _log_binom_cdf(n: int, q: float, k_max: int) -> np.ndarray:
     """log P(X <= k) for k = 0..k_max, X ~ Binomial(n, q)."""
-    k = np.arange(k_max + 1, dtype=np.float64)
-    log_pmf = (
-        math.lgamma(n + 1)
-        - np.array([math.lgamma(x + 1) for x in k])
-        - np.array([math.lgamma(n - x + 1) for x in k])
-        + k * math.log(q)
-        + (n - k) * math.log1p(-q)
-    )
+    k = np.arange(k_max, dtype=np.float64)
+    # pmf(k + 1) / pmf(k) = (n - k) / (k + 1) * q / (1 - q), summed in logs (vectorised)
+    steps = np.log(n - k) - np.log(k + 1) + (math.log(q) - math.log1p(-q))
+    log_pmf = np.concatenate(([n * math.log1p(-q)], n * math.log1p(-q) + np.cumsum(steps)))
     return np.logaddexp.accumulate(log_pmf)
 
 
@@ -99,3 +95,46 @@ def coefficient_of_variation(values: list[float]) -> float | None:
     arr = np.asarray(values, dtype=np.float64)
     mean = float(arr.mean())
     return float(arr.std(ddof=1) / mean) if mean > 0 else None
+
+
+def _passes_over_bound(n: int, over: int, percentile: float, confidence: float) -> bool:
+    """LoadGen's server test: P(at most ``over`` of ``n`` over the bound) < 1 - confidence."""
+    return bool(_log_binom_cdf(n, 1.0 - percentile, over)[over] < math.log(1.0 - confidence))
+
+
+def latency_bound_check(
+    latencies_ns: np.ndarray, bound_ms: float, percentile: float, confidence: float | None = None
+) -> LatencyBoundCheck:
+    """MLPerf LoadGen's early-stopping test of a server run against its latency bound.
+
+    ``t`` queries slower than the bound out of ``n`` pass when seeing at most ``t`` would be
+    unlikely had the true over-bound rate been ``1 - percentile`` (LoadGen ``results.cc``, Server
+    case, with ``early_stopping.cc``'s binomial odds). A failing run reports how many queries it
+    would need, if every further one met the bound (LoadGen's "would need to run at least ...").
+    """
+    confidence = _confidence(confidence)
+    ms = np.sort(np.asarray(latencies_ns, dtype=np.float64)) / 1e6
+    n = len(ms)
+    over = int(np.count_nonzero(ms > bound_ms))
+    passed = n > 0 and _passes_over_bound(n, over, percentile, confidence)
+    needed = None
+    if not passed:
+        lo, hi = max(n, over + 1), max(2 * n, over + 1)
+        while not _passes_over_bound(hi, over, percentile, confidence):
+            lo, hi = hi, hi * 2
+        while lo < hi:  # smallest passing count in [lo, hi]
+            mid = (lo + hi) // 2
+            if _passes_over_bound(mid, over, percentile, confidence):
+                hi = mid
+            else:
+                lo = mid + 1
+        needed = lo
+    return LatencyBoundCheck(
+        bound_ms=bound_ms,
+        percentile=percentile,
+        queries=n,
+        over_bound=over,
+        passed=passed,
+        queries_needed=needed,
+        early_stop_ms=early_stop_estimate_ms(ms, percentile, confidence) if n else None,
+    )

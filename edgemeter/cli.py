@@ -3,6 +3,9 @@
 Each module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds its parser and
 sets ``func`` (called with the parsed namespace, returning the exit code). Collector commands live
 in the ``collector`` package and check for the ``collector`` extra before importing its libraries.
+
+``-v``/``-q`` work before or after the subcommand (``edgemeter bench -q MODEL``). A usage mistake
+(``--threads abc``) is one line on stderr and exit code 2, like every other error; Ctrl-C is 130.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from edgemeter import __version__
 from shared.errors import EdgemeterError
@@ -32,33 +36,71 @@ COMMAND_MODULES = (
 )
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 logger = logging.getLogger(__name__)
 
 
+class UsageError(Exception):
+    """A command line argparse refused; :func:`main` prints it as one line."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: error: {message} (see {prog} --help)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose mistakes are one line (argparse prints the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def _add_global_flags(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand (and theirs) ``-v`` and ``-q``, leaving the root's values alone."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in {id(p): p for p in action.choices.values()}.values():
+            if "-v" not in child._option_string_actions:
+                child.add_argument("-v", "--verbose", action="count", dest="sub_verbose",
+                                   default=argparse.SUPPRESS, help="more log output")
+            if "-q" not in child._option_string_actions:
+                child.add_argument("-q", "--quiet", action="store_true",
+                                   default=argparse.SUPPRESS, help="less output: errors only")
+            _add_global_flags(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgemeter",
         description="Measure how edge boards run quantized neural networks, and collect the "
         "results of a whole fleet over MQTT.",
     )
     parser.add_argument("--version", action="version", version=f"edgemeter {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="less output: errors only, and no native runtimes' chatter")
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks instead of one-line errors"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _add_global_flags(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return EXIT_ERROR
+    verbose = args.verbose + getattr(args, "sub_verbose", 0)
+    level = logging.ERROR if args.quiet and not verbose else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if args.verbose < 2 and not args.debug:
+    if verbose < 2 and not args.debug:
         # amqtt (the demo broker) logs full tracebacks for conditions edgemeter reports in one line
         logging.getLogger("amqtt").setLevel(logging.CRITICAL)
     if not getattr(args, "func", None):
@@ -73,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("edgemeter: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader of our output went away (`edgemeter export ... | head`): not an error of ours
         import os

@@ -208,9 +208,36 @@ class RawLatencies(Strict):
         return int(sum(self.counts))
 
 
+class LatencyBoundCheck(Strict):
+    """The server scenario's latency test, as MLPerf LoadGen runs it (``early_stopping.cc``).
+
+    The run passes when, with ``over_bound`` of ``queries`` slower than ``bound_ms``, it would be
+    unlikely (below 1 - confidence) to see so few over-bound queries if the true rate were
+    1 - ``percentile``; not when the nearest-rank percentile is merely under the bound.
+    """
+
+    bound_ms: float
+    percentile: float
+    queries: int
+    over_bound: int = Field(description="queries slower than bound_ms")
+    passed: bool
+    queries_needed: int | None = Field(
+        None, description="queries the run needs to pass if every further one meets the bound"
+    )
+    early_stop_ms: float | None = Field(
+        None, description="early-stopping estimate of the percentile; null below its minimum count"
+    )
+
+
 class Validity(Strict):
     valid: bool
     reasons: list[str] = Field(default_factory=list)
+    mlperf_valid: bool | None = Field(
+        None, description="valid under MLPerf LoadGen's minimums; only the mlperf profile can be"
+    )
+    latency_bound: LatencyBoundCheck | None = Field(
+        None, description="server scenario: the early-stopping test against --latency-bound-ms"
+    )
 
 
 class StabilityWindow(Strict):

@@ -11,6 +11,7 @@ from agent.commands.bench_args import (
     SCENARIOS,
     add_run_flags,
     add_timing_flags,
+    check_output_path,
     settings_from_args,
 )
 from agent.errors import PublishError
@@ -61,13 +62,28 @@ def render(result: BenchmarkResult) -> str:
         rows.append(("system", f"CPU {sysst.cpu_util_pct:.0f}%, freq "
                      f"{_fmt(sysst.cpu_freq_mhz_mean, ' MHz', 4)}, max temp {_fmt(temp, ' C')}, "
                      f"peak RSS {(sysst.peak_rss_bytes or 0) / 2**20:.0f} MiB"))
-    verdict = "VALID" if result.validity.valid else "INVALID: " + "; ".join(result.validity.reasons)
-    rows.append(("validity", verdict))
+    check = result.validity.latency_bound
+    if check is not None:
+        rows.append(("latency bound", f"{check.over_bound} of {check.queries} queries over "
+                     f"{check.bound_ms:g} ms; early-stopping p{check.percentile * 100:g} "
+                     f"{_fmt(check.early_stop_ms, ' ms')}; {'passed' if check.passed else 'failed'}"))
+    rows.append(("validity", _verdict(result)))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def _verdict(result: BenchmarkResult) -> str:
+    validity = result.validity
+    if not validity.valid:
+        return "INVALID: " + "; ".join(validity.reasons)
+    if validity.mlperf_valid:
+        return "VALID (MLPerf LoadGen's minimums met)"
+    profile = result.spec.requested.profile
+    return f"VALID for the {profile} profile (not MLPerf-valid: only --profile mlperf can be)"
+
+
 def run(args: argparse.Namespace) -> int:
+    check_output_path(args.json, "--json")
     settings = settings_from_args(args, scenario=args.scenario, batch=args.batch,
                                   streams=args.streams, samples_per_query=args.samples_per_query,
                                   target_qps=args.target_qps,
@@ -76,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         parse_broker_url(settings.publish)  # a bad URL fails before the run, not after it
     outbox = Outbox(settings.outbox)
     seq = outbox.next_seq() if settings.publish else 0
-    result = Runner(settings, args.model).run(seq=seq)
+    result = Runner(settings, args.model, quiet=args.quiet).run(seq=seq)
     if args.json:
         try:
             Path(args.json).write_text(result.model_dump_json(indent=2))
@@ -100,7 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="benchmark one model",
         description="Run a model and measure latency, throughput, MACs/s, energy and system "
-        "state. Exit codes: 0 ok, 2 error, 3 measured but not delivered (kept in the outbox).",
+        "state. Exit codes: 0 ok, 2 error, 3 measured but not delivered (kept in the outbox), "
+        "130 interrupted.",
     )
     add_run_flags(parser)
     add_timing_flags(parser)
@@ -114,5 +131,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--json", metavar="PATH", help="write the validated result as JSON")
     out.add_argument("--publish", metavar="URL", help="publish to mqtt://host:port at QoS 1")
-    out.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="print nothing on success, and silence native runtimes' chatter")
     parser.set_defaults(func=run)

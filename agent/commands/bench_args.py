@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from agent.config import BenchSettings, load_settings
 from agent.power.settings import FLAG_SHORTCUTS
+from shared.errors import ConfigError
 from shared.schema import Role, Scenario
+
+PROFILE_HELP = (
+    "quick (>=1 s, 100 queries: a smoke test), standard (the default: >=10 s, extended up to 3x "
+    "while throughput is unsettled, and INVALID if still unsettled), mlperf (LoadGen's minimums: "
+    ">=600 s and its query counts). Only mlperf can be MLPerf-valid"
+)
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -59,12 +67,25 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_timing_flags(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("timing")
-    t.add_argument("--profile", choices=["quick", "standard", "mlperf"],
-                   help="quick (>=1 s), standard (>=10 s, default), mlperf (>=600 s)")
+    t.add_argument("--profile", choices=["quick", "standard", "mlperf"], help=PROFILE_HELP)
     t.add_argument("--iterations", type=int, help="timed queries (overrides the profile)")
     t.add_argument("--duration-s", type=float, help="timed seconds (overrides the profile)")
     t.add_argument("--warmup", type=int, help="warm-up iterations (default: until stable)")
     t.add_argument("--fidelity", type=int, help="fidelity inputs (default 32, 0 = off)")
+
+
+def check_output_path(path: str | None, flag: str) -> None:
+    """Fail before any work when an output file could not be written (missing folder, no rights)."""
+    if not path:
+        return
+    target = Path(path)
+    folder = target.resolve().parent
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{flag} {path}: the folder {folder} is not writable")
 
 
 def settings_from_args(args: argparse.Namespace, **fixed: Any) -> BenchSettings:

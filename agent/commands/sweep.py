@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.commands.bench_args import add_run_flags, settings_from_args
+from agent.commands.bench_args import add_run_flags, check_output_path, settings_from_args
+from agent.config import BenchSettings
 from agent.runner import Runner
 from shared.errors import ConfigError, EdgemeterError, MissingExtraError, require_module
 from shared.schema import Scenario
@@ -81,28 +82,29 @@ def plot(
     fig.savefig(path, dpi=100)
 
 
-def _check_output(path: str | None) -> None:
-    if path and not Path(path).resolve().parent.is_dir():
-        raise ConfigError(f"cannot write {path}: its folder does not exist")
+def _cell_settings(args: argparse.Namespace, batch: int, streams: int) -> BenchSettings:
+    return settings_from_args(
+        args, scenario=Scenario.OFFLINE, batch=batch, streams=streams,
+        duration_s=args.duration_s, fidelity=0,
+        power=args.power or "none", idle_s=args.idle_s if args.idle_s is not None else 0,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    _check_output(args.json)
-    _check_output(args.plot)
+    # every input and output is checked before the first cell loads a model
+    check_output_path(args.json, "--json")
+    check_output_path(args.plot, "--plot")
     if args.plot:
         require_module("matplotlib", "plot")
+    _cell_settings(args, args.batch[0], args.streams[0])
     rows: list[dict[str, Any]] = []
     skipped: list[tuple[int, int, str]] = []
     device = ""
     for batch in args.batch:
         for streams in args.streams:
-            settings = settings_from_args(
-                args, scenario=Scenario.OFFLINE, batch=batch, streams=streams,
-                duration_s=args.duration_s, fidelity=0,
-                power=args.power or "none", idle_s=args.idle_s if args.idle_s is not None else 0,
-            )
+            settings = _cell_settings(args, batch, streams)
             try:
-                result = Runner(settings, args.model).run()
+                result = Runner(settings, args.model, quiet=args.quiet).run()
             except ConfigError:
                 raise
             except EdgemeterError as err:

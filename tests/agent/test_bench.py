@@ -128,3 +128,27 @@ def test_vww_int8_and_float_agree_on_the_sample_photos(shared_models: Path, shar
     assert len(tops) == 2 and len(tops[0]) == 11
     agreement = sum(a == b for a, b in zip(*tops, strict=True)) / len(tops[0])
     assert agreement >= 0.9
+
+
+def test_quiet_silences_the_native_xnnpack_line(shared_models: Path, tmp_path: Path) -> None:
+    # LiteRT prints it from C++ once per process, so each variant runs in a process of its own
+    import subprocess
+    import sys
+
+    def stderr_of(*flags: str) -> str:
+        argv = [sys.executable, "-m", "edgemeter.cli", "bench", *flags,
+                str(shared_models / "kws_dscnn_int8.tflite"), "--iterations", "10", *FAST]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert "XNNPACK" in stderr_of()
+    assert "XNNPACK" not in stderr_of("-q")
+
+
+def test_quick_and_standard_runs_never_claim_mlperf_validity(shared_models: Path,
+                                                             tmp_path: Path) -> None:
+    result = bench_json(shared_models / "kws_dscnn_int8.tflite", tmp_path, "--profile", "quick",
+                        *FAST)
+    assert result.validity.mlperf_valid is False
+    assert result.spec.effective.duration_s is not None and result.spec.effective.duration_s >= 1.0

@@ -38,3 +38,59 @@ def test_importing_a_file_without_cited_rows_is_an_error(tmp_path: Path) -> None
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"\x08\x07binary")
     assert main(["baselines", "import", str(bad), "--db", f"sqlite:///{tmp_path / 'r.db'}"]) == 2
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.fixture()
+def corrupt_model(tmp_path: Path) -> Path:
+    """A model that fails as soon as it loads: an error about anything else came first."""
+    model = tmp_path / "corrupt.tflite"
+    model.write_bytes(b"\x00" * 4 + b"TFL3" + b"garbage" * 50)
+    return model
+
+
+@pytest.mark.parametrize("command", ["bench", "sweep"])
+def test_missing_or_unsupported_inputs_fail_before_the_model_loads(
+    command: str, corrupt_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, str(corrupt_model), "--inputs", "/nope", "--power", "none"]) == 2
+    line = _one_error_line(capsys)
+    assert "inputs" in line and "/nope: no such file or folder" in line
+    csv = tmp_path / "inputs.csv"
+    csv.write_text("1,2,3\n")
+    assert main([command, str(corrupt_model), "--inputs", str(csv), "--power", "none"]) == 2
+    assert "unsupported file type .csv" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(("command", "flag"), [("bench", "--json"), ("sweep", "--json"),
+                                               ("sweep", "--plot")])
+def test_an_output_into_a_missing_folder_fails_before_the_model_loads(
+    command: str, flag: str, corrupt_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, str(corrupt_model), flag, "/nope/x.out", "--power", "none"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"edgemeter: error: {flag} /nope/x.out: the folder /nope does not exist")
+
+
+def test_a_bad_flag_value_is_one_line_not_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "model.tflite", "--threads", "abc"]) == 2
+    line = _one_error_line(capsys)
+    assert "--threads: invalid int value: 'abc'" in line and "edgemeter bench --help" in line
+
+
+def test_verbose_and_quiet_are_accepted_after_the_subcommand() -> None:
+    from edgemeter.cli import build_parser
+
+    parser = build_parser()
+    after = parser.parse_args(["bench", "-v", "-q", "m.tflite"])
+    assert (after.sub_verbose, after.quiet) == (1, True)
+    before = parser.parse_args(["-v", "-q", "bench", "m.tflite"])
+    assert (before.verbose, before.quiet) == (1, True)
+    assert parser.parse_args(["sweep", "m.onnx", "-q"]).quiet is True
+    assert parser.parse_args(["results", "--db", "sqlite:///x", "-v"]).sub_verbose == 1
+    assert parser.parse_args(["bench", "m.tflite"]).quiet is False

@@ -63,3 +63,22 @@ def test_scenario_needs_are_checked_when_the_settings_are_read() -> None:
     with pytest.raises(ConfigError, match="leave --batch at 1"):
         load_settings({"scenario": "multi-stream", "batch": 2})
     assert load_settings({"scenario": "server", "target_qps": 5}).target_qps == 5
+
+
+def test_a_misspelt_environment_variable_is_warned_about_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent.config import warn_unknown_env
+
+    warn_unknown_env.cache_clear()
+    monkeypatch.setenv("EDGEMETER_THREDS", "2")
+    monkeypatch.setenv("EDGEMETER_FLEET", "lab")
+    with caplog.at_level("WARNING", logger="agent.config"):
+        load_settings({})
+        load_settings({})
+    warnings = [r.getMessage() for r in caplog.records]
+    assert not [w for w in warnings if "EDGEMETER_FLEET" in w]  # a real setting
+    assert [w for w in warnings if "THREDS" in w] == [
+        "environment variable EDGEMETER_THREDS is not an edgemeter setting and is ignored; "
+        "did you mean EDGEMETER_THREADS?"
+    ]
