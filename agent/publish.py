@@ -16,6 +16,7 @@ from pathlib import Path
 from agent.errors import PublishError
 from shared.errors import BrokerError
 from shared.mqtt import connect
+from shared.redact import redact_url
 from shared.schema import BenchmarkResult
 from shared.topics import Topics
 
@@ -64,14 +65,15 @@ def publish(result: BenchmarkResult, broker_url: str, outbox: Outbox,
             timeout_s: float = 10.0) -> int:
     """Send waiting results and this one; returns how many were delivered.
 
-    On failure the result is in the outbox and :class:`PublishError` says where.
+    On failure the result is in the outbox and :class:`PublishError` says where. ``broker_url``
+    may carry a password; no message shows it (:func:`shared.redact.redact_url`).
     """
     saved = outbox.put(result)
     try:
         conn = connect(broker_url, f"edgemeter-agent-{result.device_id}-{uuid.uuid4().hex[:6]}",
                        timeout_s=timeout_s)
     except BrokerError as err:
-        raise PublishError(f"{err}; the result is kept in {saved.parent} and is sent by the "
+        raise PublishError(f"{redact_url(err)}; the result is kept in {saved.parent} and is sent by the "
                            "next --publish") from err
     delivered = 0
     with conn:
@@ -86,7 +88,7 @@ def publish(result: BenchmarkResult, broker_url: str, outbox: Outbox,
             try:
                 conn.publish(topic, path.read_bytes(), qos=1, timeout_s=timeout_s)
             except BrokerError as err:
-                raise PublishError(f"{err}; {len(outbox.pending())} result(s) kept in "
+                raise PublishError(f"{redact_url(err)}; {len(outbox.pending())} result(s) kept in "
                                    f"{outbox.folder}") from err
             path.unlink()
             delivered += 1

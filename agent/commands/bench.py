@@ -19,6 +19,7 @@ from agent.publish import Outbox, publish
 from agent.runner import Runner
 from shared.errors import EdgemeterError
 from shared.mqtt import parse_broker_url
+from shared.redact import redact_url
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"edgemeter: not delivered: {err}", file=sys.stderr)
             return EXIT_NOT_DELIVERED
         if not args.quiet:
-            print(f"published {sent} result(s) to {settings.publish} (QoS 1, acknowledged)")
+            print(f"published {sent} result(s) to {redact_url(settings.publish)} "
+                  "(QoS 1, acknowledged)")
     return 0
 
 
