@@ -241,7 +241,7 @@ def stop_rule(settings: BenchSettings, rules: Rules) -> scenarios.StopRule:
                               max_duration_ns=int(min_ns * factor))
 
 
-def _report_extension(settings: BenchSettings, stop: scenarios.StopRule,
+def report_extension(settings: BenchSettings, stop: scenarios.StopRule,
                       timed: scenarios.Timed) -> None:
     """Say what an extended run did (once per run, at WARNING: it changes what was measured)."""
     if not timed.extended:
@@ -461,7 +461,7 @@ class Runner:
             energy = monitor.end(timed.samples)
         finally:
             state = system.stop(model_load_rss_bytes=loaded.load_rss_bytes)
-        _report_extension(self.settings, plan.stop, timed)
+        report_extension(self.settings, plan.stop, timed)
         return Measured(timed=timed, energy=energy, system=state,
                         power_source=monitor.source_name or "none")
 

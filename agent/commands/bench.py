@@ -57,12 +57,12 @@ def render(result: BenchmarkResult) -> str:
         rows.append(("energy", f"{label}{_fmt(e.joules_per_inference, ' J/inf', 4)}, "
                      f"avg {_fmt(e.avg_power_w, ' W')}, idle {_fmt(e.idle_power_w, ' W')} "
                      f"[source {e.source}, scope {e.scope.value}, coverage {_fmt(e.coverage)}]"))
-    sysst = result.system
-    if sysst is not None and sysst.cpu_util_pct is not None:
-        temp = max(sysst.temps_c_max.values()) if sysst.temps_c_max else None
-        rows.append(("system", f"CPU {sysst.cpu_util_pct:.0f}%, freq "
-                     f"{_fmt(sysst.cpu_freq_mhz_mean, ' MHz', 4)}, max temp {_fmt(temp, ' C')}, "
-                     f"peak RSS {(sysst.peak_rss_bytes or 0) / 2**20:.0f} MiB"))
+    system = result.system
+    if system is not None and system.cpu_util_pct is not None:
+        temp = max(system.temps_c_max.values()) if system.temps_c_max else None
+        rows.append(("system", f"CPU {system.cpu_util_pct:.0f}%, freq "
+                     f"{_fmt(system.cpu_freq_mhz_mean, ' MHz', 4)}, max temp {_fmt(temp, ' C')}, "
+                     f"peak RSS {(system.peak_rss_bytes or 0) / 2**20:.0f} MiB"))
     check = result.validity.latency_bound
     if check is not None:
         rows.append(("latency bound", f"{check.over_bound} of {check.queries} queries over "

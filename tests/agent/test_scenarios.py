@@ -8,7 +8,7 @@ import pytest
 
 from agent import scenarios
 from agent.config import load_settings
-from agent.runner import stop_rule, throughput_settled
+from agent.runner import report_extension, stop_rule, throughput_settled
 from shared.mlperf_rules import load_rules
 from shared.schema import Scenario
 
@@ -78,3 +78,20 @@ def test_server_and_offline_scenarios_keep_their_minimum_query_counts() -> None:
     server = stop_rule(load_settings({"scenario": Scenario.SERVER, "target_qps": 5,
                                       "profile": "mlperf"}), rules)
     assert (server.min_queries, server.min_duration_ns) == (100, 600 * S)
+
+
+def test_an_extended_run_says_what_it_did(monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings({})
+    rule = stop_rule(settings, load_rules())
+    settled = _run(monkeypatch, lambda now: 2 * MS if now < 2 * S else MS, rule)
+    unsettled = _run(monkeypatch, lambda now: MS * 2 ** (now // (4 * S)), rule)
+    steady = _run(monkeypatch, lambda now: 2 * MS, rule)
+    with caplog.at_level("WARNING", logger="agent.runner"):
+        for timed in (settled, unsettled, steady):
+            report_extension(settings, rule, timed)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("standard profile: throughput had not settled after 10 s; "
+                                  "the run went on to ")
+    assert messages[1].startswith("standard profile: throughput still unsettled at the 30 s cap")
