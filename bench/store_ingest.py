@@ -11,8 +11,9 @@ throwaway database ``edgemeter_bench_<pid>`` on the server of ``--postgres``, dr
 no other database is touched). Rounds interleave the variants in a shuffled order, so drift in a
 shared machine hits each alike; the medians over rounds are printed.
 
-``--baseline DIR`` also measures another copy of the code (a folder holding ``collector/`` and
-``shared/``, e.g. ``git archive <rev> collector shared | tar -x -C DIR``) in the same rounds and
+``--baseline DIR`` also measures another copy of the collector (a folder holding ``collector/``,
+e.g. ``git archive <rev> collector | tar -x -C DIR``; ``shared/`` comes from this checkout unless
+DIR has its own, so both copies store the same results) in the same rounds and
 prints the median of the paired per-round ratios current/baseline. Every measurement runs in its
 own subprocess, so each copy imports only its own modules.
 
@@ -58,7 +59,7 @@ def build_results(path: Path, count: int) -> None:
 
 def measure_one(tree: Path, url: str, data: Path, batch_size: int) -> float:
     """Rows/s of ``add_results`` for the code in ``tree`` on a fresh store at ``url``."""
-    sys.path.insert(0, str(tree))
+    sys.path[:0] = [str(tree), str(REPO)]  # shared/ from this checkout unless the tree has one
     from collector.stores.base import open_store
     from shared.schema import BenchmarkResult
 
@@ -116,7 +117,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--baseline", type=Path, metavar="DIR",
-                        help="another copy of collector/ and shared/ to compare against")
+                        help="another copy of collector/ to compare against")
     parser.add_argument("--postgres", default=DEFAULT_ADMIN_URL, metavar="URL",
                         help="a server where this script may create and drop a database")
     parser.add_argument("--no-postgres", action="store_true")

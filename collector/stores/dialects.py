@@ -47,6 +47,12 @@ WRITE_OPTION = "edgemeter_write"
 
 _SQLITE_PREFIX = "sqlite:///"
 
+#: Every use of a connection is one ``with conn.begin():`` block that commits or rolls back, so
+#: the pool need not roll back again when a connection comes back (a round trip per batch on
+#: PostgreSQL). No pre-ping either: a connection the server dropped fails its call, SQLAlchemy then
+#: discards the pool's connections, and the next call reconnects (the collector retries the batch).
+_POOL_OPTIONS: dict[str, Any] = {"pool_reset_on_return": None}
+
 
 def sqlite_path(url: str) -> str:
     """The file path a ``sqlite:///`` URL names (``:memory:`` stays as is)."""
@@ -113,6 +119,7 @@ class _Sqlite(Database):
                 ) from err
         options: dict[str, Any] = {
             "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            **_POOL_OPTIONS,
         }
         if memory:  # every connection to :memory: would be a database of its own
             options["poolclass"] = StaticPool
@@ -170,8 +177,9 @@ class _Postgres(Database):
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
-        # pre-ping: a connection the server dropped (restart, idle timeout) is replaced before use
-        engine = create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        # positional %s placeholders: the driver takes tuples, as cheap to build as to bind
+        engine = create_engine(parsed, connect_args=connect_args, paramstyle="format",
+                               **_POOL_OPTIONS)
         where = (f"{parsed.username or '(default user)'}@{parsed.host or 'localhost'}:"
                  f"{parsed.port or 5432}/{parsed.database or '(default db)'}")
         masked = re.sub(r"^(\w[\w+]*://[^:/@]*:)[^@/]*@", r"\1***@", url)
