@@ -1,4 +1,9 @@
-"""``edgemeter power``: which power sources this machine offers, and why the others are unusable."""
+"""``edgemeter power``: which power sources this machine offers, and why the others are unusable.
+
+Each source is probed with its own settings table from the config file (``--config``, or
+``EDGEMETER_CONFIG``, as for ``bench``), the environment and ``--sysfs-root``, so a wall plug
+configured in ``[power.tasmota]`` is probed with its broker and topic.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
+from agent.config import load_settings
 from agent.power import probe_all
-from agent.power.settings import fold_power_flags
 
 
 def run(args: argparse.Namespace) -> int:
     # --sysfs-root fills the root of every sysfs-reading source, as it does for bench
-    tables = fold_power_flags({"sysfs_root": args.sysfs_root}).get("power", {})
-    found = probe_all(tables)
+    settings = load_settings({"sysfs_root": args.sysfs_root}, args.config)
+    found = probe_all(settings.power.tables)
     if args.json:
         print(json.dumps({name: {"usable": why is None, "why_not": why} for name, why in found.items()},
                          indent=2))
@@ -27,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("power", help="probe the power sources this machine offers",
                             description=__doc__)
-    parser.add_argument("--sysfs-root", type=Path, default=Path("/"),
+    parser.add_argument("--config", type=Path,
+                        help="TOML config file whose [power.NAME] tables the probes use")
+    parser.add_argument("--sysfs-root", type=Path,
                         help="filesystem root for sysfs/procfs readers (default /)")
     parser.add_argument("--json", action="store_true", help="print the probe results as JSON")
     parser.set_defaults(func=run)

@@ -122,3 +122,18 @@ def test_power_settings_round_trip_through_a_dump() -> None:
     power = PowerSettings(source="rpi5", rpi5={"calibration": [1.5, 0.25]})
     again = PowerSettings.model_validate(power.model_dump())
     assert again.table("rpi5") == power.table("rpi5")
+
+
+def test_the_power_command_probes_with_the_config_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from edgemeter.cli import main
+
+    cfg = write(tmp_path, '[power.tasmota]\nbroker = "mqtt://127.0.0.1:1"\ntopic = "plug"\n')
+    assert main(["power", "--config", str(cfg), "--sysfs-root", str(tmp_path), "--json"]) == 0
+    probes = json.loads(capsys.readouterr().out)
+    assert probes["tasmota"]["usable"] is True  # configured: it would connect when opened
+    assert probes["shelly"]["usable"] is False and "--power-mqtt" in probes["shelly"]["why_not"]
+    assert probes["rapl"]["usable"] is False and "no RAPL zones" in probes["rapl"]["why_not"]
