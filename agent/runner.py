@@ -463,7 +463,7 @@ class Runner:
             state = system.stop(model_load_rss_bytes=loaded.load_rss_bytes)
         report_extension(self.settings, plan.stop, timed)
         return Measured(timed=timed, energy=energy, system=state,
-                        power_source=monitor.source_name or "none")
+                        power_source=monitor.source_name)
 
     def _timed(self, plan: Plan, loaded: Loaded,
                calls: tuple[scenarios.Call, ...]) -> scenarios.Timed:
