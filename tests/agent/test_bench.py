@@ -146,8 +146,7 @@ def test_quiet_silences_the_native_xnnpack_line(shared_models: Path, tmp_path: P
     assert "XNNPACK" not in stderr_of("-q")
 
 
-def test_quick_and_standard_runs_never_claim_mlperf_validity(shared_models: Path,
-                                                             tmp_path: Path) -> None:
+def test_a_quick_run_never_claims_mlperf_validity(shared_models: Path, tmp_path: Path) -> None:
     result = bench_json(shared_models / "kws_dscnn_int8.tflite", tmp_path, "--profile", "quick",
                         *FAST)
     assert result.validity.mlperf_valid is False
