@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import threading
@@ -250,6 +251,34 @@ def test_sqlite_readers_work_while_one_thread_writes(sqlite_url: str) -> None:
     reopened.close()
 
 
+def test_sqlite_two_stores_on_one_file_write_at_once_without_lock_errors(sqlite_url: str) -> None:
+    # two collectors (two engines) on one file: BEGIN IMMEDIATE makes the second wait its turn
+    stores = [open_store(sqlite_url), open_store(sqlite_url)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def write(store: Store, device: str) -> None:
+        try:
+            barrier.wait()
+            for i in range(10):
+                store.add_results([make_result(device_id=device, seq=i * 20 + j)
+                                   for j in range(20)])
+                store.list_results(ResultFilter(device_id=device, limit=1))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(s, f"pi-0{n}"))
+               for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(stores[0].list_results()) == 400
+    for s in stores:
+        s.close()
+
+
 def test_sqlite_unwritable_folder_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -294,6 +323,27 @@ def test_postgres_url_keeps_no_password(postgres_url: str) -> None:
     try:
         assert "hunter2" not in store.url and "hunter2" not in repr(store)
         assert store.url.startswith("postgresql://postgres:***@")
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_reconnects_after_the_server_drops_the_connection(postgres_url: str) -> None:
+    import psycopg
+
+    store = open_store(postgres_url)
+    try:
+        first = make_result()
+        store.add_results([first])
+        with engine_of(store).connect() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with contextlib.suppress(StoreError):  # the call that meets the dead connection may fail
+            store.list_results()
+        second = make_result()
+        assert store.add_results([second]) == 1
+        assert store.list_results() == [first, second]
     finally:
         store.close()
 
