@@ -28,7 +28,6 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from agent.config import BenchSettings, load_settings
-from shared.errors import EdgemeterError
 from shared.messages import JobCommand
 from shared.schema import BenchmarkResult
 
@@ -93,8 +92,9 @@ class ChildProcessJobRunner:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )
             assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-            proc.stdin.write(json.dumps(request))
-            proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # a child that died at once: see its exit
+                proc.stdin.write(json.dumps(request))
+                proc.stdin.close()
             watcher = threading.Thread(target=self._cancel_on, args=(cancel, proc), daemon=True)
             watcher.start()
             stderr_lines: list[str] = []
@@ -138,5 +138,5 @@ class ChildProcessJobRunner:
                 proc.kill()
 
 
-__all__ = ["ChildProcessJobRunner", "EdgemeterError", "JobOutcome", "JobRunner", "job_settings",
-           "parse_job", "validate_job"]
+__all__ = ["ChildProcessJobRunner", "JobOutcome", "JobRunner", "job_settings", "parse_job",
+           "validate_job"]
