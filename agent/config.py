@@ -116,9 +116,9 @@ class BenchSettings(BaseSettings):
     )
     sysfs_root: Path = Field(Path("/"), description="root for every sysfs/procfs reader")
     publish: str | None = Field(None, description="broker URL to publish the result to")
-    outbox: Path = Field(
-        Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "edgemeter/outbox",
-        description="results kept here when the broker cannot be reached",
+    spool: Path = Field(
+        Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "edgemeter/spool.db",
+        description="results wait here until the collector confirms it stored them",
     )
 
     @field_validator("providers", mode="before")

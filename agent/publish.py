@@ -1,95 +1,61 @@
-"""Deliver results to the broker at QoS 1, keeping them in a local outbox when it cannot.
+"""``bench --publish``: spool the result, send everything waiting, wait a little for receipts.
 
-The outbox is a folder of JSON files, one per result; every publish sends what is waiting there
-first (oldest first), then the new result, and deletes a file only after its PUBACK. ``seq`` comes
-from a counter file beside the outbox, so it only grows across runs and reboots.
+The spool (:mod:`agent.spool`) is the same one the daemon uses: a result stays there until the
+collector's receipt names it. :func:`publish_via_spool` connects with a short-lived client,
+subscribes to the receipt topics of what is waiting, sends it all at QoS 1 (oldest first) and waits
+up to ``receipt_timeout_s``. Whatever is not confirmed by then stays in the spool, for the daemon,
+the next ``--publish`` or ``edgemeter agent flush``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import uuid
-from pathlib import Path
+from dataclasses import dataclass
 
+from agent.delivery import Courier, deliver_once
 from agent.errors import PublishError
+from agent.spool import Spool
 from shared.errors import BrokerError
 from shared.mqtt import connect
 from shared.redact import redact_url
-from shared.schema import BenchmarkResult
-from shared.topics import Topics
 
 logger = logging.getLogger(__name__)
 
-
-class Outbox:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _ensure(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def next_seq(self) -> int:
-        """Increment and return the device's sequence counter (persisted beside the outbox)."""
-        self._ensure()
-        path = self.folder.parent / "seq"
-        # a lock file, so a timer run and a manual run never draw the same number
-        with (self.folder.parent / "seq.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                current = int(path.read_text().strip() or "0")
-            except (OSError, ValueError):
-                current = 0
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(str(current + 1))
-            os.replace(tmp, path)
-        return current + 1
-
-    def put(self, result: BenchmarkResult) -> Path:
-        self._ensure()
-        stamp = result.created_at.strftime("%Y%m%dT%H%M%S%f")
-        path = self.folder / f"{stamp}_{result.run_id}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(result.model_dump_json())
-        os.replace(tmp, path)
-        return path
-
-    def pending(self) -> list[Path]:
-        if not self.folder.is_dir():
-            return []
-        return sorted(self.folder.glob("*.json"))
+RECEIPT_TIMEOUT_S = 5.0
 
 
-def publish(result: BenchmarkResult, broker_url: str, outbox: Outbox,
-            timeout_s: float = 10.0) -> int:
-    """Send waiting results and this one; returns how many were delivered.
+@dataclass(frozen=True)
+class Delivery:
+    sent: int
+    """results published (this one and any that were waiting)"""
+    unconfirmed: frozenset[str]
+    """run_ids with no receipt yet: still in the spool"""
 
-    On failure the result is in the outbox and :class:`PublishError` says where. ``broker_url``
-    may carry a password; no message shows it (:func:`shared.redact.redact_url`).
+
+def publish_via_spool(spool: Spool, broker_url: str, *, client_name: str = "bench",
+                      receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
+                      timeout_s: float = 10.0) -> Delivery:
+    """Send every result in ``spool``; raises PublishError (saying where they wait) on failure.
+
+    ``broker_url`` may carry a password; no message shows it (:func:`shared.redact.redact_url`).
     """
-    saved = outbox.put(result)
+    waiting = spool.depth()
+    courier = Courier(spool)
+
+    def on_message(_topic: str, payload: bytes) -> None:
+        courier.on_receipt(payload)
+
+    where = (f"{waiting} result(s) kept in the spool {spool.path}; they go with the agent daemon, "
+             "the next --publish or `edgemeter agent flush`")
     try:
-        conn = connect(broker_url, f"edgemeter-agent-{result.device_id}-{uuid.uuid4().hex[:6]}",
-                       timeout_s=timeout_s)
+        conn = connect(broker_url, f"edgemeter-{client_name}-{uuid.uuid4().hex[:8]}",
+                       timeout_s=timeout_s, on_message=on_message)
     except BrokerError as err:
-        raise PublishError(f"{redact_url(err)}; the result is kept in {saved.parent} and is sent by the "
-                           "next --publish") from err
-    delivered = 0
+        raise PublishError(f"{redact_url(str(err))}; {where}") from err
     with conn:
-        for path in outbox.pending():
-            try:
-                waiting = BenchmarkResult.model_validate_json(path.read_bytes())
-            except ValueError:
-                logger.warning("outbox file %s is not a valid result; moved aside", path)
-                path.rename(path.with_suffix(".bad"))
-                continue
-            topic = Topics.result(waiting.fleet, waiting.device_id)
-            try:
-                conn.publish(topic, path.read_bytes(), qos=1, timeout_s=timeout_s)
-            except BrokerError as err:
-                raise PublishError(f"{redact_url(err)}; {len(outbox.pending())} result(s) kept in "
-                                   f"{outbox.folder}") from err
-            path.unlink()
-            delivered += 1
-    return delivered
+        try:
+            missing = deliver_once(courier, conn, receipt_timeout_s=receipt_timeout_s)
+        except BrokerError as err:
+            raise PublishError(f"{redact_url(str(err))}; {where}") from err
+    return Delivery(sent=waiting, unconfirmed=frozenset(missing))

@@ -15,8 +15,9 @@ from agent.commands.bench_args import (
     settings_from_args,
 )
 from agent.errors import PublishError
-from agent.publish import Outbox, publish
+from agent.publish import publish_via_spool
 from agent.runner import Runner
+from agent.spool import Spool
 from shared.errors import EdgemeterError
 from shared.mqtt import parse_broker_url
 from shared.redact import redact_url
@@ -91,26 +92,48 @@ def run(args: argparse.Namespace) -> int:
                                   latency_bound_ms=args.latency_bound_ms, publish=args.publish)
     if settings.publish:
         parse_broker_url(settings.publish)  # a bad URL fails before the run, not after it
-    outbox = Outbox(settings.outbox)
-    seq = outbox.next_seq() if settings.publish else 0
+    spool = _open_spool(settings.spool) if settings.publish else None
+    seq = spool.next_seq() if spool is not None else 0
     result = Runner(settings, args.model, quiet=args.quiet).run(seq=seq)
+    if spool is not None:
+        spool.put(result)  # before anything else can fail: a measurement is never lost
     if args.json:
         try:
             Path(args.json).write_text(result.model_dump_json(indent=2))
         except OSError as err:
-            raise EdgemeterError(f"cannot write {args.json}: {err.strerror}") from err
+            kept = spool or _open_spool(settings.spool)
+            kept.put(result)
+            raise EdgemeterError(
+                f"cannot write {args.json}: {err.strerror}; the result (run {result.run_id}) is "
+                f"kept in the spool {kept.path}: `edgemeter agent flush` sends it"
+            ) from err
     if not args.quiet:
         print(render(result))
-    if settings.publish:
-        try:
-            sent = publish(result, settings.publish, outbox)
-        except PublishError as err:
-            print(f"edgemeter: not delivered: {err}", file=sys.stderr)
-            return EXIT_NOT_DELIVERED
-        if not args.quiet:
-            print(f"published {sent} result(s) to {redact_url(settings.publish)} "
-                  "(QoS 1, acknowledged)")
+    if spool is None or settings.publish is None:
+        return 0
+    try:
+        delivery = publish_via_spool(spool, settings.publish)
+    except PublishError as err:
+        print(f"edgemeter: not delivered: {err}", file=sys.stderr)
+        return EXIT_NOT_DELIVERED
+    finally:
+        spool.close()
+    if not args.quiet:
+        where = redact_url(settings.publish)
+        if str(result.run_id) in delivery.unconfirmed:
+            print(f"published {delivery.sent} result(s) to {where}; the collector has not confirmed "
+                  f"storing run {result.run_id} yet: it stays in the spool {spool.path} for the "
+                  "agent daemon, the next --publish or `edgemeter agent flush`")
+        else:
+            print(f"published {delivery.sent} result(s) to {where}; stored by the collector "
+                  f"({len(delivery.unconfirmed)} still waiting)")
     return 0
+
+
+def _open_spool(path: Path) -> Spool:
+    spool = Spool(path)
+    spool.import_outbox(path.parent / "outbox")
+    return spool
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="benchmark one model",
         description="Run a model and measure latency, throughput, MACs/s, energy and system "
-        "state. Exit codes: 0 ok, 2 error, 3 measured but not delivered (kept in the outbox), "
+        "state. Exit codes: 0 ok, 2 error, 3 measured but not delivered (kept in the spool), "
         "130 interrupted.",
     )
     add_run_flags(parser)

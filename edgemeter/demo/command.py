@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from agent.config import load_settings
-from agent.publish import Outbox, publish
+from agent.publish import publish_via_spool
 from agent.runner import Runner
+from agent.spool import Spool
 from shared.errors import EdgemeterError
 
 DEMO_DIR = Path("edgemeter-demo")
@@ -42,24 +43,28 @@ def run(args: argparse.Namespace) -> int:
         run_ids = []
         try:
             service.start()
-            outbox = Outbox(workdir / "state" / "outbox")
+            spool = Spool(workdir / "state" / "spool.db")
             for model in models:
                 # One runtime thread: the broker and collector share this machine's cores.
                 settings = load_settings({
                     "device_id": "demo-device", "fleet": "demo", "profile": "quick", "threads": 1,
-                    "idle_s": 0.5, "fidelity": 8, "outbox": outbox.folder,
+                    "power": {"idle_s": 0.5}, "fidelity": 8, "spool": spool.path,
                 })
                 try:
-                    result = Runner(settings, model).run(seq=outbox.next_seq())
+                    result = Runner(settings, model).run(seq=spool.next_seq())
                 except EdgemeterError as err:
                     print(f"demo: {model.name}: skipped ({err})")
                     continue
-                publish(result, broker.url, outbox)
+                spool.put(result)
                 run_ids.append(str(result.run_id))
                 verdict = "valid" if result.validity.valid else (
                     "INVALID: " + "; ".join(result.validity.reasons))
                 print(f"demo: {model.name} on {result.runtime.name}: p50 "
                       f"{result.latency_ms.p50:.3f} ms, {result.throughput_sps:.0f} samples/s ({verdict})")
+            delivery = publish_via_spool(spool, broker.url, client_name="demo")
+            spool.close()
+            if delivery.unconfirmed:
+                print(f"demo: {len(delivery.unconfirmed)} result(s) not confirmed by the collector yet")
             service.wait_idle(timeout_s=10)
             stored = [r for r in store.list_results() if str(r.run_id) in run_ids]
         finally:
@@ -69,8 +74,24 @@ def run(args: argparse.Namespace) -> int:
     print_table(stored)
     print(f"\ndemo: {len(stored)} of {len(run_ids)} result(s) collected in "
           f"{time.monotonic() - started:.1f} s; database {db_url}")
-    print(f"      try: edgemeter results --db {db_url} --json")
+    print(f"      try: {_edgemeter_command()} results --db {db_url} --json")
     return 0 if stored and len(stored) == len(run_ids) else 1
+
+
+def _edgemeter_command() -> str:
+    """How to call edgemeter from this shell: the bare name only when it is on PATH."""
+    import shutil
+    import sys
+
+    here = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if here is not None and shutil.which("edgemeter") == str(here):
+        return "edgemeter"
+    if here is not None and here.name == "edgemeter" and here.is_file():
+        try:
+            return str(here.relative_to(Path.cwd()))
+        except ValueError:
+            return str(here)
+    return "edgemeter" if shutil.which("edgemeter") else f"{sys.executable} -m edgemeter.cli"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,77 +1,132 @@
-"""Publishing results at QoS 1, and keeping them when the broker cannot be reached."""
+"""``bench --publish`` on the spool: a result leaves the board only when the collector confirms it."""
 
 from __future__ import annotations
 
+import errno
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
-from agent.publish import Outbox, publish
+from agent.errors import PublishError
+from agent.publish import publish_via_spool
+from agent.spool import Spool
 from edgemeter.cli import main
 from edgemeter.demo.broker import free_port
-from shared.mqtt import connect
+from shared.messages import Receipt
+from shared.mqtt import MqttConnection, connect
 from shared.schema import BenchmarkResult
 from shared.topics import TopicKind, Topics
 from tests.factories import make_result
 
 
-def test_publish_delivers_a_validated_result_on_the_device_topic(mosquitto_url: str, tmp_path: Path) -> None:
-    got: list[tuple[str, bytes]] = []
-    arrived = threading.Event()
+class ReceiptingSubscriber:
+    """Stands where the collector stands: takes results and answers each with a receipt."""
 
-    def on_message(topic: str, payload: bytes) -> None:
-        got.append((topic, payload))
-        arrived.set()
+    def __init__(self, url: str, answer: bool = True) -> None:
+        self.got: list[tuple[str, BenchmarkResult]] = []
+        self.answer = answer
+        self.conn: MqttConnection = connect(url, f"receipts-{uuid.uuid4().hex[:6]}",
+                                            on_message=self._on_message)
+        self.conn.subscribe(Topics.subscription(TopicKind.RESULT))
+        self._lock = threading.Lock()
 
-    with connect(mosquitto_url, "test-sub", on_message=on_message,
-                 on_connect=lambda c: c.subscribe(Topics.subscription(TopicKind.RESULT))) as sub:
-        assert sub.protocol == "5"
-        result = make_result(device_id="pi-07", fleet="lab")
-        assert publish(result, mosquitto_url, Outbox(tmp_path / "outbox")) == 1
-        assert arrived.wait(5)
-    topic, payload = got[0]
-    assert topic == "edgemeter/v1/lab/pi-07/result"
-    assert BenchmarkResult.model_validate_json(payload).run_id == result.run_id
-    assert Outbox(tmp_path / "outbox").pending() == []
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        result = BenchmarkResult.model_validate_json(payload)
+        with self._lock:
+            self.got.append((topic, result))
+        if self.answer:
+            receipt = Receipt(run_ids=[result.run_id]).model_dump_json().encode()
+            threading.Thread(target=self.conn.publish, daemon=True, args=(
+                Topics.build(result.fleet, result.device_id, TopicKind.RECEIPT), receipt)).start()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def test_unreachable_broker_keeps_the_result_in_the_outbox_until_the_next_publish(
-    mosquitto_url: str, tmp_path: Path
+def test_a_receipt_empties_the_spool_and_the_result_arrives_on_its_device_topic(
+    mosquitto_url: str, tmp_path: Path,
 ) -> None:
-    outbox = Outbox(tmp_path / "outbox")
+    collector = ReceiptingSubscriber(mosquitto_url)
+    try:
+        with Spool(tmp_path / "spool.db") as spool:
+            result = make_result(device_id="pi-07", fleet="lab")
+            spool.put(result)
+            delivery = publish_via_spool(spool, mosquitto_url, receipt_timeout_s=30)
+            assert (delivery.sent, delivery.unconfirmed) == (1, frozenset())
+            assert spool.depth() == 0
+    finally:
+        collector.close()
+    topic, got = collector.got[0]
+    assert topic == "edgemeter/v1/lab/pi-07/result" and got.run_id == result.run_id
+
+
+def test_without_a_receipt_the_result_stays_in_the_spool(mosquitto_url: str, tmp_path: Path) -> None:
+    silent = ReceiptingSubscriber(mosquitto_url, answer=False)
+    try:
+        with Spool(tmp_path / "spool.db") as spool:
+            result = make_result()
+            spool.put(result)
+            delivery = publish_via_spool(spool, mosquitto_url, receipt_timeout_s=0.5)
+            assert delivery.unconfirmed == {str(result.run_id)}
+            assert spool.depth() == 1
+    finally:
+        silent.close()
+    assert len(silent.got) == 1, "the broker acknowledged it; only the receipt is missing"
+
+
+def test_an_unreachable_broker_keeps_the_results_until_the_next_publish_oldest_first(
+    mosquitto_url: str, tmp_path: Path,
+) -> None:
     dead = f"mqtt://127.0.0.1:{free_port()}"
-    first = make_result(seq=1)
-    with pytest.raises(Exception, match="kept in"):
-        publish(first, dead, outbox, timeout_s=2)
-    assert len(outbox.pending()) == 1
-    got: list[bytes] = []
-    done = threading.Event()
-
-    def on_message(_t: str, payload: bytes) -> None:
-        got.append(payload)
-        if len(got) == 2:
-            done.set()
-
-    with connect(mosquitto_url, "test-sub-2", on_message=on_message,
-                 on_connect=lambda c: c.subscribe(Topics.subscription(TopicKind.RESULT))):
-        assert publish(make_result(seq=2), mosquitto_url, outbox) == 2
-        assert done.wait(5)
-    assert [BenchmarkResult.model_validate_json(p).seq for p in got] == [1, 2]
+    with Spool(tmp_path / "spool.db") as spool:
+        spool.put(make_result(seq=1))
+        with pytest.raises(PublishError, match="kept in the spool"):
+            publish_via_spool(spool, dead, timeout_s=2)
+        assert spool.depth() == 1
+        spool.put(make_result(seq=2))
+        collector = ReceiptingSubscriber(mosquitto_url)
+        try:
+            delivery = publish_via_spool(spool, mosquitto_url, receipt_timeout_s=30)
+        finally:
+            collector.close()
+        assert delivery.unconfirmed == frozenset() and spool.depth() == 0
+    assert [r.seq for _, r in collector.got] == [1, 2]
 
 
 def test_bench_exits_3_and_says_where_the_result_waits_when_the_broker_is_down(
-    shared_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    shared_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("EDGEMETER_OUTBOX", str(tmp_path / "outbox"))
-    code = main(["bench", str(shared_models / "kws_dscnn_int8.tflite"), "--iterations", "20", "--power",
-                 "none", "--fidelity", "0", "-q", "--publish", f"mqtt://127.0.0.1:{free_port()}"])
+    monkeypatch.setenv("EDGEMETER_SPOOL", str(tmp_path / "spool.db"))
+    code = main(["bench", str(shared_models / "kws_dscnn_int8.tflite"), "--iterations", "20",
+                 "--power", "none", "--fidelity", "0", "-q", "--publish",
+                 f"mqtt://127.0.0.1:{free_port()}"])
     assert code == 3
-    assert "kept in" in capsys.readouterr().err
-    assert len(Outbox(tmp_path / "outbox").pending()) == 1
+    assert f"kept in the spool {tmp_path / 'spool.db'}" in capsys.readouterr().err
+    with Spool(tmp_path / "spool.db") as spool:
+        assert spool.depth() == 1 and spool.counter("seq") == 1
 
 
-def test_sequence_numbers_only_grow(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "state" / "outbox")
-    assert [outbox.next_seq() for _ in range(3)] == [1, 2, 3]
-    assert Outbox(tmp_path / "state" / "outbox").next_seq() == 4
+def test_a_json_write_that_fails_after_the_run_keeps_the_result_in_the_spool(
+    shared_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EDGEMETER_SPOOL", str(tmp_path / "spool.db"))
+    target = tmp_path / "out.json"
+    real_write = Path.write_text
+
+    def disk_full(self: Path, *args: object, **kwargs: object) -> int:
+        if self == target:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    code = main(["bench", str(shared_models / "kws_dscnn_int8.tflite"), "--iterations", "20",
+                 "--power", "none", "--fidelity", "0", "-q", "--json", str(target)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "No space left on device" in err and f"kept in the spool {tmp_path / 'spool.db'}" in err
+    with Spool(tmp_path / "spool.db") as spool:
+        assert spool.depth() == 1

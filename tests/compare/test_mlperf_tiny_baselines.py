@@ -82,7 +82,7 @@ def test_compare_after_one_vww_bench_lists_cited_mlperf_tiny_rows_with_their_sou
     shared_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("EDGEMETER_OUTBOX", str(tmp_path / "outbox"))
+    monkeypatch.setenv("EDGEMETER_SPOOL", str(tmp_path / "spool.db"))
     out = tmp_path / "vww.json"
     assert main(["bench", str(shared_models / "vww_96_int8.tflite"), "--iterations", "100",
                  "--warmup", "5", "--idle-s", "0", "--power", "none", "--fidelity", "0",

@@ -33,7 +33,7 @@ def test_real_models_benchmarked_and_published_arrive_in_the_store_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     service, store, db = collector
-    monkeypatch.setenv("EDGEMETER_OUTBOX", str(tmp_path / "state" / "outbox"))
+    monkeypatch.setenv("EDGEMETER_SPOOL", str(tmp_path / "state" / "spool.db"))
     sent = []
     for i, name in enumerate(MODELS):
         out = tmp_path / f"{i}.json"

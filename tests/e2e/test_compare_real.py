@@ -29,7 +29,7 @@ def test_edge_int8_tflite_vs_datacenter_float_onnx_on_postgresql(
     mosquitto_url: str, postgres_url: str, shared_models: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("EDGEMETER_OUTBOX", str(tmp_path / "state" / "outbox"))
+    monkeypatch.setenv("EDGEMETER_SPOOL", str(tmp_path / "state" / "spool.db"))
     store = open_store(postgres_url)
     service = CollectorService(store, MqttSettings(url=mosquitto_url, client_id="compare-e2e"))
     service.start()

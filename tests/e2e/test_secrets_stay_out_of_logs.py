@@ -103,7 +103,7 @@ def test_bench_publish_prints_no_password(
     host = mosquitto_url.removeprefix("mqtt://")
     model = str(shared_models / "kws_dscnn_int8.tflite")
     fast = ["--iterations", "10", "--power", "none", "--fidelity", "0", "--warmup", "2"]
-    outbox = {"EDGEMETER_OUTBOX": str(tmp_path / "outbox")}
+    outbox = {"EDGEMETER_SPOOL": str(tmp_path / "spool.db")}
     ok = edgemeter("bench", model, *fast, "--publish", f"mqtt://agent:bench-secret@{host}",
                    env=outbox)
     out, err = ok.communicate(timeout=120)
