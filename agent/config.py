@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 Profile = Literal["quick", "standard", "mlperf"]
 INPUT_SUFFIXES = (".npz",)
 # EDGEMETER_* variables that are read elsewhere (the CLI, the deploy units, the tests), not fields
-OTHER_ENV = frozenset({"CONFIG", "DB", "MQTT", "MODEL", "TEST_POSTGRES", "BENCH_POSTGRES"})
+# (the daemon's own settings are added from its model; the collector reads EDGEMETER_COLLECTOR__*)
+OTHER_ENV = frozenset({"CONFIG", "DB", "MQTT", "MODEL", "TEST_POSTGRES", "BENCH_POSTGRES",
+                       "COLLECTOR", "COLLECTOR_CONFIG"})
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -193,7 +195,9 @@ def warn_unknown_env(names: frozenset[str]) -> None:
 
     pydantic-settings ignores them silently, so ``EDGEMETER_THREDS=2`` would otherwise do nothing.
     """
-    fields = [f.upper() for f in BenchSettings.model_fields]
+    from agent.daemon.config import AgentSettings
+
+    fields = [f.upper() for f in (*BenchSettings.model_fields, *AgentSettings.model_fields)]
     for name in sorted(names):
         key = name.removeprefix(ENV_PREFIX).split("__")[0]  # EDGEMETER_POWER__SOURCE: power
         if key in fields or key in OTHER_ENV:
