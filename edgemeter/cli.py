@@ -20,20 +20,31 @@ from typing import NoReturn
 from edgemeter import __version__
 from shared.errors import EdgemeterError
 
-COMMAND_MODULES = (
-    "agent.commands.bench",
-    "agent.commands.agent",
-    "edgemeter.commands.fleet",
-    "edgemeter.commands.simulate",
-    "agent.commands.sweep",
-    "agent.commands.analyze",
-    "agent.commands.power",
-    "agent.commands.schema",
-    "agent.commands.config",
-    "collector.commands",
-    "collector.compare.commands",
-    "edgemeter.demo.command",
-)
+#: Every top-level command: its module (which exposes ``register(subparsers)``) and its one-line
+#: help. Only the module of the command being run is imported, so ``edgemeter --help`` and every
+#: command start without loading what the others need (numpy, pydantic, runtimes, drivers).
+#: ``tests/test_registries.py`` checks this table against what each module registers.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("agent.commands.bench", "benchmark one model"),
+    "sweep": ("agent.commands.sweep", "throughput-latency table over batch and streams"),
+    "analyze": ("agent.commands.analyze",
+                "count MACs, FLOPs, params and weight bytes of a model (ONNX or TFLite)"),
+    "power": ("agent.commands.power", "probe the power sources this machine offers"),
+    "schema": ("agent.commands.schema", "print the JSON Schema of a result (wire schema v1)"),
+    "config": ("agent.commands.config", "agent configuration helpers"),
+    "agent": ("agent.commands.agent",
+              "the fleet agent daemon (presence, telemetry, remote jobs, delivery)"),
+    "fleet": ("edgemeter.commands.fleet", "see and drive the fleet through the broker"),
+    "simulate": ("edgemeter.commands.simulate", "a fleet of virtual devices publishing to a broker"),
+    "collector": ("collector.commands", "run the collector service"),
+    "results": ("collector.commands", "list stored results (or dead letters)"),
+    "export": ("collector.commands", "export stored results as CSV, Parquet or JSON Lines"),
+    "compare": ("collector.compare.commands",
+                "compare edge runs with datacenter/HPC runs and cited results"),
+    "baselines": ("collector.compare.commands", "import and list comparison baselines"),
+    "demo": ("edgemeter.demo.command", "broker + collector + benchmarks on this machine"),
+}
+COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -70,7 +81,8 @@ def _add_global_flags(parser: argparse.ArgumentParser) -> None:
             _add_global_flags(child)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The root parser; ``command`` names the one subcommand to load fully (``*``: all of them)."""
     parser = _Parser(
         prog="edgemeter",
         description="Measure how edge boards run quantized neural networks, and collect the "
@@ -84,14 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show tracebacks instead of one-line errors"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    wanted = COMMANDS[command][0] if command in COMMANDS else None
+    modules = COMMAND_MODULES if command == "*" else (wanted,) if wanted else ()
+    for module in modules:
+        importlib.import_module(module).register(sub)
+    for name, (_module, help_text) in COMMANDS.items():
+        if name not in sub.choices:  # listed in --help; parsed only when it is the one run
+            sub.add_parser(name, help=help_text)
     _add_global_flags(parser)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line: the first argument that is not a flag."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_in(argv))
     try:
         args = parser.parse_args(argv)
     except UsageError as err:

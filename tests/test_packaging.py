@@ -34,6 +34,18 @@ def test_building_the_cli_imports_no_runtime_database_or_plotting_library() -> N
     assert out.stdout.strip() == ""
 
 
+def test_the_help_loads_neither_numpy_nor_pydantic() -> None:
+    """`edgemeter --help` only lists commands; its start-up time is measured by bench/startup.py."""
+    code = (
+        "import sys; from edgemeter.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(','.join(m for m in ('numpy', 'pydantic', 'paho') if m in sys.modules), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stderr.strip() == ""
+    assert "bench" in out.stdout and "collector" in out.stdout
+
+
 def test_missing_extra_error_names_the_exact_pip_command() -> None:
     try:
         require_module("edgemeter_surely_missing_module", "collector")

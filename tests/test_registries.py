@@ -9,7 +9,7 @@ import pytest
 
 from agent.backends.base import BACKENDS, get_backend
 from collector.stores.base import STORES
-from edgemeter.cli import COMMAND_MODULES
+from edgemeter.cli import COMMAND_MODULES, COMMANDS
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
@@ -38,3 +38,16 @@ def test_every_command_module_registers_a_documented_subcommand(module: str) -> 
     assert sub.choices, f"{module} registered nothing"
     for name, subparser in sub.choices.items():
         assert subparser.description or any(a.help for a in sub._choices_actions if a.dest == name)
+
+
+@pytest.mark.parametrize("module", COMMAND_MODULES)
+def test_the_lazy_command_table_lists_exactly_what_each_module_registers(module: str) -> None:
+    """``edgemeter --help`` lists commands from the table without importing their modules."""
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    importlib.import_module(module).register(sub)
+    listed = {name for name, (mod, _) in COMMANDS.items() if mod == module}
+    assert set(sub.choices) == listed
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name in listed:
+        assert COMMANDS[name][1] == helps[name], f"help of {name!r} differs from its module's"

@@ -108,9 +108,6 @@ def test_root_cli_prints_one_line_errors(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     from edgemeter import cli as root
 
-    if "collector.compare.commands" not in root.COMMAND_MODULES:
-        monkeypatch.setattr(root, "COMMAND_MODULES",
-                            (*root.COMMAND_MODULES, "collector.compare.commands"))
     assert root.main(["compare", "--db", "mysql://nowhere/db"]) == root.EXIT_ERROR
     assert root.main(["baselines", "import", "--db", "sqlite:///unused.db"]) == root.EXIT_ERROR
     err = capsys.readouterr().err.strip().splitlines()
