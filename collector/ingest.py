@@ -1,12 +1,14 @@
-"""Turn one MQTT message into a :class:`BenchmarkResult` or a :class:`Rejection`, never an error.
+"""Turn one MQTT message into a wire model or a :class:`Rejection`, never an error.
 
-:func:`ingest` is pure: no I/O, no clock. Checks, in order (the first failing one is the reason):
+:func:`read` handles every kind the collector subscribes to (``result``, ``status``,
+``telemetry``, ``progress``, ``ack``); :func:`ingest` is the same for result topics only. Both are
+pure: no I/O, no clock. Checks, in order (the first failing one is the reason):
 
 =============== =================================================================================
 code            rejected when
 =============== =================================================================================
 too-large       the payload is over :data:`MAX_PAYLOAD_BYTES` (1 MiB)
-topic           the topic is not ``edgemeter/v1/{fleet}/{device_id}/result``
+topic           the topic is not ``edgemeter/v1/{fleet}/{device_id}/{kind}`` of a kind read here
 not-utf8        the payload is not UTF-8
 not-json        not strict JSON (``NaN``, ``Infinity``, numbers that overflow a double, nesting
                 deeper than the parser allows)
@@ -18,6 +20,14 @@ unstorable      valid, but holds what a database cannot keep: NUL or unpaired su
 mismatch        the topic's fleet or device_id differs from the payload's
 error           anything unforeseen (logged with a traceback; should not happen)
 =============== =================================================================================
+
+Speed. A valid message is parsed and validated once, by pydantic's own JSON parser
+(``Model.model_validate_json``), which already refuses invalid UTF-8, unpaired surrogates, and
+(through the schema's ``allow_inf_nan=False`` on every float) ``NaN`` and infinities; integers are
+bounded to 64 bits by the schema. What it lets through and a database cannot keep is a NUL
+character, which JSON can only spell ``\\u0000``: one byte search finds it. Only a message that
+fails takes the slow path (:func:`_diagnose`), which parses it again step by step to say exactly
+why, with the codes above.
 """
 
 from __future__ import annotations
@@ -28,19 +38,45 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from shared.messages import MESSAGES_VERSION, JobAck, Progress, Status, Telemetry
 from shared.schema import SUPPORTED_SCHEMA_VERSIONS, BenchmarkResult
-from shared.topics import TopicKind, Topics
+from shared.topics import TopicAddress, TopicKind, Topics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_PAYLOAD_BYTES", "Rejection", "ingest"]
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "MODELS",
+    "Message",
+    "Rejection",
+    "ingest",
+    "read",
+]
 
 MAX_PAYLOAD_BYTES = 1_048_576
 MAX_REASON_CHARS = 400
 _MAX_INT64 = 2**63 - 1
 _SHOWN_ERRORS = 3
+_NUL_ESCAPE = b"\\u0000"
+
+Message = BenchmarkResult | Status | Telemetry | Progress | JobAck
+"""What :func:`read` returns for a valid message."""
+
+MODELS: dict[TopicKind, type[BaseModel]] = {
+    TopicKind.RESULT: BenchmarkResult,
+    TopicKind.STATUS: Status,
+    TopicKind.TELEMETRY: Telemetry,
+    TopicKind.PROGRESS: Progress,
+    TopicKind.ACK: JobAck,
+}
+"""The topic kinds the collector reads, and the model of each."""
+
+_VERSIONS: dict[TopicKind, frozenset[int]] = {
+    kind: SUPPORTED_SCHEMA_VERSIONS if kind is TopicKind.RESULT else frozenset({MESSAGES_VERSION})
+    for kind in MODELS
+}
 
 
 @dataclass(frozen=True)
@@ -112,7 +148,7 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _validation_reason(err: ValidationError) -> str:
+def _validation_reason(err: ValidationError, what: str) -> str:
     parts = []
     errors = err.errors(include_url=False, include_input=False)
     for detail in errors[:_SHOWN_ERRORS]:
@@ -120,19 +156,14 @@ def _validation_reason(err: ValidationError) -> str:
         parts.append(f"{loc}: {detail['msg']}")
     more = len(errors) - _SHOWN_ERRORS
     suffix = f" (+{more} more)" if more > 0 else ""
-    return "invalid result: " + "; ".join(parts) + suffix
+    return f"invalid {what}: " + "; ".join(parts) + suffix
 
 
-def _ingest(topic: str, payload: bytes) -> BenchmarkResult | Rejection:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return Rejection(
-            "too-large", f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} limit"
-        )
-    address = Topics.parse(topic)
-    if address is None or address.kind is not TopicKind.RESULT:
-        return Rejection("topic", f"topic {_show(topic, 120)} is not an edgemeter result topic")
+def _diagnose(kind: TopicKind, payload: bytes, fast: Exception) -> Rejection:
+    """Why a message the fast path refused (``fast``) is refused, step by step (rare, slow)."""
+    what = kind.value
     try:
-        text = bytes(payload).decode("utf-8")
+        text = payload.decode("utf-8")
     except UnicodeDecodeError as err:
         return Rejection("not-utf8", f"payload is not UTF-8 (bad byte at offset {err.start})")
     try:
@@ -150,39 +181,77 @@ def _ingest(topic: str, payload: bytes) -> BenchmarkResult | Rejection:
     if "schema_version" not in data:
         return Rejection("schema-version", "payload has no schema_version")
     version = data["schema_version"]
-    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
-        readable = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+    supported = _VERSIONS[kind]
+    if type(version) is not int or version not in supported:
+        readable = ", ".join(str(v) for v in sorted(supported))
         return Rejection(
             "schema-version",
             f"unsupported schema_version {_show(version)} (this collector reads {readable})",
         )
-    try:
-        result = BenchmarkResult.model_validate(data)
-    except ValidationError as err:
-        return Rejection("invalid", _clip(_validation_reason(err)))
-    except (ValueError, TypeError, OverflowError, RecursionError) as err:
-        return Rejection("invalid", _clip(f"invalid result: {type(err).__name__}: {err}"))
     why = _unstorable(data)
     if why is not None:
-        return Rejection("unstorable", f"result cannot be stored: {why}")
-    if result.seq > _MAX_INT64:
-        return Rejection("unstorable", "result cannot be stored: seq is beyond 64 bits")
-    if address.fleet != result.fleet or address.device_id != result.device_id:
+        return Rejection("unstorable", f"{what} cannot be stored: {why}")
+    if isinstance(fast, ValidationError):
+        if any(e["type"] == "json_invalid" for e in fast.errors()):
+            return Rejection("not-json", _clip(f"payload is not JSON: {fast.errors()[0]['msg']}"))
+        return Rejection("invalid", _clip(_validation_reason(fast, what)))
+    return Rejection("invalid", _clip(f"invalid {what}: {type(fast).__name__}: {fast}"))
+
+
+def _read(topic: str, payload: bytes, kinds: frozenset[TopicKind]) -> Message | Rejection:
+    if len(payload) > MAX_PAYLOAD_BYTES:
         return Rejection(
-            "mismatch",
-            f"topic says {address.fleet}/{address.device_id} but the payload says "
-            f"{_show(result.fleet)}/{_show(result.device_id)}",
+            "too-large", f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} limit"
         )
-    return result
+    address = Topics.parse(topic)
+    if address is None or address.kind not in kinds:
+        wanted = "result" if kinds == {TopicKind.RESULT} else "collector"
+        return Rejection("topic", f"topic {_show(topic, 120)} is not an edgemeter {wanted} topic")
+    payload = bytes(payload)
+    model = MODELS[address.kind]
+    try:
+        message: Message = model.model_validate_json(payload)  # type: ignore[assignment]
+    except (ValidationError, ValueError, TypeError, OverflowError, RecursionError) as err:
+        return _diagnose(address.kind, payload, err)
+    if "schema_version" not in message.model_fields_set:  # the models default it; the wire may not
+        return Rejection("schema-version", "payload has no schema_version")
+    if _NUL_ESCAPE in payload:  # rare: look closer (an escaped backslash may precede it)
+        why = _unstorable(json.loads(payload))
+        if why is not None:
+            return Rejection("unstorable", f"{address.kind.value} cannot be stored: {why}")
+    if isinstance(message, BenchmarkResult) and message.seq > _MAX_INT64:
+        return Rejection("unstorable", "result cannot be stored: seq is beyond 64 bits")
+    return _check_address(address, message)
 
 
-def ingest(topic: str, payload: bytes) -> BenchmarkResult | Rejection:
-    """Parse and validate one message from ``topic``; returns the result or why it was rejected.
+def _check_address(address: TopicAddress, message: Message) -> Message | Rejection:
+    mismatch = Topics.check(address, message)
+    return Rejection("mismatch", mismatch) if mismatch is not None else message
+
+
+_ALL = frozenset(MODELS)
+_RESULTS = frozenset({TopicKind.RESULT})
+
+
+def read(topic: str, payload: bytes) -> Message | Rejection:
+    """Parse and validate one message on any topic kind in :data:`MODELS`; returns the model
+    (:class:`BenchmarkResult`, :class:`Status`, ...) or why it was rejected.
 
     Never raises: an unforeseen failure becomes a ``Rejection`` with code ``error``.
     """
     try:
-        return _ingest(topic, payload)
+        return _read(topic, payload, _ALL)
+    except Exception as err:  # the collector must survive any payload
+        logger.exception("unexpected failure while reading a message on %r", topic)
+        return Rejection("error", _clip(f"could not be read: {type(err).__name__}: {err}"))
+
+
+def ingest(topic: str, payload: bytes) -> BenchmarkResult | Rejection:
+    """:func:`read` for result topics only: the result, or why it was rejected. Never raises."""
+    try:
+        out = _read(topic, payload, _RESULTS)
     except Exception as err:  # the collector must survive any payload
         logger.exception("unexpected failure while ingesting a message on %r", topic)
         return Rejection("error", _clip(f"could not be read: {type(err).__name__}: {err}"))
+    assert isinstance(out, (BenchmarkResult, Rejection))
+    return out

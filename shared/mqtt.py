@@ -13,7 +13,16 @@ connects with ``manual_ack=True`` and an ``on_message_ack`` handler, which also 
 id and QoS, and calls :meth:`MqttConnection.ack` once the message is safe. Until then the broker
 keeps the message and, on a persistent session, sends it again after a reconnect. It also sends
 no more unacknowledged messages than its in-flight window (Mosquitto's ``max_inflight_messages``,
-20 by default).
+20 by default; 0 there means no limit).
+
+Receive Maximum. On MQTT v5 a subscriber states its own window on CONNECT
+(``connect(receive_maximum=N)``): the broker then never has more than N QoS 1 messages
+unacknowledged with it, whatever its own in-flight setting, so a subscriber that acknowledges only
+what it has processed holds at most N messages in memory and stops receiving while they wait.
+MQTT 3.1.1 has no such property: there the broker's in-flight window is the only bound.
+
+Last Will. ``connect(will=Will(topic, payload, retain=True))`` registers a message the broker
+publishes if the connection dies without a DISCONNECT.
 
 Credentials and TLS. A user name and password may be given to :func:`connect` as arguments (from a
 settings file, the environment or a credentials file) or, for compatibility, inside the URL; the
@@ -78,6 +87,16 @@ class BrokerUrl:
 
 
 @dataclass(frozen=True)
+class Will:
+    """A Last Will: published by the broker when the connection ends without a DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True)
 class TlsFiles:
     """PEM files for TLS: the CA that signed the broker's certificate, and this client's own pair
     for mutual TLS. All ``None``: the system's CAs and no client certificate."""
@@ -128,9 +147,20 @@ class MqttConnection:
         client.on_subscribe = self._handle_suback
         client.on_unsubscribe = self._handle_unsuback
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = 10.0) -> None:
-        """Publish and, for QoS >= 1, wait until the broker acknowledges (PUBACK)."""
-        info = self.client.publish(topic, payload, qos=qos)
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = 10.0, *,
+                retain: bool = False, wait: bool = True) -> None:
+        """Publish and, for QoS >= 1, wait until the broker acknowledges (PUBACK).
+
+        ``wait=False`` only queues the message (safe from any thread, never blocks): paho sends
+        it, and on a persistent session sends a QoS 1 message again after a reconnect until the
+        broker acknowledges it. Raises :class:`BrokerError` when paho refuses to queue it.
+        """
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if not wait:
+            if info.rc not in (0, 4):  # 4: not connected now; queued for the next connection
+                raise BrokerError(f"could not queue a publish on {topic} to {self.url} "
+                                  f"(code {info.rc})")
+            return
         try:
             info.wait_for_publish(timeout=timeout_s)
         except (RuntimeError, ValueError) as err:
@@ -228,6 +258,8 @@ def _attempt(
     on_message_ack: AckingMessageHandler | None = None,
     tls_files: TlsFiles = TlsFiles(),
     keepalive_s: int = DEFAULT_KEEPALIVE_S,
+    receive_maximum: int | None = None,
+    will: Will | None = None,
 ) -> tuple[MqttConnection | None, str]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes
@@ -243,6 +275,8 @@ def _attempt(
     if not v5:
         kwargs["clean_session"] = clean_start
     client = mqtt.Client(**kwargs)
+    if will is not None:
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
     if url.username:
         client.username_pw_set(url.username, url.password)
     if url.tls:
@@ -295,11 +329,14 @@ def _attempt(
     client.on_connect_fail = _on_connect_fail
     client.on_message = _on_message
     props = None
-    if v5 and session_expiry_s > 0:
+    if v5 and (session_expiry_s > 0 or receive_maximum is not None):
         # only when needed: a v3-only broker answers a bare v5 CONNECT with "unsupported
         # protocol version" at once, but amqtt never answers one that carries properties
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = session_expiry_s
+        if session_expiry_s > 0:
+            props.SessionExpiryInterval = session_expiry_s
+        if receive_maximum is not None:
+            props.ReceiveMaximum = receive_maximum
     try:
         if v5:
             client.connect(url.host, url.port, keepalive=keepalive_s, clean_start=clean_start,
@@ -344,6 +381,8 @@ def connect(
     cert_file: Path | str | None = None,
     key_file: Path | str | None = None,
     keepalive_s: int = DEFAULT_KEEPALIVE_S,
+    receive_maximum: int | None = None,
+    will: Will | None = None,
 ) -> MqttConnection:
     """Connect to the broker, trying MQTT v5 first when ``protocol`` is ``auto``.
 
@@ -359,7 +398,12 @@ def connect(
 
     ``username`` and ``password`` override those in the URL (a password needs a user name).
     ``ca_file``, ``cert_file`` and ``key_file`` are PEM files for TLS and need an ``mqtts://`` URL.
+
+    ``receive_maximum`` (1-65535, MQTT v5 only) caps the QoS 1 messages the broker sends before
+    this client acknowledges some; ``will`` registers a Last Will (module docstring).
     """
+    if receive_maximum is not None and not 1 <= receive_maximum <= 65_535:
+        raise ConfigError(f"receive_maximum must be 1-65535, not {receive_maximum}")
     if on_message is not None and on_message_ack is not None:
         raise ConfigError("give on_message or on_message_ack, not both")
     if manual_ack and on_message is not None:
@@ -397,6 +441,8 @@ def connect(
             on_message_ack=on_message_ack,
             tls_files=tls_files,
             keepalive_s=keepalive_s,
+            receive_maximum=receive_maximum,
+            will=will,
         )
         if conn is not None:
             logger.info("connected to %s with MQTT %s", broker, version)

@@ -70,7 +70,6 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("version-2", TOPIC, with_(schema_version=2), "schema-version"),
     ("version-string", TOPIC, with_(schema_version="1"), "schema-version"),
     ("version-bool", TOPIC, with_(schema_version=True), "schema-version"),
-    ("version-float", TOPIC, with_(schema_version=1.0), "schema-version"),
     ("empty-object", TOPIC, b"{}", "schema-version"),
     ("wrong-types", TOPIC, with_(seq="many", model=3), "invalid"),
     ("missing-field", TOPIC, without("latency_ms"), "invalid"),
@@ -79,7 +78,7 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("naive-created-at", TOPIC, with_(created_at="2026-01-01T00:00:00"), "invalid"),
     ("overflowing-date", TOPIC, with_(created_at="0001-01-01T00:00:00+05:00"), "invalid"),
     ("bad-device-id", TOPIC, with_(device_id="a/b"), "invalid"),
-    ("huge-seq", TOPIC, with_(seq=2**70), "unstorable"),
+    ("huge-seq", TOPIC, with_(seq=2**70), "invalid"),  # the schema bounds seq to 64 bits
     ("nul-in-string", TOPIC, with_(labels={"site": "a\u0000b"}), "unstorable"),
     ("lone-surrogate", TOPIC, with_(labels={"site": "\ud800"}), "unstorable"),
     ("other-device", "edgemeter/v1/default/pi-02/result", make_result().model_dump_json().encode(),
