@@ -65,7 +65,9 @@ class _BulkInsert:
 
     def __init__(self, statement: Insert, table: Table, dialect: Dialect) -> None:
         columns = [c.key for c in table.c if c.key != "id"]
-        compiled = statement.compile(dialect=dialect, column_keys=columns)
+        # for_executemany: no implicit RETURNING of the new id, which PostgreSQL would compute
+        # and send for every row only for the driver to drop it
+        compiled = statement.compile(dialect=dialect, column_keys=columns, for_executemany=True)
         self.sql = str(compiled)
         self.names: list[str] = list(compiled.positiontup or []) if compiled.positional \
             else columns
