@@ -44,12 +44,16 @@ class Store(Protocol):
         """Create or upgrade the schema (Alembic revisions); a no-op once current."""
 
     def add_results(
-        self, results: Sequence[BenchmarkResult], *, topics: Sequence[str] | None = None
+        self, results: Sequence[BenchmarkResult], *, topics: Sequence[str] | None = None,
+        payloads: Sequence[bytes] | None = None,
     ) -> int:
         """Store results in one transaction; returns how many were new (a known run_id is skipped).
 
-        ``topics``, when given, holds the MQTT topic each result arrived on (same order). When this
-        returns, the batch is committed: the collector acknowledges the messages to the broker.
+        ``topics``, when given, holds the MQTT topic each result arrived on (same order).
+        ``payloads``, when given, holds each result's JSON exactly as received (UTF-8, already
+        validated into ``results``), stored as the result's document instead of serialising the
+        model again. When this returns, the batch is committed: the collector acknowledges the
+        messages to the broker.
         """
 
     def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None: ...

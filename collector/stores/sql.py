@@ -159,16 +159,20 @@ class SqlStore:
         return upgrade(self._db)
 
     def add_results(
-        self, batch: Sequence[BenchmarkResult], *, topics: Sequence[str | None] | None = None
+        self, batch: Sequence[BenchmarkResult], *, topics: Sequence[str | None] | None = None,
+        payloads: Sequence[bytes] | None = None,
     ) -> int:
         """Insert a batch in one transaction; returns how many run_ids were new.
 
-        ``topics``, when given, holds the MQTT topic each result arrived on (same order).
+        ``topics``, when given, holds the MQTT topic each result arrived on (same order);
+        ``payloads`` the JSON of each as received, stored as it is (no second serialisation).
         """
         if not batch:
             return 0
         if topics is not None and len(topics) != len(batch):
             raise ValueError(f"{len(topics)} topics for {len(batch)} results")
+        if payloads is not None and len(payloads) != len(batch):
+            raise ValueError(f"{len(payloads)} payloads for {len(batch)} results")
         rows = [
             {
                 "run_id": str(r.run_id),
@@ -182,7 +186,7 @@ class SqlStore:
                 "scenario": r.spec.effective.scenario.value,
                 "seq": r.seq,
                 "topic": topics[i] if topics is not None else None,
-                "result": r.model_dump_json(),
+                "result": payloads[i].decode() if payloads is not None else r.model_dump_json(),
             }
             for i, r in enumerate(batch)
         ]
