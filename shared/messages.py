@@ -20,12 +20,14 @@ Will and then publishes ``Status(status="online", bd_seq=n, manifest=...)``. A r
 highest ``bd_seq`` it has seen per device and ignores a death whose ``bd_seq`` is older than the
 current birth's (the broker may fire a stale Will after the device has already reconnected).
 
-Same rules as :mod:`shared.schema`: units in names, ``null`` for unmeasured, unknown fields refused.
+Same rules as :mod:`shared.schema`: units in names, ``null`` for unmeasured, unknown fields refused,
+and nothing impossible: floats finite, times, rates, powers and counts not negative, integers within
+64 bits, and ``sent_at`` (``created_at``, ``stored_at``) between 2020 and
+:data:`shared.schema.MAX_CLOCK_SKEW` ahead of the reader's clock (:func:`shared.schema.check_wire_time`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from datetime import datetime, timezone
@@ -33,7 +35,19 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from shared.schema import DeviceManifest, Scenario, Strict
+from shared.schema import (
+    Celsius,
+    Count,
+    DeviceManifest,
+    Integer,
+    NonNegative,
+    Percent,
+    Real,
+    Scenario,
+    Strict,
+    WireVersion,
+    check_wire_time,
+)
 from shared.topics import valid_level
 
 MESSAGES_VERSION = 1
@@ -47,21 +61,8 @@ def _level(value: str) -> str:
     return value
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("must carry a timezone (UTC)")
-    return value.astimezone(timezone.utc)
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
 Level = Annotated[str, AfterValidator(_level)]
-UtcTime = Annotated[datetime, AfterValidator(_utc)]
-Finite = Annotated[float | None, AfterValidator(_finite_or_none)]
+UtcTime = Annotated[datetime, AfterValidator(check_wire_time)]
 
 
 def _now() -> datetime:
@@ -79,18 +80,18 @@ class AgentManifest(Strict):
     power_sources: list[str] = Field(
         default_factory=list, description="power sources usable here (the estimate always is)"
     )
-    telemetry_s: float | None = Field(None, gt=0)
-    keepalive_s: int | None = Field(None, gt=0)
+    telemetry_s: Real | None = Field(None, gt=0, le=86_400)
+    keepalive_s: Integer | None = Field(None, gt=0, le=65_535, description="MQTT's largest keepalive")
 
 
 class Status(Strict):
     """Birth (``online``) or death (``offline``) of one agent connection."""
 
-    schema_version: Literal[1] = 1
+    schema_version: WireVersion = 1
     device_id: Level
     fleet: Level
     status: Literal["online", "offline"]
-    bd_seq: int = Field(ge=0, description="birth/death sequence number; grows on every connect")
+    bd_seq: Count = Field(description="birth/death sequence number; grows on every connect")
     sent_at: UtcTime | None = Field(None, description="null in a Last Will (fixed at connect)")
     reason: str | None = Field(None, max_length=200, description="why offline, when known")
     manifest: AgentManifest | None = Field(None, description="on births only")
@@ -99,38 +100,45 @@ class Status(Strict):
 class Telemetry(Strict):
     """The device's state every ``telemetry_s`` seconds."""
 
-    schema_version: Literal[1] = 1
+    schema_version: WireVersion = 1
     device_id: Level
     fleet: Level
     sent_at: UtcTime = Field(default_factory=_now)
-    uptime_s: float = Field(ge=0)
-    cpu_util_pct: Finite = Field(None, ge=0, le=100)
-    memory_used_bytes: int | None = Field(None, ge=0)
-    memory_total_bytes: int | None = Field(None, ge=0)
-    temps_c: dict[str, float] = Field(default_factory=dict)
+    uptime_s: NonNegative
+    cpu_util_pct: Percent | None = None
+    memory_used_bytes: Count | None = None
+    memory_total_bytes: Count | None = None
+    temps_c: dict[str, Celsius] = Field(default_factory=dict)
     throttled: bool | None = None
     throttle_reasons: list[str] = Field(default_factory=list)
-    power_w: Finite = Field(None, ge=0)
+    power_w: NonNegative | None = None
     power_source: str | None = None
     power_estimated: bool | None = None
-    spool_depth: int = Field(0, ge=0, description="results waiting for a receipt")
-    spool_dropped_total: int = Field(0, ge=0, description="results dropped by the spool's size cap")
+    spool_depth: Count = Field(0, description="results waiting for a receipt")
+    spool_dropped_total: Count = Field(0, description="results dropped by the spool's size cap")
     current_job: str | None = None
-    jobs_queued: int = Field(0, ge=0)
+    jobs_queued: Count = 0
+
+    @model_validator(mode="after")
+    def _used_within_total(self) -> Telemetry:
+        used, total = self.memory_used_bytes, self.memory_total_bytes
+        if used is not None and total is not None and used > total:
+            raise ValueError(f"memory_used_bytes ({used}) is above memory_total_bytes ({total})")
+        return self
 
 
 class Progress(Strict):
     """About once a second while a job runs."""
 
-    schema_version: Literal[1] = 1
+    schema_version: WireVersion = 1
     device_id: Level
     fleet: Level
     job_id: Level
     sent_at: UtcTime = Field(default_factory=_now)
     phase: Literal["fetch", "load", "warmup", "idle", "measure", "fidelity", "publish"]
-    iterations_done: int = Field(0, ge=0)
-    running_p50_ms: Finite = Field(None, ge=0)
-    power_w: Finite = Field(None, ge=0)
+    iterations_done: Count = 0
+    running_p50_ms: NonNegative | None = None
+    power_w: NonNegative | None = None
 
 
 class ModelRef(Strict):
@@ -138,7 +146,7 @@ class ModelRef(Strict):
 
     sha256: str = Field(description="hex sha256 of the model file")
     name: str = Field(description="file name, for its format and for display (x.onnx, y.tflite)")
-    size_bytes: int | None = Field(None, ge=1)
+    size_bytes: Integer | None = Field(None, ge=1)
 
     @field_validator("sha256")
     @classmethod
@@ -165,27 +173,27 @@ class JobSettings(Strict):
 
     scenario: Scenario = Scenario.SINGLE_STREAM
     profile: Literal["quick", "standard", "mlperf"] | None = None
-    iterations: int | None = Field(None, ge=1, le=10_000_000)
-    duration_s: float | None = Field(None, gt=0, le=3600)
-    warmup: int | None = Field(None, ge=0, le=100_000)
-    threads: int | None = Field(None, ge=1, le=256)
-    batch: int = Field(1, ge=1, le=1024)
-    streams: int = Field(1, ge=1, le=64)
-    samples_per_query: int | None = Field(None, ge=1, le=1024)
-    target_qps: float | None = Field(None, gt=0, le=1_000_000)
-    latency_bound_ms: float | None = Field(None, gt=0, le=600_000)
+    iterations: Integer | None = Field(None, ge=1, le=10_000_000)
+    duration_s: Real | None = Field(None, gt=0, le=3600)
+    warmup: Integer | None = Field(None, ge=0, le=100_000)
+    threads: Integer | None = Field(None, ge=1, le=256)
+    batch: Integer = Field(1, ge=1, le=1024)
+    streams: Integer = Field(1, ge=1, le=64)
+    samples_per_query: Integer | None = Field(None, ge=1, le=1024)
+    target_qps: Real | None = Field(None, gt=0, le=1_000_000)
+    latency_bound_ms: Real | None = Field(None, gt=0, le=600_000)
     backend: Literal["auto", "onnxruntime", "litert"] = "auto"
-    fidelity: int | None = Field(None, ge=0, le=1024)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    fidelity: Integer | None = Field(None, ge=0, le=1024)
+    seed: Integer | None = Field(None, ge=0, le=2**31 - 1)
     power: str | None = Field(None, pattern=r"^[a-z0-9_]{1,32}$")
-    idle_s: float | None = Field(None, ge=0, le=60)
+    idle_s: Real | None = Field(None, ge=0, le=60)
     role: Literal["edge", "datacenter", "hpc"] | None = None
 
 
 class JobCommand(Strict):
     """A message on ``.../cmd``: run a benchmark, or cancel one."""
 
-    schema_version: Literal[1] = 1
+    schema_version: WireVersion = 1
     kind: Literal["benchmark", "cancel"] = "benchmark"
     job_id: Level = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     created_at: UtcTime = Field(default_factory=_now)
@@ -206,7 +214,7 @@ JobState = Literal["accepted", "rejected", "running", "done", "failed", "cancell
 class JobAck(Strict):
     """The agent's word on a job, on ``.../ack``: one message per state change."""
 
-    schema_version: Literal[1] = 1
+    schema_version: WireVersion = 1
     device_id: Level
     fleet: Level
     job_id: str = Field(max_length=128)
@@ -219,7 +227,7 @@ class JobAck(Strict):
 class Receipt(Strict):
     """The collector's word that it has committed these results (``.../receipt``)."""
 
-    schema_version: Literal[1] = 1
+    schema_version: WireVersion = 1
     run_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
     stored_at: UtcTime = Field(default_factory=_now)
     collector: str | None = None

@@ -6,17 +6,36 @@ Rules that keep it readable by non-Python consumers:
 * units are in every numeric field name (``_ms``, ``_ns``, ``_w``, ``_j``, ``_sps``, ``_bytes``);
 * unmeasured is ``null``, never ``0``;
 * new optional fields may be added within v1; renaming or removing one is a new ``schema_version``;
-* unknown fields are rejected (``extra="forbid"``) so a typo never passes silently.
+* unknown fields are rejected (``extra="forbid"``) so a typo never passes silently;
+* impossible measurements are refused, each with a reason naming the field: no float anywhere is
+  NaN or infinite (JSON cannot carry them and no measurement is), times, rates, energies, powers
+  and counts are not negative, integers fit 64 bits, percentiles are in order with ``min`` and
+  ``max`` around them, a raw-latency histogram holds exactly ``latency_ms.count`` queries, and a
+  timestamp lies between :data:`EARLIEST_TIME` and :data:`MAX_CLOCK_SKEW` ahead of the reader's
+  clock (see :func:`check_wire_time`).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from typing_extensions import Self
 
 from shared import latency as latency_codec
 from shared.topics import valid_level
@@ -24,9 +43,101 @@ from shared.topics import valid_level
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
+MAX_MESSAGE_BYTES = 1_048_576
+"""Largest message on the wire (1 MiB): ``model_validate_json`` refuses a longer one unread."""
+INT64_MAX = 2**63 - 1
+"""Largest integer on the wire: every count, size and sequence number must fit a database's BIGINT."""
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+"""How far a message's timestamp may lie ahead of the reader's clock (boards drift; NTP fixes it)."""
+EARLIEST_TIME = datetime(2020, 1, 1, tzinfo=timezone.utc)
+"""No edgemeter message predates this: an earlier time means a board whose clock was never set."""
+MEAN_REL_TOLERANCE = 1e-9
+"""``latency_ms.mean`` may lie this far (relative) outside ``[min, max]``: float summation error."""
+MAX_LATENCY_NS = 86_400e9
+"""No single query takes longer than a day: the largest latency a histogram bucket may stand for."""
+ABSOLUTE_ZERO_C = -273.15
+
+
+
+def _number_not_text(value: Any) -> Any:
+    """Refuse ``"2.5"`` and ``true`` where a number belongs (pydantic would quietly convert them)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    if isinstance(value, (str, bytes, bytearray)):
+        raise ValueError("must be a number, not a string")
+    return value
+
+
+_NUMBER = BeforeValidator(_number_not_text)
+Real = Annotated[float, _NUMBER]
+"""Any finite float (every model refuses NaN and infinities), given as a number."""
+Integer = Annotated[int, _NUMBER, Field(ge=-(2**63), le=INT64_MAX)]
+"""Any integer within 64 bits, given as a number."""
+NonNegative = Annotated[float, _NUMBER, Field(ge=0)]
+"""A time, rate, energy or power: finite and >= 0."""
+Count = Annotated[int, _NUMBER, Field(ge=0, le=INT64_MAX)]
+"""A count, size or sequence number: >= 0 and within 64 bits."""
+Threads = Annotated[int, _NUMBER, Field(ge=0, le=65_536)]
+Celsius = Annotated[float, _NUMBER, Field(ge=ABSOLUTE_ZERO_C)]
+Percent = Annotated[float, _NUMBER, Field(ge=0, le=100)]
+WireVersion = Annotated[Literal[1], _NUMBER]
+"""``schema_version`` 1 of a fleet message, as the number 1 (not ``true``, not ``"1"``)."""
+
+
+def check_wire_time(value: datetime, info: ValidationInfo) -> datetime:
+    """A timestamp a board's clock wrote, as UTC: refused without a timezone, before
+    :data:`EARLIEST_TIME`, or more than :data:`MAX_CLOCK_SKEW` ahead of the reader's clock.
+
+    The reader's clock is the validation context's ``"now"`` (a timezone-aware datetime) when one
+    is given, e.g. ``model_validate_json(data, context={"now": t})`` in a test or a replay, and the
+    wall clock otherwise. Times in the past are never refused: results wait in outboxes.
+    """
+    if value.tzinfo is None:
+        raise ValueError("must carry a timezone (UTC)")
+    try:
+        value = value.astimezone(timezone.utc)
+    except OverflowError as err:
+        raise ValueError("lies outside the years a UTC timestamp can hold") from err
+    if value < EARLIEST_TIME:
+        raise ValueError(
+            f"{value.isoformat()} is before {EARLIEST_TIME:%Y-%m-%d}: the device's clock was never "
+            "set (enable NTP on it)"
+        )
+    context = info.context if isinstance(info.context, dict) else {}
+    now = context.get("now")
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        now = datetime.now(timezone.utc)
+    if value > now + MAX_CLOCK_SKEW:
+        ahead_s = (value - now).total_seconds()
+        raise ValueError(
+            f"{value.isoformat()} is {ahead_s:.0f} s ahead of this clock (at most "
+            f"{MAX_CLOCK_SKEW.total_seconds():.0f} s allowed): check the device's clock (NTP)"
+        )
+    return value
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    """Base of every wire model: unknown fields, non-finite floats and JSON over
+    :data:`MAX_MESSAGE_BYTES` are refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """Pydantic's ``model_validate_json``, after refusing input over :data:`MAX_MESSAGE_BYTES`
+        (a ``ValidationError`` of type ``too_large``) before it is parsed."""
+        size = len(json_data.encode("utf-8", "surrogatepass") if isinstance(json_data, str)
+                   else json_data)
+        if size > MAX_MESSAGE_BYTES:
+            error = PydanticCustomError(
+                "too_large",
+                "message is {size} bytes, over the {limit}-byte limit of the wire",
+                {"size": size, "limit": MAX_MESSAGE_BYTES},
+            )
+            raise ValidationError.from_exception_data(
+                cls.__name__, [InitErrorDetails(type=error, loc=(), input=size)]
+            )
+        return super().model_validate_json(json_data, **kwargs)
 
 
 class Role(str, Enum):
@@ -58,8 +169,8 @@ class DeviceManifest(Strict):
     hostname: str
     board: str | None = Field(None, description="/proc/device-tree/model when present")
     cpu_model: str | None = None
-    cpu_cores: int | None = Field(None, description="logical cores")
-    ram_bytes: int | None = None
+    cpu_cores: Integer | None = Field(None, ge=1, le=1_048_576, description="logical cores")
+    ram_bytes: Count | None = None
     os: str | None = None
     kernel: str | None = None
     machine: str | None = Field(None, description="CPU architecture, e.g. aarch64")
@@ -69,14 +180,14 @@ class DeviceManifest(Strict):
 
 
 class QuantParams(Strict):
-    scale: list[float]
-    zero_point: list[int]
+    scale: list[Real]
+    zero_point: list[Integer]
 
 
 class TensorInfo(Strict):
     name: str
     dtype: str
-    shape: list[int | str | None]
+    shape: list[Integer | str | None]
     quant: QuantParams | None = None
 
 
@@ -88,15 +199,15 @@ class MacsCoverage(Strict):
     op types that carry no MACs by convention (element-wise, logic, memory and layout ops).
     """
 
-    counted: dict[str, int] = Field(
+    counted: dict[str, Count] = Field(
         default_factory=dict, description="op types whose multiply-accumulates are in macs"
     )
-    uncounted: dict[str, int] = Field(
+    uncounted: dict[str, Count] = Field(
         default_factory=dict,
         description="op types that may multiply-accumulate but are not counted: macs is a lower "
         "bound when this is not empty",
     )
-    no_macs: dict[str, int] = Field(
+    no_macs: dict[str, Count] = Field(
         default_factory=dict, description="op types that carry no MACs by convention"
     )
 
@@ -114,12 +225,12 @@ class ModelInfo(Strict):
     )
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     format: Literal["onnx", "tflite"]
-    size_bytes: int = Field(ge=0)
+    size_bytes: Count
     precision: str
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
-    macs: int | None = Field(None, ge=0, description="multiply-accumulates per sample")
-    params: int | None = Field(None, ge=0)
+    macs: Count | None = Field(None, description="multiply-accumulates per sample")
+    params: Count | None = None
     macs_coverage: MacsCoverage | None = Field(
         None, description="which op types macs covers; null when MACs were not counted"
     )
@@ -128,7 +239,7 @@ class ModelInfo(Strict):
 class RuntimeInfo(Strict):
     name: str
     version: str
-    threads: int | None = None
+    threads: Threads | None = None
     providers: list[str] = Field(
         default_factory=list, description="execution providers or delegates actually used"
     )
@@ -140,24 +251,24 @@ class RunSpec(Strict):
     scenario: Scenario = Scenario.SINGLE_STREAM
     profile: str | None = None
     backend: str | None = None
-    threads: int | None = None
-    batch: int = 1
-    streams: int = 1
-    samples_per_query: int = 1
-    iterations: int | None = None
-    duration_s: float | None = None
-    warmup: int | None = Field(None, description="warm-up iterations; null = until stable")
-    min_queries: int | None = None
-    target_qps: float | None = None
-    latency_bound_ms: float | None = None
+    threads: Threads | None = None
+    batch: Integer = Field(1, ge=1)
+    streams: Integer = Field(1, ge=1)
+    samples_per_query: Integer = Field(1, ge=1)
+    iterations: Count | None = None
+    duration_s: NonNegative | None = None
+    warmup: Count | None = Field(None, description="warm-up iterations; null = until stable")
+    min_queries: Count | None = None
+    target_qps: NonNegative | None = None
+    latency_bound_ms: NonNegative | None = None
     providers: list[str] | None = None
     delegate: str | None = None
     power: str | None = None
-    power_hz: float | None = None
-    idle_s: float | None = None
-    fidelity: int | None = None
+    power_hz: NonNegative | None = None
+    idle_s: NonNegative | None = None
+    fidelity: Count | None = None
     inputs: str | None = None
-    seed: int = 0
+    seed: Integer = 0
 
 
 class RunSpecPair(Strict):
@@ -166,38 +277,69 @@ class RunSpecPair(Strict):
 
 
 class LatencySummary(Strict):
-    """Per-query latency in milliseconds (nearest-rank percentiles)."""
+    """Per-query latency in milliseconds (nearest-rank percentiles).
 
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    p999: float
-    mean: float
-    std: float
-    min: float
-    max: float
-    count: int = Field(ge=1)
-    p90_early_stop: float | None = Field(
+    All are taken from one sorted array, so ``min <= p50 <= p90 <= p95 <= p99 <= p999 <= max``
+    holds exactly; ``mean`` lies in ``[min, max]`` up to :data:`MEAN_REL_TOLERANCE`.
+    """
+
+    p50: NonNegative
+    p90: NonNegative
+    p95: NonNegative
+    p99: NonNegative
+    p999: NonNegative
+    mean: NonNegative
+    std: NonNegative
+    min: NonNegative
+    max: NonNegative
+    count: Integer = Field(ge=1)
+    p90_early_stop: NonNegative | None = Field(
         None, description="MLPerf early-stopping conservative estimate of p90 (single-stream)"
     )
-    p99_early_stop: float | None = Field(
+    p99_early_stop: NonNegative | None = Field(
         None, description="MLPerf early-stopping conservative estimate of p99 (multi-stream, server)"
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LatencySummary:
+        chain = [("min", self.min), ("p50", self.p50), ("p90", self.p90), ("p95", self.p95),
+                 ("p99", self.p99), ("p999", self.p999), ("max", self.max)]
+        for (low_name, low), (high_name, high) in itertools.pairwise(chain):
+            if low > high:
+                raise ValueError(
+                    f"{low_name} ({low:g} ms) is above {high_name} ({high:g} ms): percentiles of one "
+                    "run must satisfy min <= p50 <= p90 <= p95 <= p99 <= p999 <= max"
+                )
+        slack = MEAN_REL_TOLERANCE * max(abs(self.max), 1.0)
+        if not self.min - slack <= self.mean <= self.max + slack:
+            raise ValueError(
+                f"mean ({self.mean:g} ms) lies outside [min, max] = [{self.min:g}, {self.max:g}] ms"
+            )
+        return self
 
 
 class RawLatencies(Strict):
     """Every timed query as a log-bucketed histogram (see :mod:`shared.latency`)."""
 
     encoding: Literal["log-hist-v1"] = "log-hist-v1"
-    rel_resolution: float = 0.001
-    buckets: list[int]
-    counts: list[int]
+    rel_resolution: Real = Field(0.001, gt=0, le=1)
+    buckets: list[Count] = Field(description="bucket indices, strictly ascending, >= 0 (1 ns)")
+    counts: list[Count] = Field(description="queries in each bucket")
 
     @model_validator(mode="after")
     def _same_length(self) -> RawLatencies:
         if len(self.buckets) != len(self.counts):
-            raise ValueError("buckets and counts differ in length")
+            raise ValueError(
+                f"buckets ({len(self.buckets)}) and counts ({len(self.counts)}) differ in length"
+            )
+        if any(hi <= lo for lo, hi in itertools.pairwise(self.buckets)):
+            raise ValueError("buckets must be strictly ascending (each index once)")
+        if self.buckets and self.buckets[-1] * math.log1p(self.rel_resolution) > math.log(MAX_LATENCY_NS):
+            raise ValueError(
+                f"bucket {self.buckets[-1]} stands for a latency over {MAX_LATENCY_NS / 1e9:.0f} s"
+            )
+        if sum(self.counts) > INT64_MAX:
+            raise ValueError("counts add up to more than 64 bits hold")
         return self
 
     def quantile_ms(self, q: float) -> float:
@@ -216,17 +358,23 @@ class LatencyBoundCheck(Strict):
     1 - ``percentile``; not when the nearest-rank percentile is merely under the bound.
     """
 
-    bound_ms: float
-    percentile: float
-    queries: int
-    over_bound: int = Field(description="queries slower than bound_ms")
+    bound_ms: NonNegative
+    percentile: Real = Field(ge=0, le=1)
+    queries: Count
+    over_bound: Count = Field(description="queries slower than bound_ms")
     passed: bool
-    queries_needed: int | None = Field(
+    queries_needed: Count | None = Field(
         None, description="queries the run needs to pass if every further one meets the bound"
     )
-    early_stop_ms: float | None = Field(
+    early_stop_ms: NonNegative | None = Field(
         None, description="early-stopping estimate of the percentile; null below its minimum count"
     )
+
+    @model_validator(mode="after")
+    def _over_within_queries(self) -> LatencyBoundCheck:
+        if self.over_bound > self.queries:
+            raise ValueError(f"over_bound ({self.over_bound}) exceeds queries ({self.queries})")
+        return self
 
 
 class Validity(Strict):
@@ -241,29 +389,39 @@ class Validity(Strict):
 
 
 class StabilityWindow(Strict):
-    start_s: float
-    queries: int
-    throughput_sps: float
-    p50_ms: float
+    start_s: NonNegative
+    queries: Count
+    throughput_sps: NonNegative
+    p50_ms: NonNegative
 
 
 class Stability(Strict):
-    warmup_iterations: int
+    warmup_iterations: Count
     warmup_settled: bool
     windows: list[StabilityWindow] = Field(default_factory=list)
-    throughput_cv: float | None = Field(None, description="coefficient of variation over windows")
-    p50_cv: float | None = None
+    throughput_cv: NonNegative | None = Field(
+        None, description="coefficient of variation over windows"
+    )
+    p50_cv: NonNegative | None = None
 
 
 class RailEnergy(Strict):
     name: str
-    avg_power_w: float | None = None
-    energy_j: float | None = None
+    avg_power_w: NonNegative | None = None
+    energy_j: NonNegative | None = None
 
 
 class PowerTrace(Strict):
-    t_s: list[float] = Field(description="seconds since the timed phase began")
-    power_w: list[float]
+    t_s: list[Real] = Field(description="seconds since the timed phase began")
+    power_w: list[NonNegative]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> PowerTrace:
+        if len(self.t_s) != len(self.power_w):
+            raise ValueError(
+                f"t_s ({len(self.t_s)}) and power_w ({len(self.power_w)}) differ in length"
+            )
+        return self
 
 
 class EnergyReport(Strict):
@@ -271,22 +429,26 @@ class EnergyReport(Strict):
     scope: PowerScope
     estimated: bool
     rails: list[RailEnergy] = Field(default_factory=list)
-    sample_hz: float | None = None
-    samples: int = 0
-    coverage: float | None = Field(None, ge=0, le=1.0001)
-    window_s: float | None = None
-    avg_power_w: float | None = None
-    peak_power_w: float | None = Field(
+    sample_hz: NonNegative | None = None
+    samples: Count = 0
+    coverage: Real | None = Field(None, ge=0, le=1.0001)
+    window_s: NonNegative | None = None
+    avg_power_w: NonNegative | None = None
+    peak_power_w: NonNegative | None = Field(
         None, description="highest power averaged over peak_window_ms (gauges: highest sample)"
     )
-    peak_window_ms: float | None = Field(
+    peak_window_ms: NonNegative | None = Field(
         None, description="shortest span peak_power_w is averaged over (a gauge: its update period)"
     )
-    idle_power_w: float | None = None
-    energy_j: float | None = None
-    joules_per_inference: float | None = None
-    dynamic_joules_per_inference: float | None = None
-    inferences_per_joule: float | None = None
+    idle_power_w: NonNegative | None = None
+    energy_j: NonNegative | None = None
+    joules_per_inference: NonNegative | None = None
+    dynamic_joules_per_inference: Real | None = Field(
+        None,
+        description="joules_per_inference less the idle power's share; a difference of two "
+        "measurements, so it may be slightly negative when idle and run power are within noise",
+    )
+    inferences_per_joule: NonNegative | None = None
     trace: PowerTrace | None = None
     notes: list[str] = Field(
         default_factory=list,
@@ -297,59 +459,59 @@ class EnergyReport(Strict):
 
 
 class SystemState(Strict):
-    samples: int = 0
-    sample_hz: float | None = None
-    cpu_util_pct: float | None = None
-    cpu_util_pct_per_core: list[float] = Field(default_factory=list)
-    cpu_freq_mhz_mean: float | None = None
-    cpu_freq_mhz_min: float | None = None
-    cpu_freq_mhz_max: float | None = None
-    temps_c_max: dict[str, float] = Field(default_factory=dict)
+    samples: Count = 0
+    sample_hz: NonNegative | None = None
+    cpu_util_pct: Percent | None = None
+    cpu_util_pct_per_core: list[Percent] = Field(default_factory=list)
+    cpu_freq_mhz_mean: NonNegative | None = None
+    cpu_freq_mhz_min: NonNegative | None = None
+    cpu_freq_mhz_max: NonNegative | None = None
+    temps_c_max: dict[str, Celsius] = Field(default_factory=dict)
     throttled: bool | None = None
     throttle_reasons: list[str] = Field(default_factory=list)
-    peak_rss_bytes: int | None = None
-    model_load_rss_bytes: int | None = None
+    peak_rss_bytes: Count | None = None
+    model_load_rss_bytes: Count | None = None
 
 
 class OutputFingerprint(Strict):
     """One output tensor for one fidelity input."""
 
-    top_k: list[int]
-    top_scores: list[float]
-    values: list[float] | None = Field(None, description="all dequantized values when small")
-    sketch: list[float] | None = Field(
+    top_k: list[Count]
+    top_scores: list[Real]
+    values: list[Real] | None = Field(None, description="all dequantized values when small")
+    sketch: list[Real] | None = Field(
         None, description="seeded random projection of the values when too large to send"
     )
 
 
 class Fidelity(Strict):
-    seed: int
+    seed: Integer
     input_source: str = Field(description="'seeded' or the user's inputs")
-    n_inputs: int
-    k: int
+    n_inputs: Count
+    k: Count
     outputs: dict[str, list[OutputFingerprint]]
 
 
 class BenchmarkResult(Strict):
     """One benchmark run: the message on ``edgemeter/v1/{fleet}/{device_id}/result``."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Integer = SCHEMA_VERSION
     run_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     device_id: str
     fleet: str = "default"
     role: Role = Role.EDGE
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
-    seq: int = Field(0, ge=0, description="per-device counter that only grows")
+    seq: Count = Field(0, description="per-device counter that only grows")
     agent_version: str | None = None
     device: DeviceManifest
     model: ModelInfo
     runtime: RuntimeInfo
     spec: RunSpecPair
     latency_ms: LatencySummary
-    throughput_sps: float = Field(ge=0)
-    gmacs_per_s: float | None = None
-    init_ms: float
-    first_inference_ms: float
+    throughput_sps: NonNegative
+    gmacs_per_s: NonNegative | None = None
+    init_ms: NonNegative
+    first_inference_ms: NonNegative
     validity: Validity
     stability: Stability | None = None
     latencies: RawLatencies | None = None
@@ -365,15 +527,14 @@ class BenchmarkResult(Strict):
     @classmethod
     def _known_version(cls, value: int) -> int:
         if value not in SUPPORTED_SCHEMA_VERSIONS:
-            raise ValueError(f"unsupported schema_version {value}")
+            readable = ", ".join(str(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+            raise ValueError(f"unsupported schema_version {value} (this reader reads {readable})")
         return value
 
     @field_validator("created_at")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("created_at must carry a timezone (UTC)")
-        return value.astimezone(timezone.utc)
+    def _utc(cls, value: datetime, info: ValidationInfo) -> datetime:
+        return check_wire_time(value, info)
 
     @field_validator("device_id", "fleet")
     @classmethod
@@ -381,6 +542,16 @@ class BenchmarkResult(Strict):
         if not valid_level(value):
             raise ValueError("must be usable as one MQTT topic level (letters, digits, . _ : @ -)")
         return value
+
+    @model_validator(mode="after")
+    def _histogram_matches_summary(self) -> BenchmarkResult:
+        # The agent encodes the very latencies it summarises, so the two counts agree exactly.
+        if self.latencies is not None and self.latencies.count != self.latency_ms.count:
+            raise ValueError(
+                f"latencies holds {self.latencies.count} queries but latency_ms.count is "
+                f"{self.latency_ms.count}: the histogram must encode exactly the summarised queries"
+            )
+        return self
 
 
 def json_schema() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 ROOT = "edgemeter/v1"
 _LEVEL = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
@@ -42,6 +43,21 @@ class TopicAddress:
     fleet: str
     device_id: str
     kind: TopicKind
+
+
+class Addressed(Protocol):
+    """A message that names its own fleet and device (result, status, telemetry, progress, ack)."""
+
+    @property
+    def fleet(self) -> str: ...
+
+    @property
+    def device_id(self) -> str: ...
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Topics:
@@ -81,3 +97,22 @@ class Topics:
         except ValueError:
             return None
         return TopicAddress(fleet=parts[2], device_id=parts[3], kind=kind)
+
+    @staticmethod
+    def check(address: TopicAddress | str, message: Addressed) -> str | None:
+        """Why ``message`` may not travel on this topic, or ``None`` when it may.
+
+        A device's broker ACL lets it write only under its own ``{fleet}/{device_id}``, so the
+        topic is the trustworthy name and a payload naming another device is refused, whatever
+        its kind. Messages that name no device (``cmd``, ``receipt``) have nothing to compare and
+        are not passed here. The reason is one line, fit for a dead letter.
+        """
+        parsed = Topics.parse(address) if isinstance(address, str) else address
+        if parsed is None:
+            return f"topic {_shown(str(address), 120)} is not an edgemeter v1 topic"
+        if parsed.fleet != message.fleet or parsed.device_id != message.device_id:
+            return (
+                f"topic says {parsed.fleet}/{parsed.device_id} but the payload says "
+                f"{_shown(message.fleet)}/{_shown(message.device_id)}"
+            )
+        return None
