@@ -99,9 +99,14 @@ def _flush(args: argparse.Namespace) -> int:
         def on_receipt(_topic: str, payload: bytes) -> None:
             courier.on_receipt(payload)
 
+        mqtt = settings.mqtt
+        password = mqtt.resolved_password()
         try:
-            conn = connect(settings.mqtt.url, f"edgemeter-flush-{uuid.uuid4().hex[:8]}",
-                           on_message=on_receipt)
+            conn = connect(mqtt.url, f"edgemeter-flush-{uuid.uuid4().hex[:8]}",
+                           on_message=on_receipt, keepalive_s=mqtt.keepalive_s,
+                           username=mqtt.username or (settings.device_id if password else None),
+                           password=password, ca_file=mqtt.tls.ca_file,
+                           cert_file=mqtt.tls.cert_file, key_file=mqtt.tls.key_file)
         except BrokerError as err:
             raise PublishError(f"{err}; {waiting} result(s) stay in {spool.path}") from err
         with conn:

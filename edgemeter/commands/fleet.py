@@ -15,6 +15,7 @@ import argparse
 import fnmatch
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
@@ -96,18 +97,28 @@ class FleetWatch:
         self.changed.set()
 
 
-def _watch(url: str, kinds: list[TopicKind], fleet: str = "+") -> tuple[Any, FleetWatch]:
+def _watch(args: argparse.Namespace, kinds: list[TopicKind], fleet: str = "+") -> tuple[Any, FleetWatch]:
     from shared.mqtt import connect
 
     watch = FleetWatch()
-    conn = connect(url, f"edgemeter-fleet-{uuid.uuid4().hex[:8]}", on_message=watch.on_message)
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text().strip() or None
+        except OSError as err:
+            raise ConfigError(f"cannot read --password-file {args.password_file}: "
+                              f"{err.strerror or err}") from err
+    password = password or os.environ.get("EDGEMETER_MQTT__PASSWORD") or None
+    conn = connect(args.mqtt, f"edgemeter-fleet-{uuid.uuid4().hex[:8]}", on_message=watch.on_message,
+                   username=args.username, password=password, ca_file=args.ca_file,
+                   cert_file=args.cert_file, key_file=args.key_file)
     for kind in kinds:
         conn.subscribe(Topics.subscription(kind, fleet), qos=1)
     return conn, watch
 
 
 def _ls(args: argparse.Namespace) -> int:
-    conn, watch = _watch(args.mqtt, [TopicKind.STATUS, TopicKind.TELEMETRY], args.fleet)
+    conn, watch = _watch(args, [TopicKind.STATUS, TopicKind.TELEMETRY], args.fleet)
     with conn:
         time.sleep(args.listen_s)
     with watch.lock:
@@ -174,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"model {path.name}: sha256 {ref.sha256}; devices fetch it from the collector "
               f"(add it there first: edgemeter models add {path} --db URL)", file=sys.stderr)
     kinds = [TopicKind.STATUS, TopicKind.ACK, TopicKind.PROGRESS, TopicKind.RECEIPT]
-    conn, watch = _watch(args.mqtt, kinds)
+    conn, watch = _watch(args, kinds)
     with conn:
         time.sleep(args.listen_s)
         with watch.lock:
@@ -240,6 +251,17 @@ def _follow(watch: FleetWatch, jobs: dict[str, DeviceView], *, wait: bool, timeo
     return 0 if ok else 1
 
 
+def _broker_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker")
+    group.add_argument("--mqtt", required=True, metavar="URL", help="broker, mqtt://host:port or mqtts://")
+    group.add_argument("--username", help="broker user (the operator's, e.g. the collector's)")
+    group.add_argument("--password-file", type=Path, metavar="FILE",
+                       help="file holding the broker password (or EDGEMETER_MQTT__PASSWORD)")
+    group.add_argument("--ca-file", type=Path, help="CA that signed the broker's certificate")
+    group.add_argument("--cert-file", type=Path, help="client certificate (mutual TLS)")
+    group.add_argument("--key-file", type=Path, help="client key (mutual TLS)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("fleet", help="see and drive the fleet through the broker",
                             description=__doc__)
@@ -247,7 +269,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = inner.add_parser("ls", help="devices, online or offline, from retained status and telemetry",
                           description="List devices: status, last seen, board, runtime, current "
                           "job and spool depth, from the broker (no database needed).")
-    ls.add_argument("--mqtt", required=True, metavar="URL", help="broker, mqtt://host:port")
+    _broker_flags(ls)
     ls.add_argument("--fleet", default="+", help="one fleet only (default: all)")
     ls.add_argument("--listen-s", type=float, default=LISTEN_S,
                     help=f"how long to listen for status and telemetry (default {LISTEN_S:g})")
@@ -257,7 +279,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = inner.add_parser("run", help="run a benchmark job on selected devices",
                            description="Send a benchmark job to every selected online device and "
                            "follow it. Exit 0 when every job is done (and, with --wait, stored).")
-    run.add_argument("--mqtt", required=True, metavar="URL", help="broker, mqtt://host:port")
+    _broker_flags(run)
     run.add_argument("--devices", required=True, metavar="SELECTOR",
                      help="ids or globs, fleet=NAME, board=TEXT; comma-separated (any matches)")
     run.add_argument("--model", required=True, metavar="FILE_OR_SHA",
