@@ -14,8 +14,9 @@ on PostgreSQL: psycopg re-parses a statement that long on every batch.)
 
 Threads: any thread may call any method. Connections come from SQLAlchemy's pool (one per thread
 at a time); SQLite serialises writers itself (``BEGIN IMMEDIATE`` with a busy timeout) while WAL
-lets readers go on. An in-memory SQLite database is one connection shared under a lock. On
-PostgreSQL a connection the server dropped is replaced before use (pre-ping).
+lets readers go on. An in-memory SQLite database is one connection shared under a lock. A
+PostgreSQL connection the server dropped (restart, idle timeout) fails the one call that meets it;
+the next call reconnects (the collector retries the batch).
 
 Third-party errors become :class:`~collector.errors.StoreError` here, once, with one line that
 says which database and what to check.
@@ -58,9 +59,9 @@ class _BulkInsert:
     cost SQLite 15% of its ingest rate on batches of 250 results (``bench/store_ingest.py``). Here
     the statement comes from SQLAlchemy as usual (the dialect's construct, compiled for the
     dialect), values go through the columns' own bind processors, values shared by the whole batch
-    (``constants``) are processed once, and the driver gets plain tuples (``?`` placeholders) or
-    dictionaries (``%(name)s``). Returns the driver's row count: the rows inserted, known keys not
-    counted.
+    (``constants``) are processed once, and the driver gets plain tuples for positional
+    placeholders (``?`` in sqlite3, ``%s`` as the PostgreSQL engine is configured) or dictionaries
+    for named ones. Returns the driver's row count: the rows inserted, known keys not counted.
     """
 
     def __init__(self, statement: Insert, table: Table, dialect: Dialect) -> None:
@@ -122,11 +123,6 @@ class SqlStore:
     def engine(self) -> Engine:
         """The SQLAlchemy engine, for tests and tools that query the tables directly."""
         return self._db.engine
-
-    @property
-    def dialect(self) -> str:
-        """``sqlite`` or ``postgresql``."""
-        return self._db.engine.dialect.name
 
     # -- transactions ------------------------------------------------------------------------
 
