@@ -170,13 +170,17 @@ def _serve(args: argparse.Namespace) -> int:
         if shown == str(err):
             raise
         raise ConfigError(shown) from err
+    def _print_stats(stats: dict[str, int], prefix: str = "edgemeter collector") -> None:
+        # the counters are status output, not a warning: printed whatever the log level
+        print(f"{prefix}: " + ", ".join(f"{k} {v}" for k, v in stats.items()), file=sys.stderr,
+              flush=True)
+
     try:
         service = CollectorService(store, settings.mqtt, settings.ingest)
         print(f"edgemeter collector {service.client_id}: {service.broker} -> "
               f"{redact_url(store.url)} (Ctrl-C to stop)", file=sys.stderr)
-        service.serve_forever()
-        stats = ", ".join(f"{k} {v}" for k, v in service.stats.items())
-        print(f"edgemeter collector stopped: {stats}", file=sys.stderr)
+        service.serve_forever(report=_print_stats)
+        _print_stats(service.stats, "edgemeter collector stopped")
     finally:
         store.close()
     return 0

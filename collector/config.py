@@ -154,13 +154,22 @@ class HttpSettings(_Table):
 
 
 class IngestSettings(_Table):
-    batch_size: int = Field(200, ge=1, description="results written in one transaction, at most")
-    batch_interval_s: float = Field(0.05, ge=0, description="wait this long to fill a batch")
-    queue_limit: int = Field(100_000, ge=1, description="received, not yet stored; oldest dropped")
-    retry_limit: int = Field(10_000, ge=1, description="kept for retry while the store is down")
-    retry_interval_s: float = Field(1.0, gt=0, description="retry a failed batch after this long")
-    max_attempts: int = Field(3, ge=1, description="a result the store refuses this often: dead letter")
-    stats_interval_s: float = Field(60.0, gt=0, description="log the counters this often")
+    batch_size: int = Field(200, ge=1, le=10_000, description="results written in one transaction, at most")
+    receive_maximum: int = Field(
+        1000, ge=1, le=65_535,
+        description="messages the broker may send unacknowledged (MQTT v5 Receive Maximum): "
+        "bounds the collector's memory",
+    )
+    queue_limit: int = Field(
+        100_000, ge=1,
+        description="MQTT 3.1.1 safety net: past this many unstored messages the oldest are let "
+        "go unacknowledged (sent again after a reconnect)",
+    )
+    retry_interval_s: float = Field(1.0, gt=0, description="first retry after a store failure")
+    retry_max_interval_s: float = Field(
+        60.0, gt=0, description="retries back off (doubling) up to this interval, for ever"
+    )
+    stats_interval_s: float = Field(60.0, gt=0, description="print the counters this often")
 
 
 class CollectorSettings(BaseSettings):

@@ -1,61 +1,75 @@
-"""The collector service: MQTT in, results and dead letters out to a store.
+"""The collector service: MQTT in; results, presence, telemetry, job acks and dead letters out to a
+store; receipts back to the agents.
 
 Data path::
 
-    paho network thread ──on_message──▶ bounded queue ──▶ writer thread ──▶ ingest() ──▶ Store
-            ▲                           (never blocks)      (batches of up to 200 or 50 ms)   │
-            └──────────────────── PUBACK once the result or dead letter is committed ◀────────┘
+    paho network thread: on_message ─ read() (parse + validate once) ─▶ queue ─▶ writer thread
+        ▲      progress ─▶ event bus (never stored)                             │ one batch:
+        │                                                                       ▼ results in one
+        └──── PUBACK ◀── receipt per (fleet, device) ◀── commit ◀── store ◀─────┘ transaction, then
+                                                                                  status/telemetry/
+                                                                                  acks/dead letters
 
-* The broker session is persistent (``clean_start=False``, session expiry one day by default, a
-  stable client id, ``edgemeter-collector-<hostname>`` by default), so QoS 1 results published
-  while the collector is away are delivered when it returns. The subscription is made in
-  ``on_connect`` and so survives reconnects. With ``group`` and an MQTT v5 broker it is a shared
-  subscription (``$share/<group>/...``): several collectors split the stream; on a 3.1.1 broker
-  every collector gets everything (run_ids are unique in the store, so that is only wasteful).
-* The network thread only appends to the queue. When the queue is full (``queue_limit``) the oldest
-  message is dropped from memory (not acknowledged, so the broker sends it again after the next
-  reconnect) and counted in ``stats["dropped"]``, so a dead database never stalls the broker
-  connection. In practice the broker's in-flight window (Mosquitto's ``max_inflight_messages``)
-  bounds what is received but unacknowledged long before ``queue_limit``.
-* The writer thread turns each message into a result or a dead letter (:func:`collector.ingest`)
-  and writes a batch in one transaction. Nothing it meets on the wire or in the store ends it.
+Subscriptions: ``result``, ``status``, ``telemetry``, ``progress`` and ``ack`` of ``fleet`` (``+``
+for every fleet), on one persistent session (``clean_start=False``, session expiry one day by
+default, a stable client id, ``edgemeter-collector-<hostname>`` by default), made in
+``on_connect`` so they survive reconnects. With ``group`` and an MQTT v5 broker they are shared
+subscriptions (``$share/<group>/...``): several collectors split the streams. On a 3.1.1 broker
+every collector gets everything (run_ids are unique in the store, so that is only wasteful).
 
-Store failures. A failed batch is counted in ``store_errors`` and logged with its run_ids. The
-writer then probes the store with a cheap read: if the store is down, the whole batch goes to an
-in-memory retry queue (bounded by ``retry_limit``; overflow drops the oldest from memory, logged at
-ERROR with its run_id and counted in ``dropped``), retried with the next batch or after
-``retry_interval_s``. If the store is up, the batch is written one message at a time so one bad row
-cannot block the rest; a message the store refuses ``max_attempts`` times becomes a dead letter.
-Messages still waiting for a retry when the service stops are logged with their run_ids; they
-are unacknowledged, so the broker delivers them again to the next session.
+Parsing happens on the network thread (:func:`collector.ingest.read`: one ``model_validate_json``
+per message), so the writer thread spends its time in the database driver, which releases the GIL,
+and the network thread, which does the CPU work itself, is never starved by it; a batch is written
+as soon as the writer is free (whatever is queued, up to ``batch_size``): no waiting to fill it.
 
-Counters (:attr:`CollectorService.stats`): ``received``, ``stored`` (new run_ids),
-``duplicates`` (run_ids already stored), ``dead_letters``, ``store_errors`` (failed store calls),
-``dropped`` (let go by a full queue or retry queue, unacknowledged), and the gauges ``queued`` and
-``retry_pending``.
+What happens to each kind:
 
-Delivery: at least once into the store. The connection uses manual acknowledgement
-(``manual_ack=True``): a QoS 1 message is acknowledged (PUBACK) only after the transaction holding
-its result or dead letter has committed, or the store reported its run_id as already stored.
-Until then the broker keeps it in the persistent session, so a crash of the collector, or a store
-outage that outlasts it, loses nothing: the broker delivers every unacknowledged message again when
-the same client id reconnects. Redelivery makes duplicates, which the store drops by run_id
-(``duplicates``); a message that becomes a dead letter may, after a crash, be kept twice. Message
-ids belong to one connection, so a message received before a reconnect is not acknowledged after
-it: the broker redelivers it and that copy is acknowledged instead. ``stop()`` stops taking new
-messages (those arriving meanwhile stay with the broker), drains the queue and sends its acks,
-then makes a round trip to the broker (:meth:`shared.mqtt.MqttConnection.flush`) so that the
-broker has processed every ack before the DISCONNECT: a collector restarted at once connects with
-the same client id, and Mosquitto, taking the session over, drops whatever it had not yet read from
-the old connection, acks included, and sends those messages again. QoS 0 messages need no ack and
-have no guarantee.
+* ``result``: stored (each run_id once) with the payload text as received. After the commit, one
+  :class:`shared.messages.Receipt` per (fleet, device_id) names every run_id of the batch now in the
+  store, duplicates included (a re-sent result must be receipted, or the agent keeps re-sending
+  it), on ``edgemeter/v1/<fleet>/<device>/receipt`` (QoS 1); then the messages are acknowledged.
+* ``status`` (retained, so the broker re-sends every device's on each restart: harmless, as the
+  store keeps the winner by :func:`shared.presence.status_wins`), ``telemetry`` and ``ack``:
+  written through the store's ``record_status``, ``record_telemetry`` and ``record_ack``.
+* ``progress``: relayed to the event bus only; an invalid one is counted and dropped.
+* Anything that can never be stored (not JSON, not the schema, impossible values, topic and
+  payload disagree: :mod:`collector.ingest`) is a dead letter. A valid message never is.
+* Every kind is published on the :class:`collector.events.EventBus` (``result`` as a summary).
+* Status messages of collectors (fleet ``_collector``, :mod:`collector.health`) are ignored.
+
+Delivery: at least once into the store. Messages are acknowledged (PUBACK, ``manual_ack=True``)
+only once committed. Until then the broker keeps them in the persistent session, so a crash, or a
+store outage that outlasts the collector, loses nothing: the broker sends every unacknowledged
+message again when the same client id reconnects (duplicates are dropped by run_id and
+receipted). Message ids belong to one connection: a message received before a reconnect is not
+acknowledged after it; the broker's redelivered copy is. ``stop()`` stops taking messages, drains
+the queue, sends its acks, then has the broker confirm them (:meth:`shared.mqtt.MqttConnection.flush`)
+before the DISCONNECT, so a collector restarted at once does not get them again.
+
+Backpressure. The collector connects with an MQTT v5 Receive Maximum of ``receive_maximum``: the
+broker never has more than that many messages unacknowledged with it, whatever its own in-flight
+setting, so the collector holds at most that many in memory, and a backlog queued at the broker
+comes in that many at a time (the SUBACK is never stuck behind all of it). On MQTT 3.1.1 the
+broker's in-flight window (Mosquitto's ``max_inflight_messages``) is the bound; ``queue_limit`` is
+the last safety net there (the oldest unstored message is let go from memory, unacknowledged).
+
+Store outages. A store error is the store's problem, never the message's: the batch is kept, not
+acknowledged, and retried after ``retry_interval_s``, doubling up to ``retry_max_interval_s``, for
+as long as it takes. Meanwhile the writer takes no new messages, so the queue fills to the receive
+window and the broker stops sending. The outage is reported once when it starts (ERROR) and once
+when it ends (WARNING), in the metrics (``edgemeter_collector_store_outage``, ``..._store_retries``)
+and in the collector's own retained status (:mod:`collector.health`, ``state: store-down``).
 
 Settings and injection. The service takes its :class:`collector.config.MqttSettings` and
-:class:`collector.config.IngestSettings` (batching, queue and retry knobs), the function that
-connects to the broker (:func:`shared.mqtt.connect` by default; tests pass a fake that returns an
-object with the :class:`BrokerConnection` methods) and the clock (``time.monotonic`` by default)
-that times batches and retries. Waits on threads still sleep in real time. Every URL it logs or
-puts in an error goes through :func:`shared.redact.redact_url`.
+:class:`collector.config.IngestSettings`, the function that connects to the broker
+(:func:`shared.mqtt.connect` by default; tests pass a fake that returns an object with the
+:class:`BrokerConnection` methods), the clock (``time.monotonic`` by default) that times retries,
+its :class:`collector.metrics.CollectorMetrics` and its :class:`collector.events.EventBus`. Every URL
+it logs or puts in an error goes through :func:`shared.redact.redact_url`.
+
+Counters (:attr:`CollectorService.stats`): ``received``, ``stored``, ``duplicates``,
+``dead_letters``, ``store_errors`` (failed store calls), ``dropped`` (let go by a full queue,
+unacknowledged), and the gauges ``queued`` (received, not yet stored) and ``retry_pending``.
 """
 
 from __future__ import annotations
@@ -67,24 +81,44 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from collector.config import IngestSettings, MqttSettings
 from collector.errors import SubscribeError
-from collector.ingest import Rejection, ingest
+from collector.events import EventBus
+from collector.health import (
+    COLLECTOR_FLEET,
+    Backoff,
+    CollectorState,
+    CollectorStatus,
+    status_topic,
+)
+from collector.ingest import Message, Rejection, read
+from collector.metrics import CollectorMetrics
 from collector.stores.base import Store
-from shared.mqtt import SubscribeHandler
+from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
+from shared.mqtt import SubscribeHandler, Will
 from shared.mqtt import connect as mqtt_connect
 from shared.redact import redact_url
 from shared.schema import BenchmarkResult
-from shared.topics import TopicKind, Topics
+from shared.topics import ROOT, TopicKind, Topics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BrokerConnection", "CollectorService", "ConnectFunction", "default_client_id"]
+__all__ = ["SUBSCRIBED_KINDS", "BrokerConnection", "CollectorService", "ConnectFunction",
+           "default_client_id"]
+
+SUBSCRIBED_KINDS = (TopicKind.RESULT, TopicKind.STATUS, TopicKind.TELEMETRY,
+                    TopicKind.PROGRESS, TopicKind.ACK)
+RETRY_POLL_S = 0.1
+"""How often the writer looks at the clock while a retry waits (a test's clock jumps)."""
+_COLLECTOR_PREFIX = f"{ROOT}/{COLLECTOR_FLEET}/"
+
+STAT_KEYS = ("received", "stored", "duplicates", "dead_letters", "store_errors", "dropped")
 
 
 class BrokerConnection(Protocol):
@@ -96,6 +130,9 @@ class BrokerConnection(Protocol):
     def subscribe(self, topic: str, qos: int = 1,
                   on_granted: SubscribeHandler | None = None) -> None: ...
 
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = 10.0, *,
+                retain: bool = False, wait: bool = True) -> None: ...
+
     def ack(self, mid: int, qos: int) -> None: ...
 
     def flush(self, timeout_s: float = 10.0) -> bool: ...
@@ -103,23 +140,22 @@ class BrokerConnection(Protocol):
     def close(self) -> None: ...
 
 
+class _FleetStore(Protocol):
+    """The store methods for presence, telemetry and job acks (``collector.stores``)."""
+
+    def record_status(self, status: Status, received_at: datetime) -> bool: ...
+
+    def record_telemetry(self, telemetry: Telemetry, received_at: datetime) -> None: ...
+
+    def record_ack(self, ack: JobAck, received_at: datetime) -> None: ...
+
+
 ConnectFunction = Callable[..., BrokerConnection]
 """Called like :func:`shared.mqtt.connect` (URL, client id, keyword options); calls its
 ``on_connect`` with the connection after every (re)connection and ``on_message_ack`` with each
 message."""
 Clock = Callable[[], float]
-
-RETRY_POLL_S = 0.1
-"""How often the writer looks at the clock while a retry waits."""
-
-STAT_KEYS = (
-    "received",
-    "stored",
-    "duplicates",
-    "dead_letters",
-    "store_errors",
-    "dropped",
-)
+StatsReport = Callable[[dict[str, int]], None]
 
 
 def default_client_id(name: str | None = None) -> str:
@@ -141,23 +177,43 @@ class _Delivery:
 
 @dataclass
 class _Item:
-    """One message on its way to the store: a result, or a dead letter when ``result`` is None."""
+    """One message on its way to the store: its model, or why it is a dead letter."""
 
     topic: str
     payload: bytes
     delivery: _Delivery
-    result: BenchmarkResult | None
-    reason: str | None = None
-    attempts: int = 0
-    logged: bool = False
+    outcome: Message | Rejection
+    received_at: datetime
 
     @property
     def label(self) -> str:
-        return f"run_id {self.result.run_id}" if self.result else f"dead letter on {self.topic}"
+        out = self.outcome
+        if isinstance(out, BenchmarkResult):
+            return f"run_id {out.run_id}"
+        return f"dead letter on {self.topic}" if isinstance(out, Rejection) else self.topic
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def result_summary(result: BenchmarkResult) -> dict[str, Any]:
+    """The ``result`` event's data: what a live dashboard shows of a new result."""
+    energy = result.energy
+    return {
+        "run_id": str(result.run_id),
+        "fleet": result.fleet,
+        "device_id": result.device_id,
+        "model": result.model.name,
+        "p50_ms": result.latency_ms.p50,
+        "throughput_sps": result.throughput_sps,
+        "watts": energy.avg_power_w if energy is not None else None,
+        "created_at": result.created_at.isoformat(),
+    }
 
 
 class CollectorService:
-    """Subscribe to every result topic and store what arrives. See the module docstring."""
+    """Subscribe to the fleet's topics and store what arrives. See the module docstring."""
 
     def __init__(
         self,
@@ -167,12 +223,16 @@ class CollectorService:
         *,
         connect: ConnectFunction = mqtt_connect,
         clock: Clock = time.monotonic,
+        metrics: CollectorMetrics | None = None,
+        events: EventBus | None = None,
     ) -> None:
         """``mqtt`` with its secrets already resolved (:func:`collector.config.load_settings`)."""
         ingest = ingest or IngestSettings()
         self.store = store
         self.mqtt = mqtt
         self.ingest = ingest
+        self.metrics = metrics if metrics is not None else CollectorMetrics()
+        self.events = events if events is not None else EventBus()
         self.client_id = mqtt.client_id or default_client_id()
         self.group = mqtt.group
         self.fleet = mqtt.fleet
@@ -180,38 +240,52 @@ class CollectorService:
         """The broker's URL as it may be shown: without its password."""
         self.connect_timeout_s = mqtt.connect_timeout_s
         self.batch_size = ingest.batch_size
-        self.batch_interval_s = ingest.batch_interval_s
-        self.queue_limit = ingest.queue_limit
-        self.retry_limit = ingest.retry_limit
-        self.retry_interval_s = ingest.retry_interval_s
-        self.max_attempts = ingest.max_attempts
+        self.receive_maximum = ingest.receive_maximum
+        self.queue_limit = max(ingest.queue_limit, ingest.receive_maximum)
+        self.status_topic = status_topic(self.client_id)
         self._connect = connect
         self._clock = clock
+        self._fleet_store: _FleetStore | None = (
+            cast(_FleetStore, store) if hasattr(store, "record_status") else None
+        )
 
         self._lock = threading.Lock()
         self._has_items = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
-        self._queue: collections.deque[tuple[str, bytes, _Delivery]] = collections.deque()
+        self._queue: collections.deque[_Item] = collections.deque()
         self._in_flight = 0
+        self._retry_pending = 0
         self._stopping = False
         self._stats = dict.fromkeys(STAT_KEYS, 0)
-        self._retry: collections.deque[_Item] = collections.deque()  # writer thread only
-        self._retry_due = 0.0
         self._writer: threading.Thread | None = None
         self._conn: BrokerConnection | None = None
         self._connection = 0  # counts (re)connections; message ids are valid on one only
-        self._subscribed = threading.Event()
+        self._subscribed: set[str] = set()
+        self._all_subscribed = threading.Event()
         self._warned_group = False
+        self._warned_fleet_store = False
         self._shutdown = threading.Event()
+        self._online: set[tuple[str, str]] = set()
+        self._outage_since: float | None = None
+        self._outage_error = ""
+        self._state_since = _utc_now()
 
     # -- public ------------------------------------------------------------------------------
 
+    def subscription_for(self, kind: TopicKind) -> str:
+        """The topic filter for one kind (shared when ``group`` is set and the broker speaks v5)."""
+        if self.group and (self._conn is None or self._conn.protocol == "5"):
+            return Topics.shared_subscription(kind, self.group, self.fleet)
+        return Topics.subscription(kind, self.fleet)
+
     @property
     def subscription(self) -> str:
-        """The topic filter this collector subscribes to (shared when ``group`` is set)."""
-        if self.group and (self._conn is None or self._conn.protocol == "5"):
-            return Topics.shared_subscription(TopicKind.RESULT, self.group, self.fleet)
-        return Topics.subscription(TopicKind.RESULT, self.fleet)
+        """The result topic filter (see :meth:`subscription_for` for the others)."""
+        return self.subscription_for(TopicKind.RESULT)
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return [self.subscription_for(kind) for kind in SUBSCRIBED_KINDS]
 
     @property
     def stats(self) -> dict[str, int]:
@@ -219,26 +293,38 @@ class CollectorService:
         with self._lock:
             out = dict(self._stats)
             out["queued"] = len(self._queue) + self._in_flight
-        out["retry_pending"] = len(self._retry)
+            out["retry_pending"] = self._retry_pending
         return out
 
+    @property
+    def store_down(self) -> bool:
+        """True while the store refuses writes (an outage in progress)."""
+        return self._outage_since is not None
+
     def start(self) -> None:
-        """Start the writer, connect, subscribe; returns once the broker confirmed the subscription.
+        """Start the writer, connect, subscribe; returns once the broker confirmed the subscriptions.
 
         Raises :class:`shared.errors.BrokerError` when the broker cannot be reached
-        (:class:`collector.errors.SubscribeError` when it does not confirm the subscription).
+        (:class:`collector.errors.SubscribeError` when it does not confirm the subscriptions).
         """
         if self._writer is not None:
             return
         with self._lock:
             self._stopping = False
         self._shutdown.clear()
-        self._subscribed.clear()
+        self._all_subscribed.clear()
         self._writer = threading.Thread(target=self._run_writer, name="collector-writer",
                                         daemon=True)
         self._writer.start()
         try:
             mqtt, tls = self.mqtt, self.mqtt.tls
+            will = None
+            if self.status_topic is not None:
+                will = Will(self.status_topic, self._status_payload("offline", sent=False),
+                            qos=1, retain=True)
+            else:
+                logger.warning("client id %r cannot be a topic level: the collector publishes no "
+                               "status of its own", self.client_id)
             self._conn = self._connect(
                 mqtt.url,
                 self.client_id,
@@ -252,24 +338,29 @@ class CollectorService:
                 session_expiry_s=mqtt.session_expiry_s,
                 timeout_s=self.connect_timeout_s,
                 manual_ack=True,
+                receive_maximum=self.receive_maximum,
+                will=will,
                 on_message_ack=self._on_message,
                 on_connect=self._on_connect,
             )
-            if not self._subscribed.wait(self.connect_timeout_s):
+            if not self._all_subscribed.wait(self.connect_timeout_s):
+                missing = sorted(set(self.subscriptions) - self._subscribed)
                 raise SubscribeError(
                     f"broker {self.broker} did not confirm the subscription to "
-                    f"{self.subscription} within {self.connect_timeout_s:.0f} s"
+                    f"{', '.join(missing) or self.subscription} within "
+                    f"{self.connect_timeout_s:.0f} s"
                 )
         except BaseException:
             self.stop()
             raise
-        logger.info("collector %s listening on %s", self.client_id, self.subscription)
+        logger.info("collector %s listening on %s", self.client_id, ", ".join(self.subscriptions))
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Store everything already received (drains the queue), acknowledge it, disconnect.
 
         Messages arriving while it drains are left unacknowledged for the next session. Before the
-        DISCONNECT it waits (up to ``connect_timeout_s``) until the broker has processed the acks.
+        DISCONNECT it publishes the collector's ``offline`` status and waits (up to
+        ``connect_timeout_s``) until the broker has processed the acks.
         """
         writer, self._writer = self._writer, None
         with self._lock:
@@ -282,6 +373,7 @@ class CollectorService:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
+            self._publish_status(conn, "offline")
             try:
                 if not conn.flush(self.connect_timeout_s):
                     logger.warning("broker %s did not confirm within %.0f s that it has the acks; "
@@ -310,13 +402,18 @@ class CollectorService:
         """Ask :meth:`serve_forever` to return (from another thread or a signal handler)."""
         self._shutdown.set()
 
-    def serve_forever(self, stats_interval_s: float | None = None) -> None:
+    def serve_forever(self, stats_interval_s: float | None = None,
+                      report: StatsReport | None = None) -> None:
         """Run until SIGINT, SIGTERM or :meth:`shutdown`; then stop gracefully.
 
-        Logs the counters every ``stats_interval_s`` (default: the ingest settings').
+        Every ``stats_interval_s`` (default: the ingest settings') calls ``report`` with the
+        counters (default: an INFO log line; ``collector serve`` prints them).
         """
         if stats_interval_s is None:
             stats_interval_s = self.ingest.stats_interval_s
+        if report is None:
+            def report(stats: dict[str, int]) -> None:
+                logger.info("collector stats: %s", stats)
         previous: dict[signal.Signals, Any] = {}
 
         def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -329,7 +426,7 @@ class CollectorService:
         try:
             self.start()
             while not self._shutdown.wait(stats_interval_s):
-                logger.info("collector stats: %s", self.stats)
+                report(self.stats)
         finally:
             self.stop()
             for signum, handler in previous.items():
@@ -351,90 +448,296 @@ class CollectorService:
                 self._warned_group = True
                 logger.warning(
                     "broker %s speaks MQTT %s: no shared subscriptions, so group %r is ignored "
-                    "and every collector receives every result", self.broker, conn.protocol,
+                    "and every collector receives every message", self.broker, conn.protocol,
                     self.group,
                 )
             with self._lock:
                 self._conn = conn
                 self._connection += 1
-            conn.subscribe(self.subscription, qos=1, on_granted=self._on_subscribed)
+                self._subscribed.clear()
+            self._publish_status(conn, "store-down" if self.store_down else "online")
+            for topic in self.subscriptions:
+                conn.subscribe(topic, qos=1, on_granted=self._granted_handler(topic))
         except Exception:  # an exception here would end paho's network thread
-            logger.exception("could not subscribe to %s", self.subscription)
+            logger.exception("could not subscribe to %s", ", ".join(self.subscriptions))
 
-    def _on_subscribed(self, granted: bool, detail: str) -> None:
-        if not granted:
-            logger.error("broker refused the subscription to %s: %s", self.subscription, detail)
-            return
-        self._subscribed.set()
+    def _granted_handler(self, topic: str) -> SubscribeHandler:
+        def _on_granted(granted: bool, detail: str) -> None:
+            if not granted:
+                logger.error("broker refused the subscription to %s: %s", topic, detail)
+                return
+            with self._lock:
+                self._subscribed.add(topic)
+                done = self._subscribed >= set(self.subscriptions)
+            if done:
+                self._all_subscribed.set()
+        return _on_granted
 
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        if topic.startswith(_COLLECTOR_PREFIX):  # a collector's own status: not a device's
+            self._ack_now(mid, qos)
+            return
+        outcome = read(topic, payload)  # the CPU work, here: see the module docstring
+        kind = Topics.parse(topic)
+        self.metrics.received.labels(kind=kind.kind.value if kind else "result").inc()
+        if kind is not None and kind.kind is TopicKind.PROGRESS:
+            self._on_progress(outcome)
+            self._ack_now(mid, qos)
+            with self._lock:
+                self._stats["received"] += 1
+            return
+        item = _Item(topic, bytes(payload), _Delivery(0, mid, qos), outcome, _utc_now())
         with self._lock:
             if self._stopping:  # unacknowledged: the broker keeps it for the next session
                 return
+            item.delivery = _Delivery(self._connection, mid, qos)
             if len(self._queue) >= self.queue_limit:
-                lost_topic, _, _ = self._queue.popleft()
+                lost = self._queue.popleft()
                 self._stats["dropped"] += 1
-                logger.error("queue full (%d): dropped the oldest message, from %s, unacknowledged",
-                             self.queue_limit, lost_topic)
-            self._queue.append((topic, bytes(payload), _Delivery(self._connection, mid, qos)))
+                logger.error("queue full (%d): let go of the oldest message, from %s, "
+                             "unacknowledged", self.queue_limit, lost.topic)
+            self._queue.append(item)
             self._stats["received"] += 1
+            self.metrics.backlog.set(len(self._queue) + self._in_flight)
             self._has_items.notify()
+
+    def _on_progress(self, outcome: Message | Rejection) -> None:
+        if isinstance(outcome, Progress):
+            if self.events.active:
+                self.events.publish("progress", outcome.model_dump(mode="json"))
+            return
+        self.metrics.progress_rejected.inc()
+        logger.debug("ignored a progress message: %s", outcome)
+
+    def _ack_now(self, mid: int, qos: int) -> None:
+        """Acknowledge a message that needs no storing (from the network thread)."""
+        conn = self._conn
+        if conn is not None and qos > 0:
+            try:
+                conn.ack(mid, qos)
+            except Exception:  # an ack not sent only means a redelivery
+                logger.debug("could not acknowledge message %d", mid, exc_info=True)
+
+    # -- collector status --------------------------------------------------------------------
+
+    def _status_payload(self, state: CollectorState, *, sent: bool = True) -> bytes:
+        with self._lock:
+            backlog = len(self._queue) + self._in_flight
+        status = CollectorStatus(
+            collector=self.client_id, state=state,
+            since=self._state_since, sent_at=_utc_now() if sent else None,
+            error=self._outage_error[:400] or None if state == "store-down" else None,
+            backlog=backlog,
+        )
+        return status.model_dump_json().encode()
+
+    def _publish_status(self, conn: BrokerConnection | None, state: CollectorState) -> None:
+        if conn is None or self.status_topic is None:
+            return
+        try:
+            conn.publish(self.status_topic, self._status_payload(state), qos=1, retain=True,
+                         wait=False)
+        except Exception as err:  # the status is informative; never let it stop ingest
+            logger.debug("could not publish the collector status: %s", err)
 
     # -- writer thread -----------------------------------------------------------------------
 
     def _run_writer(self) -> None:
+        backoff = Backoff(self.ingest.retry_interval_s, self.ingest.retry_max_interval_s)
         while True:
             batch = self._take()
             if batch is None:
                 break
             try:
-                self._process(batch)
+                self._write_until_done(batch, backoff)
             except Exception:  # a bug here must not stop the collector; the batch is logged
-                logger.exception("collector writer failed on a batch of %d messages", len(batch))
+                logger.exception("collector writer failed on a batch of %d messages; left "
+                                 "unacknowledged", len(batch))
             with self._lock:
                 self._in_flight = 0
+                self._retry_pending = 0
+                self.metrics.backlog.set(len(self._queue))
                 self._idle.notify_all()
-        if self._retry:
-            try:
-                self._process([])  # one last try before giving up
-            except Exception:
-                logger.exception("collector writer: last retry failed")
-        for item in self._retry:
-            logger.warning("collector stopping: %s is not stored; left unacknowledged, so the "
-                           "broker delivers it again to the next session", item.label)
-        self._retry.clear()
 
-    def _take(self) -> list[tuple[str, bytes, _Delivery]] | None:
-        """The next batch; ``[]`` when only a retry is due; ``None`` when stopped and drained."""
+    def _take(self) -> list[_Item] | None:
+        """What is queued, up to ``batch_size``, at once; ``None`` when stopped and drained."""
         with self._lock:
             while not self._queue:
                 if self._stopping:
                     return None
-                if self._retry and self._clock() >= self._retry_due:
-                    return []
-                # while a retry waits, look at the clock often: a test's clock jumps
-                wait_s = min(max(self._retry_due - self._clock(), 0.0), RETRY_POLL_S) \
-                    if self._retry else 1.0
-                self._has_items.wait(wait_s)
-            deadline = self._clock() + self.batch_interval_s
-            while len(self._queue) < self.batch_size and not self._stopping:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
-                self._has_items.wait(remaining)
+                self._has_items.wait(1.0)
             count = min(len(self._queue), self.batch_size)
             batch = [self._queue.popleft() for _ in range(count)]
             self._in_flight = count
             return batch
 
-    def _count(self, key: str, n: int = 1) -> None:
+    def _write_until_done(self, batch: list[_Item], backoff: Backoff) -> None:
+        """Write ``batch``; while the store fails, keep it and retry with backoff, for ever
+        (until the service stops: then it is left unacknowledged for the next session)."""
+        pending = self._write(batch)
+        while pending:
+            with self._lock:
+                self._retry_pending = len(pending)
+                stopping = self._stopping
+            if stopping:
+                pending = self._write(pending)  # one last try
+                for item in pending:
+                    logger.warning("collector stopping: %s is not stored; left unacknowledged, "
+                                   "so the broker delivers it again to the next session",
+                                   item.label)
+                if not pending:
+                    break
+                return
+            self._wait(backoff.next_s())
+            self.metrics.store_retries.inc()
+            pending = self._write(pending)
+        backoff.reset()
+        self._outage_over()
+
+    def _wait(self, delay_s: float) -> None:
+        """Wait ``delay_s`` on the injected clock; returns early when the service stops."""
+        due = self._clock() + delay_s
         with self._lock:
-            self._stats[key] += n
+            while not self._stopping:
+                remaining = due - self._clock()
+                if remaining <= 0:
+                    return
+                self._has_items.wait(min(remaining, RETRY_POLL_S))
+
+    def _write(self, items: list[_Item]) -> list[_Item]:
+        """Store what ``items`` hold; returns those not stored (the store failed), in order."""
+        results = [i for i in items if isinstance(i.outcome, BenchmarkResult)]
+        others = [i for i in items if not isinstance(i.outcome, BenchmarkResult)]
+        if results and not self._store_results(results):
+            return items
+        for n, item in enumerate(others):
+            if not self._store_other(item):
+                return others[n:]
+        return []
+
+    def _store_failed(self, what: str, err: Exception) -> None:
+        with self._lock:
+            self._stats["store_errors"] += 1
+        self._outage_error = str(err)
+        if self._outage_since is None:
+            self._outage_since = self._clock()
+            self._state_since = _utc_now()
+            self.metrics.store_outage.set(1)
+            logger.error("store %s failed (%s) while %s: keeping the messages unacknowledged and "
+                         "retrying every %.0f-%.0f s until it works", redact_url(self.store.url),
+                         err, what, self.ingest.retry_interval_s,
+                         self.ingest.retry_max_interval_s)
+            self._publish_status(self._conn, "store-down")
+        else:
+            logger.debug("store still failing (%s) while %s", err, what)
+
+    def _outage_over(self) -> None:
+        if self._outage_since is None:
+            return
+        lasted_s = self._clock() - self._outage_since
+        self._outage_since = None
+        self._outage_error = ""
+        self._state_since = _utc_now()
+        self.metrics.store_outage.set(0)
+        logger.warning("store %s works again after %.0f s; storing the backlog",
+                       redact_url(self.store.url), lasted_s)
+        self._publish_status(self._conn, "online")
+
+    def _store_results(self, items: list[_Item]) -> bool:
+        """One transaction for every result of ``items``; then receipts, then acks."""
+        results = [cast(BenchmarkResult, i.outcome) for i in items]
+        started = time.perf_counter()
+        try:
+            new = self.store.add_results(results, topics=[i.topic for i in items],
+                                         payloads=[i.payload for i in items])
+        except Exception as err:  # any store failure: keep the messages, retry
+            self._store_failed(f"storing {len(items)} results", err)
+            return False
+        commit_s = time.perf_counter() - started
+        stored_at = _utc_now()
+        metrics = self.metrics
+        metrics.commit_seconds.observe(commit_s)
+        metrics.batch_size.observe(len(items))
+        metrics.stored.inc(new)
+        metrics.duplicates.inc(len(results) - new)
+        with self._lock:
+            self._stats["stored"] += new
+            self._stats["duplicates"] += len(results) - new
+        for result in results:
+            metrics.ingest_lag.observe(max((stored_at - result.created_at).total_seconds(), 0.0))
+        self._send_receipts(results, stored_at)
+        self._ack(items)
+        if logger.isEnabledFor(logging.INFO):
+            for result in results:
+                logger.info("stored %s from %s/%s (%s)", result.run_id, result.fleet,
+                            result.device_id, result.model.name)
+        if self.events.active:
+            for result in results:
+                self.events.publish("result", result_summary(result))
+        return True
+
+    def _send_receipts(self, results: Sequence[BenchmarkResult], stored_at: datetime) -> None:
+        by_device: dict[tuple[str, str], list[Any]] = {}
+        for result in results:
+            by_device.setdefault((result.fleet, result.device_id), []).append(result.run_id)
+        conn = self._conn
+        if conn is None:
+            return
+        for (fleet, device_id), run_ids in by_device.items():
+            receipt = Receipt(run_ids=list(dict.fromkeys(run_ids)), stored_at=stored_at,
+                              collector=self.client_id)
+            try:
+                conn.publish(Topics.build(fleet, device_id, TopicKind.RECEIPT),
+                             receipt.model_dump_json().encode(), qos=1, wait=False)
+            except Exception as err:  # no receipt: the agent re-sends, the store dedups
+                logger.warning("could not send a receipt to %s/%s: %s", fleet, device_id, err)
+
+    def _store_other(self, item: _Item) -> bool:
+        """A status, telemetry, job ack or dead letter; acknowledged once stored."""
+        out = item.outcome
+        try:
+            if isinstance(out, Rejection):
+                self.store.add_dead_letter(item.topic, out.reason, item.payload)
+            else:
+                self._record(out, item.received_at)
+        except Exception as err:  # any store failure: keep the message, retry
+            self._store_failed(f"storing {item.label}", err)
+            return False
+        if isinstance(out, Rejection):
+            self.metrics.dead_letter(out.code)
+            with self._lock:
+                self._stats["dead_letters"] += 1
+            logger.info("dead letter from %s: %s", item.topic, out.reason)
+        self._ack([item])
+        return True
+
+    def _record(self, message: Message, received_at: datetime) -> None:
+        store = self._fleet_store
+        if store is None:
+            if not self._warned_fleet_store:
+                self._warned_fleet_store = True
+                logger.warning("store %s keeps no devices or jobs: status, telemetry and job acks "
+                               "are relayed as events only", redact_url(self.store.url))
+        elif isinstance(message, Status):
+            if store.record_status(message, received_at):
+                key = (message.fleet, message.device_id)
+                if message.status == "online":
+                    self._online.add(key)
+                else:
+                    self._online.discard(key)
+                self.metrics.devices_online.set(len(self._online))
+        elif isinstance(message, Telemetry):
+            store.record_telemetry(message, received_at)
+        elif isinstance(message, JobAck):
+            store.record_ack(message, received_at)
+        if isinstance(message, Telemetry):
+            self.metrics.agent_spool(message.fleet, message.device_id, message.spool_depth)
+        if self.events.active and isinstance(message, (Status, Telemetry, JobAck)):
+            kind = {Status: "status", Telemetry: "telemetry", JobAck: "ack"}[type(message)]
+            self.events.publish(kind, message.model_dump(mode="json"))
 
     def _ack(self, items: list[_Item]) -> None:
         """Acknowledge messages now committed to the store (or known duplicates)."""
-        if not items:
-            return
         with self._lock:  # so that no reconnection happens between the check and the ack
             conn, connection = self._conn, self._connection
             if conn is None:
@@ -446,100 +749,3 @@ class CollectorService:
             except Exception:  # an ack not sent only means a redelivery (a duplicate)
                 logger.warning("could not acknowledge %d stored messages", len(items),
                                exc_info=True)
-
-    def _process(self, batch: list[tuple[str, bytes, _Delivery]]) -> None:
-        items = list(self._retry)
-        self._retry.clear()
-        for topic, payload, delivery in batch:
-            outcome = ingest(topic, payload)
-            if isinstance(outcome, Rejection):
-                logger.info("dead letter from %s: %s", topic, outcome.reason)
-                items.append(_Item(topic, payload, delivery, None, outcome.reason))
-            else:
-                items.append(_Item(topic, payload, delivery, outcome))
-        if not items:
-            return
-        failed = self._write(items)
-        for item in failed:
-            if len(self._retry) >= self.retry_limit:
-                lost = self._retry.popleft()
-                self._count("dropped")
-                logger.error("retry queue full (%d): dropped %s, unacknowledged",
-                             self.retry_limit, lost.label)
-            self._retry.append(item)
-        self._retry_due = self._clock() + self.retry_interval_s
-
-    def _write(self, items: list[_Item]) -> list[_Item]:
-        """Store results and dead letters; returns the items to retry."""
-        results = [i for i in items if i.result is not None]
-        letters = [i for i in items if i.result is None]
-        retry, refused = self._write_results(results)
-        return retry + self._write_letters(refused + letters)
-
-    def _add_results(self, items: list[_Item]) -> None:
-        """Store the results of ``items`` in one transaction, then acknowledge them."""
-        results = [i.result for i in items if i.result is not None]
-        new = self.store.add_results(results, topics=[i.topic for i in items])
-        self._count("stored", new)
-        self._count("duplicates", len(results) - new)
-        self._ack(items)
-
-    def _write_results(self, items: list[_Item]) -> tuple[list[_Item], list[_Item]]:
-        """Returns (to retry, refused by a working store and now dead letters)."""
-        if not items:
-            return [], []
-        try:
-            self._add_results(items)
-            return [], []
-        except Exception as err:  # any store failure: count, log, keep the messages
-            self._count("store_errors")
-            fresh = [i.label for i in items if not i.logged]
-            logger.warning("could not store %d results (%s)%s", len(items), err,
-                           f"; kept for retry: {', '.join(fresh)}" if fresh else "")
-            for item in items:
-                item.logged = True
-            if not self._store_is_up():
-                return items, []
-        retry: list[_Item] = []
-        refused: list[_Item] = []
-        for item in items:  # the store works: find the rows it refuses, one at a time
-            try:
-                self._add_results([item])
-                continue
-            except Exception as err:  # counted and logged
-                self._count("store_errors")
-                item.attempts += 1
-                if item.attempts < self.max_attempts:
-                    logger.warning("store refused %s (%s); will retry", item.label, err)
-                    retry.append(item)
-                    continue
-                logger.error("store refused %s %d times (%s): keeping it as a dead letter",
-                             item.label, item.attempts, err)
-                item.reason = f"store refused it {item.attempts} times: {err}"[:400]
-                item.result = None
-                item.attempts = 0
-                refused.append(item)
-        return retry, refused
-
-    def _write_letters(self, letters: list[_Item]) -> list[_Item]:
-        """Dead letters one by one; on the first failure the rest wait for the retry."""
-        for n, letter in enumerate(letters):
-            try:
-                self.store.add_dead_letter(letter.topic, letter.reason or "rejected",
-                                           letter.payload)
-            except Exception as err:  # any store failure: count, log, keep the messages
-                self._count("store_errors")
-                logger.warning("could not store %d dead letters (%s); kept for retry",
-                               len(letters) - n, err)
-                return letters[n:]
-            self._count("dead_letters")
-            self._ack([letter])
-        return []
-
-    def _store_is_up(self) -> bool:
-        try:
-            self.store.list_dead_letters(limit=1)
-        except Exception:  # the probe answers a yes/no question
-            return False
-        return True
-

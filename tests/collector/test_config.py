@@ -52,7 +52,7 @@ def test_flags_beat_environment_beat_file_beat_defaults(
     assert settings.mqtt.group == "env-group"  # env over file; a flag of None is not given
     assert settings.mqtt.fleet == "file-fleet"  # file over default
     assert settings.ingest.batch_size == 3
-    assert settings.ingest.retry_limit == 10_000  # default
+    assert settings.ingest.receive_maximum == 1000  # default
     assert settings.mqtt.keepalive_s == 30
 
 

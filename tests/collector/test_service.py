@@ -158,7 +158,7 @@ def test_a_shared_group_splits_the_stream(
 
 
 class FlakyStore:
-    """Wraps a store; fails every write while ``down``, and always refuses ``poison`` run ids."""
+    """Wraps a store; fails every write while ``down``, and refuses ``poison`` run ids."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
@@ -171,12 +171,13 @@ class FlakyStore:
             raise StoreError("database is down (test)")
 
     def add_results(
-        self, results: Sequence[BenchmarkResult], *, topics: Sequence[str] | None = None
+        self, results: Sequence[BenchmarkResult], *, topics: Sequence[str] | None = None,
+        payloads: Sequence[bytes] | None = None,
     ) -> int:
         self._check()
         if any(str(r.run_id) in self.poison for r in results):
             raise StoreError("row refused (test)")
-        return self.inner.add_results(results, topics=topics)
+        return self.inner.add_results(results, topics=topics, payloads=payloads)
 
     def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
         self._check()
@@ -201,31 +202,30 @@ def test_a_store_outage_is_counted_and_the_messages_are_retried(
     sent = [make_result(seq=i) for i in range(10)]
     publish(publisher, sent)
     publisher.publish(TOPIC, b"not json", qos=1)
-    assert wait_for(lambda: service.stats["received"] == 11 and service.wait_idle(0)
-                    and service.stats["retry_pending"] == 11), service.stats
+    assert wait_for(lambda: service.stats["received"] == 11 and service.stats["queued"] == 11
+                    and service.stats["retry_pending"] > 0), service.stats
     assert service.stats["store_errors"] >= 1 and service.stats["stored"] == 0
-    assert str(sent[0].run_id) in caplog.text
+    assert service.store_down and "database is down (test)" in caplog.text
     flaky.down = False
     assert wait_for(lambda: service.stats["stored"] == 10 and service.stats["dead_letters"] == 1)
-    assert service.stats["retry_pending"] == 0
+    assert service.stats["retry_pending"] == 0 and not service.store_down
     assert len(sqlite_store.list_results()) == 10 and len(sqlite_store.list_dead_letters()) == 1
 
 
 @pytest.mark.mqtt
-def test_a_row_the_store_refuses_becomes_a_dead_letter_without_blocking_others(
+def test_a_row_the_store_refuses_is_retried_and_never_becomes_a_dead_letter(
     sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
 ) -> None:
     flaky = FlakyStore(sqlite_store)
-    service = make_service(flaky, retry_interval_s=0.02, max_attempts=3)
+    service = make_service(flaky, retry_interval_s=0.02, retry_max_interval_s=0.05)
     poison = make_result(seq=99)
     flaky.poison.add(str(poison.run_id))
-    others = [make_result(seq=i) for i in range(5)]
-    publish(publisher, [*others[:2], poison, *others[2:]])
-    assert wait_for(lambda: service.stats["dead_letters"] == 1), service.stats
-    assert service.stats["stored"] == 5
-    letter = sqlite_store.list_dead_letters()[0]
-    assert "store refused it 3 times" in letter.reason
-    assert BenchmarkResult.model_validate_json(letter.payload) == poison
+    publish(publisher, [make_result(seq=1), poison])
+    assert wait_for(lambda: service.stats["store_errors"] >= 3), service.stats
+    assert service.stats["dead_letters"] == 0 and service.store_down
+    flaky.poison.clear()  # the store's problem is fixed
+    assert wait_for(lambda: service.stats["stored"] == 2), service.stats
+    assert service.stats["dead_letters"] == 0 and sqlite_store.list_dead_letters() == []
 
 
 def crash(service: CollectorService) -> None:
@@ -247,8 +247,8 @@ def test_messages_received_but_not_stored_survive_a_crash(
     sent = [make_result(seq=i) for i in range(20)]
     publish(publisher, sent)
     publisher.publish(TOPIC, b"not json", qos=1)
-    assert wait_for(lambda: first.stats["received"] == 21 and first.wait_idle(0)
-                    and first.stats["retry_pending"] == 21), first.stats
+    assert wait_for(lambda: first.stats["received"] == 21 and first.stats["queued"] == 21
+                    and first.stats["retry_pending"] > 0), first.stats
     crash(first)  # the database never came back: all 21 are only in the dead collector's memory
 
     second = make_service(sqlite_store, client_id=client_id)
@@ -280,9 +280,12 @@ def test_stored_messages_are_acknowledged_and_not_delivered_again(
 @pytest.mark.mqtt
 def test_stop_drains_the_queue(sqlite_store: Store, make_service: ServiceFactory,
                                publisher: MqttConnection) -> None:
-    service = make_service(sqlite_store, batch_interval_s=0.5, batch_size=1000)
+    flaky = FlakyStore(sqlite_store)
+    flaky.down = True  # so that the messages wait in the queue
+    service = make_service(flaky, batch_size=1000, retry_interval_s=0.02)
     publish(publisher, [make_result(seq=i) for i in range(30)])
     assert wait_for(lambda: service.stats["received"] == 30)
+    flaky.down = False
     service.stop()
     assert service.stats["stored"] == 30 and service.stats["queued"] == 0
 
@@ -318,6 +321,10 @@ class FakeConnection:
 
     def ack(self, mid: int, qos: int) -> None:
         self.calls.append(("ack", mid))
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = 10.0, *,
+                retain: bool = False, wait: bool = True) -> None:
+        self.calls.append(("publish", topic, payload, qos, retain))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         self.calls.append(("flush",))
@@ -359,7 +366,8 @@ class MemoryStore:
         self.writes = 0
 
     def add_results(self, results: Sequence[BenchmarkResult], *,
-                    topics: Sequence[str] | None = None) -> int:
+                    topics: Sequence[str] | None = None,
+                    payloads: Sequence[bytes] | None = None) -> int:
         self.writes += 1
         if self.down:
             raise StoreError("database is down (test)")
@@ -396,7 +404,7 @@ def fake_service(broker: FakeBroker, store: MemoryStore, clock: FakeClock | None
         store,  # type: ignore[arg-type]
         MqttSettings(url="mqtt://collector:url-secret@broker.example:1883", client_id="c1",
                      **mqtt),
-        IngestSettings(batch_interval_s=0, retry_interval_s=5.0),
+        IngestSettings(retry_interval_s=5.0, retry_max_interval_s=20.0),
         connect=broker, clock=clock or FakeClock(),
     )
 
@@ -417,9 +425,9 @@ def test_stop_has_the_broker_confirm_every_ack_before_disconnecting() -> None:
     broker.deliver(TOPIC, b"not json", 6, 1)
     service.stop()
     assert service.stats["stored"] == 5 and service.stats["dead_letters"] == 1
-    tail = [c[0] for c in broker.calls[-3:]]
+    tail = [c[0] for c in broker.calls[-4:]]
     assert sorted(broker.acks()) == [1, 2, 3, 4, 5, 6]
-    assert tail == ["ack", "flush", "close"], broker.calls
+    assert tail == ["ack", "publish", "flush", "close"], broker.calls  # the publish: "offline"
 
 
 def test_the_service_connects_with_its_settings_credentials_and_tls_files(tmp_path: Path) -> None:
@@ -464,17 +472,27 @@ def test_a_failed_batch_waits_for_the_clock_before_it_is_retried() -> None:
         service.stop()
 
 
-def test_a_retry_also_goes_with_the_next_batch() -> None:
+def test_retries_back_off_doubling_up_to_the_cap_and_never_give_up() -> None:
     broker, store, clock = FakeBroker(), MemoryStore(), FakeClock()
-    service = fake_service(broker, store, clock)
+    service = fake_service(broker, store, clock)  # 5 s first, 20 s at most
     service.start()
     try:
         store.down = True
-        deliver(broker, [make_result(seq=i) for i in range(3)])
-        assert wait_for(lambda: service.stats["retry_pending"] == 3), service.stats
+        deliver(broker, [make_result(seq=0)])
+        assert wait_for(lambda: store.writes == 1)
+        for expected_s in (5.0, 10.0, 20.0, 20.0, 20.0):
+            writes = store.writes
+            clock.now_s += expected_s - 0.01
+            reads = clock.reads
+            assert wait_for(lambda: clock.reads >= reads + 3)  # looked at the clock: not due yet
+            assert store.writes == writes, expected_s
+            clock.now_s += 0.01
+            assert wait_for(lambda: store.writes == writes + 1), expected_s  # noqa: B023
+        assert service.stats["stored"] == 0 and broker.acks() == []
+        assert service.metrics.store_retries._value.get() == 5
         store.down = False
-        deliver(broker, [make_result(seq=9)], first_mid=4)
-        assert wait_for(lambda: service.stats["stored"] == 4), service.stats
-        assert sorted(broker.acks()) == [1, 2, 3, 4]
+        clock.now_s += 20.0
+        assert wait_for(lambda: service.stats["stored"] == 1), service.stats
+        assert broker.acks() == [1] and service.stats["dead_letters"] == 0
     finally:
         service.stop()
