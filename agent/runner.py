@@ -43,6 +43,7 @@ from agent.fidelity import measure_fidelity
 from agent.manifest import collect_manifest
 from agent.model_info import network_name, sha256_file
 from agent.power.monitor import EnergyMonitor, NullEnergyMonitor, open_energy_monitor
+from agent.progress import LiveLatencies, ProgressSink, null_sink
 from agent.stats import (
     coefficient_of_variation,
     early_stop_min_queries,
@@ -356,24 +357,32 @@ class Runner:
     """Runs one benchmark described by :class:`BenchSettings`."""
 
     def __init__(self, settings: BenchSettings, model: Path, rules: Rules | None = None, *,
-                 quiet: bool = False) -> None:
-        """``quiet`` also silences what native runtimes print to stderr while models load."""
+                 quiet: bool = False, progress: ProgressSink = null_sink) -> None:
+        """``quiet`` also silences what native runtimes print to stderr while models load;
+        ``progress`` receives the phases and, once a second while measuring, the queries done and
+        the running p50 (:mod:`agent.progress`)."""
         self.settings = settings
         self.model = model
         self.rules = rules or load_rules()
         self.quiet = quiet
+        self.progress = progress
 
     def run(self, seq: int = 0) -> BenchmarkResult:
         plan = self.plan()
+        self.progress({"phase": "load"})
         loaded = self.load(plan)
         try:
             monitor = open_energy_monitor(
                 self.settings, hardware=plan.hardware, cores_used=plan.threads * plan.streams
             )
             with monitor:
+                self.progress({"phase": "idle"})
                 monitor.measure_idle()
+                self.progress({"phase": "warmup"})
                 warmed = self.warm_up(loaded)
+                self.progress({"phase": "measure"})
                 measured = self.measure(plan, loaded, warmed, monitor)
+            self.progress({"phase": "fidelity"})
             fidelity = self.fidelity(plan, loaded)
         finally:
             loaded.close()
@@ -476,7 +485,8 @@ class Runner:
                                     loaded.session_batch)
         samples = (plan.samples_per_query if settings.scenario == Scenario.MULTI_STREAM
                    else loaded.session_batch)
-        return scenarios.single_stream(calls[0], plan.stop, samples)
+        with LiveLatencies(self.progress) as live:
+            return scenarios.single_stream(calls[0], plan.stop, samples, record=live.record)
 
     def fidelity(self, plan: Plan, loaded: Loaded) -> Fidelity | None:
         """Outputs on the fixed input set, one sample per call."""

@@ -90,8 +90,10 @@ class _Stopper:
         return False
 
 
-def single_stream(call: Call, rule: StopRule, samples_per_query: int = 1) -> Timed:
-    lat = array("q")
+def single_stream(call: Call, rule: StopRule, samples_per_query: int = 1,
+                  record: array[int] | None = None) -> Timed:
+    """``record``: the array each latency is appended to (a progress reporter may read it)."""
+    lat = record if record is not None else array("q")
     starts = array("q")
     stopper = _Stopper(rule)
     n = 0

@@ -15,6 +15,7 @@ from agent.commands.bench_args import (
     settings_from_args,
 )
 from agent.errors import PublishError
+from agent.progress import TerminalProgress, null_sink
 from agent.publish import publish_via_spool
 from agent.runner import Runner
 from agent.spool import Spool
@@ -94,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
         parse_broker_url(settings.publish)  # a bad URL fails before the run, not after it
     spool = _open_spool(settings.spool) if settings.publish else None
     seq = spool.next_seq() if spool is not None else 0
-    result = Runner(settings, args.model, quiet=args.quiet).run(seq=seq)
+    progress = TerminalProgress(args.model.name) if not args.quiet else None
+    try:
+        result = Runner(settings, args.model, quiet=args.quiet,
+                        progress=progress or null_sink).run(seq=seq)
+    finally:
+        if progress is not None:
+            progress.close()
     if spool is not None:
         spool.put(result)  # before anything else can fail: a measurement is never lost
     if args.json:

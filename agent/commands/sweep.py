@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.commands.bench_args import add_run_flags, check_output_path, settings_from_args
 from agent.config import BenchSettings
+from agent.progress import TerminalProgress, null_sink
 from agent.runner import Runner
 from shared.errors import ConfigError, EdgemeterError, MissingExtraError, require_module
 from shared.schema import Scenario
@@ -103,14 +104,21 @@ def run(args: argparse.Namespace) -> int:
     for batch in args.batch:
         for streams in args.streams:
             settings = _cell_settings(args, batch, streams)
+            progress = TerminalProgress(f"batch {batch}, streams {streams}") \
+                if not args.quiet else None
             try:
-                result = Runner(settings, args.model, quiet=args.quiet).run()
+                result = Runner(settings, args.model, quiet=args.quiet,
+                                progress=progress or null_sink).run()
             except ConfigError:
                 raise
             except EdgemeterError as err:
+                if progress is not None:
+                    progress.close()
                 print(f"batch {batch}, streams {streams}: skipped ({err})")
                 skipped.append((batch, streams, str(err)))
                 continue
+            if progress is not None:
+                progress.close()
             device = f"{result.device_id} ({result.device.hardware_key or 'no hardware key'})"
             rows.append({
                 "batch": batch,

@@ -12,14 +12,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from shared.errors import EdgemeterError
-
-PROGRESS_INTERVAL_S = 1.0
 
 
 def emit(**fields: Any) -> None:
@@ -32,24 +28,16 @@ def main() -> int:
     from agent.config import load_settings
     from agent.runner import Runner
 
-    emit(phase="load")
-    started = time.monotonic()
-    stop = threading.Event()
+    def report(fields: dict[str, Any]) -> None:
+        emit(**fields)
 
-    def heartbeat() -> None:
-        while not stop.wait(PROGRESS_INTERVAL_S):
-            emit(phase="measure", elapsed_s=round(time.monotonic() - started, 1))
-
-    beat = threading.Thread(target=heartbeat, daemon=True)
     try:
         settings = load_settings(request["settings"])
-        beat.start()
-        result = Runner(settings, Path(request["model"])).run(seq=int(request["seq"]))
+        result = Runner(settings, Path(request["model"]), quiet=True,
+                        progress=report).run(seq=int(request["seq"]))
     except EdgemeterError as err:
         print(str(err), file=sys.stderr)
         return 2
-    finally:
-        stop.set()
     tmp = Path(request["result_path"] + ".tmp")
     tmp.write_text(result.model_dump_json())
     os.replace(tmp, request["result_path"])

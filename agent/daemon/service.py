@@ -64,6 +64,7 @@ class _Running:
     job: JobCommand
     cancel: threading.Event = field(default_factory=threading.Event)
     last_progress_s: float = 0.0
+    last_phase: str | None = None
 
 
 class AgentDaemon:
@@ -268,12 +269,15 @@ class AgentDaemon:
             self._ack(job.job_id, outcome.state, outcome.reason)  # type: ignore[arg-type]
 
     def _progress(self, running: _Running, data: dict[str, Any], force: bool = False) -> None:
+        """Relay a progress report: every change of phase, else at most one a second."""
         now = self._clock_s()
-        if not force and now - running.last_progress_s < PROGRESS_EVERY_S:
+        phase = data.get("phase", "measure")
+        if not force and phase == running.last_phase and now - running.last_progress_s < PROGRESS_EVERY_S:
             return
         running.last_progress_s = now
-        fields = {k: data[k] for k in ("iterations_done", "running_p50_ms", "power_w") if k in data}
-        phase = data.get("phase", "measure")
+        running.last_phase = phase
+        fields = {k: data[k] for k in ("iterations_done", "running_p50_ms", "power_w")
+                  if data.get(k) is not None}
         try:
             message = Progress(device_id=self.settings.device_id, fleet=self.settings.fleet,
                                job_id=running.job.job_id, phase=phase, **fields)

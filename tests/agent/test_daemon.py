@@ -270,6 +270,10 @@ def test_a_real_job_runs_the_model_in_a_child_process(
         result = link.messages("result")[0]
         assert result["model"]["sha256"] == cached_model["sha256"]
         assert result["latency_ms"]["count"] == 20
+        phases = [p["phase"] for p in link.messages("progress")]
+        assert {"fetch", "load", "warmup", "measure"} <= set(phases), phases
+        counted = [p for p in link.messages("progress") if p.get("iterations_done")]
+        assert counted and counted[-1]["iterations_done"] == 20
     finally:
         daemon.stop()
 
