@@ -1,0 +1,87 @@
+"""Collectors scaled out on an MQTT v5 shared subscription store every result exactly once.
+
+Two real ``edgemeter collector serve`` processes with one ``--group`` subscribe to
+``$share/<group>/edgemeter/v1/<fleet>/+/result`` on Mosquitto and write to one PostgreSQL schema.
+The broker gives each message to one member of the group, so the two split the stream; a result
+is stored by one of them, and the store's unique run_id would drop a second copy anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+
+from collector.config import MqttSettings
+from collector.service import CollectorService
+from collector.stores.base import open_store
+from edgemeter.commands.simulate import simulate
+from edgemeter.demo.broker import PrivateBroker
+from shared.topics import TopicKind, Topics
+from tests.collector.conftest import wait_for
+from tests.scale.services import CollectorProcess, RoomyMosquitto
+
+DEVICES = 200
+RESULTS = 4000
+
+
+def stored_run_ids(db_url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        return [row[0] for row in conn.execute("SELECT run_id FROM results")]
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_two_collectors_on_a_shared_subscription_store_every_result_once(
+    roomy_broker: RoomyMosquitto, postgres_url: str, tmp_path: Path,
+) -> None:
+    open_store(postgres_url).close()  # tables made once, before two collectors race to make them
+    fleet = f"share{uuid.uuid4().hex[:6]}"
+    group = f"g{uuid.uuid4().hex[:6]}"
+    collectors = [CollectorProcess(roomy_broker.url, postgres_url, f"edgemeter-collector-{group}-{i}",
+                                   tmp_path / f"collector-{i}.log", group=group, fleet=fleet)
+                  for i in range(2)]
+    try:
+        for collector in collectors:
+            collector.wait_listening()
+        sent_file = tmp_path / "sent.txt"
+        summary = simulate(roomy_broker.url, DEVICES, RESULTS, fleet=fleet, sent_file=sent_file,
+                           telemetry_s=3600)
+        assert summary["results_acknowledged"] == RESULTS
+        sent = sorted(sent_file.read_text().split())
+        assert wait_for(lambda: len(stored_run_ids(postgres_url)) >= RESULTS, timeout_s=60)
+    finally:
+        stats = [c.stop() for c in collectors]
+    for collector in collectors:
+        assert f"$share/{group}/edgemeter/v1/{fleet}/+/result" in collector.text()
+    stored = sorted(stored_run_ids(postgres_url))
+    assert len(stored) == len(sent) == RESULTS
+    assert stored == sent  # none missing, none twice
+    assert all(s["stored"] > 0 for s in stats), stats  # both took a share
+    assert sum(s["stored"] for s in stats) == RESULTS  # each result stored by one of them
+    assert sum(s["duplicates"] for s in stats) == 0, stats
+
+
+@pytest.mark.mqtt
+def test_a_group_on_an_mqtt_3_1_1_broker_subscribes_plainly_and_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'results.db'}")
+    with PrivateBroker(prefer="amqtt") as broker:  # MQTT 3.1.1 only
+        service = CollectorService(store, MqttSettings(url=broker.url, group="fleet-a",
+                                                       client_id="edgemeter-collector-v311"))
+        with caplog.at_level(logging.WARNING, logger="collector.service"):
+            service.start()
+            try:
+                subscription = service.subscription
+            finally:
+                service.stop()
+    store.close()
+    assert subscription == Topics.subscription(TopicKind.RESULT)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("no shared subscriptions" in w and "fleet-a" in w for w in warnings), warnings
