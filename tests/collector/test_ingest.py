@@ -148,3 +148,27 @@ def test_wrong_python_types_do_not_raise() -> None:
     assert isinstance(ingest(TOPIC, None), Rejection)  # type: ignore[arg-type]
     assert isinstance(ingest(None, b"{}"), Rejection)  # type: ignore[arg-type]
     assert isinstance(ingest(TOPIC, bytearray(with_())), BenchmarkResult)  # type: ignore[arg-type]
+
+
+def test_read_validates_every_kind_the_collector_subscribes_to() -> None:
+    from collector.ingest import read
+    from shared.messages import Status, Telemetry
+
+    status = Status(device_id="pi-01", fleet="default", status="online", bd_seq=1)
+    out = read("edgemeter/v1/default/pi-01/status", status.model_dump_json().encode())
+    assert out == status
+    telemetry = Telemetry(device_id="pi-01", fleet="default", uptime_s=1)
+    wrong = read("edgemeter/v1/default/pi-02/telemetry", telemetry.model_dump_json().encode())
+    assert isinstance(wrong, Rejection) and wrong.code == "mismatch"
+    nan = read("edgemeter/v1/default/pi-01/telemetry",
+               telemetry.model_dump_json().replace('"uptime_s":1.0', '"uptime_s":NaN').encode())
+    assert isinstance(nan, Rejection) and nan.code == "not-json", nan
+    receipt = read("edgemeter/v1/default/pi-01/receipt", b"{}")
+    assert isinstance(receipt, Rejection) and receipt.code == "topic"
+
+
+def test_a_nul_escape_inside_an_escaped_backslash_is_no_nul() -> None:
+    data = valid_dict()
+    data["labels"] = {"path": "C:\\u0000dir"}  # backslash, then the text u0000: no NUL
+    out = ingest(TOPIC, json.dumps(data).encode())
+    assert isinstance(out, BenchmarkResult) and out.labels["path"] == "C:\\u0000dir"

@@ -484,7 +484,7 @@ def test_retries_back_off_doubling_up_to_the_cap_and_never_give_up() -> None:
             writes = store.writes
             clock.now_s += expected_s - 0.01
             reads = clock.reads
-            assert wait_for(lambda: clock.reads >= reads + 3)  # looked at the clock: not due yet
+            assert wait_for(lambda: clock.reads >= reads + 3)  # noqa: B023 (not due yet)
             assert store.writes == writes, expected_s
             clock.now_s += 0.01
             assert wait_for(lambda: store.writes == writes + 1), expected_s  # noqa: B023
