@@ -17,10 +17,10 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
 from shared.mqtt import BrokerUrl, parse_broker_url
@@ -114,10 +114,16 @@ class AgentSettings(BaseSettings):
     fleet: str = Field("default", description="fleet (an MQTT topic level)")
     telemetry_s: float = Field(10.0, ge=1, le=3600, description="seconds between telemetry")
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
-    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    spool: Annotated[SpoolSettings, NoDecode] = Field(default_factory=SpoolSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     bench: dict[str, Any] = Field(default_factory=dict,
                                   description="defaults for every job (power source, idle_s, ...)")
+
+    @field_validator("spool", mode="before")
+    @classmethod
+    def _spool_path_alone(cls, value: Any) -> Any:
+        """``EDGEMETER_SPOOL=/path/spool.db`` (what ``bench --publish`` reads) names the path."""
+        return {"path": value} if isinstance(value, (str, Path)) else value
 
     @field_validator("device_id", "fleet")
     @classmethod
