@@ -3,12 +3,13 @@
 Two real ``edgemeter collector serve`` processes with one ``--group`` subscribe to
 ``$share/<group>/edgemeter/v1/<fleet>/+/result`` on Mosquitto and write to one PostgreSQL schema.
 The broker gives each message to one member of the group, so the two split the stream; a result
-is stored by one of them, and the store's unique run_id would drop a second copy anyway.
+is stored by one of them, which sends its receipt to the device (``Receipt.collector`` names it).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from collector.service import CollectorService
 from collector.stores.base import open_store
 from edgemeter.commands.simulate import simulate
 from edgemeter.demo.broker import PrivateBroker
+from shared.messages import Receipt
+from shared.mqtt import connect
 from shared.topics import TopicKind, Topics
 from tests.collector.conftest import wait_for
 from tests.scale.services import CollectorProcess, RoomyMosquitto
@@ -46,6 +49,17 @@ def test_two_collectors_on_a_shared_subscription_store_every_result_once(
     collectors = [CollectorProcess(roomy_broker.url, postgres_url, f"edgemeter-collector-{group}-{i}",
                                    tmp_path / f"collector-{i}.log", group=group, fleet=fleet)
                   for i in range(2)]
+    receipts: dict[str, list[str | None]] = {}  # run_id -> the collectors that receipted it
+    lock = threading.Lock()
+
+    def on_receipt(_topic: str, payload: bytes) -> None:
+        receipt = Receipt.model_validate_json(payload)
+        with lock:
+            for run_id in receipt.run_ids:
+                receipts.setdefault(str(run_id), []).append(receipt.collector)
+
+    watcher = connect(roomy_broker.url, f"receipts-{group}", on_message=on_receipt)
+    watcher.subscribe(Topics.subscription(TopicKind.RECEIPT, fleet), qos=1)
     try:
         for collector in collectors:
             collector.wait_listening()
@@ -55,8 +69,10 @@ def test_two_collectors_on_a_shared_subscription_store_every_result_once(
         assert summary["results_acknowledged"] == RESULTS
         sent = sorted(sent_file.read_text().split())
         assert wait_for(lambda: len(stored_run_ids(postgres_url)) >= RESULTS, timeout_s=60)
+        assert wait_for(lambda: len(receipts) >= RESULTS, timeout_s=20)
     finally:
         stats = [c.stop() for c in collectors]
+        watcher.close()
     for collector in collectors:
         assert f"$share/{group}/edgemeter/v1/{fleet}/+/result" in collector.text()
     stored = sorted(stored_run_ids(postgres_url))
@@ -65,6 +81,11 @@ def test_two_collectors_on_a_shared_subscription_store_every_result_once(
     assert all(s["stored"] > 0 for s in stats), stats  # both took a share
     assert sum(s["stored"] for s in stats) == RESULTS  # each result stored by one of them
     assert sum(s["duplicates"] for s in stats) == 0, stats
+    assert sorted(receipts) == sent
+    assert all(len(by) == 1 for by in receipts.values())  # one receipt, from one collector
+    for collector, counts in zip(collectors, stats, strict=True):
+        mine = sum(by == [collector.client_id] for by in receipts.values())
+        assert mine == counts["stored"]  # the receipt comes from whichever stored it
 
 
 @pytest.mark.mqtt
