@@ -35,15 +35,24 @@ def _projection(size: int, seed: int) -> np.ndarray:
 
 
 def fingerprint(values: np.ndarray, seed: int, k: int = TOP_K) -> OutputFingerprint:
+    """Top-k and values (or a sketch). NaN and infinities, which JSON cannot carry (a log-softmax
+    gives -inf), become 0 and the float64 extremes, and ``non_finite`` says how many there were."""
     flat = values.reshape(-1)
+    bad = int(flat.size - np.count_nonzero(np.isfinite(flat)))
+    if bad:
+        flat = np.nan_to_num(flat, nan=0.0, posinf=np.finfo(np.float64).max,
+                             neginf=np.finfo(np.float64).min)
     kk = min(k, flat.size)
     top = np.argsort(-flat, kind="stable")[:kk]
     if flat.size <= MAX_VALUES:
         return OutputFingerprint(top_k=top.tolist(), top_scores=flat[top].tolist(),
-                                 values=flat.tolist())
-    sketch = _projection(flat.size, seed) @ flat
+                                 values=flat.tolist(), non_finite=bad)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sketch = _projection(flat.size, seed) @ flat
+    sketch = np.nan_to_num(sketch, nan=0.0, posinf=np.finfo(np.float64).max,
+                           neginf=np.finfo(np.float64).min)
     return OutputFingerprint(top_k=top.tolist(), top_scores=flat[top].tolist(),
-                             sketch=sketch.tolist())
+                             sketch=sketch.tolist(), non_finite=bad)
 
 
 def measure_fidelity(session: Session, inputs: Sequence[np.ndarray], seed: int,

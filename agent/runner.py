@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ from agent.stats import (
 from agent.system import SystemSampler
 from shared import latency as latency_codec
 from shared.catalogue import HardwareEntry, load_catalogue
-from shared.errors import EdgemeterError
+from shared.errors import ConfigError, EdgemeterError
 from shared.mlperf_rules import Rules, load_rules
 from shared.schema import (
     BenchmarkResult,
@@ -353,6 +354,16 @@ def validity_reasons(
 # the runner -----------------------------------------------------------------------------------
 
 
+def check_clock(now: datetime) -> None:
+    """A board without a real-time clock that has not synced yet says 1970: refuse to measure,
+    since a result needs its real date (the wire schema refuses dates before 2020)."""
+    if now.year < 2020:
+        raise ConfigError(
+            f"this device's clock says {now:%Y-%m-%d}: set the time (NTP, timedatectl) before "
+            "benchmarking; a result needs its real date"
+        )
+
+
 class Runner:
     """Runs one benchmark described by :class:`BenchSettings`."""
 
@@ -392,6 +403,7 @@ class Runner:
 
     def plan(self) -> Plan:
         settings = self.settings
+        check_clock(datetime.now(timezone.utc))
         fmt = detect_format(self.model)
         backend = backend_for(fmt, settings.backend)
         catalogue = load_catalogue(settings.catalogue)

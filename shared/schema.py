@@ -482,6 +482,9 @@ class OutputFingerprint(Strict):
     sketch: list[Real] | None = Field(
         None, description="seeded random projection of the values when too large to send"
     )
+    non_finite: Count = Field(
+        0, description="outputs that were NaN or infinite, sent as 0 or the float64 extremes"
+    )
 
 
 class Fidelity(Strict):

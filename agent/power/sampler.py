@@ -108,6 +108,7 @@ class Sampler:
                                self.source.name, err)
             return None
         if reading is not None:
+            reading = _without_negative_power(reading)
             with self._lock:
                 bisect.insort(self._readings, reading, key=lambda r: r.t_s)
         return reading
@@ -319,3 +320,12 @@ def _held_power(curve: _Curve, t: float) -> float:
 def finite(value: float | None) -> float | None:
     """None for NaN or infinity: an unmeasurable figure is unmeasured, not a number."""
     return value if value is not None and math.isfinite(value) else None
+
+
+def _without_negative_power(reading: Reading) -> Reading:
+    """A gauge reads a few milliwatts below zero near idle (offset noise); power is never
+    negative, so such values count as 0 W. Counters are left alone: their deltas are what count."""
+    if reading.power_w is None or all(v >= 0 for v in reading.power_w.values()):
+        return reading
+    return Reading(t_s=reading.t_s, energy_j=reading.energy_j,
+                   power_w={k: max(v, 0.0) for k, v in reading.power_w.items()})
