@@ -1,0 +1,287 @@
+"""The JSON routes under ``/api`` and ``/models``: the contract the dashboard codes against.
+
+Every error is ``{"error": "<one line>"}`` with a 4xx/5xx status. Times are ISO 8601 in UTC.
+Blocking store reads run in FastAPI's thread pool (the routes are plain ``def``), so a slow query
+never stalls the event loop that streams ``/api/events``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from collector.compare import CostSettings, cited_baselines, compare, measured_baselines
+from collector.compare.matching import Baseline
+from collector.http.detail import run_detail
+from collector.http.fleet import SORT_KEYS, ProgressBoard, device_object, select_devices, sort_and_filter
+from collector.http.runs import BadCursor, RunQuery, decode_cursor, encode_cursor, list_runs
+from collector.http.store import ReadStore
+from collector.stores.base import ResultFilter
+from shared.catalogue import Catalogue
+from shared.errors import BrokerError
+from shared.messages import JobCommand, JobSettings, ModelRef
+from shared.schema import Role
+from shared.topics import TopicKind, Topics
+
+__all__ = ["BETTER", "ApiContext", "JobRequest", "Publisher", "router"]
+
+logger = logging.getLogger(__name__)
+
+Publisher = Callable[[str, bytes], None]
+"""Publishes one payload on a topic at QoS 1 and returns once the broker has it (raises
+:class:`shared.errors.BrokerError` otherwise): the collector's own MQTT connection in ``serve``."""
+
+DEVICE_RUNS = 50
+DEVICE_JOBS = 20
+
+BETTER: dict[str, Literal["lower", "higher"]] = {
+    "latency_p50_ms": "lower",
+    "latency_p90_ms": "lower",
+    "throughput_sps": "higher",
+    "avg_power_w": "lower",
+    "joules_per_inference": "lower",
+    "inferences_per_joule": "higher",
+    "macs_per_s": "higher",
+    "ops_per_s": "higher",
+    "utilisation": "higher",
+    "cost_per_million_usd": "lower",
+    "cloud_per_million_usd": "lower",
+    "ratios.latency_p50": "lower",
+    "ratios.latency_p90": "lower",
+    "ratios.throughput": "higher",
+    "ratios.joules_per_inference": "lower",
+    "fidelity.top1_agreement": "higher",
+    "fidelity.mae": "lower",
+    "fidelity.cosine": "higher",
+}
+"""Which way is better for each metric of a compare row (``edge_metrics`` and
+``baseline_metrics`` fields by name; ratios are edge / baseline)."""
+
+
+@dataclass
+class ApiContext:
+    """What the routes share; one per app, on ``app.state.api``."""
+
+    store: ReadStore
+    publisher: Publisher
+    catalogue: Catalogue
+    progress: ProgressBoard
+
+
+def _ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.api
+    return ctx
+
+
+router = APIRouter()
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+
+@router.get("/api/devices", summary="Every device: presence, board, job progress, latest result")
+def get_devices(
+    request: Request,
+    fleet: str | None = None,
+    status: Literal["online", "offline", "unknown"] | None = None,
+    q: Annotated[str | None, Query(description="substring of id, board, runtime, model, fleet")] = None,
+    sort: Annotated[str, Query(description=f"one of {', '.join(SORT_KEYS)}; '-' first: descending")]
+    = "device_id",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    if sort.lstrip("-") not in SORT_KEYS:
+        raise HTTPException(422, f"sort must be one of {', '.join(SORT_KEYS)} (prefix - to reverse)")
+    offset = 0
+    if cursor:
+        try:
+            values = decode_cursor("devices", cursor)
+            offset = int(values[0])
+        except (BadCursor, IndexError, TypeError, ValueError) as err:
+            raise HTTPException(400, "cursor is not one this server gave out; start from the first "
+                                "page") from err
+    ctx = _ctx(request)
+    progress = ctx.progress.snapshot()
+    rows = ctx.store.list_devices(fleet=fleet)
+    devices = sort_and_filter([device_object(r, progress.get(r.device_id)) for r in rows],
+                              status=status, q=q, sort=sort)
+    page = devices[offset: offset + limit]
+    more = offset + limit < len(devices)
+    return {"devices": page, "next_cursor": encode_cursor("devices", offset + limit) if more else None,
+            "total": len(devices)}
+
+
+@router.get("/api/devices/{device_id}", summary="One device with telemetry, runs, seq gaps, jobs")
+def get_device(request: Request, device_id: str) -> dict[str, Any]:
+    ctx = _ctx(request)
+    row = next((r for r in ctx.store.list_devices() if r.device_id == device_id), None)
+    if row is None:
+        raise HTTPException(404, f"no device {device_id!r}: it has not published a status, "
+                            "telemetry or result to this collector")
+    device = device_object(row, ctx.progress.snapshot().get(device_id))
+    runs, _ = list_runs(ctx.store, RunQuery(device_id=device_id, limit=DEVICE_RUNS))
+    device["telemetry"] = row.telemetry.model_dump(mode="json") if row.telemetry else None
+    device["runs"] = runs
+    device["gaps"] = [{"first_missing": g.first_missing, "last_missing": g.last_missing}
+                      for g in ctx.store.seq_gaps(device_id=device_id)]
+    device["jobs"] = [_plain(job) for job in ctx.store.list_jobs(device_id=device_id,
+                                                                  limit=DEVICE_JOBS)]
+    return device
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+@router.get("/api/runs", summary="Run summaries, newest first, filtered, one page at a time")
+def get_runs(
+    request: Request,
+    device: str | None = None,
+    fleet: str | None = None,
+    model: Annotated[str | None, Query(description="file name, network or sha256")] = None,
+    role: Role | None = None,
+    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    query = RunQuery(device_id=device, fleet=fleet, model=model,
+                     role=role.value if role else None, since=_aware(since, "since"),
+                     until=_aware(until, "until"), limit=limit, cursor=cursor)
+    try:
+        runs, next_cursor = list_runs(_ctx(request).store, query)
+    except BadCursor as err:
+        raise HTTPException(400, str(err)) from err
+    return {"runs": runs, "next_cursor": next_cursor}
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise HTTPException(422, f"{name} needs a time zone, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+@router.get("/api/runs/{run_id}", summary="One result with its histogram, CDF and power trace")
+def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    ctx = _ctx(request)
+    result = ctx.store.get_result(run_id)
+    if result is None:
+        raise HTTPException(404, f"no run {run_id!r} in this collector's database")
+    return run_detail(result, ctx.catalogue)
+
+
+@router.get("/api/compare", summary="Edge runs against datacenter, HPC and cited baselines")
+def get_compare(
+    request: Request,
+    model: Annotated[str | None, Query(description="file name, network or sha256")] = None,
+    device: Annotated[str | None, Query(description="edge device id")] = None,
+    role: Annotated[Literal["datacenter", "hpc", "cited"] | None,
+                    Query(description="only baselines of this kind")] = None,
+) -> dict[str, Any]:
+    """The rows of ``edgemeter compare --json`` (the same engine), and ``better``: which way is
+    better for each metric. Baselines: measured datacenter and HPC runs, stored cited rows and the
+    shipped citations."""
+    store = _ctx(request).store
+    edges = store.list_results(ResultFilter(model=model, device_id=device, role=Role.EDGE.value))
+    baselines: list[Baseline] = []
+    if role in (None, "datacenter", "hpc"):
+        baselines += [b for b in measured_baselines(store) if role is None or b.role.value == role]
+    if role in (None, "cited"):
+        baselines += [row for row, _ in cited_baselines(store, include_shipped=True)]
+    rows = compare(edges, baselines, _ctx(request).catalogue.entries, CostSettings())
+    return {"rows": [row.model_dump(mode="json") for row in rows], "better": BETTER}
+
+
+# -- jobs and models ----------------------------------------------------------------------------
+
+
+class JobRequest(BaseModel):
+    """``POST /api/jobs``: which devices (ids, or a ``fleet run`` selector), which model, how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    devices: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    selector: str | None = Field(None, min_length=1, max_length=1000,
+                                 description="ids or globs, fleet=NAME, board=TEXT; comma-separated")
+    model: ModelRef
+    settings: JobSettings = Field(default_factory=JobSettings)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> JobRequest:
+        if (self.devices is None) == (self.selector is None):
+            raise ValueError("give either devices (a list of ids) or selector, not both")
+        return self
+
+
+@router.get("/api/jobs", summary="Jobs sent to devices, newest first, with their last state")
+def get_jobs(request: Request, device: str | None = None,
+             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    jobs = _ctx(request).store.list_jobs(device_id=device, limit=limit)
+    return {"jobs": [_plain(job) for job in jobs]}
+
+
+@router.post("/api/jobs", summary="Send a benchmark job to devices (needs the bearer token)")
+def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
+    """Publishes one :class:`shared.messages.JobCommand` per device on its ``cmd`` topic (QoS 1)
+    and records it; returns ``{"job_ids": [...], "jobs": [{"job_id", "device_id", "fleet"}]}``.
+    Unknown device ids are refused (404) before anything is sent."""
+    ctx = _ctx(request)
+    known = ctx.store.list_devices()
+    if body.selector is not None:
+        chosen = select_devices(known, body.selector)
+        if not chosen:
+            raise HTTPException(404, f"no device matches the selector {body.selector!r}")
+    else:
+        by_id = {row.device_id: row for row in known}
+        wanted = list(dict.fromkeys(body.devices or []))
+        unknown = [d for d in wanted if d not in by_id]
+        if unknown:
+            raise HTTPException(404, f"unknown device(s): {', '.join(unknown[:10])}"
+                                + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+        chosen = [by_id[d] for d in wanted]
+    sent: list[dict[str, str]] = []
+    for row in chosen:
+        job = JobCommand(model=body.model, settings=body.settings)
+        topic = Topics.build(row.fleet, row.device_id, TopicKind.CMD)
+        try:
+            ctx.publisher(topic, job.model_dump_json(exclude_none=True).encode())
+        except BrokerError as err:
+            raise HTTPException(503, f"job not sent to {row.device_id} ({len(sent)} sent before): "
+                                f"{err}") from err
+        ctx.store.record_job(job, device_id=row.device_id, fleet=row.fleet)
+        logger.info("job %s sent to %s/%s", job.job_id, row.fleet, row.device_id)
+        sent.append({"job_id": job.job_id, "device_id": row.device_id, "fleet": row.fleet})
+    return {"job_ids": [s["job_id"] for s in sent], "jobs": sent}
+
+
+@router.get("/models/{sha256}", summary="A model file by content (agents fetch jobs' models here)",
+            response_class=Response)
+def get_model(request: Request, sha256: str) -> Response:
+    found = _ctx(request).store.get_model(sha256.lower())
+    if found is None:
+        raise HTTPException(404, f"no model {sha256[:64]!r} here: "
+                            "`edgemeter models add FILE --db URL` stores one")
+    name, content = found
+    safe = "".join(c for c in name if c.isalnum() or c in "._-") or "model"
+    return Response(content, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    """A store record (dataclass or pydantic model) as JSON-ready data."""
+    import dataclasses
+
+    from fastapi.encoders import jsonable_encoder
+
+    if isinstance(record, BaseModel):
+        return dict(record.model_dump(mode="json"))
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        data = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+        return dict(jsonable_encoder(data))
+    return dict(jsonable_encoder(record))
+

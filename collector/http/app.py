@@ -1,0 +1,150 @@
+"""The collector's ASGI app: JSON API, live events, Prometheus metrics and the dashboard.
+
+:func:`create_app` builds it from what ``collector serve`` already has (the event bus, the metrics
+registry, the MQTT connection as a publisher) plus a store opened for reading. Routes:
+
+==========================  ==================================================================
+``GET /api/devices``        every device (filters, sort, pages); :mod:`collector.http.api`
+``GET /api/devices/{id}``   one device with telemetry, runs, seq gaps and jobs
+``GET /api/runs``           run summaries, newest first, keyset pages
+``GET /api/runs/{run_id}``  one result with histogram, CDF, power trace, catalogue peak
+``GET /api/compare``        the compare engine's rows, with which way is better per metric
+``GET|POST /api/jobs``      jobs sent to devices; POST sends one (token needed)
+``GET /models/{sha256}``    model bytes for agents' jobs
+``GET /api/events``         Server-Sent Events from the bus; :mod:`collector.http.live`
+``GET /metrics``            Prometheus text
+``GET /``, ``/static/...``  the dashboard (``collector/http/static/``)
+``GET /openapi.json``       the OpenAPI schema (no ``/docs``: Swagger UI would load from a CDN)
+==========================  ==================================================================
+
+Access rules: :mod:`collector.http.auth`. Errors are ``{"error": "<one line>"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from collector.config import HttpSettings
+from collector.errors import StoreError
+from collector.events import EventBus
+from collector.http import api, live
+from collector.http.api import ApiContext, Publisher
+from collector.http.auth import AccessPolicy, is_loopback, split_listen
+from collector.http.fleet import ProgressBoard
+from collector.http.store import ReadStore
+from collector.metrics import CollectorMetrics
+from shared.catalogue import Catalogue, load_catalogue
+
+__all__ = ["STATIC_DIR", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+def create_app(
+    read_store: ReadStore,
+    *,
+    events: EventBus,
+    metrics: CollectorMetrics,
+    publisher: Publisher,
+    settings: HttpSettings,
+    catalogue: Catalogue | None = None,
+    static_dir: Path = STATIC_DIR,
+) -> FastAPI:
+    """The app; it does not own ``read_store`` (the caller closes it after the server stops)."""
+    host, _ = split_listen(settings.listen)
+    token = settings.token.get_secret_value() if settings.token else None
+    policy = AccessPolicy(loopback=is_loopback(host), token=token)
+    progress = ProgressBoard(events)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        stopping.set()
+        progress.close()
+
+    app = FastAPI(title="edgemeter collector", version=_version(), docs_url=None, redoc_url=None,
+                  lifespan=lifespan,
+                  description="The fleet's devices, runs, comparisons and jobs; live events as "
+                  "Server-Sent Events; Prometheus metrics at /metrics.")
+    stopping = threading.Event()
+    app.state.api = ApiContext(store=read_store, publisher=publisher,
+                               catalogue=catalogue or load_catalogue(), progress=progress)
+    app.state.events = events
+    app.state.metrics = metrics
+    app.state.stopping = stopping
+    app.state.policy = policy
+    app.include_router(api.router)
+    app.include_router(live.router)
+
+    @app.middleware("http")
+    async def check_access(request: Request,
+                           call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        refusal = policy.refusal(request.method, request.url.path,
+                                 request.headers.get("authorization"),
+                                 request.query_params.get("token"))
+        if refusal is not None:
+            status, reason = refusal
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return JSONResponse({"error": reason}, status_code=status, headers=headers)
+        return await call_next(request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code,
+                            headers=getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
+        return JSONResponse({"error": f"{where or 'request'}: {first.get('msg')}"}, status_code=422)
+
+    @app.exception_handler(StoreError)
+    async def store_error(_request: Request, err: StoreError) -> JSONResponse:
+        logger.warning("HTTP API: %s", err)
+        return JSONResponse({"error": str(err)}, status_code=503)
+
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
+    def get_metrics() -> Response:
+        return _metrics_response(metrics)
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    def index() -> Any:
+        page = static_dir / "index.html"
+        if not page.is_file():
+            return JSONResponse({"error": f"the dashboard is not installed ({page} is missing); "
+                                 "the API is under /api and described at /openapi.json"},
+                                status_code=404)
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=static_dir, check_dir=False), name="static")
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgemeter")
+    except PackageNotFoundError:
+        return "0.0.0+source"
+
+
+def _metrics_response(metrics: CollectorMetrics) -> Response:
+    """The service's registry as Prometheus text (it keeps ``devices_online`` itself)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

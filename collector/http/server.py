@@ -1,0 +1,90 @@
+"""Run the app on uvicorn in a thread of the calling process (``collector serve --http``).
+
+:class:`HttpServer` binds its socket in :meth:`~HttpServer.start` (so a port in use or a bad
+address is a one-line :class:`~shared.errors.ConfigError` before anything else starts), serves
+from a daemon thread, and :meth:`~HttpServer.stop` ends open event streams and waits for the
+thread. Signals stay with the main thread: uvicorn installs no handlers off the main thread, so
+Ctrl-C and SIGTERM reach ``serve``, which stops this server with everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from shared.errors import ConfigError
+
+__all__ = ["HttpServer"]
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 10.0
+
+
+class HttpServer:
+    """One uvicorn server for ``app`` on ``host:port`` (port 0: a free one, see :attr:`port`)."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and serve; returns once the server accepts connections."""
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as err:
+            sock.close()
+            raise ConfigError(f"cannot listen on {self.host}:{self.port} for HTTP: "
+                              f"{err.strerror or err}; choose another --http HOST:PORT") from err
+        sock.listen(128)
+        sock.set_inheritable(True)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=5)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="collector-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise ConfigError(f"the HTTP server on {self.url} did not start; see the log above")
+            time.sleep(0.01)
+        logger.info("HTTP API on %s", self.url)
+
+    def stop(self) -> None:
+        """End event streams, stop accepting, wait for the thread (a few seconds at most)."""
+        if self._server is None:
+            return
+        stopping = getattr(getattr(self.app, "state", None), "stopping", None)
+        if stopping is not None:
+            stopping.set()
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> HttpServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
