@@ -9,6 +9,12 @@ devices in turn; ``--rate`` caps results per second over the whole fleet (0: as 
 takes them). At the end every device says ``offline`` itself, unless ``--hold-s`` keeps the fleet
 online a while longer (0 with ``--hold-s -1``: until Ctrl-C).
 
+One thread drives every device (:class:`FleetLoop`: paho's clients over one epoll selector), so a
+thousand devices cost a thousand sockets, not a thousand threads; the simulator raises its own
+open-file limit (soft ``RLIMIT_NOFILE``, up to the hard limit) to three descriptors per device.
+Devices connect in waves of :data:`CONNECT_WAVE`; the broker must allow that many clients
+(Mosquitto: ``max_connections -1`` and a ``ulimit -n`` above the device count).
+
 It prints a JSON summary on stdout — devices, results sent and acknowledged, seconds — and with
 ``--sent FILE`` writes every run_id it sent, one a line, so a test can compare what was sent with
 what was stored.
@@ -17,11 +23,14 @@ what was stored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
+import selectors
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +41,7 @@ import numpy as np
 from shared import latency
 from shared.errors import BrokerError
 from shared.messages import AgentManifest, Status, Telemetry
-from shared.mqtt import parse_broker_url
+from shared.mqtt import BrokerUrl, parse_broker_url
 from shared.schema import (
     BenchmarkResult,
     DeviceManifest,
@@ -61,6 +70,11 @@ MODELS = [  # name, network, format, precision, MACs, p50 on the reference board
     ("ad_autoencoder_int8.tflite", "ad_autoencoder", "tflite", "int8", 264_192, 0.12),
 ]
 RUNTIMES = {"tflite": ("litert", "1.4.0"), "onnx": ("onnxruntime", "1.22.0")}
+CONNECT_WAVE = 100
+"""Devices that connect before the simulator waits for their CONNACKs."""
+FDS_PER_CLIENT = 3
+"""A paho client holds its socket and a socket pair for waking a threaded loop."""
+FD_HEADROOM = 256
 
 
 def synthetic_result(rng: random.Random, device_id: str, fleet: str, seq: int,
@@ -107,6 +121,7 @@ class VirtualDevice:
     board_index: int
     client: Any = None
     seq: int = 0
+    connected: bool = False
     pending: list[Any] = field(default_factory=list)
 
     def topic(self, kind: TopicKind) -> str:
@@ -128,89 +143,201 @@ class VirtualDevice:
                          memory_total_bytes=8 << 30, temps_c={"cpu": rng.uniform(40, 70)},
                          spool_depth=0).model_dump_json(exclude_none=True).encode()
 
+    def publish(self, kind: TopicKind, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self.client.publish(self.topic(kind), payload, qos=qos, retain=retain)
+        if qos > 0:
+            self.pending.append(info)
 
-def connect_device(url: str, device: VirtualDevice, timeout_s: float = 30.0) -> None:
-    import paho.mqtt.client as mqtt
+    def unacknowledged(self) -> int:
+        """QoS 1 messages sent but not yet acknowledged; forgets the acknowledged ones."""
+        self.pending = [info for info in self.pending if not info.is_published()]
+        return len(self.pending)
 
-    broker = parse_broker_url(url)
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"edgemeter-sim-{device.device_id}", protocol=mqtt.MQTTv311)
-    client.max_queued_messages_set(0)
-    client.max_inflight_messages_set(100)
-    if broker.username:
-        client.username_pw_set(broker.username, broker.password)
-    will = Status(device_id=device.device_id, fleet=device.fleet, status="offline", bd_seq=1)
-    client.will_set(device.topic(TopicKind.STATUS), will.model_dump_json(exclude_none=True),
-                    qos=1, retain=True)
-    connected = threading.Event()
-    client.on_connect = lambda *_a: connected.set()
-    try:
-        client.connect(broker.host, broker.port, keepalive=60)
-    except OSError as err:
-        raise BrokerError(f"cannot reach the broker at {broker}: {err.strerror or err}") from err
-    client.loop_start()
-    if not connected.wait(timeout_s):
-        client.loop_stop()
-        raise BrokerError(f"broker {broker} did not accept device {device.device_id} "
-                          f"within {timeout_s:.0f} s")
-    device.client = client
-    client.publish(device.topic(TopicKind.STATUS), device.status("online"), qos=1, retain=True)
+
+class FleetLoop:
+    """Every device's paho client driven from the calling thread over one selector (epoll).
+
+    paho's own ``loop_start`` costs a thread per client and waits in ``select()``, which cannot
+    watch a descriptor numbered 1024 or more: a few hundred clients in one process is its limit.
+    Here the clients tell the loop when they have something to write
+    (``on_socket_register_write``), :meth:`poll` reads and writes whichever sockets are ready, and
+    keep-alives run once a second (``loop_misc``). Not thread-safe: publish from the thread that
+    polls.
+    """
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.devices: list[VirtualDevice] = []
+        self._next_misc = 0.0
+
+    def _watch(self, client: Any, sock: Any, write: bool) -> None:
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        try:
+            self.selector.modify(sock, events, client)
+        except KeyError:
+            self.selector.register(sock, events, client)
+
+    def _forget(self, sock: Any) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(sock)
+
+    def connect(self, url: BrokerUrl, device: VirtualDevice) -> None:
+        """Open the device's connection (TCP now, CONNACK on a later :meth:`poll`)."""
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=f"edgemeter-sim-{device.device_id}", protocol=mqtt.MQTTv311)
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(100)
+        if url.username:
+            client.username_pw_set(url.username, url.password)
+        will = Status(device_id=device.device_id, fleet=device.fleet, status="offline", bd_seq=1)
+        client.will_set(device.topic(TopicKind.STATUS), will.model_dump_json(exclude_none=True),
+                        qos=1, retain=True)
+        client.on_socket_open = lambda c, _u, sock: self._watch(c, sock, False)
+        client.on_socket_register_write = lambda c, _u, sock: self._watch(c, sock, True)
+        client.on_socket_unregister_write = lambda c, _u, sock: self._watch(c, sock, False)
+        client.on_socket_close = lambda _c, _u, sock: self._forget(sock)
+
+        def on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
+            if not reason.is_failure:
+                device.connected = True
+                device.publish(TopicKind.STATUS, device.status("online"), retain=True)
+
+        def on_disconnect(*_args: Any) -> None:
+            device.connected = False
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        device.client = client
+        try:
+            client.connect(url.host, url.port, keepalive=60)
+        except OSError as err:
+            raise BrokerError(f"cannot reach the broker at {url}: {err.strerror or err}") from err
+        self.devices.append(device)
+
+    def poll(self, timeout_s: float) -> None:
+        """Move bytes for every ready socket, waiting at most ``timeout_s`` for one."""
+        for key, mask in self.selector.select(max(timeout_s, 0.0)):
+            client = key.data
+            if mask & selectors.EVENT_READ:
+                client.loop_read(100)
+            if mask & selectors.EVENT_WRITE and client.socket() is not None:
+                client.loop_write()
+        now = time.monotonic()
+        if now >= self._next_misc:
+            self._next_misc = now + 1.0
+            for device in self.devices:
+                device.client.loop_misc()
+
+    def run_until(self, done: Callable[[], bool], timeout_s: float, what: str,
+                  stop: threading.Event | None = None) -> None:
+        """Poll until ``done()``; :class:`BrokerError` naming ``what`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if stop is not None and stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise BrokerError(f"{what} within {timeout_s:.0f} s")
+            self.poll(0.05)
+
+    def close(self) -> None:
+        for device in self.devices:
+            with contextlib.suppress(Exception):
+                device.client.disconnect()
+        with contextlib.suppress(BrokerError):  # a DISCONNECT not written: the Will says offline
+            self.run_until(lambda: not self.selector.get_map(), 5.0, "disconnect")
+        self.selector.close()
 
 
 def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet: str = "sim",
              prefix: str = "sim-", seed: int = 0, telemetry_s: float = 10.0, hold_s: float = 0.0,
-             sent_file: Path | None = None, stop: threading.Event | None = None) -> dict[str, Any]:
-    """Run the virtual fleet; returns the summary that the command prints."""
+             sent_file: Path | None = None, stop: threading.Event | None = None,
+             ready: threading.Event | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Run the virtual fleet; returns the summary that the command prints.
+
+    Everything runs on the calling thread (:class:`FleetLoop`). ``ready`` is set once every device
+    is connected and its birth acknowledged. ``timeout_s`` bounds each wait on the broker
+    (connections, acknowledgements).
+    """
     rng = random.Random(seed)
     stop = stop or threading.Event()
+    broker = parse_broker_url(url)
+    raise_fd_limit(FDS_PER_CLIENT * devices + FD_HEADROOM)
     fleet_devices = [VirtualDevice(f"{prefix}{i:04d}", fleet, i) for i in range(devices)]
+    loop = FleetLoop()
     started = time.monotonic()
-    for device in fleet_devices:
-        connect_device(url, device)
-        device.client.publish(device.topic(TopicKind.TELEMETRY), device.telemetry(0, rng), qos=0)
-    connected_s = time.monotonic() - started
-    sent_ids: list[str] = []
-    next_telemetry = time.monotonic() + telemetry_s
-    t0 = time.monotonic()
-    for n in range(messages):
-        if stop.is_set():
-            break
-        device = fleet_devices[n % devices]
-        device.seq += 1
-        result = synthetic_result(rng, device.device_id, fleet, device.seq, device.board_index)
-        run_id = str(result.run_id)
-        device.pending.append(device.client.publish(
-            device.topic(TopicKind.RESULT), result.model_dump_json().encode(), qos=1))
-        sent_ids.append(run_id)
-        if rate > 0:
-            delay = t0 + (n + 1) / rate - time.monotonic()
-            if delay > 0:
-                stop.wait(delay)
-        if time.monotonic() >= next_telemetry:
-            next_telemetry += telemetry_s
-            for d in fleet_devices:
-                d.client.publish(d.topic(TopicKind.TELEMETRY),
-                                 d.telemetry(time.monotonic() - started, rng), qos=0)
-    acknowledged = 0
-    for device in fleet_devices:
-        for info in device.pending:
-            info.wait_for_publish(timeout=60)
-            acknowledged += int(info.is_published())
-    send_s = time.monotonic() - t0
-    if sent_file is not None:
-        sent_file.write_text("".join(f"{r}\n" for r in sent_ids))
-    if hold_s:
-        stop.wait(None if hold_s < 0 else hold_s)
-    for device in fleet_devices:
-        info = device.client.publish(device.topic(TopicKind.STATUS), device.status("offline"),
-                                     qos=1, retain=True)
-        info.wait_for_publish(timeout=10)
-        device.client.disconnect()
-        device.client.loop_stop()
-    return {"devices": devices, "results_sent": len(sent_ids), "results_acknowledged": acknowledged,
+    try:
+        for first in range(0, devices, CONNECT_WAVE):  # a wave at a time: accept queues are short
+            wave = fleet_devices[first:first + CONNECT_WAVE]
+            for device in wave:
+                loop.connect(broker, device)
+                loop.poll(0)
+            loop.run_until(lambda w=wave: all(d.connected for d in w), timeout_s,  # type: ignore[misc]
+                           f"broker {broker} did not accept devices {wave[0].device_id}.."
+                           f"{wave[-1].device_id}")
+        loop.run_until(lambda: not any(d.unacknowledged() for d in fleet_devices), timeout_s,
+                       f"broker {broker} did not acknowledge every birth")
+        for device in fleet_devices:
+            device.publish(TopicKind.TELEMETRY, device.telemetry(0, rng), qos=0)
+        connected_s = time.monotonic() - started
+        if ready is not None:
+            ready.set()
+        sent_ids: list[str] = []
+        next_telemetry = time.monotonic() + telemetry_s
+        t0 = time.monotonic()
+        for n in range(messages):
+            if stop.is_set():
+                break
+            device = fleet_devices[n % devices]
+            device.seq += 1
+            result = synthetic_result(rng, device.device_id, fleet, device.seq, device.board_index)
+            device.publish(TopicKind.RESULT, result.model_dump_json().encode())
+            sent_ids.append(str(result.run_id))
+            loop.poll(0)
+            if rate > 0:
+                while (delay := t0 + (n + 1) / rate - time.monotonic()) > 0 and not stop.is_set():
+                    loop.poll(delay)
+            if time.monotonic() >= next_telemetry:
+                next_telemetry += telemetry_s
+                for d in fleet_devices:
+                    d.publish(TopicKind.TELEMETRY, d.telemetry(time.monotonic() - started, rng), qos=0)
+        with contextlib.suppress(BrokerError):  # counted below as not acknowledged
+            loop.run_until(lambda: not any(d.unacknowledged() for d in fleet_devices), timeout_s,
+                           "acknowledgements", stop)
+        unacknowledged = sum(d.unacknowledged() for d in fleet_devices)
+        send_s = time.monotonic() - t0
+        if sent_file is not None:
+            sent_file.write_text("".join(f"{r}\n" for r in sent_ids))
+        if hold_s:
+            hold_until = time.monotonic() + (float("inf") if hold_s < 0 else hold_s)
+            while time.monotonic() < hold_until and not stop.is_set():
+                loop.poll(min(0.5, hold_until - time.monotonic()))
+        for device in fleet_devices:
+            if device.connected:
+                device.publish(TopicKind.STATUS, device.status("offline"), retain=True)
+        with contextlib.suppress(BrokerError):  # the Last Will says offline for the others
+            loop.run_until(lambda: not any(d.unacknowledged() for d in fleet_devices), 10.0,
+                           "offline statuses")
+    finally:
+        loop.close()
+    return {"devices": devices, "results_sent": len(sent_ids),
+            "results_acknowledged": len(sent_ids) - unacknowledged,
             "connect_s": round(connected_s, 3), "send_s": round(send_s, 3),
             "results_per_s": round(len(sent_ids) / send_s, 1) if send_s > 0 else None,
             "fleet": fleet}
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` towards ``wanted`` (no further than the hard limit)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return int(soft)
 
 
 def _run(args: argparse.Namespace) -> int:
