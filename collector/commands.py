@@ -16,12 +16,17 @@ import base64
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.stores.base import ResultFilter, Store, open_store
 from shared.errors import ConfigError, EdgemeterError, require_module
 from shared.redact import redact_url
 from shared.schema import BenchmarkResult
+
+if TYPE_CHECKING:
+    from collector.config import CollectorSettings
+    from collector.http import HttpServer
+    from collector.service import CollectorService
 
 __all__ = ["register"]
 
@@ -82,6 +87,13 @@ def register(subparsers: Any) -> None:
                        "(default: edgemeter-collector-HOSTNAME)")
     serve.add_argument("--fleet", metavar="FLEET",
                        help="collect one fleet only (default: every fleet)")
+    serve.add_argument("--http", metavar="HOST:PORT",
+                       help="also serve the HTTP API, live events, /metrics and the dashboard "
+                       "here, e.g. 127.0.0.1:8080 (or set [http] listen); off loopback a token "
+                       "is required")
+    serve.add_argument("--http-token-file", type=Path, metavar="FILE",
+                       help="file holding the HTTP bearer token (needed for POST, and for every "
+                       "request when not bound to loopback)")
     serve.set_defaults(func=_serve)
     sample = collector_sub.add_parser(
         "sample-config", help="print an annotated collector config file (TOML)",
@@ -148,6 +160,8 @@ def _serve_flags(args: argparse.Namespace) -> dict[str, Any]:
                     "key_file": args.mqtt_key_file},
         },
         "db": {"url": args.db, "password_file": args.db_password_file},
+        "http": {"listen": getattr(args, "http", None),
+                 "token_file": getattr(args, "http_token_file", None)},
     }
 
 
@@ -179,11 +193,32 @@ def _serve(args: argparse.Namespace) -> int:
         service = CollectorService(store, settings.mqtt, settings.ingest)
         print(f"edgemeter collector {service.client_id}: {service.broker} -> "
               f"{redact_url(store.url)} (Ctrl-C to stop)", file=sys.stderr)
-        service.serve_forever(report=_print_stats)
+        http = _start_http(settings, service, getattr(args, "http", None))
+        try:
+            service.serve_forever(report=_print_stats)
+        finally:
+            if http is not None:
+                http.stop()
         _print_stats(service.stats, "edgemeter collector stopped")
     finally:
         store.close()
     return 0
+
+
+def _start_http(settings: CollectorSettings, service: CollectorService,
+                flag: str | None) -> HttpServer | None:
+    """The HTTP server in a thread of this process, sharing the service's bus, metrics and MQTT
+    connection; ``None`` when neither ``--http`` nor ``[http] listen`` asks for it."""
+    if flag is None and "listen" not in settings.http.model_fields_set:
+        return None
+    require_module("fastapi", "collector")
+    require_module("uvicorn", "collector")
+    from collector.http import start_http
+
+    server = start_http(settings.http, settings.db.connect_url(), events=service.events,
+                        metrics=service.metrics, publisher=service.publish)
+    print(f"edgemeter collector: dashboard and API on {server.url}/", file=sys.stderr, flush=True)
+    return server
 
 
 def _filter(args: argparse.Namespace) -> ResultFilter:

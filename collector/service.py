@@ -104,6 +104,7 @@ from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
 from shared.mqtt import SubscribeHandler, Will
 from shared.mqtt import connect as mqtt_connect
 from shared.redact import redact_url
+from shared.errors import BrokerError
 from shared.schema import BenchmarkResult
 from shared.topics import ROOT, TopicKind, Topics
 
@@ -404,6 +405,15 @@ class CollectorService:
 
     def serve_forever(self, stats_interval_s: float | None = None,
                       report: StatsReport | None = None) -> None:
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 on the collector's own connection and wait for the broker's PUBACK
+        (jobs sent from the HTTP API). Raises :class:`shared.errors.BrokerError` when not
+        connected or not acknowledged."""
+        conn = self._conn
+        if conn is None:
+            raise BrokerError(f"the collector is not connected to {self.broker}")
+        conn.publish(topic, payload, qos=1)
+
         """Run until SIGINT, SIGTERM or :meth:`shutdown`; then stop gracefully.
 
         Every ``stats_interval_s`` (default: the ingest settings') calls ``report`` with the

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collector.http.app import create_app
 from collector.http.auth import AccessPolicy, is_loopback, split_listen
-from collector.http.server import HttpServer
+from collector.http.server import HttpServer, start_http
 from collector.http.store import ReadStore, open_read_store
 
-__all__ = ["AccessPolicy", "HttpServer", "ReadStore", "create_app", "is_loopback", "open_read_store",
-           "split_listen"]
+__all__ = ["AccessPolicy", "HttpServer", "ReadStore", "create_app", "is_loopback",
+           "open_read_store", "split_listen", "start_http"]

@@ -13,11 +13,18 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ConfigError
 
-__all__ = ["HttpServer"]
+if TYPE_CHECKING:
+    from collector.config import HttpSettings
+    from collector.events import EventBus
+    from collector.http.api import Publisher
+    from collector.metrics import CollectorMetrics
+
+__all__ = ["HttpServer", "start_http"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +34,13 @@ START_TIMEOUT_S = 10.0
 class HttpServer:
     """One uvicorn server for ``app`` on ``host:port`` (port 0: a free one, see :attr:`port`)."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int,
+                 on_stop: Callable[[], None] | None = None) -> None:
+        """``on_stop`` runs once the server has stopped (e.g. closing its read store)."""
         self.app = app
         self.host = host
         self.port = port
+        self._on_stop = on_stop
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
@@ -72,6 +82,7 @@ class HttpServer:
     def stop(self) -> None:
         """End event streams, stop accepting, wait for the thread (a few seconds at most)."""
         if self._server is None:
+            self._run_on_stop()
             return
         stopping = getattr(getattr(self.app, "state", None), "stopping", None)
         if stopping is not None:
@@ -81,6 +92,12 @@ class HttpServer:
             self._thread.join(timeout=10)
         self._server = None
         self._thread = None
+        self._run_on_stop()
+
+    def _run_on_stop(self) -> None:
+        on_stop, self._on_stop = self._on_stop, None
+        if on_stop is not None:
+            on_stop()
 
     def __enter__(self) -> HttpServer:
         self.start()
@@ -88,3 +105,31 @@ class HttpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_http(http: HttpSettings, db_url: str, *, events: EventBus, metrics: CollectorMetrics,
+               publisher: Publisher) -> HttpServer:
+    """Open the store again for reading, build the app and serve it (``collector serve --http``).
+
+    Refuses (:class:`ConfigError`) to listen off loopback without a token: that would be a
+    database open to the network.
+    """
+    from collector.http.app import create_app
+    from collector.http.auth import is_loopback, split_listen
+    from collector.http.store import open_read_store
+
+    host, port = split_listen(http.listen)
+    if http.token is None and not is_loopback(host):
+        raise ConfigError(f"--http {http.listen} is not a loopback address: set a token first "
+                          "([http] token_file, EDGEMETER_COLLECTOR__HTTP__TOKEN or the systemd "
+                          "credential http-token), or listen on 127.0.0.1")
+    reader = open_read_store(db_url)
+    try:
+        app = create_app(reader, events=events, metrics=metrics, publisher=publisher,
+                         settings=http)
+        server = HttpServer(app, host, port, on_stop=reader.close)
+        server.start()
+    except BaseException:
+        reader.close()
+        raise
+    return server

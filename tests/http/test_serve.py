@@ -1,0 +1,135 @@
+"""``collector serve --http``: a real collector process, a real Mosquitto, the API on a real port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.mqtt import MqttConnection, connect
+from shared.topics import Topics
+from tests.factories import make_result
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEMETER_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+@pytest.fixture()
+def served(mosquitto_url: str, tmp_path: Path) -> Iterator[Served]:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgemeter.cli", "collector", "serve", "--mqtt", mosquitto_url,
+             "--db", f"sqlite:///{tmp_path}/results.db", "--http", f"127.0.0.1:{port}",
+             "--client-id", f"http-{uuid.uuid4().hex[:8]}"],
+            cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                urllib.request.urlopen(url + "/api/runs", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        yield Served(proc, url, log)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture()
+def device(mosquitto_url: str) -> Iterator[MqttConnection]:
+    conn = connect(mosquitto_url, f"http-dev-{uuid.uuid4().hex[:8]}")
+    yield conn
+    conn.close()
+
+
+def _poll(predicate: object, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _samples(text: str) -> dict[str, float]:
+    return {s.name + str(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_a_published_result_is_in_the_api_and_the_metrics_counts(served: Served,
+                                                                    device: MqttConnection) -> None:
+    result = make_result(device_id=f"pi-{uuid.uuid4().hex[:6]}", fleet="lab")
+    client = httpx.Client(base_url=served.url, timeout=5)
+    device.publish(Topics.result("lab", result.device_id), result.model_dump_json().encode())
+    assert _poll(lambda: client.get("/api/runs", params={"device": result.device_id})
+                 .json()["runs"]), served.log.read_text()
+    run = client.get(f"/api/runs/{result.run_id}").json()
+    assert run["result"]["run_id"] == str(result.run_id)
+    metrics = _samples(client.get("/metrics").text)
+    assert metrics["edgemeter_collector_results_stored_total[]"] == 1
+    assert metrics["edgemeter_collector_messages_received_total[('kind', 'result')]"] >= 1
+    assert "dashboard and API on " + served.url in served.log.read_text()
+
+
+@pytest.mark.mqtt
+@pytest.mark.slow
+def test_sigterm_stops_serve_and_its_http_server_cleanly(served: Served) -> None:
+    with httpx.Client(timeout=5) as client, client.stream("GET", served.url + "/api/events") as live:
+        assert live.status_code == 200  # an open event stream must not hold the exit
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(20) == 0, served.log.read_text()
+    assert "edgemeter collector stopped" in served.log.read_text()
+
+
+def test_serve_refuses_a_non_loopback_bind_without_a_token(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgemeter.cli", "collector", "serve", "--mqtt",
+         "mqtt://127.0.0.1:1", "--db", f"sqlite:///{tmp_path}/results.db", "--http",
+         "0.0.0.0:8080"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if "token" in line]
+    assert len(lines) == 1 and "not a loopback address" in lines[0], proc.stderr
