@@ -1,0 +1,65 @@
+"""A thousand simulated devices online at once, seen by ``fleet ls``.
+
+The broker is a private Mosquitto with ``max_connections -1`` and its descriptor limit raised
+(``roomy_broker``); the simulator drives every device from one thread (``FleetLoop``). Each device
+publishes a retained birth; ``fleet ls --json`` reads them all back. After the simulator stops,
+every device has said ``offline`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from edgemeter.cli import main
+from edgemeter.commands.simulate import simulate
+from tests.scale.services import RoomyMosquitto
+
+DEVICES = 1000
+
+
+def fleet_ls(url: str, fleet: str, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    capsys.readouterr()
+    assert main(["fleet", "ls", "--mqtt", url, "--fleet", fleet, "--json", "--listen-s", "2"]) == 0
+    rows: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.mqtt
+def test_a_thousand_devices_connected_at_once_all_show_online_in_fleet_ls(
+    roomy_broker: RoomyMosquitto, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert roomy_broker.fd_limit() > DEVICES + 100
+    fleet = f"many{uuid.uuid4().hex[:6]}"
+    ready, stop = threading.Event(), threading.Event()
+    summary: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            summary.update(simulate(roomy_broker.url, DEVICES, DEVICES, fleet=fleet, hold_s=-1,
+                                    stop=stop, ready=ready, telemetry_s=3600))
+        except BaseException as err:  # reported by the test thread
+            failure.append(err)
+            ready.set()
+
+    simulator = threading.Thread(target=run, daemon=True)
+    simulator.start()
+    try:
+        assert ready.wait(60), "the simulated fleet did not connect within 60 s"
+        assert not failure, failure
+        online = fleet_ls(roomy_broker.url, fleet, capsys)
+    finally:
+        stop.set()
+        simulator.join(60)
+    assert not failure, failure
+    assert summary["results_acknowledged"] == DEVICES  # one result each, while all were online
+    assert len(online) == DEVICES
+    assert {r["device_id"] for r in online} == {f"sim-{i:04d}" for i in range(DEVICES)}
+    assert all(r["status"] == "online" and r["board"] for r in online)
+    assert all(r["status"] == "offline" for r in fleet_ls(roomy_broker.url, fleet, capsys))
