@@ -160,11 +160,6 @@ class IngestSettings(_Table):
         description="messages the broker may send unacknowledged (MQTT v5 Receive Maximum): "
         "bounds the collector's memory",
     )
-    queue_limit: int = Field(
-        100_000, ge=1,
-        description="MQTT 3.1.1 safety net: past this many unstored messages the oldest are let "
-        "go unacknowledged (sent again after a reconnect)",
-    )
     retry_interval_s: float = Field(1.0, gt=0, description="first retry after a store failure")
     retry_max_interval_s: float = Field(
         60.0, gt=0, description="retries back off (doubling) up to this interval, for ever"

@@ -46,12 +46,16 @@ acknowledged after it; the broker's redelivered copy is. ``stop()`` stops taking
 the queue, sends its acks, then has the broker confirm them (:meth:`shared.mqtt.MqttConnection.flush`)
 before the DISCONNECT, so a collector restarted at once does not get them again.
 
-Backpressure. The collector connects with an MQTT v5 Receive Maximum of ``receive_maximum``: the
-broker never has more than that many messages unacknowledged with it, whatever its own in-flight
-setting, so the collector holds at most that many in memory, and a backlog queued at the broker
-comes in that many at a time (the SUBACK is never stuck behind all of it). On MQTT 3.1.1 the
-broker's in-flight window (Mosquitto's ``max_inflight_messages``) is the bound; ``queue_limit`` is
-the last safety net there (the oldest unstored message is let go from memory, unacknowledged).
+Backpressure. The collector connects with an MQTT v5 Receive Maximum of ``receive_maximum``: a
+broker then has at most that many messages unacknowledged with it, whatever its own in-flight
+setting, and a backlog queued at the broker comes in that many at a time (the SUBACKs are never
+stuck behind all of it). On MQTT 3.1.1 the broker's in-flight window (Mosquitto's
+``max_inflight_messages``) is the broker's bound. Brokers do not always keep it (Mosquitto 2.0.11
+sends its whole queue once acks flow, v5 or not), so the collector keeps it too: while it holds
+``receive_maximum`` messages not yet acknowledged, the network thread reads no more (TCP pushes
+back on the broker) until the writer has stored some. Memory stays bounded by the window at any
+rate; during a store outage longer than 1.5 keepalives the broker may drop the connection, and
+the session's messages come again after the reconnect (stored once).
 
 Store outages. A store error is the store's problem, never the message's: the batch is kept, not
 acknowledged, and retried after ``retry_interval_s``, doubling up to ``retry_max_interval_s``, for
@@ -68,8 +72,8 @@ its :class:`collector.metrics.CollectorMetrics` and its :class:`collector.events
 it logs or puts in an error goes through :func:`shared.redact.redact_url`.
 
 Counters (:attr:`CollectorService.stats`): ``received``, ``stored``, ``duplicates``,
-``dead_letters``, ``store_errors`` (failed store calls), ``dropped`` (let go by a full queue,
-unacknowledged), and the gauges ``queued`` (received, not yet stored) and ``retry_pending``.
+``dead_letters``, ``store_errors`` (failed store calls), and the gauges ``queued`` (received,
+not yet acknowledged) and ``retry_pending`` (in a batch waiting for the store).
 """
 
 from __future__ import annotations
@@ -100,11 +104,11 @@ from collector.health import (
 from collector.ingest import Message, Rejection, read
 from collector.metrics import CollectorMetrics
 from collector.stores.base import Store
+from shared.errors import BrokerError
 from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
 from shared.mqtt import SubscribeHandler, Will
 from shared.mqtt import connect as mqtt_connect
 from shared.redact import redact_url
-from shared.errors import BrokerError
 from shared.schema import BenchmarkResult
 from shared.topics import ROOT, TopicKind, Topics
 
@@ -119,7 +123,7 @@ RETRY_POLL_S = 0.1
 """How often the writer looks at the clock while a retry waits (a test's clock jumps)."""
 _COLLECTOR_PREFIX = f"{ROOT}/{COLLECTOR_FLEET}/"
 
-STAT_KEYS = ("received", "stored", "duplicates", "dead_letters", "store_errors", "dropped")
+STAT_KEYS = ("received", "stored", "duplicates", "dead_letters", "store_errors")
 
 
 class BrokerConnection(Protocol):
@@ -242,7 +246,6 @@ class CollectorService:
         self.connect_timeout_s = mqtt.connect_timeout_s
         self.batch_size = ingest.batch_size
         self.receive_maximum = ingest.receive_maximum
-        self.queue_limit = max(ingest.queue_limit, ingest.receive_maximum)
         self.status_topic = status_topic(self.client_id)
         self._connect = connect
         self._clock = clock
@@ -253,6 +256,7 @@ class CollectorService:
         self._lock = threading.Lock()
         self._has_items = threading.Condition(self._lock)
         self._idle = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
         self._queue: collections.deque[_Item] = collections.deque()
         self._in_flight = 0
         self._retry_pending = 0
@@ -265,6 +269,7 @@ class CollectorService:
         self._all_subscribed = threading.Event()
         self._warned_group = False
         self._warned_fleet_store = False
+        self._warned_window = False
         self._shutdown = threading.Event()
         self._online: set[tuple[str, str]] = set()
         self._outage_since: float | None = None
@@ -367,6 +372,7 @@ class CollectorService:
         with self._lock:
             self._stopping = True
             self._has_items.notify_all()
+            self._space.notify_all()
         if writer is not None:
             writer.join(timeout_s)
             if writer.is_alive():
@@ -399,12 +405,6 @@ class CollectorService:
                 self._idle.wait(remaining)
         return True
 
-    def shutdown(self) -> None:
-        """Ask :meth:`serve_forever` to return (from another thread or a signal handler)."""
-        self._shutdown.set()
-
-    def serve_forever(self, stats_interval_s: float | None = None,
-                      report: StatsReport | None = None) -> None:
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1 on the collector's own connection and wait for the broker's PUBACK
         (jobs sent from the HTTP API). Raises :class:`shared.errors.BrokerError` when not
@@ -414,6 +414,12 @@ class CollectorService:
             raise BrokerError(f"the collector is not connected to {self.broker}")
         conn.publish(topic, payload, qos=1)
 
+    def shutdown(self) -> None:
+        """Ask :meth:`serve_forever` to return (from another thread or a signal handler)."""
+        self._shutdown.set()
+
+    def serve_forever(self, stats_interval_s: float | None = None,
+                      report: StatsReport | None = None) -> None:
         """Run until SIGINT, SIGTERM or :meth:`shutdown`; then stop gracefully.
 
         Every ``stats_interval_s`` (default: the ingest settings') calls ``report`` with the
@@ -501,15 +507,26 @@ class CollectorService:
             if self._stopping:  # unacknowledged: the broker keeps it for the next session
                 return
             item.delivery = _Delivery(self._connection, mid, qos)
-            if len(self._queue) >= self.queue_limit:
-                lost = self._queue.popleft()
-                self._stats["dropped"] += 1
-                logger.error("queue full (%d): let go of the oldest message, from %s, "
-                             "unacknowledged", self.queue_limit, lost.topic)
             self._queue.append(item)
             self._stats["received"] += 1
             self.metrics.backlog.set(len(self._queue) + self._in_flight)
             self._has_items.notify()
+            self._hold_back()
+
+    def _hold_back(self) -> None:
+        """With the lock held: while the collector holds ``receive_maximum`` messages, read no
+        more. A conforming broker never sends past the window; Mosquitto 2.0.11 does once acks
+        start flowing (it then sends its whole queue), so the collector keeps the bound itself:
+        the socket is not read, and TCP pushes back on the broker, until the writer frees room."""
+        if len(self._queue) + self._in_flight < self.receive_maximum:
+            return
+        if not self._warned_window:
+            self._warned_window = True
+            logger.info("broker %s sends more than the receive maximum (%d) unacknowledged "
+                        "messages; reading no more until some are stored", self.broker,
+                        self.receive_maximum)
+        while len(self._queue) + self._in_flight >= self.receive_maximum and not self._stopping:
+            self._space.wait(1.0)
 
     def _on_progress(self, outcome: Message | Rejection) -> None:
         if isinstance(outcome, Progress):
@@ -568,6 +585,7 @@ class CollectorService:
                 self._retry_pending = 0
                 self.metrics.backlog.set(len(self._queue))
                 self._idle.notify_all()
+                self._space.notify_all()
 
     def _take(self) -> list[_Item] | None:
         """What is queued, up to ``batch_size``, at once; ``None`` when stopped and drained."""
