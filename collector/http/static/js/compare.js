@@ -11,7 +11,7 @@ const KIND_NAME = { edge: "edge", datacenter: "datacenter", hpc: "HPC", cited: "
 const METRICS = [
   { key: "latency_p50_ms", title: "p50 latency", unit: "ms", fmt: ms },
   { key: "throughput_sps", title: "Throughput", unit: "samples/s", fmt: (v) => (v == null ? "–" : `${num(v, 1)} samples/s`) },
-  { key: "joules_per_inference", title: "Energy per inference", unit: "J", fmt: joules },
+  { key: "joules_per_inference", title: "Energy per inference", unit: "joules; mJ = 1/1000 J", fmt: joules },
   { key: "cost_per_million_usd", title: "Cost per million inferences", unit: "USD", fmt: usd },
 ];
 
@@ -44,14 +44,22 @@ function barChart(metric, list, better) {
       const width = v === null || max === 0 ? 0 : Math.max(1, (v / max) * 100);
       return h("div", { class: "row" },
         h("span", { class: "label", title: `${s.label} (${KIND_NAME[s.kind] ?? s.kind})` },
-          s.run ? h("a", { href: `#/run/${s.run}` }, s.label) : s.label,
+          s.run ? h("a", { href: `#/run/${s.run}` }, s.label) : short(s.label),
           h("span", { class: "small muted" }, ` · ${KIND_NAME[s.kind] ?? s.kind}`)),
         h("span", { class: "track" },
           h("span", { class: `fill kind-${s.kind === "measured" ? "datacenter" : s.kind}`, style: `width: ${width}%` }),
-          h("span", { class: "val" }, v === null ? (s.metrics?.cost_reason && metric.key === "cost_per_million_usd"
-            ? `unknown: ${s.metrics.cost_reason}` : "not known") : metric.fmt(v))));
+          valueLabel(metric, s, v)));
     }));
 }
+
+function valueLabel(metric, side, v) {
+  if (v !== null) return h("span", { class: "val" }, metric.fmt(v));
+  const why = metric.key === "cost_per_million_usd" ? side.metrics?.cost_reason : null;
+  return h("span", { class: "val muted", title: why ?? "" }, why ? `not known: ${why}` : "not known");
+}
+
+/** "STMicroelectronics NUCLEO-L4R5ZI-P (STM32L4R5, ...)" -> the part before the details. */
+function short(label) { return label.length > 42 ? `${label.split(" (")[0].slice(0, 42)}…` : label; }
 
 function ratio(v, better) {
   if (v === null || v === undefined) return "–";
@@ -68,7 +76,7 @@ function rowsTable(rows, better) {
     h("tbody", {}, rows.map((r) => h("tr", {},
       h("td", { "data-label": "Edge run" }, h("a", { href: `#/run/${r.edge_run_id}` }, `${r.edge_device_id} · ${shortId(r.edge_run_id)}`)),
       h("td", { "data-label": "Baseline" }, r.baseline.run_id ? h("a", { href: `#/run/${r.baseline.run_id}` }, r.baseline.label)
-        : h("span", { title: r.baseline.source ?? "" }, `${r.baseline.label} (cited)`)),
+        : h("span", { title: `${r.baseline.label}\n${r.baseline.source ?? ""}` }, `${short(r.baseline.label)} (cited)`)),
       h("td", { "data-label": "Matched by", class: "small" }, r.match === "sha256" ? "same model file (sha256)" : r.match === "network" ? "same network" : String(r.match ?? "–")),
       h("td", { "data-label": "p50 ratio", class: "num" }, ratio(r.ratios.latency_p50, better["ratios.latency_p50"])),
       h("td", { "data-label": "Throughput ratio", class: "num" }, ratio(r.ratios.throughput, better["ratios.throughput"])),
@@ -140,10 +148,13 @@ export async function render(root, { params }, ctx) {
     body.append(
       h("p", { class: "small" }, "Legend:", kinds.map((k) => h("span", {},
         h("span", { class: `legend-swatch kind-${k === "measured" ? "datacenter" : k}` }), KIND_NAME[k] ?? k))),
-      h("div", { class: "grid" }, METRICS.map((m) => barChart(m, list, data.better?.[m.key]))),
+      h("div", { class: "grid two" }, METRICS.map((m) => barChart(m, list, data.better?.[m.key]))),
       h("section", { class: "panel scroll" }, h("h2", {}, `Pairs (${data.rows.length})`), rowsTable(data.rows, data.better ?? {})));
     const notes = [...new Set(data.rows.flatMap((r) => r.notes ?? []))];
-    if (notes.length) body.append(h("section", { class: "panel" }, h("h2", {}, "Notes"), h("ul", { class: "small" }, notes.map((n) => h("li", {}, n)))));
+    if (notes.length) {
+      body.append(h("section", { class: "panel" }, h("details", {}, h("summary", {}, `Notes on these figures (${notes.length})`),
+        h("ul", { class: "small" }, notes.map((n) => h("li", {}, n))))));
+    }
   }
   await load();
 }

@@ -22,14 +22,14 @@ const COLUMNS = [
   { key: "latest_p50_ms", label: "Latest p50 (ms)", num: true },
   { key: "latest_power_w", label: "Power (W)", num: true },
   { key: null, label: "Latest model" },
-  { key: "spool_depth", label: "Spool", num: true, title: "results waiting on the device for the collector's receipt" },
+  { key: "spool_depth", label: "Spool (results)", num: true, title: "results waiting on the device for the collector's receipt" },
 ];
 
 export function progressCell(device) {
   const p = device.progress;
   if (!p) {
-    return device.current_job ? h("span", { class: "mono" }, device.current_job)
-      : h("span", { class: "muted" }, "idle");
+    if (device.current_job) return h("span", { class: "mono" }, device.current_job);
+    return h("span", { class: "muted" }, device.status === "online" ? "idle" : "–");
   }
   const parts = [`${p.phase}`, `${num(p.iterations_done, 0)} it`];
   if (p.running_p50_ms !== null && p.running_p50_ms !== undefined) parts.push(`p50 ${ms(p.running_p50_ms)}`);
@@ -97,10 +97,10 @@ export async function render(root, { params }, ctx) {
     return [
       h("td", { "data-label": "Select" }, h("input", { type: "checkbox", checked: selected.has(d.device_id),
         "aria-label": `select ${d.device_id}`, onchange: (e) => toggle(d.device_id, e.target.checked) })),
-      h("td", { "data-label": "Device" }, h("a", { href: `#/device/${encodeURIComponent(d.device_id)}` }, d.device_id),
+      h("td", { "data-label": "Device", class: "nowrap" }, h("a", { href: `#/device/${encodeURIComponent(d.device_id)}` }, d.device_id),
         d.fleet && d.fleet !== "default" ? h("div", { class: "small muted" }, `fleet ${d.fleet}`) : null),
       h("td", { "data-label": "Status" }, badge(d.status ?? "unknown")),
-      h("td", { "data-label": "Last seen", class: "seen" }, ago(d.last_seen)),
+      h("td", { "data-label": "Last seen", class: "seen nowrap" }, ago(d.last_seen)),
       h("td", { "data-label": "Board" }, d.board ?? h("span", { class: "muted" }, "unknown")),
       h("td", { "data-label": "Runtime", class: "small" }, d.runtime || h("span", { class: "muted" }, "–")),
       h("td", { "data-label": "Current job", class: "job" }, progressCell(d)),
@@ -108,7 +108,7 @@ export async function render(root, { params }, ctx) {
       h("td", { "data-label": "Power (W)", class: "num watts" }, watts(d.latest_power_w)),
       h("td", { "data-label": "Latest model", class: "small model" }, d.latest_run_id
         ? h("a", { href: `#/run/${d.latest_run_id}` }, d.latest_model ?? "run") : h("span", { class: "muted" }, "no runs yet")),
-      h("td", { "data-label": "Spool", class: "num" }, d.spool_depth ?? "–"),
+      h("td", { "data-label": "Spool (results)", class: "num" }, d.spool_depth ?? "–"),
     ];
   }
   function draw(device) {
