@@ -108,9 +108,10 @@ class HttpServer:
 
 
 def start_http(http: HttpSettings, db_url: str, *, events: EventBus, metrics: CollectorMetrics,
-               publisher: Publisher) -> HttpServer:
+               publisher: Publisher, port: int | None = None) -> HttpServer:
     """Open the store again for reading, build the app and serve it (``collector serve --http``).
 
+    ``port`` overrides the port of ``http.listen`` (0: any free one, see :attr:`HttpServer.port`).
     Refuses (:class:`ConfigError`) to listen off loopback without a token: that would be a
     database open to the network.
     """
@@ -118,7 +119,8 @@ def start_http(http: HttpSettings, db_url: str, *, events: EventBus, metrics: Co
     from collector.http.auth import is_loopback, split_listen
     from collector.http.store import open_read_store
 
-    host, port = split_listen(http.listen)
+    host, listen_port = split_listen(http.listen)
+    port = listen_port if port is None else port
     if http.token is None and not is_loopback(host):
         raise ConfigError(f"--http {http.listen} is not a loopback address: set a token first "
                           "([http] token_file, EDGEMETER_COLLECTOR__HTTP__TOKEN or the systemd "
