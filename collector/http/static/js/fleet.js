@@ -3,7 +3,7 @@
 // Filtering, sorting and paging happen on the server (/api/devices: q, status, fleet, sort, limit,
 // cursor), so a fleet of thousands costs one page of rows. Live events patch the visible rows in
 // place; a device this page has not drawn yet (or a presence change, which can move rows between
-// filters) triggers one reload, at most every RELOAD_MS.
+// filters) triggers one reload, at most every RELOAD_MS. There is no polling.
 
 import { getJSON, query } from "./api.js";
 import { h, clear, empty, ago, ms, watts, badge, num, debounce } from "./dom.js";
@@ -142,8 +142,8 @@ export async function render(root, { params }, ctx) {
     rows.clear();
     for (const d of body.devices) draw(d);
     const filtered = state.q || state.status || state.fleet;
-    summary.textContent = `${body.total} device${body.total === 1 ? "" : "s"}${filtered ? " match" : ""} · `
-      + `${online.total} online${state.fleet ? ` in fleet ${state.fleet}` : ""}. `
+    summary.textContent = `${num(body.total, 0)} device${body.total === 1 ? "" : "s"}${filtered ? " match" : ""} · `
+      + `${num(online.total, 0)} online${state.fleet ? ` in fleet ${state.fleet}` : ""}. `
       + "Live: presence, job progress and results update as they arrive.";
     listPanel.hidden = false;
     clear(pager);
@@ -158,7 +158,7 @@ export async function render(root, { params }, ctx) {
     const first = state.page * PAGE_SIZE + 1;
     pager.append(
       h("button", { disabled: state.page === 0, onclick: () => { state.page--; load(); } }, "← Previous"),
-      h("span", { class: "small muted" }, `${first}–${first + body.devices.length - 1} of ${body.total}`),
+      h("span", { class: "small muted" }, `${num(first, 0)}–${num(first + body.devices.length - 1, 0)} of ${num(body.total, 0)}`),
       h("button", { disabled: !body.next_cursor, onclick: () => {
         state.cursors[state.page + 1] = body.next_cursor; state.page++; load(); } }, "Next →"));
   }
@@ -176,9 +176,11 @@ export async function render(root, { params }, ctx) {
   fleetIn.addEventListener("change", readFilters);
 
   // live: patch what is drawn, reload for what is not
-  function patch(id, change) {
+  // Progress, acks and telemetry of devices on other pages are ignored; a status or result from a
+  // device not drawn may be a new device, so those reload (throttled).
+  function patch(id, change, { newcomer = false } = {}) {
     const row = rows.get(id);
-    if (!row) { reload(); return; }
+    if (!row) { if (newcomer) reload(); return; }
     draw({ ...row.device, ...change(row.device) });
   }
   ctx.on("progress", (p) => patch(p.device_id, () => ({ progress: p, current_job: p.job_id, last_seen: p.sent_at })));
@@ -186,12 +188,12 @@ export async function render(root, { params }, ctx) {
     && (!d.progress || d.progress.job_id === a.job_id) ? { progress: null, current_job: null } : {})));
   ctx.on("telemetry", (t) => patch(t.device_id, () => ({ last_seen: t.sent_at, spool_depth: t.spool_depth })));
   ctx.on("status", (s) => {
-    patch(s.device_id, () => ({ status: s.status, last_seen: s.sent_at ?? new Date().toISOString() }));
+    patch(s.device_id, () => ({ status: s.status, last_seen: s.sent_at ?? new Date().toISOString() }), { newcomer: true });
     if (state.status) reload(); // it may have left (or joined) this filter
   });
   ctx.on("result", (r) => patch(r.device_id, () => ({
     latest_p50_ms: r.p50_ms, latest_power_w: r.watts ?? null, latest_model: r.model,
-    latest_run_id: r.run_id, last_seen: new Date().toISOString() })));
+    latest_run_id: r.run_id, last_seen: new Date().toISOString() }), { newcomer: true }));
   ctx.every(5000, () => {
     for (const { tr, device } of rows.values()) tr.querySelector(".seen").replaceChildren(ago(device.last_seen));
   });

@@ -11,6 +11,9 @@ import { h, bytes } from "./dom.js";
 
 async function knownModels() {
   try {
+    // ask the server's OpenAPI schema first, so an older server never answers a 404 here
+    const schema = await getJSON("/openapi.json");
+    if (!schema.paths || !schema.paths["/api/models"]) return null;
     const body = await getJSON("/api/models");
     return Array.isArray(body.models) ? body.models : [];
   } catch {
@@ -36,7 +39,7 @@ export async function openJobDialog(deviceIds, onStarted = () => {}) {
         models.map((m) => h("option", { value: `${m.sha256}|${m.name}` },
           `${m.name} (${bytes(m.size_bytes)}, ${m.sha256.slice(0, 10)}…)`))));
   } else {
-    modelFields = h("div", {},
+    modelFields = h("div", { class: "fields" },
       h("label", {}, "Model file name (.onnx or .tflite)",
         h("input", { name: "model_name", required: true, placeholder: "mobilenet_v2.onnx",
           pattern: "[A-Za-z0-9._\\-]+\\.(onnx|tflite)" })),
@@ -59,6 +62,8 @@ export async function openJobDialog(deviceIds, onStarted = () => {}) {
           .map((s) => h("option", { value: s }, s))))),
     h("div", { class: "row2" },
       h("label", {}, "Iterations (empty: the profile's)", h("input", { name: "iterations", type: "number", min: 1 })),
+      h("label", {}, "Duration in s (empty: the profile's)", h("input", { name: "duration_s", type: "number", min: 1, max: 3600 }))),
+    h("div", { class: "row2" },
       h("label", {}, "Threads (empty: the runtime's)", h("input", { name: "threads", type: "number", min: 1, max: 256 }))),
     tokenRow, status,
     h("div", { class: "actions" },
@@ -79,6 +84,8 @@ export async function openJobDialog(deviceIds, onStarted = () => {}) {
     const threads = intOrNull(f.threads);
     if (iterations) settings.iterations = iterations;
     if (threads) settings.threads = threads;
+    const durationS = intOrNull(f.duration_s);
+    if (durationS) settings.duration_s = durationS;
     if (!tokenRow.hidden && f.token.value.trim()) setToken(f.token.value.trim());
     status.textContent = "Sending…";
     status.className = "small";
