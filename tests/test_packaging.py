@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shared.errors import MissingExtraError, require_module
+from tests.conftest import unavailable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,3 +57,30 @@ def test_missing_extra_error_names_the_exact_pip_command() -> None:
         assert "pip install 'edgemeter[collector]'" in str(err)
     else:
         raise AssertionError("require_module did not raise")
+
+
+@pytest.mark.slow
+def test_a_fresh_agent_install_benchmarks_an_onnx_model_without_the_collector_stack(
+    tmp_path: Path, shared_models: Path,
+) -> None:
+    """`pip install -e '.[onnx]'` in a new venv: bench works, and no collector package came."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[onnx]"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        unavailable(f"pip could not install the agent: {pip.stderr.strip().splitlines()[-1:]}")
+    listed = subprocess.run([str(venv / "bin" / "pip"), "list", "--format", "json"],
+                            capture_output=True, text=True, check=True).stdout
+    names = {p["name"].lower() for p in json.loads(listed)}
+    assert "onnxruntime" in names
+    for heavy in ("sqlalchemy", "psycopg", "psycopg-binary", "matplotlib", "pyarrow", "fastapi",
+                  "starlette", "uvicorn", "alembic", "prometheus-client", "amqtt"):
+        assert heavy not in names, f"the agent's install pulled {heavy}"
+    out = tmp_path / "result.json"
+    bench = subprocess.run(
+        [str(venv / "bin" / "edgemeter"), "bench", str(shared_models / "vww_96_int8_qdq.onnx"),
+         "--iterations", "20", "--warmup", "2", "--power", "none", "--fidelity", "2", "-q",
+         "--json", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert bench.returncode == 0, bench.stderr
+    assert json.loads(out.read_text())["latency_ms"]["count"] == 20
