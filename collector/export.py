@@ -191,6 +191,9 @@ def export_results(
     if output is None and stream is None:
         raise ConfigError("export needs an output file or stream")
     columns = _scan(results).names() if fmt == "csv" else []
+    if fmt == "csv" and not columns:
+        # no results yet: still a header, so a reader (a spreadsheet, pandas) sees the columns
+        columns = list(BenchmarkResult.model_fields)
     try:
         handle = output.open("w", encoding="utf-8", newline="") if output else None
     except OSError as err:
