@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -58,47 +58,41 @@ class _BulkInsert:
     SQLAlchemy's own executemany builds and type-processes a parameter dictionary per row, which
     cost SQLite 15% of its ingest rate on batches of 250 results (``bench/store_ingest.py``). Here
     the statement comes from SQLAlchemy as usual (the dialect's construct, compiled for the
-    dialect), values go through the columns' own bind processors, values shared by the whole batch
-    (``constants``) are processed once, and the driver gets plain tuples for positional
-    placeholders (``?`` in sqlite3, ``%s`` as the PostgreSQL engine is configured) or dictionaries
-    for named ones. Returns the driver's row count: the rows inserted, known keys not counted.
+    dialect), the caller builds one tuple per row in :attr:`columns` order, passing values that
+    need it through :meth:`processor` (the column type's own bind processing: SQLite's timestamp
+    text), and the driver gets the tuples as they are (positional placeholders: ``?`` in sqlite3,
+    ``%s`` as the PostgreSQL engine is configured). :meth:`run` returns the driver's row count: the
+    rows inserted, known keys not counted.
     """
 
     def __init__(self, statement: Insert, table: Table, dialect: Dialect) -> None:
-        columns = [c.key for c in table.c if c.key != "id"]
+        self.table = table
+        self.dialect = dialect
+        self.columns = [c.key for c in table.c if c.key != "id"]
         # for_executemany: no implicit RETURNING of the new id, which PostgreSQL would compute
         # and send for every row only for the driver to drop it
-        compiled = statement.compile(dialect=dialect, column_keys=columns, for_executemany=True)
+        compiled = statement.compile(dialect=dialect, column_keys=self.columns,
+                                     for_executemany=True)
         self.sql = str(compiled)
-        self.names: list[str] = list(compiled.positiontup or []) if compiled.positional \
-            else columns
         self.positional = compiled.positional
-        self.processors = {
-            name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-            for name in self.names
-        }
+        if self.positional and list(compiled.positiontup or []) != self.columns:
+            raise AssertionError(f"{table.name}: placeholders not in column order: {self.sql}")
 
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]],
-            constants: dict[str, Any]) -> int:
-        fixed = {name: self._process(name, value) for name, value in constants.items()}
-        plan = [(name, name in fixed, fixed.get(name), self.processors[name])
-                for name in self.names]
-        params: list[Any] = []
-        for row in rows:
-            values = [
-                value if is_fixed
-                else row[name] if processor is None or row[name] is None
-                else processor(row[name])
-                for name, is_fixed, value, processor in plan
-            ]
-            params.append(tuple(values) if self.positional else dict(zip(self.names, values, strict=True)))
+    def processor(self, column: str) -> Callable[[Any], Any]:
+        """What a value of ``column`` must go through before the driver gets it."""
+        process = self.table.c[column].type.dialect_impl(self.dialect).bind_processor(self.dialect)
+        return process if process is not None else _as_is
+
+    def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> int:
+        params: list[Any] = rows if self.positional else [
+            dict(zip(self.columns, row, strict=True)) for row in rows]
         result = conn.exec_driver_sql(self.sql, params,
                                       execution_options={"preserve_rowcount": True})
         return max(result.rowcount, 0)
 
-    def _process(self, name: str, value: Any) -> Any:
-        processor = self.processors[name]
-        return processor(value) if processor is not None and value is not None else value
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _utc_now() -> datetime:
@@ -169,25 +163,29 @@ class SqlStore:
             raise ValueError(f"{len(topics)} topics for {len(batch)} results")
         if payloads is not None and len(payloads) != len(batch):
             raise ValueError(f"{len(payloads)} payloads for {len(batch)} results")
-        rows = [
-            {
-                "run_id": str(r.run_id),
-                "device_id": r.device_id,
-                "fleet": r.fleet,
-                "role": r.role.value,
-                "created_at": r.created_at,
-                "model_name": r.model.name,
-                "model_sha256": r.model.sha256,
-                "network": r.model.network,
-                "scenario": r.spec.effective.scenario.value,
-                "seq": r.seq,
-                "topic": topics[i] if topics is not None else None,
-                "result": payloads[i].decode() if payloads is not None else r.model_dump_json(),
-            }
+        bulk = self._insert_results
+        timestamp = bulk.processor("created_at")  # the same type as received_at
+        received_at = timestamp(_utc_now())
+        rows = [  # in tables.results' column order (bulk.columns)
+            (
+                str(r.run_id),
+                r.device_id,
+                r.fleet,
+                r.role.value,
+                timestamp(r.created_at),
+                r.model.name,
+                r.model.sha256,
+                r.model.network,
+                r.spec.effective.scenario.value,
+                r.seq,
+                received_at,
+                topics[i] if topics is not None else None,
+                payloads[i].decode() if payloads is not None else r.model_dump_json(),
+            )
             for i, r in enumerate(batch)
         ]
         with self._transaction(f"storing {len(rows)} results", write=True) as conn:
-            return self._insert_results.run(conn, rows, {"received_at": _utc_now()})
+            return bulk.run(conn, rows)
 
     def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
         with self._transaction("storing a dead letter", write=True) as conn:
@@ -243,13 +241,15 @@ class SqlStore:
         """Store cited rows; returns how many were new (same content = same row)."""
         if not rows:
             return 0
-        values = [
-            {"baseline_id": row.baseline_id, "network": row.network,
-             "scenario": row.scenario.value, "baseline": json.dumps(row.model_dump(mode="json"))}
+        bulk = self._insert_baselines
+        added_at = bulk.processor("added_at")(_utc_now())
+        values = [  # in tables.cited_baselines' column order (bulk.columns)
+            (row.baseline_id, row.network, row.scenario.value, added_at,
+             json.dumps(row.model_dump(mode="json")))
             for row in rows
         ]
         with self._transaction(f"storing {len(values)} cited baselines", write=True) as conn:
-            return self._insert_baselines.run(conn, values, {"added_at": _utc_now()})
+            return bulk.run(conn, values)
 
     def list_cited_baselines(self) -> list[CitedBaseline]:
         with self._transaction("listing cited baselines", write=False) as conn:
