@@ -28,6 +28,7 @@ class Api:
     reader: ReadStore
     events: EventBus
     metrics: CollectorMetrics
+    server: HttpServer
     published: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -58,7 +59,7 @@ def make_api(db_url: str) -> Iterator[Callable[..., Api]]:
         server.start()
         client = httpx.Client(base_url=server.url, timeout=10)
         opened.append((server, reader, client))
-        return Api(client, server.url, writer, reader, events, metrics, published)
+        return Api(client, server.url, writer, reader, events, metrics, server, published)
 
     yield make
     for server, reader, client in opened:

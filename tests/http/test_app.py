@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -147,3 +148,15 @@ def test_dashboard_index_and_static_files_are_served(make_api: Callable[..., Api
     assert script.status_code == 200
     assert script.text == "console.log(1)"
     assert api.client.get("/static/missing.js").status_code == 404
+
+
+def test_served_connections_have_nagle_off(make_api: Callable[..., Api]) -> None:
+    # Nagle plus the client's delayed ACK made every keep-alive response wait ~40 ms
+    api = make_api()
+    server = api.server._server  # uvicorn's, for its open connections
+    api.client.get("/api/runs")
+    connections = list(server.server_state.connections)
+    assert connections
+    for connection in connections:
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
