@@ -3,7 +3,7 @@ store; receipts back to the agents.
 
 Data path::
 
-    paho network thread: on_message ─ read() (parse + validate once) ─▶ queue ─▶ writer thread
+    paho network thread: on_message ─▶ queue ─▶ writer thread: read() (parse + validate once)
         ▲      progress ─▶ event bus (never stored)                             │ one batch:
         │                                                                       ▼ results in one
         └──── PUBACK ◀── receipt per (fleet, device) ◀── commit ◀── store ◀─────┘ transaction, then
@@ -17,10 +17,11 @@ default, a stable client id, ``edgemeter-collector-<hostname>`` by default), mad
 subscriptions (``$share/<group>/...``): several collectors split the streams. On a 3.1.1 broker
 every collector gets everything (run_ids are unique in the store, so that is only wasteful).
 
-Parsing happens on the network thread (:func:`collector.ingest.read`: one ``model_validate_json``
-per message), so the writer thread spends its time in the database driver, which releases the GIL,
-and the network thread, which does the CPU work itself, is never starved by it; a batch is written
-as soon as the writer is free (whatever is queued, up to ``batch_size``): no waiting to fill it.
+The network thread only sorts and queues messages, so it keeps reading and sending PUBACKs; the
+writer thread parses (:func:`collector.ingest.read`, one ``model_validate_json`` per message) and
+stores. A batch is whatever is queued when the writer is free, up to ``batch_size``: no waiting to
+fill it, so at a low rate each message is stored at once, and under load batches grow by
+themselves (the queue fills while the writer works), which spreads each commit over more results.
 
 What happens to each kind:
 
@@ -187,7 +188,8 @@ class _Item:
     topic: str
     payload: bytes
     delivery: _Delivery
-    outcome: Message | Rejection
+    outcome: Message | Rejection | None
+    """``None`` until the writer has read it (:func:`collector.ingest.read`)."""
     received_at: datetime
 
     @property
@@ -270,6 +272,9 @@ class CollectorService:
         self._warned_group = False
         self._warned_fleet_store = False
         self._warned_window = False
+        self._received_by_kind = {kind.value: self.metrics.received.labels(kind=kind.value)
+                                  for kind in SUBSCRIBED_KINDS}
+        self._received_other = self.metrics.received.labels(kind="result")  # counted; rejected
         self._shutdown = threading.Event()
         self._online: set[tuple[str, str]] = set()
         self._outage_since: float | None = None
@@ -490,23 +495,24 @@ class CollectorService:
         return _on_granted
 
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """Network thread: only sorts and queues (parsing is the writer's: module docstring)."""
         if topic.startswith(_COLLECTOR_PREFIX):  # a collector's own status: not a device's
             self._ack_now(mid, qos)
             return
-        outcome = read(topic, payload)  # the CPU work, here: see the module docstring
-        kind = Topics.parse(topic)
-        self.metrics.received.labels(kind=kind.kind.value if kind else "result").inc()
-        if kind is not None and kind.kind is TopicKind.PROGRESS:
-            self._on_progress(outcome)
+        kind = topic.rpartition("/")[2]
+        self._received_by_kind.get(kind, self._received_other).inc()
+        if kind == "progress":
+            self._on_progress(read(topic, payload))
             self._ack_now(mid, qos)
             with self._lock:
                 self._stats["received"] += 1
             return
-        item = _Item(topic, bytes(payload), _Delivery(0, mid, qos), outcome, _utc_now())
+        received_at = _utc_now()
         with self._lock:
             if self._stopping:  # unacknowledged: the broker keeps it for the next session
                 return
-            item.delivery = _Delivery(self._connection, mid, qos)
+            item = _Item(topic, bytes(payload), _Delivery(self._connection, mid, qos), None,
+                         received_at)
             self._queue.append(item)
             self._stats["received"] += 1
             self.metrics.backlog.set(len(self._queue) + self._in_flight)
@@ -634,6 +640,9 @@ class CollectorService:
 
     def _write(self, items: list[_Item]) -> list[_Item]:
         """Store what ``items`` hold; returns those not stored (the store failed), in order."""
+        for item in items:
+            if item.outcome is None:
+                item.outcome = read(item.topic, item.payload)
         results = [i for i in items if isinstance(i.outcome, BenchmarkResult)]
         others = [i for i in items if not isinstance(i.outcome, BenchmarkResult)]
         if results and not self._store_results(results):
@@ -726,7 +735,7 @@ class CollectorService:
         try:
             if isinstance(out, Rejection):
                 self.store.add_dead_letter(item.topic, out.reason, item.payload)
-            else:
+            elif out is not None:
                 self._record(out, item.received_at)
         except Exception as err:  # any store failure: keep the message, retry
             self._store_failed(f"storing {item.label}", err)
