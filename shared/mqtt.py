@@ -141,6 +141,9 @@ class MqttConnection:
         self.client = client
         self.protocol = protocol
         self.url = url
+        self.shared_subscriptions = protocol == "5"
+        """Whether ``$share/`` subscriptions work: MQTT v5, unless the CONNACK said Shared
+        Subscription Available = 0 (updated on every reconnection)."""
         self._lock = threading.Lock()
         self._on_subscribed: dict[int, SubscribeHandler] = {}
         self._unsubscribed: dict[int, threading.Event] = {}
@@ -296,8 +299,10 @@ def _attempt(
     outcome: dict[str, Any] = {}
     conn = MqttConnection(client, version, url)
 
-    def _on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
+    def _on_connect(_c: Any, _u: Any, _flags: Any, reason: Any, connack: Any = None) -> None:
         outcome["reason"] = reason
+        if v5 and connack is not None:  # an absent property means available
+            conn.shared_subscriptions = bool(getattr(connack, "SharedSubscriptionAvailable", 1))
         if not reason.is_failure:
             if on_connect is not None:
                 on_connect(conn)

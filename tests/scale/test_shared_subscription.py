@@ -12,6 +12,7 @@ import logging
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from shared.messages import Receipt
 from shared.mqtt import connect
 from shared.topics import TopicKind, Topics
 from tests.collector.conftest import wait_for
+from tests.collector.test_service import FakeConnection, MemoryStore
 from tests.scale.services import CollectorProcess, RoomyMosquitto
 
 DEVICES = 200
@@ -104,5 +106,46 @@ def test_a_group_on_an_mqtt_3_1_1_broker_subscribes_plainly_and_warns(
                 service.stop()
     store.close()
     assert subscription == Topics.subscription(TopicKind.RESULT)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("no shared subscriptions" in w and "fleet-a" in w for w in warnings), warnings
+
+
+class NoSharesConnection(FakeConnection):
+    """An MQTT v5 connection whose CONNACK said Shared Subscription Available = 0."""
+
+    shared_subscriptions = False
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize(("protocol", "shares"), [("5", True), ("3.1.1", False)])
+def test_the_connection_says_whether_shared_subscriptions_work(
+    roomy_broker: RoomyMosquitto, protocol: str, shares: bool,
+) -> None:
+    with connect(roomy_broker.url, f"shares-{uuid.uuid4().hex[:6]}",
+                 protocol=protocol) as conn:  # type: ignore[arg-type]
+        assert conn.shared_subscriptions is shares
+
+
+@pytest.mark.xfail(strict=True, reason="the service decides on $share/ by MQTT version, not by the "
+                   "CONNACK's Shared Subscription Available (MqttConnection.shared_subscriptions)")
+def test_a_v5_broker_that_offers_no_shared_subscriptions_gets_plain_ones_and_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def connect(_url: str, _client_id: str, **options: Any) -> NoSharesConnection:
+        conn = NoSharesConnection(calls)
+        options["on_connect"](conn)
+        return conn
+
+    service = CollectorService(MemoryStore(),  # type: ignore[arg-type]
+                               MqttSettings(url="mqtt://broker.example:1883", client_id="c1",
+                                            group="fleet-a"), connect=connect)
+    with caplog.at_level(logging.WARNING, logger="collector.service"):
+        service.start()
+        service.stop()
+    subscribed = [c[1] for c in calls if c[0] == "subscribe"]
+    assert Topics.subscription(TopicKind.RESULT) in subscribed
+    assert not [t for t in subscribed if t.startswith("$share/")]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("no shared subscriptions" in w and "fleet-a" in w for w in warnings), warnings
