@@ -71,8 +71,9 @@ class RoomyMosquitto:
             "max_connections -1\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 100\n"
-            "log_dest stdout\n"
-            "log_type error\nlog_type warning\nlog_type notice\n"
+            "log_dest stderr\n"  # unbuffered: the log can be read while it runs
+
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type subscribe\n"
         )
         max_fds = self.max_fds
 
@@ -98,6 +99,14 @@ class RoomyMosquitto:
             if line.startswith("Max open files"):
                 return int(line.split()[3])
         raise AssertionError("no 'Max open files' in /proc/PID/limits")
+
+    def subscribed(self, client_id: str, topic_part: str = "/result") -> bool:
+        """Whether the broker logged a subscription of ``client_id`` to a topic with ``topic_part``."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return False
+        return any(f" {client_id} " in line and topic_part in line for line in text.splitlines())
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -131,11 +140,12 @@ class CollectorProcess:
     """``edgemeter collector serve`` in a subprocess; see the module docstring."""
 
     def __init__(self, mqtt_url: str, db_url: str, client_id: str, log: Path, *,
-                 group: str | None = None, fleet: str | None = None) -> None:
+                 group: str | None = None, fleet: str | None = None, verbose: bool = True) -> None:
+        """``verbose``: log at INFO (a line per stored result, and the final counters)."""
         self.client_id = client_id
         self.log = log
-        argv = [sys.executable, "-m", "edgemeter.cli", "-v", "collector", "serve",
-                "--mqtt", mqtt_url, "--db", db_url, "--client-id", client_id]
+        argv = [sys.executable, "-m", "edgemeter.cli", *(["-v"] if verbose else []), "collector",
+                "serve", "--mqtt", mqtt_url, "--db", db_url, "--client-id", client_id]
         if group:
             argv += ["--group", group]
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEMETER_")}
