@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from collector.compare import CostSettings, cited_baselines, compare, measured_baselines
 from collector.compare.matching import Baseline
 from collector.http.detail import run_detail
-from collector.http.fleet import SORT_KEYS, ProgressBoard, device_object, select_devices, sort_and_filter
+from collector.http.fleet import SORT_KEYS, DeviceCache, ProgressBoard, device_object, select_devices, sort_and_filter
 from collector.http.runs import BadCursor, RunQuery, decode_cursor, encode_cursor, list_runs
 from collector.http.store import ReadStore
 from collector.stores.base import ResultFilter
@@ -72,6 +72,7 @@ class ApiContext:
     publisher: Publisher
     catalogue: Catalogue
     progress: ProgressBoard
+    devices: DeviceCache
 
 
 def _ctx(request: Request) -> ApiContext:
@@ -107,9 +108,7 @@ def get_devices(
             raise HTTPException(400, "cursor is not one this server gave out; start from the first "
                                 "page") from err
     ctx = _ctx(request)
-    progress = ctx.progress.snapshot()
-    rows = ctx.store.list_devices(fleet=fleet)
-    devices = sort_and_filter([device_object(r, progress.get(r.device_id)) for r in rows],
+    devices = sort_and_filter(ctx.devices.objects(ctx.progress.snapshot(), fleet=fleet),
                               status=status, q=q, sort=sort)
     page = devices[offset: offset + limit]
     more = offset + limit < len(devices)
@@ -120,7 +119,7 @@ def get_devices(
 @router.get("/api/devices/{device_id}", summary="One device with telemetry, runs, seq gaps, jobs")
 def get_device(request: Request, device_id: str) -> dict[str, Any]:
     ctx = _ctx(request)
-    row = next((r for r in ctx.store.list_devices() if r.device_id == device_id), None)
+    row = ctx.devices.row(device_id)
     if row is None:
         raise HTTPException(404, f"no device {device_id!r}: it has not published a status, "
                             "telemetry or result to this collector")
@@ -231,7 +230,7 @@ def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
     and records it; returns ``{"job_ids": [...], "jobs": [{"job_id", "device_id", "fleet"}]}``.
     Unknown device ids are refused (404) before anything is sent."""
     ctx = _ctx(request)
-    known = ctx.store.list_devices()
+    known = ctx.store.list_devices()  # not the cache: a device that just appeared counts
     if body.selector is not None:
         chosen = select_devices(known, body.selector)
         if not chosen:

@@ -41,7 +41,7 @@ from collector.events import EventBus
 from collector.http import api, live
 from collector.http.api import ApiContext, Publisher
 from collector.http.auth import AccessPolicy, is_loopback, split_listen
-from collector.http.fleet import ProgressBoard
+from collector.http.fleet import DEVICE_CACHE_S, DeviceCache, ProgressBoard
 from collector.http.store import ReadStore
 from collector.metrics import CollectorMetrics
 from shared.catalogue import Catalogue, load_catalogue
@@ -62,8 +62,12 @@ def create_app(
     settings: HttpSettings,
     catalogue: Catalogue | None = None,
     static_dir: Path = STATIC_DIR,
+    device_cache_s: float = DEVICE_CACHE_S,
 ) -> FastAPI:
-    """The app; it does not own ``read_store`` (the caller closes it after the server stops)."""
+    """The app; it does not own ``read_store`` (the caller closes it after the server stops).
+
+    ``device_cache_s``: how old the device list may be (:class:`collector.http.fleet.DeviceCache`).
+    """
     host, _ = split_listen(settings.listen)
     token = settings.token.get_secret_value() if settings.token else None
     policy = AccessPolicy(loopback=is_loopback(host), token=token)
@@ -81,7 +85,8 @@ def create_app(
                   "Server-Sent Events; Prometheus metrics at /metrics.")
     stopping = threading.Event()
     app.state.api = ApiContext(store=read_store, publisher=publisher,
-                               catalogue=catalogue or load_catalogue(), progress=progress)
+                               catalogue=catalogue or load_catalogue(), progress=progress,
+                               devices=DeviceCache(read_store, device_cache_s))
     app.state.events = events
     app.state.metrics = metrics
     app.state.stopping = stopping

@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from collector.events import EventBus, Subscription
-from collector.http.store import DeviceRow
+from collector.http.store import DeviceRow, ReadStore
 
-__all__ = ["PROGRESS_STALE_S", "SORT_KEYS", "ProgressBoard", "device_object", "select_devices",
-           "sort_and_filter"]
+__all__ = ["DEVICE_CACHE_S", "PROGRESS_STALE_S", "SORT_KEYS", "DeviceCache", "ProgressBoard",
+           "device_object", "select_devices", "sort_and_filter"]
 
 PROGRESS_STALE_S = 60.0
+DEVICE_CACHE_S = 1.0
+"""How old the device list served by ``/api/devices`` may be."""
 ENDED = frozenset({"done", "failed", "cancelled", "rejected"})
 SORT_KEYS = ("device_id", "fleet", "status", "last_seen", "first_seen", "board", "runtime",
              "latest_p50_ms", "latest_power_w", "spool_depth")
@@ -61,6 +63,58 @@ class ProgressBoard:
 
     def close(self) -> None:
         self._subscription.close()
+
+
+class DeviceCache:
+    """The store's device list, read at most once per ``ttl_s`` whoever asks, as device objects.
+
+    The fleet page polls and many pages may be open; reading and parsing 1,000 devices costs the
+    store tens of milliseconds, so the API shares one read per second between them (live changes
+    reach the page through ``/api/events`` meanwhile). One caller reads while the others wait for
+    its answer. Thread-safe.
+    """
+
+    def __init__(self, store: ReadStore, ttl_s: float = DEVICE_CACHE_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        self._rows: dict[str, DeviceRow] = {}
+        self._objects: list[dict[str, Any]] = []
+
+    def _fresh(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._read_at is not None and now - self._read_at < self._ttl_s:
+                return
+            rows = self._store.list_devices()
+            self._rows = {row.device_id: row for row in rows}
+            self._objects = [device_object(row, None) for row in rows]
+            self._read_at = now
+
+    def objects(self, progress: dict[str, dict[str, Any]], fleet: str | None = None
+                ) -> list[dict[str, Any]]:
+        """Every device object (of ``fleet``) with its live ``progress`` merged in."""
+        self._fresh()
+        out = []
+        for obj in self._objects:
+            if fleet is not None and obj["fleet"] != fleet:
+                continue
+            live = progress.get(obj["device_id"])
+            if live is not None:
+                obj = {**obj, "progress": live, "current_job": obj["current_job"] or live.get("job_id")}
+            out.append(obj)
+        return out
+
+    def row(self, device_id: str) -> DeviceRow | None:
+        self._fresh()
+        return self._rows.get(device_id)
+
+    def rows(self) -> list[DeviceRow]:
+        self._fresh()
+        return list(self._rows.values())
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -41,19 +41,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture()
 def make_api(db_url: str) -> Iterator[Callable[..., Api]]:
-    """``make_api(listen=..., token=..., static_dir=...)``: a served app whose policy follows ``listen`` (it is
+    """``make_api(listen=..., token=..., static_dir=..., device_cache_s=..., publisher=...)``: a served app whose policy follows ``listen`` (it is
     always served on 127.0.0.1, so a test can play an exposed server safely)."""
     writer = open_store(db_url)
     opened: list[tuple[HttpServer, ReadStore, httpx.Client]] = []
 
     def make(listen: str = "127.0.0.1:8080", token: str | None = None,
-             static_dir: Path | None = None) -> Api:
+             static_dir: Path | None = None, device_cache_s: float = 0.0,
+             publisher: Callable[[str, bytes], None] | None = None) -> Api:
         reader = open_read_store(db_url)
         events, metrics = EventBus(), CollectorMetrics()
         published: list[tuple[str, bytes]] = []
         app = create_app(reader, events=events, metrics=metrics,
-                         publisher=lambda topic, payload: published.append((topic, payload)),
+                         publisher=publisher or (lambda topic, payload:
+                                                 published.append((topic, payload))),
                          settings=HttpSettings(listen=listen, token=token),
+                         device_cache_s=device_cache_s,
                          **({"static_dir": static_dir} if static_dir else {}))
         server = HttpServer(app, "127.0.0.1", 0)
         server.start()
