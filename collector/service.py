@@ -14,8 +14,10 @@ Subscriptions: ``result``, ``status``, ``telemetry``, ``progress`` and ``ack`` o
 for every fleet), on one persistent session (``clean_start=False``, session expiry one day by
 default, a stable client id, ``edgemeter-collector-<hostname>`` by default), made in
 ``on_connect`` so they survive reconnects. With ``group`` and an MQTT v5 broker they are shared
-subscriptions (``$share/<group>/...``): several collectors split the streams. On a 3.1.1 broker
-every collector gets everything (run_ids are unique in the store, so that is only wasteful).
+subscriptions (``$share/<group>/...``): several collectors split the streams. On a 3.1.1 broker,
+or a v5 one whose CONNACK says Shared Subscription Available = 0, the group is ignored with one
+warning and every collector gets everything (run_ids are unique in the store, so that is only
+wasteful).
 
 The network thread only sorts and queues messages, so it keeps reading and sending PUBACKs; the
 writer thread parses (:func:`collector.ingest.read`, one ``model_validate_json`` per message) and
@@ -81,6 +83,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import re
 import signal
 import socket
@@ -120,6 +123,8 @@ __all__ = ["SUBSCRIBED_KINDS", "BrokerConnection", "CollectorService", "ConnectF
 
 SUBSCRIBED_KINDS = (TopicKind.RESULT, TopicKind.STATUS, TopicKind.TELEMETRY,
                     TopicKind.PROGRESS, TopicKind.ACK)
+DEVICES_ONLINE_TTL_S = 5.0
+"""The devices-online gauge reads the store at most this often, however often it is scraped."""
 RETRY_POLL_S = 0.1
 """How often the writer looks at the clock while a retry waits (a test's clock jumps)."""
 _COLLECTOR_PREFIX = f"{ROOT}/{COLLECTOR_FLEET}/"
@@ -144,6 +149,13 @@ class BrokerConnection(Protocol):
     def flush(self, timeout_s: float = 10.0) -> bool: ...
 
     def close(self) -> None: ...
+
+
+def _offers_shares(conn: BrokerConnection) -> bool:
+    """``$share/`` works: the connection says so (:attr:`shared.mqtt.MqttConnection.
+    shared_subscriptions`, from the CONNACK's Shared Subscription Available), or, for a
+    connection that does not say, it speaks MQTT v5."""
+    return bool(getattr(conn, "shared_subscriptions", conn.protocol == "5"))
 
 
 class _FleetStore(Protocol):
@@ -276,7 +288,9 @@ class CollectorService:
                                   for kind in SUBSCRIBED_KINDS}
         self._received_other = self.metrics.received.labels(kind="result")  # counted; rejected
         self._shutdown = threading.Event()
-        self._online: set[tuple[str, str]] = set()
+        self._online_cache: tuple[float, float] | None = None  # (read at, devices online)
+        if hasattr(store, "list_devices"):
+            self.metrics.devices_online.set_function(self._devices_online)
         self._outage_since: float | None = None
         self._outage_error = ""
         self._state_since = _utc_now()
@@ -285,7 +299,7 @@ class CollectorService:
 
     def subscription_for(self, kind: TopicKind) -> str:
         """The topic filter for one kind (shared when ``group`` is set and the broker speaks v5)."""
-        if self.group and (self._conn is None or self._conn.protocol == "5"):
+        if self.group and (self._conn is None or _offers_shares(self._conn)):
             return Topics.shared_subscription(kind, self.group, self.fleet)
         return Topics.subscription(kind, self.fleet)
 
@@ -465,10 +479,10 @@ class CollectorService:
 
     def _on_connect(self, conn: BrokerConnection) -> None:
         try:
-            if self.group and conn.protocol != "5" and not self._warned_group:
+            if self.group and not _offers_shares(conn) and not self._warned_group:
                 self._warned_group = True
                 logger.warning(
-                    "broker %s speaks MQTT %s: no shared subscriptions, so group %r is ignored "
+                    "broker %s (MQTT %s) offers no shared subscriptions, so group %r is ignored "
                     "and every collector receives every message", self.broker, conn.protocol,
                     self.group,
                 )
@@ -551,6 +565,22 @@ class CollectorService:
             except Exception:  # an ack not sent only means a redelivery
                 logger.debug("could not acknowledge message %d", mid, exc_info=True)
 
+    def _devices_online(self) -> float:
+        """Devices whose stored status is online, read from the store at most every
+        :data:`DEVICES_ONLINE_TTL_S` (the gauge is evaluated on each scrape); NaN if it fails."""
+        now = self._clock()
+        cached = self._online_cache
+        if cached is not None and now - cached[0] < DEVICES_ONLINE_TTL_S:
+            return cached[1]
+        try:
+            devices = self.store.list_devices()  # type: ignore[attr-defined]
+            online = float(sum(1 for d in devices if d.status == "online"))
+        except Exception as err:  # a scrape must not fail because the store does
+            logger.debug("could not count the devices online: %s", err)
+            online = float("nan")
+        self._online_cache = (now, online)
+        return online
+
     # -- collector status --------------------------------------------------------------------
 
     def _status_payload(self, state: CollectorState, *, sent: bool = True) -> bytes:
@@ -576,20 +606,36 @@ class CollectorService:
     # -- writer thread -----------------------------------------------------------------------
 
     def _run_writer(self) -> None:
+        """Takes and parses batches, and hands each to the committer thread, which stores it
+        while the next one is parsed (the database's time overlaps the parsing's)."""
+        handoff: queue.Queue[list[_Item] | None] = queue.Queue(maxsize=1)
+        committer = threading.Thread(target=self._run_committer, args=(handoff,),
+                                     name="collector-committer", daemon=True)
+        committer.start()
+        try:
+            while True:
+                batch = self._take()
+                if batch is None:
+                    break
+                for item in batch:
+                    item.outcome = read(item.topic, item.payload)
+                handoff.put(batch)
+        finally:
+            handoff.put(None)
+            committer.join()
+
+    def _run_committer(self, handoff: queue.Queue[list[_Item] | None]) -> None:
         backoff = Backoff(self.ingest.retry_interval_s, self.ingest.retry_max_interval_s)
-        while True:
-            batch = self._take()
-            if batch is None:
-                break
+        while (batch := handoff.get()) is not None:
             try:
                 self._write_until_done(batch, backoff)
             except Exception:  # a bug here must not stop the collector; the batch is logged
                 logger.exception("collector writer failed on a batch of %d messages; left "
                                  "unacknowledged", len(batch))
             with self._lock:
-                self._in_flight = 0
+                self._in_flight -= len(batch)
                 self._retry_pending = 0
-                self.metrics.backlog.set(len(self._queue))
+                self.metrics.backlog.set(len(self._queue) + self._in_flight)
                 self._idle.notify_all()
                 self._space.notify_all()
 
@@ -602,7 +648,7 @@ class CollectorService:
                 self._has_items.wait(1.0)
             count = min(len(self._queue), self.batch_size)
             batch = [self._queue.popleft() for _ in range(count)]
-            self._in_flight = count
+            self._in_flight += count
             return batch
 
     def _write_until_done(self, batch: list[_Item], backoff: Backoff) -> None:
@@ -756,13 +802,7 @@ class CollectorService:
                 logger.warning("store %s keeps no devices or jobs: status, telemetry and job acks "
                                "are relayed as events only", redact_url(self.store.url))
         elif isinstance(message, Status):
-            if store.record_status(message, received_at):
-                key = (message.fleet, message.device_id)
-                if message.status == "online":
-                    self._online.add(key)
-                else:
-                    self._online.discard(key)
-                self.metrics.devices_online.set(len(self._online))
+            store.record_status(message, received_at)
         elif isinstance(message, Telemetry):
             store.record_telemetry(message, received_at)
         elif isinstance(message, JobAck):

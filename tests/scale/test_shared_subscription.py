@@ -126,8 +126,6 @@ def test_the_connection_says_whether_shared_subscriptions_work(
         assert conn.shared_subscriptions is shares
 
 
-@pytest.mark.xfail(strict=True, reason="the service decides on $share/ by MQTT version, not by the "
-                   "CONNACK's Shared Subscription Available (MqttConnection.shared_subscriptions)")
 def test_a_v5_broker_that_offers_no_shared_subscriptions_gets_plain_ones_and_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
