@@ -1,24 +1,122 @@
-"""What the collector keeps besides the results themselves: dead letters and cited baselines."""
+"""What the collector keeps besides the results themselves: devices, jobs, models, dead letters,
+seq gaps and cited baselines. Read-only records the store returns (frozen dataclasses), plus the
+pydantic models that are also written by users (:class:`CitedBaseline`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.messages import AgentManifest, JobCommand, Telemetry
 from shared.schema import Role, Scenario
+
+DeviceStatus = Literal["online", "offline", "unknown"]
 
 
 class DeadLetter(BaseModel):
-    """A message the collector could not accept, kept with its raw bytes and the reason."""
+    """A message the collector could not accept, kept with (the start of) its bytes and the reason.
+
+    One row per distinct payload of a device: ``received_at`` is when it first came, ``last_seen``
+    when it last came, ``count`` how many times. ``payload`` holds at most the first 64 KiB;
+    ``size_bytes`` and ``sha256`` describe the whole message as received (``truncated`` says when
+    the two differ). ``device_id`` is None when the topic named none.
+    """
 
     id: int | None = None
     received_at: datetime
     topic: str
     reason: str
     payload: bytes
+    device_id: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    count: int = 1
+    last_seen: datetime | None = None
+
+    @property
+    def first_seen(self) -> datetime:
+        return self.received_at
+
+    @property
+    def truncated(self) -> bool:
+        return self.size_bytes is not None and self.size_bytes > len(self.payload)
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One device as the collector knows it, from its presence, telemetry and results.
+
+    ``status`` is ``unknown`` until a birth or death has been stored (a device seen only through
+    telemetry or results). ``manifest`` is the one of the last birth that won
+    (:func:`shared.presence.status_wins`). ``latest_*`` describe the newest result by
+    ``created_at``: its run_id, p50 latency, average power (None when unmeasured) and model file.
+    """
+
+    device_id: str
+    fleet: str
+    status: DeviceStatus
+    bd_seq: int | None
+    first_seen: datetime
+    last_seen: datetime
+    manifest: AgentManifest | None = None
+    telemetry: Telemetry | None = None
+    latest_run_id: str | None = None
+    latest_p50_ms: float | None = None
+    latest_power_w: float | None = None
+    latest_model: str | None = None
+    latest_created_at: datetime | None = None
+    status_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job sent to one device, and the last word its acks gave on it.
+
+    ``state`` is ``sent`` until the first ack; ``command`` is None for a job this collector only
+    knows from its acks (sent by another tool). ``updated_at`` is when the last ack was received.
+    """
+
+    job_id: str
+    device_id: str
+    fleet: str
+    kind: str
+    state: str
+    created_at: datetime
+    model_name: str | None = None
+    model_sha256: str | None = None
+    reason: str | None = None
+    run_id: str | None = None
+    updated_at: datetime | None = None
+    command: JobCommand | None = None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model file kept for remote jobs (its content stays in the store: ``get_model``)."""
+
+    sha256: str
+    name: str
+    size_bytes: int
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class SeqGap:
+    """``seq`` numbers missing between two stored results of one device (both ends inclusive)."""
+
+    device_id: str
+    fleet: str
+    first_missing: int
+    last_missing: int
+
+    @property
+    def missing(self) -> int:
+        return self.last_missing - self.first_missing + 1
 
 
 class CitedBaseline(BaseModel):

@@ -7,14 +7,13 @@ migrates: ``collector serve`` has done that before the API starts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from sqlalchemy import Engine
 
 from collector.stores.base import Store, open_store
-from shared.messages import AgentManifest, JobCommand, Telemetry
+from shared.messages import AgentManifest, Telemetry
 
 __all__ = ["DeviceRow", "ReadStore", "SeqGapRow", "open_read_store"]
 
@@ -59,20 +58,11 @@ class SeqGapRow(Protocol):
 
 @runtime_checkable
 class ReadStore(Store, Protocol):
-    """The :class:`~collector.stores.base.Store` plus the fleet reads the API serves."""
+    """The :class:`~collector.stores.base.Store` (which now has the fleet reads the API serves:
+    ``list_devices``, ``seq_gaps``, ``record_job``, ``list_jobs``, ``get_model``) plus its engine."""
 
     @property
     def engine(self) -> Engine: ...
-
-    def list_devices(self, *, fleet: str | None = None) -> Sequence[DeviceRow]: ...
-
-    def seq_gaps(self, *, device_id: str | None = None) -> Sequence[SeqGapRow]: ...
-
-    def record_job(self, job: JobCommand, *, device_id: str, fleet: str) -> None: ...
-
-    def list_jobs(self, *, device_id: str | None = None, limit: int = 100) -> Sequence[Any]: ...
-
-    def get_model(self, sha256: str) -> tuple[str, bytes] | None: ...
 
 
 def open_read_store(url: str) -> ReadStore:

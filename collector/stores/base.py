@@ -12,12 +12,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from collector.records import CitedBaseline, DeadLetter
+from collector.records import CitedBaseline, DeadLetter, DeviceRecord, JobRecord, ModelRecord, SeqGap
 from shared.errors import ConfigError, require_module
+from shared.messages import JobAck, JobCommand, Status, Telemetry
 from shared.schema import BenchmarkResult
 
 if TYPE_CHECKING:
@@ -56,7 +58,11 @@ class Store(Protocol):
         messages to the broker.
         """
 
-    def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None: ...
+    def add_dead_letter(self, topic: str, reason: str, payload: bytes, *,
+                        device_id: str | None = None, retained: bool = False) -> None:
+        """Keep a rejected message: at most its first 64 KiB, with its full size and sha256; one
+        row per ``(device_id, sha256)`` whose repeats bump ``count`` and ``last_seen`` (a
+        ``retained`` message already stored is not counted again)."""
 
     def list_results(self, flt: ResultFilter | None = None) -> list[BenchmarkResult]:
         """Results, oldest first (with ``flt.limit``: the newest N, still oldest first)."""
@@ -66,8 +72,47 @@ class Store(Protocol):
 
     def get_result(self, run_id: str) -> BenchmarkResult | None: ...
 
-    def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+    def list_dead_letters(self, limit: int | None = None, *,
+                          reason: str | None = None) -> list[DeadLetter]:
         """Dead letters, oldest first (with ``limit``: the newest N, still oldest first)."""
+
+    def get_dead_letter(self, letter_id: int) -> DeadLetter | None: ...
+
+    def count_dead_letters(self) -> list[tuple[str, int, int]]:
+        """``(reason, rows, messages)`` per reason, most messages first."""
+
+    def delete_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        """Delete these dead letters (None: all); returns how many went."""
+
+    # -- devices, jobs, models, seq gaps ----------------------------------------------------
+
+    def record_status(self, status: Status, received_at: datetime) -> bool:
+        """Apply a birth/death that wins (:func:`shared.presence.status_wins`); True when the
+        device's presence changed."""
+
+    def record_telemetry(self, telemetry: Telemetry, received_at: datetime) -> None:
+        """Keep the device's newest telemetry and move ``last_seen``; creates unknown devices."""
+
+    def list_devices(self, *, fleet: str | None = None) -> list[DeviceRecord]:
+        """Every device (of ``fleet``), by device_id, with its newest result's figures."""
+
+    def record_job(self, job: JobCommand, *, device_id: str, fleet: str) -> None: ...
+
+    def record_ack(self, ack: JobAck, received_at: datetime) -> None:
+        """Update the job's state, reason and run_id (an older ack changes nothing)."""
+
+    def list_jobs(self, *, device_id: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Jobs, newest first."""
+
+    def add_model(self, name: str, content: bytes) -> str:
+        """Keep a model file by content; returns its sha256 (idempotent)."""
+
+    def get_model(self, sha256: str) -> tuple[str, bytes] | None: ...
+
+    def list_models(self) -> list[ModelRecord]: ...
+
+    def seq_gaps(self, *, device_id: str | None = None) -> list[SeqGap]:
+        """Missing ``seq`` ranges between each device's stored results."""
 
     def add_cited_baselines(self, rows: Sequence[CitedBaseline]) -> int:
         """Store cited rows; returns how many were new (same content = same row)."""

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -34,7 +36,11 @@ from sqlalchemy.sql.schema import Table
 from collector.errors import StoreError
 from shared.errors import ConfigError
 
-__all__ = ["WRITE_OPTION", "Database", "database_for", "sqlite_path"]
+__all__ = ["WRITE_OPTION", "Database", "UpsertInsert", "database_for", "sqlite_path"]
+
+#: The dialect's own INSERT, which has ``on_conflict_do_nothing``/``on_conflict_do_update`` and
+#: ``excluded`` (the row that was refused) alike on both databases.
+UpsertInsert = pg_dialect.Insert | sqlite_dialect.Insert
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 10
@@ -90,9 +96,13 @@ class Database:
         """Held around every use: an in-memory SQLite database is one connection for all threads."""
         return nullcontext()
 
+    def insert(self, table: Table) -> UpsertInsert:
+        """This database's ``INSERT`` construct, for ``ON CONFLICT`` clauses."""
+        raise NotImplementedError
+
     def insert_skipping_known(self, table: Table, key: Sequence[str]) -> Insert:
         """``INSERT ... ON CONFLICT (key) DO NOTHING`` for this database."""
-        raise NotImplementedError
+        return self.insert(table).on_conflict_do_nothing(index_elements=list(key))
 
     def lock_for_migration(self, conn: Connection) -> None:
         """Serialise migrations of concurrent processes (inside the migration's transaction)."""
@@ -132,10 +142,8 @@ class _Sqlite(Database):
     def serialised(self) -> AbstractContextManager[Any]:
         return self._lock if self._lock is not None else nullcontext()
 
-    def insert_skipping_known(self, table: Table, key: Sequence[str]) -> Insert:
-        from sqlalchemy.dialects.sqlite import insert
-
-        return insert(table).on_conflict_do_nothing(index_elements=list(key))
+    def insert(self, table: Table) -> UpsertInsert:
+        return sqlite_dialect.insert(table)
 
     def connect_failed(self, err: BaseException) -> str:
         return (f"SQLite database {self.where}: cannot open it: {_first_line(err)}; check the "
@@ -185,10 +193,8 @@ class _Postgres(Database):
         masked = re.sub(r"^(\w[\w+]*://[^:/@]*:)[^@/]*@", r"\1***@", url)
         super().__init__("PostgreSQL", where, masked, engine)
 
-    def insert_skipping_known(self, table: Table, key: Sequence[str]) -> Insert:
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert(table).on_conflict_do_nothing(index_elements=list(key))
+    def insert(self, table: Table) -> UpsertInsert:
+        return pg_dialect.insert(table)
 
     def lock_for_migration(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK_KEY})

@@ -25,26 +25,56 @@ says which database and what to check.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Column, Connection, Dialect, Engine, Select, Table, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    Row,
+    Select,
+    Table,
+    case,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
 from collector.errors import StoreError
-from collector.records import CitedBaseline, DeadLetter
+from collector.records import (
+    CitedBaseline,
+    DeadLetter,
+    DeviceRecord,
+    JobRecord,
+    ModelRecord,
+    SeqGap,
+)
 from collector.stores.base import ResultFilter
 from collector.stores.dialects import WRITE_OPTION, Database, database_for
 from collector.stores.schema import SchemaChange, upgrade
-from collector.stores.tables import cited_baselines, dead_letters, results
+from collector.stores.tables import cited_baselines, dead_letters, devices, jobs, models, results
+from shared.messages import AgentManifest, JobAck, JobCommand, Status, Telemetry
+from shared.presence import status_wins
 from shared.schema import BenchmarkResult
 
-__all__ = ["STREAM_BATCH_ROWS", "SqlStore"]
+__all__ = ["DEAD_LETTER_MAX_BYTES", "STREAM_BATCH_ROWS", "SqlStore"]
+
+#: A dead letter keeps at most this much of its payload (with the full size and sha256).
+DEAD_LETTER_MAX_BYTES = 64 * 1024
+#: ``device_id`` of a dead letter whose topic named no device (never NULL: NULLs never conflict,
+#: so such letters would not be de-duplicated).
+NO_DEVICE = ""
+#: The columns ``add_results`` keeps about each device's newest result.
+_LATEST = ("latest_run_id", "latest_created_at", "latest_p50_ms", "latest_power_w", "latest_model")
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +132,10 @@ def _utc_now() -> datetime:
 class SqlStore:
     """The :class:`collector.stores.base.Store` on any database :mod:`~.dialects` supports."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        """``clock`` gives the time of receipt for rows that need one (results, dead letters,
+        models); tests pass a fake one."""
+        self._clock = clock
         self._db: Database = database_for(url)
         self.url = self._db.url
         self._closed = False
@@ -165,7 +198,8 @@ class SqlStore:
             raise ValueError(f"{len(payloads)} payloads for {len(batch)} results")
         bulk = self._insert_results
         timestamp = bulk.processor("created_at")  # the same type as received_at
-        received_at = timestamp(_utc_now())
+        now = self._clock()
+        received_at = timestamp(now)
         rows = [  # in tables.results' column order (bulk.columns)
             (
                 str(r.run_id),
@@ -185,15 +219,213 @@ class SqlStore:
             for i, r in enumerate(batch)
         ]
         with self._transaction(f"storing {len(rows)} results", write=True) as conn:
-            return bulk.run(conn, rows)
+            added = bulk.run(conn, rows)
+            self._note_latest(conn, batch, now)
+            return added
 
-    def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
-        with self._transaction("storing a dead letter", write=True) as conn:
+    def _note_latest(self, conn: Connection, batch: Sequence[BenchmarkResult],
+                     now: datetime) -> None:
+        """Each device's newest result of the batch becomes its ``latest_*`` if it is newer than
+        the one known (ties: the later received wins, as in :meth:`list_results`); a device seen
+        first through a result gets a row (status ``unknown``). One statement, a row per device,
+        so the fleet page never scans the results."""
+        newest: dict[str, BenchmarkResult] = {}
+        for r in batch:
+            known = newest.get(r.device_id)
+            if known is None or r.created_at >= known.created_at:
+                newest[r.device_id] = r
+        insert = self._db.insert(devices)
+        newer = or_(devices.c.latest_created_at.is_(None),
+                    insert.excluded.latest_created_at >= devices.c.latest_created_at)
+        statement = insert.on_conflict_do_update(
+            index_elements=["device_id"],
+            set_={name: case((newer, insert.excluded[name]), else_=devices.c[name])
+                  for name in _LATEST},
+        )
+        conn.execute(statement, [
+            {"device_id": r.device_id, "fleet": r.fleet, "status": "unknown", "first_seen": now,
+             "last_seen": now, "latest_run_id": str(r.run_id), "latest_created_at": r.created_at,
+             "latest_p50_ms": r.latency_ms.p50,
+             "latest_power_w": r.energy.avg_power_w if r.energy is not None else None,
+             "latest_model": r.model.name}
+            for r in newest.values()
+        ])
+
+    # -- devices -----------------------------------------------------------------------------
+
+    def record_status(self, status: Status, received_at: datetime) -> bool:
+        """Apply a birth or death if it wins (:func:`shared.presence.status_wins`) against the
+        stored one; True when the device's presence changed (a new device, another status, fleet
+        or ``bd_seq``, or a birth with another manifest).
+
+        A status that loses (a stale Last Will) leaves the row as it was, ``last_seen`` included:
+        it says nothing about the device being alive now. A death keeps the last birth's
+        manifest. The row is locked while it is compared, so collectors sharing a subscription
+        apply statuses one at a time.
+        """
+        with self._transaction("recording a device status", write=True) as conn:
+            created = conn.execute(
+                self._db.insert(devices).on_conflict_do_nothing(index_elements=["device_id"]),
+                {"device_id": status.device_id, "fleet": status.fleet, "status": "unknown",
+                 "first_seen": received_at, "last_seen": received_at},
+            ).rowcount == 1
+            row = conn.execute(
+                select(devices.c.status, devices.c.bd_seq, devices.c.manifest,
+                       devices.c.last_seen, devices.c.fleet)
+                .where(devices.c.device_id == status.device_id).with_for_update()
+            ).one()
+            current = None if row.status == "unknown" or row.bd_seq is None else \
+                Status.model_construct(device_id=status.device_id, fleet=row.fleet,
+                                       status=row.status, bd_seq=row.bd_seq)
+            if not status_wins(current, status):
+                return created
+            values: dict[str, Any] = {
+                "fleet": status.fleet, "status": status.status, "bd_seq": status.bd_seq,
+                "status_reason": status.reason, "last_seen": max(row.last_seen, received_at),
+            }
+            changed = created or current is None or row.fleet != status.fleet or \
+                (current.status, current.bd_seq) != (status.status, status.bd_seq)
+            if status.manifest is not None:
+                values["manifest"] = status.manifest.model_dump_json()
+                known = None if row.manifest is None else \
+                    AgentManifest.model_validate_json(row.manifest)
+                changed = changed or known != status.manifest
+            conn.execute(devices.update().where(devices.c.device_id == status.device_id)
+                         .values(**values))
+            return changed
+
+    def record_telemetry(self, telemetry: Telemetry, received_at: datetime) -> None:
+        """Keep the device's newest telemetry (by ``sent_at``: one arriving late does not replace
+        a newer one) and move ``last_seen`` forward; an unknown device gets a row."""
+        insert = self._db.insert(devices)
+        newer = or_(devices.c.telemetry_sent_at.is_(None),
+                    insert.excluded.telemetry_sent_at >= devices.c.telemetry_sent_at)
+        statement = insert.on_conflict_do_update(
+            index_elements=["device_id"],
+            set_={
+                "telemetry": case((newer, insert.excluded.telemetry), else_=devices.c.telemetry),
+                "telemetry_sent_at": case((newer, insert.excluded.telemetry_sent_at),
+                                          else_=devices.c.telemetry_sent_at),
+                "last_seen": case((insert.excluded.last_seen > devices.c.last_seen,
+                                   insert.excluded.last_seen), else_=devices.c.last_seen),
+            },
+        )
+        with self._transaction("recording telemetry", write=True) as conn:
+            conn.execute(statement, {
+                "device_id": telemetry.device_id, "fleet": telemetry.fleet, "status": "unknown",
+                "first_seen": received_at, "last_seen": received_at,
+                "telemetry": telemetry.model_dump_json(), "telemetry_sent_at": telemetry.sent_at,
+            })
+
+    def list_devices(self, *, fleet: str | None = None) -> list[DeviceRecord]:
+        """Every device (of ``fleet``), ordered by device_id."""
+        query = select(devices).order_by(devices.c.device_id)
+        if fleet is not None:
+            query = query.where(devices.c.fleet == fleet)
+        with self._transaction("listing devices", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [_device_record(row) for row in rows]
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def record_job(self, job: JobCommand, *, device_id: str, fleet: str) -> None:
+        """Record a job sent to a device (state ``sent``); the same job again changes nothing."""
+        with self._transaction("recording a job", write=True) as conn:
             conn.execute(
-                dead_letters.insert(),
-                {"received_at": _utc_now(), "topic": topic, "reason": reason,
-                 "payload": bytes(payload)},
+                self._db.insert_skipping_known(jobs, ["device_id", "job_id"]),
+                {"job_id": job.job_id, "device_id": device_id, "fleet": fleet, "kind": job.kind,
+                 "created_at": job.created_at,
+                 "model_name": job.model.name if job.model else None,
+                 "model_sha256": job.model.sha256 if job.model else None,
+                 "command": job.model_dump_json(), "state": "sent"},
             )
+
+    def record_ack(self, ack: JobAck, received_at: datetime) -> None:
+        """Apply an ack to its job: state, reason and run_id (a run_id once given stays). An ack
+        sent before the one applied (shared subscriptions may reorder) changes nothing; an ack for
+        a job this store never saw sent creates it (kind ``unknown``, no command)."""
+        insert = self._db.insert(jobs)
+        newer = or_(jobs.c.ack_sent_at.is_(None), insert.excluded.ack_sent_at >= jobs.c.ack_sent_at)
+        statement = insert.on_conflict_do_update(
+            index_elements=["device_id", "job_id"],
+            set_={
+                "state": insert.excluded.state,
+                "reason": insert.excluded.reason,
+                "run_id": func.coalesce(insert.excluded.run_id, jobs.c.run_id),
+                "ack_sent_at": insert.excluded.ack_sent_at,
+                "updated_at": insert.excluded.updated_at,
+            },
+            where=newer,
+        )
+        with self._transaction("recording a job ack", write=True) as conn:
+            conn.execute(statement, {
+                "job_id": ack.job_id, "device_id": ack.device_id, "fleet": ack.fleet,
+                "kind": "unknown", "created_at": received_at, "state": ack.state,
+                "reason": ack.reason, "run_id": str(ack.run_id) if ack.run_id else None,
+                "ack_sent_at": ack.sent_at, "updated_at": received_at,
+            })
+
+    def list_jobs(self, *, device_id: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Jobs, newest first (by the command's ``created_at``), at most ``limit``."""
+        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()) \
+            .limit(max(int(limit), 0))
+        if device_id is not None:
+            query = query.where(jobs.c.device_id == device_id)
+        with self._transaction("listing jobs", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [_job_record(row) for row in rows]
+
+    # -- models ------------------------------------------------------------------------------
+
+    def add_model(self, name: str, content: bytes) -> str:
+        """Keep a model file by content; returns its sha256. The same content again keeps the
+        first name and changes nothing."""
+        sha256 = hashlib.sha256(content).hexdigest()
+        with self._transaction("storing a model", write=True) as conn:
+            conn.execute(
+                self._db.insert_skipping_known(models, ["sha256"]),
+                {"sha256": sha256, "name": name, "size_bytes": len(content),
+                 "added_at": self._clock(), "content": bytes(content)},
+            )
+        return sha256
+
+    def get_model(self, sha256: str) -> tuple[str, bytes] | None:
+        """``(name, content)`` of the model with this sha256 (lower-case hex), or None."""
+        with self._transaction("reading a model", write=False) as conn:
+            row = conn.execute(select(models.c.name, models.c.content)
+                               .where(models.c.sha256 == sha256)).one_or_none()
+        return None if row is None else (row.name, bytes(row.content))
+
+    def list_models(self) -> list[ModelRecord]:
+        """Stored models, oldest first, without their content."""
+        with self._transaction("listing models", write=False) as conn:
+            rows = conn.execute(select(models.c.sha256, models.c.name, models.c.size_bytes,
+                                       models.c.added_at)
+                                .order_by(models.c.added_at, models.c.sha256)).all()
+        return [ModelRecord(sha256=r.sha256, name=r.name, size_bytes=r.size_bytes,
+                            added_at=r.added_at) for r in rows]
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def add_dead_letter(self, topic: str, reason: str, payload: bytes, *,
+                        device_id: str | None = None, retained: bool = False) -> None:
+        """Keep a rejected message: its first :data:`DEAD_LETTER_MAX_BYTES` bytes, full size and
+        sha256. The same payload from the same device again bumps ``count`` and ``last_seen``
+        (topic and reason stay the first ones), unless it is a retained message: a broker hands
+        those out again on every subscribe, so one already stored is not counted again."""
+        now = self._clock()
+        insert = self._db.insert(dead_letters)
+        key = ["device_id", "sha256"]
+        statement = insert.on_conflict_do_nothing(index_elements=key) if retained else \
+            insert.on_conflict_do_update(index_elements=key, set_={
+                "count": dead_letters.c["count"] + 1, "last_seen": insert.excluded.last_seen})
+        with self._transaction("storing a dead letter", write=True) as conn:
+            conn.execute(statement, {
+                "received_at": now, "last_seen": now, "topic": topic, "reason": reason,
+                "payload": bytes(payload[:DEAD_LETTER_MAX_BYTES]),
+                "device_id": device_id or NO_DEVICE, "size_bytes": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(), "count": 1,
+            })
 
     def list_results(self, flt: ResultFilter | None = None) -> list[BenchmarkResult]:
         """Results, oldest first (with ``flt.limit``: the newest N, still oldest first)."""
@@ -222,27 +454,72 @@ class SqlStore:
             ).scalar_one_or_none()
         return None if document is None else BenchmarkResult.model_validate_json(document)
 
-    def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        """Dead letters, oldest first (with ``limit``: the newest N, still oldest first)."""
-        query = _newest_first_limited(
-            [dead_letters.c.id, dead_letters.c.received_at, dead_letters.c.topic,
-             dead_letters.c.reason, dead_letters.c.payload],
-            [], [dead_letters.c.id], limit,
-        )
+    def list_dead_letters(self, limit: int | None = None, *,
+                          reason: str | None = None) -> list[DeadLetter]:
+        """Dead letters (with this ``reason``), oldest first by first receipt (with ``limit``:
+        the newest N, still oldest first)."""
+        where = [] if reason is None else [dead_letters.c.reason == reason]
+        query = _newest_first_limited(list(dead_letters.c), where, [dead_letters.c.id], limit)
         with self._transaction("listing dead letters", write=False) as conn:
             rows = conn.execute(query).all()
-        return [
-            DeadLetter(id=row.id, received_at=row.received_at, topic=row.topic,
-                       reason=row.reason, payload=bytes(row.payload))
-            for row in rows
-        ]
+        return [_dead_letter(row) for row in rows]
+
+    def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
+        with self._transaction("reading a dead letter", write=False) as conn:
+            row = conn.execute(select(dead_letters)
+                               .where(dead_letters.c.id == int(letter_id))).one_or_none()
+        return None if row is None else _dead_letter(row)
+
+    def count_dead_letters(self) -> list[tuple[str, int, int]]:
+        """``(reason, rows, messages)`` per reason, most messages first (messages: the rows'
+        counts summed, repeats included)."""
+        messages = func.sum(dead_letters.c["count"])
+        query = select(dead_letters.c.reason, func.count(), messages) \
+            .group_by(dead_letters.c.reason).order_by(messages.desc(), dead_letters.c.reason)
+        with self._transaction("counting dead letters", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [(reason, int(n), int(total)) for reason, n, total in rows]
+
+    def delete_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+        """Delete these dead letters (None: all of them); returns how many were deleted."""
+        statement = dead_letters.delete()
+        if ids is not None:
+            if not ids:
+                return 0
+            statement = statement.where(dead_letters.c.id.in_([int(i) for i in ids]))
+        with self._transaction("deleting dead letters", write=True) as conn:
+            return max(conn.execute(statement).rowcount, 0)
+
+    # -- seq gaps ----------------------------------------------------------------------------
+
+    def seq_gaps(self, *, device_id: str | None = None) -> list[SeqGap]:
+        """Ranges of ``seq`` missing between a device's stored results, by device then seq.
+
+        Computed from the results each time (``lag`` over each device's seq), so a range the
+        agent's spool delivers later disappears. Numbers before the lowest stored seq are not
+        counted as missing: the agent's counter starts where its spool starts.
+        """
+        seq = results.c.seq
+        ordered = select(
+            results.c.device_id, results.c.fleet, seq,
+            func.lag(seq).over(partition_by=results.c.device_id, order_by=seq).label("prev"),
+        )
+        if device_id is not None:
+            ordered = ordered.where(results.c.device_id == device_id)
+        inner = ordered.subquery()
+        query = select(inner.c.device_id, inner.c.fleet, inner.c.prev + 1, inner.c.seq - 1) \
+            .where(inner.c.seq - inner.c.prev > 1).order_by(inner.c.device_id, inner.c.seq)
+        with self._transaction("finding seq gaps", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [SeqGap(device_id=d, fleet=f, first_missing=int(a), last_missing=int(b))
+                for d, f, a, b in rows]
 
     def add_cited_baselines(self, rows: Sequence[CitedBaseline]) -> int:
         """Store cited rows; returns how many were new (same content = same row)."""
         if not rows:
             return 0
         bulk = self._insert_baselines
-        added_at = bulk.processor("added_at")(_utc_now())
+        added_at = bulk.processor("added_at")(self._clock())
         values = [  # in tables.cited_baselines' column order (bulk.columns)
             (row.baseline_id, row.network, row.scenario.value, added_at,
              json.dumps(row.model_dump(mode="json")))
@@ -265,6 +542,36 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self._db.name} {self._db.where})"
+
+
+def _device_record(row: Row[Any]) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=row.device_id, fleet=row.fleet, status=row.status, bd_seq=row.bd_seq,
+        first_seen=row.first_seen, last_seen=row.last_seen,
+        manifest=None if row.manifest is None else AgentManifest.model_validate_json(row.manifest),
+        telemetry=None if row.telemetry is None else Telemetry.model_validate_json(row.telemetry),
+        latest_run_id=row.latest_run_id, latest_p50_ms=row.latest_p50_ms,
+        latest_power_w=row.latest_power_w, latest_model=row.latest_model,
+        latest_created_at=row.latest_created_at, status_reason=row.status_reason,
+    )
+
+
+def _job_record(row: Row[Any]) -> JobRecord:
+    return JobRecord(
+        job_id=row.job_id, device_id=row.device_id, fleet=row.fleet, kind=row.kind,
+        state=row.state, created_at=row.created_at, model_name=row.model_name,
+        model_sha256=row.model_sha256, reason=row.reason, run_id=row.run_id,
+        updated_at=row.updated_at,
+        command=None if row.command is None else JobCommand.model_validate_json(row.command),
+    )
+
+
+def _dead_letter(row: Row[Any]) -> DeadLetter:
+    return DeadLetter(
+        id=row.id, received_at=row.received_at, topic=row.topic, reason=row.reason,
+        payload=bytes(row.payload), device_id=row.device_id or None, size_bytes=row.size_bytes,
+        sha256=row.sha256, count=row.count, last_seen=row.last_seen,
+    )
 
 
 def _results_query(flt: ResultFilter | None) -> Select[Any]:

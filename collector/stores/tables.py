@@ -9,7 +9,16 @@ database upgraded to the newest revision has exactly these tables, columns and i
     commands filter and sort on and the whole wire result as JSON. ``id`` grows with every insert
     and breaks ties in ``created_at`` (received order).
 ``dead_letters``
-    messages the collector rejected: when, on which topic, why, and the raw payload bytes.
+    messages the collector rejected: when (first and last), on which topic, why, and the first
+    64 KiB of the payload with its full size and sha256; one row per ``(device_id, sha256)``
+    (``device_id`` is ``''`` when the topic named no device, so the key is never NULL).
+``devices``
+    one row per ``device_id``: presence (status, ``bd_seq``, the last birth's manifest), the latest
+    telemetry, and the newest result's headline figures (kept by ``add_results``).
+``jobs``
+    one row per ``(device_id, job_id)``: the command sent and the last ack's state.
+``models``
+    model files for remote jobs, by sha256 of their content.
 ``cited_baselines``
     published results imported by hand, one row per ``baseline_id`` (a hash of the content).
 
@@ -22,11 +31,11 @@ keeps changing). The migration test fails until the two agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Identity, Index, LargeBinary, MetaData, Table, Text
+from sqlalchemy import Column, Double, Identity, Index, LargeBinary, MetaData, Table, Text, UniqueConstraint
 
 from collector.stores.columns import BigCount, JsonText, RowId, UtcTimestamp
 
-__all__ = ["cited_baselines", "dead_letters", "metadata", "results"]
+__all__ = ["cited_baselines", "dead_letters", "devices", "jobs", "metadata", "models", "results"]
 
 #: PostgreSQL's own default names, so a database the pre-Alembic runner made and one Alembic made
 #: name their constraints alike and a later revision can drop or alter them by name on both.
@@ -83,8 +92,68 @@ dead_letters = Table(
     Column("topic", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("size_bytes", BigCount, nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("count", BigCount, nullable=False),
+    Column("last_seen", UtcTimestamp, nullable=False),
+    UniqueConstraint("device_id", "sha256", name="dead_letters_device_sha256_key"),
     Index("dead_letters_received", "received_at"),
+    Index("dead_letters_reason", "reason"),
     sqlite_autoincrement=True,
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", Text, primary_key=True),
+    Column("fleet", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("bd_seq", BigCount),
+    Column("status_reason", Text),
+    Column("first_seen", UtcTimestamp, nullable=False),
+    Column("last_seen", UtcTimestamp, nullable=False),
+    Column("manifest", JsonText),
+    Column("telemetry", JsonText),
+    Column("telemetry_sent_at", UtcTimestamp),
+    Column("latest_run_id", Text),
+    Column("latest_created_at", UtcTimestamp),
+    Column("latest_p50_ms", Double),
+    Column("latest_power_w", Double),
+    Column("latest_model", Text),
+    Index("devices_fleet", "fleet"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    _id(),
+    Column("job_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("fleet", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("created_at", UtcTimestamp, nullable=False),
+    Column("model_name", Text),
+    Column("model_sha256", Text),
+    Column("command", JsonText),
+    Column("state", Text, nullable=False),
+    Column("reason", Text),
+    Column("run_id", Text),
+    Column("ack_sent_at", UtcTimestamp),
+    Column("updated_at", UtcTimestamp),
+    UniqueConstraint("device_id", "job_id", name="jobs_device_job_key"),
+    Index("jobs_created", "created_at", "id"),
+    sqlite_autoincrement=True,
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("sha256", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("size_bytes", BigCount, nullable=False),
+    Column("added_at", UtcTimestamp, nullable=False),
+    Column("content", LargeBinary, nullable=False),
 )
 
 cited_baselines = Table(

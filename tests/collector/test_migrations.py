@@ -177,6 +177,32 @@ def test_a_new_database_has_exactly_the_tables_of_tables_py(store: Store) -> Non
     assert set(inspect(engine_of(store)).get_table_names()) == {"alembic_version", *metadata.tables}
 
 
+def test_old_dead_letters_stay_readable_and_repeats_merge_per_device(store_url: str) -> None:
+    topic = "edgemeter/v1/default/pi-01/result"
+    letter = bytes(range(256)) * 300  # over 64 KiB: an old payload is kept whole
+    build_old_database(store_url, [], topic,
+                       CitedBaseline(network="n", hardware="h", scenario=Scenario.OFFLINE,
+                                     source="a source"), letter)
+    later = datetime(2026, 1, 3, tzinfo=timezone.utc)
+    when: Any = old_utc_text(later) if dialect_of(store_url) == "sqlite" else later
+    insert = "INSERT INTO dead_letters (received_at, topic, reason, payload) VALUES (?, ?, ?, ?)"
+    run_raw(store_url, [(insert, (when, topic, "payload is not JSON", letter)),
+                        (insert, (when, "stray/topic", "not an edgemeter topic", letter))])
+    store = open_store(store_url)
+    try:
+        first, stray = store.list_dead_letters()
+        assert (first.device_id, first.count, first.payload, first.size_bytes) == (
+            "pi-01", 2, letter, len(letter))
+        assert first.received_at == datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+        assert first.last_seen == later and not first.truncated
+        assert (stray.device_id, stray.count, stray.topic) == (None, 1, "stray/topic")
+        store.add_dead_letter(topic, "payload is not JSON", letter, device_id="pi-01")
+        assert [d.count for d in store.list_dead_letters()] == [3, 1]
+        assert schema_differences(engine_of(store)) == []
+    finally:
+        store.close()
+
+
 def test_an_empty_version_table_of_the_old_runner_is_a_new_database(store_url: str) -> None:
     run_raw(store_url, [(old_statements(dialect_of(store_url))[0], ())])  # CREATE TABLE only
     store = open_store(store_url)
