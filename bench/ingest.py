@@ -266,10 +266,10 @@ def child(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     close = runner(args.broker, args.client_id, tally, *extra)
     print("ready", flush=True)
-    ok = tally.finished.wait(300)
+    ok = tally.finished.wait(120)
     close()
     if not ok:
-        raise SystemExit(f"{args.child}: {tally.done} of {args.expected} in 300 s")
+        raise SystemExit(f"{args.child}: {tally.done} of {args.expected} in 120 s")
     lat = sorted(tally.latencies_ms)
     print(json.dumps({
         "per_s": args.expected / (tally.finished_at - started),
@@ -283,7 +283,8 @@ def child(args: argparse.Namespace) -> int:
 
 
 def measure(variant: str, tree: Path, broker: str, url: str, mode: str, count: int,
-            rate: float) -> dict[str, float]:
+            rate: float) -> dict[str, float] | None:
+    """One measurement in a child process; ``None`` (reported) when it failed."""
     client_id = f"bench-{variant}-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", variant, "--tree", str(tree), "--broker", broker,
@@ -308,7 +309,9 @@ def measure(variant: str, tree: Path, broker: str, url: str, mode: str, count: i
         if proc.poll() is None:
             proc.kill()
     if proc.returncode != 0:
-        raise SystemExit(f"{variant} on {url} failed ({proc.returncode})")
+        print(f"  {variant} {mode} on {url.split('?')[0]} failed (exit {proc.returncode})",
+              flush=True)
+        return None
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -388,6 +391,9 @@ def main() -> int:
                         finally:
                             if db == "postgresql":
                                 _pg(args.postgres, f'DROP SCHEMA "{tag}" CASCADE', dbname)
+                        if got is None:
+                            continue
+                        got["round"] = round_no
                         figures.setdefault((variant, db, mode), []).append(got)
                         shown = (f"{got['per_s']:7.0f} results/s" if mode == "throughput"
                                  else f"p50 {got['p50_ms']:6.1f} ms  p99 {got['p99_ms']:7.1f} ms")
@@ -405,6 +411,8 @@ def main() -> int:
         for variant in variants:
             runs = figures.get((variant, db, "throughput"), [])
             rates = [r["per_s"] for r in runs]
+            if not rates:
+                continue
             line = f"  {db:10s} {variant:9s} {statistics.median(rates):7.0f} results/s " \
                    f"({min(rates):.0f}-{max(rates):.0f})"
             lat = figures.get((variant, db, "latency"))
@@ -413,11 +421,13 @@ def main() -> int:
                 p99 = statistics.median(r["p99_ms"] for r in lat)
                 line += f"   p50 {p50:6.1f} ms  p99 {p99:7.1f} ms"
             print(line)
-        ceiling = [r["per_s"] for r in figures[("ceiling", db, "throughput")]]
+        ceiling = {r["round"]: r["per_s"] for r in figures.get(("ceiling", db, "throughput"), [])}
         for variant in ("collector", "baseline"):
             if variant in variants:
-                mine = [r["per_s"] for r in figures[(variant, db, "throughput")]]
-                ratios = [a / b for a, b in zip(mine, ceiling, strict=True)]
+                mine = {r["round"]: r["per_s"] for r in figures.get((variant, db, "throughput"), [])}
+                ratios = [mine[i] / ceiling[i] for i in mine if i in ceiling]
+                if not ratios:
+                    continue
                 print(f"  {db:10s} {variant}/ceiling, median of paired rounds: "
                       f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     return 0

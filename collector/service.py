@@ -573,7 +573,7 @@ class CollectorService:
         if cached is not None and now - cached[0] < DEVICES_ONLINE_TTL_S:
             return cached[1]
         try:
-            devices = self.store.list_devices()  # type: ignore[attr-defined]
+            devices = cast(Any, self.store).list_devices()
             online = float(sum(1 for d in devices if d.status == "online"))
         except Exception as err:  # a scrape must not fail because the store does
             logger.debug("could not count the devices online: %s", err)
