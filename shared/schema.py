@@ -1,18 +1,52 @@
-"""Wire schema v1: every message edgemeter publishes, as pydantic v2 models.
+"""Wire schema: every result edgemeter publishes, as pydantic v2 models (version 2; 1 is read too).
 
 Field names are a contract that other tools read (``edgemeter schema`` prints the JSON Schema).
 Rules that keep it readable by non-Python consumers:
 
 * units are in every numeric field name (``_ms``, ``_ns``, ``_w``, ``_j``, ``_sps``, ``_bytes``);
 * unmeasured is ``null``, never ``0``;
-* new optional fields may be added within v1; renaming or removing one is a new ``schema_version``;
+* new optional fields may be added within a version; renaming or removing one is a new
+  ``schema_version``;
 * unknown fields are rejected (``extra="forbid"``) so a typo never passes silently;
 * impossible measurements are refused, each with a reason naming the field: no float anywhere is
   NaN or infinite (JSON cannot carry them and no measurement is), times, rates, energies, powers
   and counts are not negative, integers fit 64 bits, percentiles are in order with ``min`` and
-  ``max`` around them, a raw-latency histogram holds exactly ``latency_ms.count`` queries, and a
-  timestamp lies between :data:`EARLIEST_TIME` and :data:`MAX_CLOCK_SKEW` ahead of the reader's
-  clock (see :func:`check_wire_time`).
+  ``max`` around them, a raw-latency histogram holds exactly ``latency_ms.count`` queries (and a
+  v2 one has ``min`` and ``max`` in its first and last buckets), and a timestamp lies between
+  :data:`EARLIEST_TIME` and :data:`MAX_CLOCK_SKEW` ahead of the reader's clock (see
+  :func:`check_wire_time`).
+
+Versions. The agent sends ``schema_version`` 2; every reader (ingest, compare, the HTTP run
+detail, export) reads 1 and 2 alike through the same models. Version 2 changed two blocks, each
+tagged so that a reader can tell the forms apart:
+
+============== ================================================ ===================================
+block          version 1                                        version 2 (lean)
+============== ================================================ ===================================
+``latencies``  :class:`RawLatencies`, ``"log-hist-v1"``: every  :class:`LatencyHistogram`,
+               occupied 0.1 % bucket as index + count (grows     ``"log-hist-v2"``: 1 % buckets as
+               with run length: 3,400 buckets, 28 KB for 10 s)  runs ``[first, counts...]``; grows
+                                                                with the latencies' spread only
+``fidelity``   :class:`Fidelity`: per input, an object with     :class:`FidelityDigest`,
+               top-k, scores, all values (<= 256) or a 64-dim  ``"digest-v2"``: per output, rows of
+               sketch                                           4-digit values (<= 16 elements) or
+                                                                top-k + scores + 16-dim sketch,
+                                                                and a sha256 of the full outputs
+============== ================================================ ===================================
+
+A version-1 message must use the version-1 forms (a version-1 reader could not read the others);
+a version-2 message may use either, since each is tagged (``encoding``), but the agent sends the
+lean ones. Both forms answer the same questions: :meth:`RawLatencies.quantile_ms` and
+:meth:`LatencyHistogram.quantile_ms`, ``.occupied_ns()``, ``.span_ns()``; :meth:`Fidelity.
+fingerprints` and :meth:`FidelityDigest.fingerprints`. Topic names keep their ``v1`` level: they
+name the topic layout, which did not change.
+
+Compression (:mod:`shared.payload`). A result payload is UTF-8 JSON, or that JSON compressed as one
+zlib stream (RFC 1950) when that saves bytes on a payload over
+:data:`shared.payload.COMPRESS_OVER_BYTES`. A zlib stream's first byte is ``0x78`` (``x``), which
+no JSON text starts with, so the first byte says which it is: no MQTT v5 content type is needed,
+and a 3.1.1 broker (or NATS) carries it unchanged. Readers accept both; the 1 MiB limit applies to
+the payload and to the JSON inside it.
 """
 
 from __future__ import annotations
@@ -20,6 +54,7 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -28,7 +63,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -40,8 +77,10 @@ from typing_extensions import Self
 from shared import latency as latency_codec
 from shared.topics import valid_level
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+SCHEMA_VERSION = 2
+"""The version the agent sends."""
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
+"""The versions every reader reads."""
 
 MAX_MESSAGE_BYTES = 1_048_576
 """Largest message on the wire (1 MiB): ``model_validate_json`` refuses a longer one unread."""
@@ -319,7 +358,7 @@ class LatencySummary(Strict):
 
 
 class RawLatencies(Strict):
-    """Every timed query as a log-bucketed histogram (see :mod:`shared.latency`)."""
+    """Schema v1: every timed query as a 0.1 % log-bucketed histogram (see :mod:`shared.latency`)."""
 
     encoding: Literal["log-hist-v1"] = "log-hist-v1"
     rel_resolution: Real = Field(0.001, gt=0, le=1)
@@ -342,12 +381,135 @@ class RawLatencies(Strict):
             raise ValueError("counts add up to more than 64 bits hold")
         return self
 
+    @property
+    def rel_error(self) -> float:
+        """Largest relative error of a latency read back from this histogram."""
+        return math.sqrt(1.0 + self.rel_resolution) - 1.0
+
+    @property
+    def bucket_ratio(self) -> float:
+        """Ratio of a bucket's upper to its lower bound."""
+        return 1.0 + self.rel_resolution
+
+    def occupied_ns(self) -> list[tuple[float, int]]:
+        """``(representative latency in ns, queries)`` of each non-empty bucket, ascending."""
+        rel = self.rel_resolution
+        return [(latency_codec.bucket_value_ns(b, rel), c)
+                for b, c in zip(self.buckets, self.counts, strict=True) if c]
+
+    def span_ns(self) -> tuple[float, float] | None:
+        """Lower bound of the fastest non-empty bucket, upper bound of the slowest (ns)."""
+        occupied = [b for b, c in zip(self.buckets, self.counts, strict=True) if c]
+        if not occupied:
+            return None
+        rel = self.rel_resolution
+        return (latency_codec.bucket_bounds_ns(occupied[0], rel)[0],
+                latency_codec.bucket_bounds_ns(occupied[-1], rel)[1])
+
     def quantile_ms(self, q: float) -> float:
+        """Nearest-rank ``q`` quantile (0..1), within :attr:`rel_error` of the exact one."""
         return latency_codec.quantile(self.buckets, self.counts, q, self.rel_resolution) / 1e6
 
     @property
     def count(self) -> int:
         return int(sum(self.counts))
+
+
+_LOG_HIST_MAX_INDEX = math.log(MAX_LATENCY_NS)
+
+
+class LatencyHistogram(Strict):
+    """Schema v2: every timed query in log buckets with a stated relative error (1 %), as runs.
+
+    Bucket ``i`` holds the latencies in ``(g**(i-1), g**i]`` ns, ``g = (1 + rel_error) /
+    (1 - rel_error)``, and reads back as ``2 g**i / (g + 1)``, within ``rel_error`` of each of
+    them (:mod:`shared.latency`). ``runs`` lists consecutive buckets as ``[first_index, count,
+    count, ...]``: ``[[612, 3, 10, 0, 4], [700, 1]]`` is 3 queries in bucket 612, 10 in 613, 4 in
+    615 and 1 in 700. Runs are ascending and do not overlap; the counts add up to
+    ``latency_ms.count``.
+    """
+
+    encoding: Literal["log-hist-v2"] = "log-hist-v2"
+    rel_error: Real = Field(latency_codec.REL_ERROR, gt=0, le=0.5,
+                            description="largest relative error of a latency read back")
+    runs: list[list[Count]] = Field(
+        description="[first bucket index, queries in it, in the next, ...], ascending, disjoint"
+    )
+
+    @model_validator(mode="after")
+    def _runs_in_order(self) -> LatencyHistogram:
+        end = -1  # one past the last bucket of the previous run
+        total = 0
+        for i, run in enumerate(self.runs):
+            if len(run) < 2:
+                raise ValueError(f"runs[{i}] needs a first index and at least one count")
+            if run[0] < end:
+                raise ValueError(
+                    f"runs[{i}] starts at bucket {run[0]}, inside or before the previous run "
+                    "(runs must be ascending and disjoint)"
+                )
+            end = run[0] + len(run) - 1
+            total += sum(run[1:])
+        if end > 0 and math.log(latency_codec.gamma(self.rel_error)) * (end - 2) > _LOG_HIST_MAX_INDEX:
+            raise ValueError(
+                f"bucket {end - 1} stands for a latency over {MAX_LATENCY_NS / 1e9:.0f} s"
+            )
+        if total > INT64_MAX:
+            raise ValueError("counts add up to more than 64 bits hold")
+        return self
+
+    @classmethod
+    def of(cls, latencies_ns: Sequence[float] | Any, rel_error: float = latency_codec.REL_ERROR
+           ) -> LatencyHistogram:
+        """The histogram of the given latencies (nanoseconds)."""
+        return cls(rel_error=rel_error, runs=latency_codec.encode_runs(latencies_ns, rel_error))
+
+    @property
+    def bucket_ratio(self) -> float:
+        """Ratio of a bucket's upper to its lower bound."""
+        return latency_codec.gamma(self.rel_error)
+
+    def buckets(self) -> tuple[list[int], list[int]]:
+        """Non-empty bucket indices and their counts, ascending."""
+        return latency_codec.from_runs(self.runs)
+
+    def occupied_ns(self) -> list[tuple[float, int]]:
+        """``(representative latency in ns, queries)`` of each non-empty bucket, ascending."""
+        buckets, counts = self.buckets()
+        return [(latency_codec.log_value_ns(b, self.rel_error), c)
+                for b, c in zip(buckets, counts, strict=True)]
+
+    def span_ns(self) -> tuple[float, float] | None:
+        """Lower bound of the fastest non-empty bucket, upper bound of the slowest (ns)."""
+        buckets, _ = self.buckets()
+        if not buckets:
+            return None
+        return (latency_codec.log_bounds_ns(buckets[0], self.rel_error)[0],
+                latency_codec.log_bounds_ns(buckets[-1], self.rel_error)[1])
+
+    def quantile_ms(self, q: float) -> float:
+        """Nearest-rank ``q`` quantile (0..1), within :attr:`rel_error` of the exact one."""
+        occupied = self.occupied_ns()
+        return latency_codec.quantile_ns([v for v, _ in occupied], [c for _, c in occupied],
+                                         q) / 1e6
+
+    @property
+    def count(self) -> int:
+        return int(sum(sum(run[1:]) for run in self.runs))
+
+
+def _encoding_of(value: Any, default: str) -> str | None:
+    if isinstance(value, dict):
+        tag = value.get("encoding", default)
+        return tag if isinstance(tag, str) else None
+    return getattr(value, "encoding", default)
+
+
+Latencies = Annotated[
+    Annotated[RawLatencies, Tag("log-hist-v1")] | Annotated[LatencyHistogram, Tag("log-hist-v2")],
+    Discriminator(lambda v: _encoding_of(v, "log-hist-v1")),
+]
+"""Either histogram form, told apart by ``encoding`` (absent: v1)."""
 
 
 class LatencyBoundCheck(Strict):
@@ -488,15 +650,130 @@ class OutputFingerprint(Strict):
 
 
 class Fidelity(Strict):
+    """Schema v1: one :class:`OutputFingerprint` per output and input."""
+
     seed: Integer
     input_source: str = Field(description="'seeded' or the user's inputs")
     n_inputs: Count
     k: Count
     outputs: dict[str, list[OutputFingerprint]]
 
+    def fingerprints(self) -> dict[str, list[OutputFingerprint]]:
+        """Per output name, one fingerprint per input (the form compare reads)."""
+        return self.outputs
+
+
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class OutputDigest(Strict):
+    """Schema v2: one output tensor over every fidelity input, as rows (one per input).
+
+    Either ``values`` (every element of the output, per input: the agent sends them for outputs
+    of at most 16 elements, rounded to ``FidelityDigest.digits`` significant digits, and for every
+    output with ``bench --full-fidelity``, unrounded), or ``top_k`` and ``top_scores`` (the k
+    largest elements, highest first) with ``sketch`` (a 16-value seeded random projection, the
+    first rows of version 1's 64, so cosine similarity can be estimated against either version).
+    ``sha256`` digests the full outputs (see :meth:`FidelityDigest.fingerprints`), so two runs can
+    be checked for identical outputs without sending them.
+    """
+
+    size: Count = Field(description="elements of the output for one input")
+    sha256: str = Field(
+        pattern=SHA256_HEX,
+        description="sha256 of the dequantized outputs as float64 little-endian, input by input",
+    )
+    values: list[list[Real]] | None = Field(None, description="per input, every element")
+    top_k: list[list[Count]] | None = Field(None, description="per input, indices of the k largest")
+    top_scores: list[list[Real]] | None = Field(None, description="per input, their values")
+    sketch: list[list[Real]] | None = Field(
+        None, description="per input, a seeded random projection of the values"
+    )
+    non_finite: Count = Field(
+        0, description="elements that were NaN or infinite, sent as 0 or the float64 extremes"
+    )
+
+    @model_validator(mode="after")
+    def _rows_fit(self) -> OutputDigest:
+        if self.values is not None:
+            for i, row in enumerate(self.values):
+                if len(row) != self.size:
+                    raise ValueError(f"values[{i}] has {len(row)} elements, not size {self.size}")
+            return self
+        if self.top_k is None or self.top_scores is None:
+            raise ValueError("needs values, or top_k and top_scores")
+        if len(self.top_k) != len(self.top_scores):
+            raise ValueError(f"top_k ({len(self.top_k)} rows) and top_scores "
+                             f"({len(self.top_scores)} rows) differ")
+        for i, (top, scores) in enumerate(zip(self.top_k, self.top_scores, strict=True)):
+            if len(top) != len(scores):
+                raise ValueError(f"top_k[{i}] and top_scores[{i}] differ in length")
+            if any(index >= self.size for index in top):
+                raise ValueError(f"top_k[{i}] holds an index beyond size {self.size}")
+        if self.sketch is not None and len(self.sketch) != len(self.top_k):
+            raise ValueError(f"sketch ({len(self.sketch)} rows) and top_k ({len(self.top_k)} "
+                             "rows) differ")
+        return self
+
+    @property
+    def rows(self) -> int:
+        return len(self.values if self.values is not None else self.top_k or [])
+
+    def fingerprints(self, k: int) -> list[OutputFingerprint]:
+        """One version-1 style fingerprint per input (top-k derived from values when sent)."""
+        if self.values is not None:
+            prints = []
+            for row in self.values:
+                top = sorted(range(len(row)), key=lambda j: -row[j])[:min(k, len(row))]
+                prints.append(OutputFingerprint(top_k=top, top_scores=[row[j] for j in top],
+                                                values=row))
+            return prints
+        assert self.top_k is not None and self.top_scores is not None  # checked on validation
+        sketches: Sequence[list[float] | None] = self.sketch or [None] * len(self.top_k)
+        return [OutputFingerprint(top_k=top, top_scores=scores, sketch=sketch)
+                for top, scores, sketch in zip(self.top_k, self.top_scores, sketches, strict=True)]
+
+
+class FidelityDigest(Strict):
+    """Schema v2: outputs on the fixed input set, per output name (``"0"``, ``"1"``, ...)."""
+
+    encoding: Literal["digest-v2"] = "digest-v2"
+    seed: Integer
+    input_source: str = Field(description="'seeded' or the user's inputs")
+    n_inputs: Count
+    k: Count
+    digits: Integer | None = Field(
+        4, ge=1, le=17,
+        description="significant digits values, scores and sketches were rounded to; null: "
+        "unrounded (bench --full-fidelity)",
+    )
+    outputs: dict[str, OutputDigest]
+
+    @model_validator(mode="after")
+    def _one_row_per_input(self) -> FidelityDigest:
+        for name, output in self.outputs.items():
+            if output.rows != self.n_inputs:
+                raise ValueError(f"output {name!r} has {output.rows} rows for {self.n_inputs} "
+                                 "inputs")
+        return self
+
+    def fingerprints(self) -> dict[str, list[OutputFingerprint]]:
+        """Per output name, one fingerprint per input (the form compare reads)."""
+        return {name: output.fingerprints(self.k) for name, output in self.outputs.items()}
+
+
+FidelityBlock = Annotated[
+    Annotated[Fidelity, Tag("v1")] | Annotated[FidelityDigest, Tag("digest-v2")],
+    Discriminator(lambda v: _encoding_of(v, "v1")),
+]
+"""Either fidelity form, told apart by ``encoding`` (absent: v1)."""
+
 
 class BenchmarkResult(Strict):
-    """One benchmark run: the message on ``edgemeter/v1/{fleet}/{device_id}/result``."""
+    """One benchmark run: the message on ``edgemeter/v1/{fleet}/{device_id}/result``.
+
+    ``schema_version`` 1 or 2 (see the module docstring); built in Python without one, it is 2.
+    """
 
     schema_version: Integer = SCHEMA_VERSION
     run_id: uuid.UUID = Field(default_factory=uuid.uuid4)
@@ -517,10 +794,10 @@ class BenchmarkResult(Strict):
     first_inference_ms: NonNegative
     validity: Validity
     stability: Stability | None = None
-    latencies: RawLatencies | None = None
+    latencies: Latencies | None = None
     energy: EnergyReport | None = None
     system: SystemState | None = None
-    fidelity: Fidelity | None = None
+    fidelity: FidelityBlock | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     replayed: bool = Field(
         False, description="true when the agent sends this result again (no receipt came in time)"
@@ -547,14 +824,47 @@ class BenchmarkResult(Strict):
         return value
 
     @model_validator(mode="after")
+    def _forms_of_version(self) -> BenchmarkResult:
+        # A version-1 reader knows only the version-1 forms; version 2 reads both (each is tagged).
+        if self.schema_version == 1:
+            if isinstance(self.latencies, LatencyHistogram):
+                raise ValueError("latencies: encoding log-hist-v2 needs schema_version 2")
+            if isinstance(self.fidelity, FidelityDigest):
+                raise ValueError("fidelity: encoding digest-v2 needs schema_version 2")
+        return self
+
+    @model_validator(mode="after")
     def _histogram_matches_summary(self) -> BenchmarkResult:
         # The agent encodes the very latencies it summarises, so the two counts agree exactly.
-        if self.latencies is not None and self.latencies.count != self.latency_ms.count:
+        raw = self.latencies
+        if raw is None:
+            return self
+        if raw.count != self.latency_ms.count:
             raise ValueError(
-                f"latencies holds {self.latencies.count} queries but latency_ms.count is "
+                f"latencies holds {raw.count} queries but latency_ms.count is "
                 f"{self.latency_ms.count}: the histogram must encode exactly the summarised queries"
             )
+        if isinstance(raw, LatencyHistogram):
+            _extremes_in_end_buckets(raw, self.latency_ms)
         return self
+
+
+def _extremes_in_end_buckets(raw: LatencyHistogram, summary: LatencySummary) -> None:
+    """``min`` lies in the fastest non-empty bucket and ``max`` in the slowest (one bucket of slack
+    either way for the rounding of a latency that lies on a boundary, or printed in ms)."""
+    buckets, _ = raw.buckets()
+    if not buckets:
+        return
+    for name, value_ms, bucket in (("min", summary.min, buckets[0]),
+                                   ("max", summary.max, buckets[-1])):
+        index = latency_codec.log_index(value_ms * 1e6, raw.rel_error)
+        if abs(index - bucket) > 1:
+            low, high = latency_codec.log_bounds_ns(bucket, raw.rel_error)
+            raise ValueError(
+                f"latency_ms.{name} ({value_ms:g} ms) is not in the histogram's "
+                f"{'fastest' if name == 'min' else 'slowest'} bucket ({low / 1e6:g} to "
+                f"{high / 1e6:g} ms): the histogram must encode the summarised queries"
+            )
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Valid results for tests that exercise storage, ingestion and comparison rather than measuring.
 
 Benchmarks themselves are tested on real models; these are the wire objects around them.
+``make_result()`` builds what the agent sends now (schema version 2, a ``log-hist-v2``
+histogram); ``make_result(schema_version=1)`` what an agent of version 1 sent (``log-hist-v1``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from shared import latency
 from shared.schema import (
     BenchmarkResult,
     DeviceManifest,
+    LatencyHistogram,
     LatencySummary,
     ModelInfo,
     RawLatencies,
@@ -44,7 +47,13 @@ def make_result(
     rng = np.random.default_rng(seq)
     lat_ns = rng.normal(p50_ms * 1e6, p50_ms * 1e4, size=200).clip(1)
     srt = np.sort(lat_ns) / 1e6
-    buckets, counts = latency.encode(lat_ns)
+    version = overrides.get("schema_version", 2)
+    histogram: RawLatencies | LatencyHistogram
+    if version == 1:
+        buckets, counts = latency.encode(lat_ns)
+        histogram = RawLatencies(buckets=buckets, counts=counts)
+    else:
+        histogram = LatencyHistogram.of(lat_ns)
     fields: dict[str, Any] = {
         "run_id": uuid.uuid4(),
         "device_id": device_id,
@@ -82,7 +91,7 @@ def make_result(
         "init_ms": 5.0,
         "first_inference_ms": 3.0,
         "validity": Validity(valid=True),
-        "latencies": RawLatencies(buckets=buckets, counts=counts),
+        "latencies": histogram,
     }
     if "latency_ms" in overrides and "latencies" not in overrides:
         # The histogram encodes the default summary's queries; a summary given without its own

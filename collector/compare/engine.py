@@ -24,7 +24,7 @@ from collector.compare.cost import (
 from collector.compare.matching import Baseline, MatchRule, match_rule, scenario_of
 from collector.records import CitedBaseline
 from shared.catalogue import HardwareEntry
-from shared.schema import BenchmarkResult, Fidelity, OutputFingerprint
+from shared.schema import BenchmarkResult, Fidelity, FidelityDigest, OutputFingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -150,13 +150,17 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float | None:
     return None if norm == 0 else dot / norm
 
 
-def fidelity_agreement(edge: Fidelity | None, baseline: Fidelity | None) -> FidelityComparison:
+def fidelity_agreement(edge: Fidelity | FidelityDigest | None,
+                       baseline: Fidelity | FidelityDigest | None) -> FidelityComparison:
     """Top-1 agreement, MAE and cosine similarity between two fingerprint sets.
 
     Compared only when both have the same seed, input source and output names. Per output and
     input: top-1 from ``top_k[0]``; MAE from ``values`` (pooled over every value); cosine from
-    ``values`` when both have them, else from ``sketch``; each metric is averaged over the pairs
-    that have what it needs.
+    ``values`` when both have them, else from ``sketch`` (over the leading values both sketches
+    have: schema v2 sends the first 16 of v1's 64, so a v1 run compares with a v2 one); each
+    metric is averaged over the pairs that have what it needs. Schema v2 sends values only for
+    outputs of at most 16 elements (rounded to 4 significant digits) unless the run asked for
+    ``--full-fidelity``, so MAE of larger outputs is unknown (``null``) for lean runs.
     """
     if edge is None or baseline is None:
         side = "edge run" if edge is None else "baseline"
@@ -169,9 +173,10 @@ def fidelity_agreement(edge: Fidelity | None, baseline: Fidelity | None) -> Fide
         )
     if set(edge.outputs) != set(baseline.outputs):
         return FidelityComparison(reason="different output names")
+    edge_prints, baseline_prints = edge.fingerprints(), baseline.fingerprints()
     pairs: list[tuple[OutputFingerprint, OutputFingerprint]] = []
-    for name in sorted(edge.outputs):
-        pairs.extend(zip(edge.outputs[name], baseline.outputs[name], strict=False))
+    for name in sorted(edge_prints):
+        pairs.extend(zip(edge_prints[name], baseline_prints[name], strict=False))
     if not pairs:
         return FidelityComparison(reason="no fingerprints to compare")
     top1 = [e.top_k[0] == b.top_k[0] for e, b in pairs if e.top_k and b.top_k]
@@ -182,7 +187,8 @@ def fidelity_agreement(edge: Fidelity | None, baseline: Fidelity | None) -> Fide
             abs_errors.extend(abs(x - y) for x, y in zip(e.values, b.values, strict=True))
             cos = _cosine(e.values, b.values)
         elif e.sketch is not None and b.sketch is not None:
-            cos = _cosine(e.sketch, b.sketch)
+            common = min(len(e.sketch), len(b.sketch))
+            cos = _cosine(e.sketch[:common], b.sketch[:common])
         else:
             cos = None
         if cos is not None:

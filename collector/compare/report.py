@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Literal
 
 from collector.compare.cost import CostSettings
 from collector.compare.engine import ComparisonRow, SideMetrics
-from shared import latency as latency_codec
 from shared.errors import ConfigError, MissingExtraError
 from shared.schema import BenchmarkResult
 
@@ -205,9 +204,9 @@ def _cdf_of_run(run: BenchmarkResult) -> tuple[list[float], list[float]]:
         raw = run.latencies
         total = raw.count
         xs, ys, seen = [], [], 0
-        for bucket, count in zip(raw.buckets, raw.counts, strict=True):
+        for value_ns, count in raw.occupied_ns():  # either wire version's histogram
             seen += count
-            xs.append(latency_codec.bucket_value_ns(bucket, raw.rel_resolution) / 1e6)
+            xs.append(value_ns / 1e6)
             ys.append(seen / total)
         return xs, ys
     s = run.latency_ms

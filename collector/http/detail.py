@@ -1,11 +1,13 @@
 """What ``/api/runs/{run_id}`` adds to a stored result: histogram, CDF, power and catalogue figures.
 
-* ``histogram``: the raw latencies (:mod:`shared.latency`, 0.1 % log buckets) re-binned into at
+* ``histogram``: the raw latencies (:mod:`shared.latency`: 1 % log buckets in schema v2, 0.1 % in
+  v1) re-binned into at
   most :data:`HISTOGRAM_BINS` log-spaced bins from the fastest to the slowest query, so a chart
   gets a readable number of bars whatever the spread; ``edges_ms`` has one more entry than
   ``counts``. ``null`` when the result carries no raw latencies.
-* ``cdf``: one point per occupied bucket (its midpoint, at most 0.05 % off the exact latency) and
-  the fraction of queries at or below it, so the curve is exact to the wire's resolution.
+* ``cdf``: one point per occupied bucket (its representative latency, at most 1 % off the exact
+  one in v2, 0.05 % in v1) and the fraction of queries at or below it, so the curve is exact to
+  the wire's resolution.
 * ``power``: the sampled trace, the measured window ``[0, window_s]`` (trace times count from the
   start of the timed phase), and the idle baseline in watts; each ``null`` when not measured.
 * ``catalogue``: the hardware catalogue's peak for the model's precision as GMAC/s (a MAC is two
@@ -17,7 +19,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shared import latency
 from shared.catalogue import Catalogue
 from shared.schema import BenchmarkResult
 
@@ -28,33 +29,33 @@ HISTOGRAM_BINS = 60
 
 def histogram(result: BenchmarkResult, bins: int = HISTOGRAM_BINS) -> dict[str, list[Any]] | None:
     raw = result.latencies
-    if raw is None or not raw.buckets:
+    span = raw.span_ns() if raw is not None else None
+    if raw is None or span is None:
         return None
-    rel = raw.rel_resolution
-    step = math.log1p(rel)
-    lo_ns = math.exp(raw.buckets[0] * step)
-    hi_ns = math.exp((raw.buckets[-1] + 1) * step)
-    n = max(1, min(bins, raw.buckets[-1] - raw.buckets[0] + 1))
+    occupied = raw.occupied_ns()
+    lo_ns, hi_ns = span
+    # never finer than the encoding's own buckets, never more than ``bins`` bars
+    n = max(1, min(bins, round(math.log(hi_ns / lo_ns) / math.log(raw.bucket_ratio))))
     ratio = math.log(hi_ns / lo_ns) / n
     edges_ms = [lo_ns * math.exp(i * ratio) / 1e6 for i in range(n + 1)]
     counts = [0] * n
-    for bucket, count in zip(raw.buckets, raw.counts, strict=True):
-        mid_ns = latency.bucket_value_ns(bucket, rel)
-        index = min(n - 1, max(0, int(math.log(mid_ns / lo_ns) / ratio)))
+    for value_ns, count in occupied:
+        index = min(n - 1, max(0, int(math.log(value_ns / lo_ns) / ratio)))
         counts[index] += count
     return {"edges_ms": edges_ms, "counts": counts}
 
 
 def cdf(result: BenchmarkResult) -> dict[str, list[float]] | None:
     raw = result.latencies
-    if raw is None or not raw.buckets:
+    occupied = raw.occupied_ns() if raw is not None else []
+    if not occupied:
         return None
-    total = sum(raw.counts)
+    total = sum(count for _, count in occupied)
     seen = 0
     latency_ms, fraction = [], []
-    for bucket, count in zip(raw.buckets, raw.counts, strict=True):
+    for value_ns, count in occupied:
         seen += count
-        latency_ms.append(latency.bucket_value_ns(bucket, raw.rel_resolution) / 1e6)
+        latency_ms.append(value_ns / 1e6)
         fraction.append(seen / total)
     return {"latency_ms": latency_ms, "fraction": fraction}
 

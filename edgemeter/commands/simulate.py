@@ -36,18 +36,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from shared import latency
 from shared.errors import BrokerError
 from shared.messages import AgentManifest, Status, Telemetry
 from shared.mqtt import BrokerUrl, parse_broker_url
 from shared.schema import (
     BenchmarkResult,
     DeviceManifest,
+    LatencyHistogram,
     LatencySummary,
     ModelInfo,
-    RawLatencies,
     RunSpec,
     RunSpecPair,
     RuntimeInfo,
@@ -86,7 +83,6 @@ def synthetic_result(rng: random.Random, device_id: str, fleet: str, seq: int,
     count = rng.randint(100, 400)
     lat_ns = sorted(max(1.0, rng.gauss(p50_ms * 1e6, p50_ms * 3e4)) for _ in range(count))
     ms = [v / 1e6 for v in lat_ns]
-    buckets, counts = latency.encode(np.asarray(lat_ns))
     mean = sum(ms) / count
     rank = lambda q: ms[min(count - 1, max(0, int(q * count + 0.999999) - 1))]  # noqa: E731
     runtime, version = RUNTIMES[fmt]
@@ -109,7 +105,7 @@ def synthetic_result(rng: random.Random, device_id: str, fleet: str, seq: int,
                                   min=ms[0], max=ms[-1], count=count),
         throughput_sps=1000.0 / p50_ms, gmacs_per_s=macs / p50_ms / 1e6,
         init_ms=rng.uniform(5, 50), first_inference_ms=rng.uniform(2, 20),
-        validity=Validity(valid=True), latencies=RawLatencies(buckets=buckets, counts=counts),
+        validity=Validity(valid=True), latencies=LatencyHistogram.of(lat_ns),
         labels={"simulated": "true"},
     )
 

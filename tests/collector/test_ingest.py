@@ -67,7 +67,7 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("string", TOPIC, b'"result"', "not-object"),
     ("number", TOPIC, b"42", "not-object"),
     ("no-version", TOPIC, without("schema_version"), "schema-version"),
-    ("version-2", TOPIC, with_(schema_version=2), "schema-version"),
+    ("version-3", TOPIC, with_(schema_version=3), "schema-version"),
     ("version-string", TOPIC, with_(schema_version="1"), "schema-version"),
     ("version-bool", TOPIC, with_(schema_version=True), "schema-version"),
     ("empty-object", TOPIC, b"{}", "schema-version"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from shared import latency
+import pytest
+
 from shared.schema import EnergyReport, PowerScope, PowerTrace
 from tests.factories import make_result
 from tests.http.conftest import Api
@@ -106,8 +107,9 @@ def test_unknown_run_is_a_404_with_an_error(api: Api) -> None:
     assert "no run" in response.json()["error"]
 
 
-def test_run_detail_decodes_histogram_and_cdf_from_the_raw_latencies(api: Api) -> None:
-    result = make_result(seq=3)
+@pytest.mark.parametrize("version", [1, 2])
+def test_run_detail_decodes_histogram_and_cdf_from_the_raw_latencies(api: Api, version: int) -> None:
+    result = make_result(seq=3, schema_version=version)
     api.writer.add_results([result])
     body = api.client.get(f"/api/runs/{result.run_id}").json()
     assert body["result"]["run_id"] == str(result.run_id)
@@ -119,7 +121,7 @@ def test_run_detail_decodes_histogram_and_cdf_from_the_raw_latencies(api: Api) -
     assert cdf["latency_ms"] == sorted(cdf["latency_ms"])
     raw = result.latencies
     assert raw is not None
-    median_ms = latency.quantile(raw.buckets, raw.counts, 0.5) / 1e6
+    median_ms = raw.quantile_ms(0.5)
     first_half = next(x for x, f in zip(cdf["latency_ms"], cdf["fraction"], strict=True) if f >= 0.5)
     assert first_half == median_ms
     assert body["power"] == {"trace": None, "window": None, "idle_power_w": None}

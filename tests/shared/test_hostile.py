@@ -103,8 +103,9 @@ def _future() -> str:
     return (datetime.now(timezone.utc) + MAX_CLOCK_SKEW + timedelta(minutes=5)).isoformat()
 
 
-def _full_result() -> BenchmarkResult:
+def _full_result(**overrides: Any) -> BenchmarkResult:
     return make_result(
+        **overrides,
         gmacs_per_s=3.7,
         stability=Stability(warmup_iterations=10, warmup_settled=True,
                             windows=[StabilityWindow(start_s=0, queries=40, throughput_sps=500,
@@ -130,9 +131,18 @@ RESULT_CASES: list[tuple[str, Change, str]] = [
     ("mean-above-max", _set("latency_ms.mean", 1e6), "mean"),
     ("count-zero", _set("latency_ms.count", 0), "latency_ms.count"),
     ("negative-std", _set("latency_ms.std", -1.0), "latency_ms.std"),
-    ("histogram-negative-count", _set("latencies.counts.0", -1), "latencies.counts.0"),
+    ("histogram-negative-count", _set("latencies.runs.0.1", -1), "latencies.log-hist-v2.runs.0.1"),
     ("histogram-sums-to-other-count", _set("latency_ms.count", 7), "latency_ms.count"),
-    ("histogram-unsorted", lambda d: d["latencies"]["buckets"].reverse(), "ascending"),
+    ("histogram-runs-overlap", lambda d: d["latencies"]["runs"].append(d["latencies"]["runs"][0]),
+     "ascending and disjoint"),
+    ("histogram-run-without-count", lambda d: d["latencies"]["runs"].append([5000]),
+     "at least one count"),
+    ("histogram-beyond-a-day", lambda d: d["latencies"]["runs"].append([99_999, 0]),
+     "over 86400 s"),
+    ("histogram-zero-error", _set("latencies.rel_error", 0.0), "latencies.log-hist-v2.rel_error"),
+    ("histogram-min-outside-it", _set("latency_ms.min", 1.0), "latency_ms.min"),
+    ("histogram-max-outside-it", _set("latency_ms.max", 20.0), "latency_ms.max"),
+    ("histogram-unknown-encoding", _set("latencies.encoding", "log-hist-v9"), "latencies"),
     ("negative-energy", _set("energy.energy_j", -1.0), "energy.energy_j"),
     ("negative-power", _set("energy.avg_power_w", -0.1), "energy.avg_power_w"),
     ("negative-idle-power", _set("energy.idle_power_w", -2.0), "energy.idle_power_w"),
@@ -154,6 +164,31 @@ RESULT_CASES: list[tuple[str, Change, str]] = [
                          ids=[c[0] for c in RESULT_CASES])
 def test_impossible_results_are_refused_with_a_reason_naming_the_field(change: Change, names: str) -> None:
     payload = with_changes(_full_result(), change)
+    with pytest.raises(ValidationError) as err:
+        BenchmarkResult.model_validate_json(payload)
+    assert names in _reason(err.value)
+
+
+# the same, for a version-1 result (its histogram is log-hist-v1)
+V1_RESULT_CASES: list[tuple[str, Change, str]] = [
+    ("histogram-negative-count", _set("latencies.counts.0", -1), "latencies.log-hist-v1.counts.0"),
+    ("histogram-sums-to-other-count", _set("latency_ms.count", 7), "latency_ms.count"),
+    ("histogram-unsorted", lambda d: d["latencies"]["buckets"].reverse(), "ascending"),
+    ("v2-histogram-in-v1", lambda d: d.update(latencies={"encoding": "log-hist-v2",
+                                                         "runs": [[700, 200]]}),
+     "log-hist-v2 needs schema_version 2"),
+    ("v2-fidelity-in-v1", _set("fidelity", {"encoding": "digest-v2", "seed": 0,
+                                            "input_source": "seeded", "n_inputs": 0, "k": 5,
+                                            "outputs": {}}),
+     "digest-v2 needs schema_version 2"),
+]
+
+
+@pytest.mark.parametrize(("change", "names"), [c[1:] for c in V1_RESULT_CASES],
+                         ids=[c[0] for c in V1_RESULT_CASES])
+def test_impossible_v1_results_are_refused_with_a_reason_naming_the_field(change: Change,
+                                                                          names: str) -> None:
+    payload = with_changes(_full_result(schema_version=1), change)
     with pytest.raises(ValidationError) as err:
         BenchmarkResult.model_validate_json(payload)
     assert names in _reason(err.value)
