@@ -169,7 +169,7 @@ def main() -> int:
                               f"{rate:8.0f} rows/s", flush=True)
         finally:
             if "postgresql" in kinds:
-                _pg(args.postgres, f'DROP DATABASE IF EXISTS "{dbname}"')
+                _pg(args.postgres, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
     print(f"\n{args.batches} batches x {args.batch_size} results, {args.rounds} rounds")
     for (kind, tree_name), rates in round_rate.items():
