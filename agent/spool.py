@@ -138,18 +138,20 @@ class Spool:
                 ) from again
 
     def due(self, *, resend_after_s: float, limit: int = 100) -> list[SpooledResult]:
-        """Results never sent, or sent more than ``resend_after_s`` ago without a receipt."""
+        """Results never sent, then those sent more than ``resend_after_s`` ago without a
+        receipt, each group oldest first: re-sends never starve a result not yet sent once."""
         cutoff = self._clock_s() - resend_after_s
         with self._lock:
             rows = self._db.execute(
                 "SELECT run_id, fleet, device_id, payload, attempts FROM results "
-                "WHERE sent_s IS NULL OR sent_s <= ? ORDER BY created_s, seq LIMIT ?",
+                "WHERE sent_s IS NULL OR sent_s <= ? "
+                "ORDER BY sent_s IS NOT NULL, created_s, seq LIMIT ?",
                 (cutoff, limit),
             ).fetchall()
         return [SpooledResult(r[0], r[1], r[2], bytes(r[3]), int(r[4])) for r in rows]
 
     def pending(self) -> list[SpooledResult]:
-        """Every result still waiting for its receipt, oldest first."""
+        """Every result still waiting for its receipt: never sent first, each group oldest first."""
         return self.due(resend_after_s=-1e12, limit=1 << 30)
 
     def mark_sent(self, run_ids: Iterable[str]) -> None:
