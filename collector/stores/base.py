@@ -9,7 +9,6 @@ psycopg for PostgreSQL), imported only when a store is opened, so importing this
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 from collector.records import CitedBaseline, DeadLetter, DeviceRecord, JobRecord, ModelRecord, SeqGap
 from shared.errors import ConfigError, require_module
 from shared.messages import JobAck, JobCommand, Status, Telemetry
+from shared.plugins import load_plugin
 from shared.schema import BenchmarkResult
 
 if TYPE_CHECKING:
@@ -156,8 +156,7 @@ def open_store(url: str, *, must_exist: bool = False, migrate: bool = True) -> S
                 f"no results database at {Path(path).resolve()}: check --db (sqlite:///relative"
                 ".db or sqlite:////absolute.db) or start 'edgemeter collector serve' first"
             )
-    module_name, _, cls_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
+    cls = load_plugin(STORES, scheme, kind="database")
     store: Store = cls(url)
     if migrate:
         try:
