@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("collector.compare.commands",
                 "compare edge runs with datacenter/HPC runs and cited results"),
     "baselines": ("collector.compare.commands", "import and list comparison baselines"),
+    "models": ("collector.commands_fleet", "keep model files for remote jobs in the collector's database"),
+    "dead-letters": ("collector.commands_fleet", "inspect, replay and purge rejected messages"),
     "demo": ("edgemeter.demo.command", "broker + collector + benchmarks on this machine"),
 }
 COMMAND_MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))

@@ -6,7 +6,8 @@ listens (``--listen-s``, default 3 s; telemetry comes every ``telemetry_s``, 10 
 separated by commas, any match selects), sends each a :class:`shared.messages.JobCommand`, prints
 one progress line per device as acks and progress arrive, and with ``--wait`` ends when every
 result is stored (the collector's receipt names its run_id) or ``--timeout-s`` passes, listing
-what is missing.
+what is missing. ``fleet gaps`` is the one that reads the collector's database instead
+(``--db``): the seq numbers missing between each device's stored results.
 """
 
 from __future__ import annotations
@@ -301,3 +302,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--backend", choices=["auto", "onnxruntime", "litert"])
     bench.add_argument("--power", help="auto, none or a power source name")
     run.set_defaults(func=_run)
+
+    gaps = inner.add_parser("gaps", help="missing seq ranges per device, from the results database",
+                            description="List the ranges of seq numbers missing between each "
+                            "device's stored results (results lost or still in a spool).")
+    gaps.add_argument("--db", required=True, metavar="URL",
+                      help="results database: sqlite:///PATH.db or postgresql://...")
+    gaps.add_argument("--device", metavar="ID", help="one device only")
+    gaps.add_argument("--json", action="store_true", help="print JSON")
+    gaps.set_defaults(func=_gaps)
+
+
+def _gaps(args: argparse.Namespace) -> int:
+    from collector.commands_fleet import fleet_gaps  # the database stack only when asked for
+
+    return fleet_gaps(args)
