@@ -41,7 +41,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture()
 def make_api(db_url: str) -> Iterator[Callable[..., Api]]:
-    """``make_api(listen=..., token=..., static_dir=..., device_cache_s=..., publisher=...)``: a served app whose policy follows ``listen`` (it is
+    """``make_api(listen=..., token=..., static_dir=..., device_cache_s=..., publisher=...)``:
+    a served app whose policy follows ``listen`` (it is
     always served on 127.0.0.1, so a test can play an exposed server safely)."""
     writer = open_store(db_url)
     opened: list[tuple[HttpServer, ReadStore, httpx.Client]] = []

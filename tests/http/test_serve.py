@@ -13,14 +13,16 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.messages import AgentManifest, Status
 from shared.mqtt import MqttConnection, connect
-from shared.topics import Topics
+from shared.topics import TopicKind, Topics
 from tests.factories import make_result
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,18 +102,34 @@ def _samples(text: str) -> dict[str, float]:
 
 @pytest.mark.mqtt
 @pytest.mark.slow
-def test_a_published_result_is_in_the_api_and_the_metrics_counts(served: Served,
-                                                                    device: MqttConnection) -> None:
-    result = make_result(device_id=f"pi-{uuid.uuid4().hex[:6]}", fleet="lab")
+def test_a_device_that_just_published_is_in_the_api_and_the_metrics_counts(
+        served: Served, device: MqttConnection) -> None:
+    device_id, fleet = f"pi-{uuid.uuid4().hex[:6]}", f"http-{uuid.uuid4().hex[:6]}"
+    result = make_result(device_id=device_id, fleet=fleet)
+    birth = Status(device_id=device_id, fleet=fleet, status="online", bd_seq=1,
+                   sent_at=datetime.now(timezone.utc),
+                   manifest=AgentManifest(agent_version="1", device=result.device))
     client = httpx.Client(base_url=served.url, timeout=5)
-    device.publish(Topics.result("lab", result.device_id), result.model_dump_json().encode())
-    assert _poll(lambda: client.get("/api/runs", params={"device": result.device_id})
-                 .json()["runs"]), served.log.read_text()
-    run = client.get(f"/api/runs/{result.run_id}").json()
-    assert run["result"]["run_id"] == str(result.run_id)
+    status_topic = Topics.build(fleet, device_id, TopicKind.STATUS)
+    device.publish(status_topic, birth.model_dump_json().encode(), retain=True)
+    device.publish(Topics.result(fleet, device_id), result.model_dump_json().encode())
+
+    def listed() -> dict[str, object] | None:
+        devices = client.get("/api/devices", params={"q": device_id}).json()["devices"]
+        return devices[0] if devices and devices[0]["latest_run_id"] else None
+
+    assert _poll(lambda: listed() is not None), served.log.read_text()
+    shown = listed()
+    assert shown is not None
+    assert (shown["device_id"], shown["status"], shown["latest_run_id"]) == \
+        (device_id, "online", str(result.run_id))
+    assert client.get("/api/runs", params={"device": device_id}).json()["runs"][0]["run_id"] == \
+        str(result.run_id)
     metrics = _samples(client.get("/metrics").text)
     assert metrics["edgemeter_collector_results_stored_total[]"] == 1
     assert metrics["edgemeter_collector_messages_received_total[('kind', 'result')]"] >= 1
+    assert metrics["edgemeter_collector_devices_online[]"] >= 1
+    device.publish(status_topic, b"", retain=True)  # leave no retained birth on the broker
     assert "dashboard and API on " + served.url in served.log.read_text()
 
 
