@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from collector.stores.base import open_store
-from shared.schema import EnergyReport, PowerScope
+from shared.messages import AgentManifest, Status, Telemetry
+from shared.schema import DeviceManifest, EnergyReport, PowerScope
 from tests.factories import make_result
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
@@ -71,6 +73,14 @@ def test_every_dashboard_query_runs_on_postgresql_filled_with_results(postgres_u
         make_result(device_id="pi-02", fleet="lab", seq=1, model_name="kws_int8.tflite"),
         make_result(device_id="xeon", fleet="dc", role="datacenter", seq=1, energy=energy),
     ])
+    now = datetime.now(timezone.utc)
+    for device_id, fleet in (("pi-01", "lab"), ("pi-02", "lab"), ("xeon", "dc")):
+        manifest = AgentManifest(agent_version="1", device=DeviceManifest(hostname=device_id,
+                                                                          board="Raspberry Pi 5"))
+        store.record_status(Status(device_id=device_id, fleet=fleet, status="online", bd_seq=1,
+                                   sent_at=now, manifest=manifest), now)
+        store.record_telemetry(Telemetry(device_id=device_id, fleet=fleet, uptime_s=1,
+                                         spool_depth=2), now)
     store.close()
     dashboard = json.loads(DASHBOARD.read_text())
     variables = {"fleet": "'lab', 'dc'", "device": "'pi-01', 'pi-02', 'xeon'"}
