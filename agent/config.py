@@ -112,6 +112,9 @@ class BenchSettings(BaseSettings):
     inputs: Path | None = Field(None, description=".npz file or image folder")
     input_range: tuple[float, float] = Field((0.0, 1.0), description="real range of float inputs")
     fidelity: int = Field(32, ge=0, description="fidelity inputs (0 = off)")
+    full_fidelity: bool = Field(
+        False, description="send every fidelity output value, unrounded (default: a digest)"
+    )
     power: PowerSettings = Field(
         default_factory=PowerSettings,
         description="[power]: source, hz, idle_s, and one table per source (agent/power/README.md)",

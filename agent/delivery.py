@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from agent.spool import Spool, SpooledResult
 from shared.messages import Receipt
+from shared.payload import pack
 from shared.topics import TopicKind, Topics
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class Courier:
         for entry in batch:
             topic = Topics.result(entry.fleet, entry.device_id)
             payload = entry.payload if entry.attempts == 0 else replayed_payload(entry)
-            conn.publish(topic, payload, qos=1)
+            conn.publish(topic, pack(payload), qos=1)  # zlib over 1 KiB: shared.payload
             self.spool.mark_sent([entry.run_id])
             sent += 1
         return sent

@@ -1,25 +1,48 @@
-"""Output fidelity: a compact fingerprint of a model's outputs on a fixed input set.
+"""Output fidelity: a compact digest of a model's outputs on a fixed input set (schema v2).
 
 The same seed gives the same canonical inputs on every device (see :mod:`agent.inputs`), so the
 collector can score an edge int8 run against a datacenter float run of the same network. Outputs
-are keyed by position (``"0"``, ``"1"``...) because output names differ between formats. Per input
-and output: the top-k indices and dequantized scores; all values when the output has at most
-``MAX_VALUES`` elements, else a seeded random projection (``SKETCH_DIM`` values) that preserves
-cosine similarity approximately.
+are keyed by position (``"0"``, ``"1"``...) because output names differ between formats.
+
+What travels per output (:class:`shared.schema.OutputDigest`), chosen from what
+``collector.compare`` computes (top-1 agreement, MAE over all values, cosine similarity):
+
+* outputs of at most :data:`MAX_VALUES` elements (a classifier's scores: VWW 2, CIFAR-10 10,
+  keyword spotting 12): every value, so top-1, MAE and cosine are all exact;
+* larger outputs: the top-:data:`TOP_K` indices and scores (top-1 agreement) and a
+  :data:`SKETCH_DIM`-value seeded random projection (cosine similarity, estimated), the first rows
+  of the 64-row projection schema v1 sent, so a v1 run and a v2 run still compare; MAE needs every
+  value, so it is unknown for these unless the run is made with ``--full-fidelity``;
+* always: the sha256 of the full outputs (dequantized, float64 little-endian, input by input, NaN
+  and infinities replaced as below), so two runs can be checked for identical outputs.
+
+Values, scores and sketches are rounded to :data:`DIGITS` significant digits (an int8 output's
+step is 1/256 = 0.004, far above the rounding). ``full=True`` (``bench --full-fidelity``) sends
+every value of every output, unrounded. NaN and infinities, which JSON cannot carry (a log-softmax
+gives -inf), become 0 and the float64 extremes, and ``non_finite`` says how many there were.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
 from agent.backends.base import Session
-from shared.schema import Fidelity, OutputFingerprint, TensorInfo
+from shared.schema import FidelityDigest, OutputDigest, TensorInfo
 
-MAX_VALUES = 256
-SKETCH_DIM = 64
+MAX_VALUES = 16
+"""Outputs with at most this many elements send every value."""
+SKETCH_DIM = 16
+"""Values in a large output's sketch (the first rows of schema v1's projection)."""
+V1_SKETCH_ROWS = 64
+"""Rows of the projection schema v1 sent; the sketch is scaled as v1's was (1 / sqrt(64))."""
 TOP_K = 5
+DIGITS = 4
+"""Significant digits of values, scores and sketches on the wire."""
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 def dequantize(array: np.ndarray, tensor: TensorInfo) -> np.ndarray:
@@ -29,39 +52,73 @@ def dequantize(array: np.ndarray, tensor: TensorInfo) -> np.ndarray:
     return array.astype(np.float64)
 
 
+@functools.lru_cache(maxsize=8)
 def _projection(size: int, seed: int) -> np.ndarray:
+    """The first :data:`SKETCH_DIM` rows of v1's seeded ±1/sqrt(64) projection for ``size``."""
     rng = np.random.default_rng([seed, size])
-    return rng.choice([-1.0, 1.0], size=(SKETCH_DIM, size)) / np.sqrt(SKETCH_DIM)
+    rows = rng.choice([-1.0, 1.0], size=(SKETCH_DIM, size)) / np.sqrt(V1_SKETCH_ROWS)
+    rows.setflags(write=False)
+    return rows
 
 
-def fingerprint(values: np.ndarray, seed: int, k: int = TOP_K) -> OutputFingerprint:
-    """Top-k and values (or a sketch). NaN and infinities, which JSON cannot carry (a log-softmax
-    gives -inf), become 0 and the float64 extremes, and ``non_finite`` says how many there were."""
-    flat = values.reshape(-1)
+def _finite(flat: np.ndarray) -> tuple[np.ndarray, int]:
     bad = int(flat.size - np.count_nonzero(np.isfinite(flat)))
     if bad:
-        flat = np.nan_to_num(flat, nan=0.0, posinf=np.finfo(np.float64).max,
-                             neginf=np.finfo(np.float64).min)
-    kk = min(k, flat.size)
-    top = np.argsort(-flat, kind="stable")[:kk]
-    if flat.size <= MAX_VALUES:
-        return OutputFingerprint(top_k=top.tolist(), top_scores=flat[top].tolist(),
-                                 values=flat.tolist(), non_finite=bad)
-    with np.errstate(over="ignore", invalid="ignore"):
-        sketch = _projection(flat.size, seed) @ flat
-    sketch = np.nan_to_num(sketch, nan=0.0, posinf=np.finfo(np.float64).max,
-                           neginf=np.finfo(np.float64).min)
-    return OutputFingerprint(top_k=top.tolist(), top_scores=flat[top].tolist(),
-                             sketch=sketch.tolist(), non_finite=bad)
+        flat = np.nan_to_num(flat, nan=0.0, posinf=_FLOAT_MAX, neginf=-_FLOAT_MAX)
+    return flat, bad
+
+
+def rounded(values: np.ndarray, digits: int | None) -> list[float]:
+    """``values`` to ``digits`` significant digits (none: unchanged), never rounded past the
+    float64 extremes."""
+    if digits is None:
+        return [float(v) for v in values]
+    return [min(max(float(f"{v:.{digits}g}"), -_FLOAT_MAX), _FLOAT_MAX) for v in values.tolist()]
+
+
+def digest_output(rows: Sequence[np.ndarray], seed: int, *, k: int = TOP_K,
+                  full: bool = False) -> OutputDigest:
+    """The digest of one output over every input (``rows``: one array per input)."""
+    finite: list[np.ndarray] = []
+    non_finite = 0
+    sha = hashlib.sha256()
+    for row in rows:
+        flat, bad = _finite(np.asarray(row, dtype=np.float64).reshape(-1))
+        non_finite += bad
+        sha.update(flat.astype("<f8").tobytes())
+        finite.append(flat)
+    size = finite[0].size if finite else 0
+    digits = None if full else DIGITS
+    if full or size <= MAX_VALUES:
+        return OutputDigest(size=size, sha256=sha.hexdigest(), non_finite=non_finite,
+                            values=[rounded(flat, digits) for flat in finite])
+    kk = min(k, size)
+    tops = [np.argsort(-flat, kind="stable")[:kk] for flat in finite]
+    projection = _projection(size, seed)
+    sketches = []
+    for flat in finite:
+        with np.errstate(over="ignore", invalid="ignore"):
+            sketch = projection @ flat
+        sketches.append(rounded(_finite(sketch)[0], digits))
+    return OutputDigest(
+        size=size, sha256=sha.hexdigest(), non_finite=non_finite,
+        top_k=[top.tolist() for top in tops],
+        top_scores=[rounded(flat[top], digits) for flat, top in zip(finite, tops, strict=True)],
+        sketch=sketches,
+    )
 
 
 def measure_fidelity(session: Session, inputs: Sequence[np.ndarray], seed: int,
-                     source: str) -> Fidelity:
-    """Run each sample (batch 1) and fingerprint every output."""
+                     source: str, *, full: bool = False) -> FidelityDigest:
+    """Run each sample (batch 1) and digest every output."""
     n = len(inputs[0])
-    outputs: dict[str, list[OutputFingerprint]] = {str(i): [] for i in range(len(session.outputs))}
+    rows: dict[str, list[np.ndarray]] = {str(i): [] for i in range(len(session.outputs))}
     for s in range(n):
         raw = session.run([array[s : s + 1] for array in inputs])
         for i, (array, tensor) in enumerate(zip(raw, session.outputs, strict=True)):
-            outputs[str(i)].append(fingerprint(dequantize(array, tensor), seed))
-    return Fidelity(seed=seed, input_source=source, n_inputs=n, k=TOP_K, outputs=outputs)
+            rows[str(i)].append(dequantize(array, tensor))
+    return FidelityDigest(
+        seed=seed, input_source=source, n_inputs=n, k=TOP_K, digits=None if full else DIGITS,
+        outputs={name: digest_output(output_rows, seed, full=full)
+                 for name, output_rows in rows.items()},
+    )

@@ -9,7 +9,7 @@ model: the runner owns the clock; backends never time themselves)::
                                         iterations or until the windowed median settles
     measure    WarmedUp -> Measured     the scenario's timed phase; the energy monitor's window and
                                         the system sampler open and close exactly around it
-    fidelity   Loaded -> Fidelity       outputs on a fixed input set
+    fidelity   Loaded -> FidelityDigest outputs on a fixed input set
     assemble   all of them -> result    the summary, the verdict and the effective settings, each
                                         computed once, then the result is built once
 
@@ -52,7 +52,7 @@ from agent.stats import (
     summarize_ms,
 )
 from agent.system import SystemSampler
-from shared import latency as latency_codec
+from agent.wire import lean_energy
 from shared.catalogue import HardwareEntry, load_catalogue
 from shared.errors import ConfigError, EdgemeterError
 from shared.mlperf_rules import Rules, load_rules
@@ -60,11 +60,11 @@ from shared.schema import (
     BenchmarkResult,
     DeviceManifest,
     EnergyReport,
-    Fidelity,
+    FidelityDigest,
     LatencyBoundCheck,
+    LatencyHistogram,
     LatencySummary,
     ModelInfo,
-    RawLatencies,
     RunSpec,
     RunSpecPair,
     Scenario,
@@ -500,7 +500,7 @@ class Runner:
         with LiveLatencies(self.progress) as live:
             return scenarios.single_stream(calls[0], plan.stop, samples, record=live.record)
 
-    def fidelity(self, plan: Plan, loaded: Loaded) -> Fidelity | None:
+    def fidelity(self, plan: Plan, loaded: Loaded) -> FidelityDigest | None:
         """Outputs on the fixed input set, one sample per call."""
         settings = self.settings
         if settings.fidelity <= 0:
@@ -509,13 +509,14 @@ class Runner:
         single = self._load_one(plan, 1) if own else loaded.first
         try:
             arrays, source = _fidelity_inputs(settings, single)
-            return measure_fidelity(single, arrays, settings.seed, source)
+            return measure_fidelity(single, arrays, settings.seed, source,
+                                    full=settings.full_fidelity)
         finally:
             if own:
                 single.close()
 
     def assemble(self, seq: int, plan: Plan, loaded: Loaded, warmed: WarmedUp,
-                 measured: Measured, fidelity: Fidelity | None) -> BenchmarkResult:
+                 measured: Measured, fidelity: FidelityDigest | None) -> BenchmarkResult:
         """Summary, verdict and effective settings from the measured data; the result, once."""
         settings = self.settings
         timed = measured.timed
@@ -558,7 +559,6 @@ class Runner:
             "backend": plan.backend.name,
         })
         model_info = _model_info(self.model, plan.fmt, loaded.first, settings)
-        buckets, counts = latency_codec.encode(timed.latencies_ns)
         return BenchmarkResult(
             device_id=settings.device_id,
             fleet=settings.fleet,
@@ -576,8 +576,8 @@ class Runner:
             first_inference_ms=warmed.first_inference_ms,
             validity=validity,
             stability=stability,
-            latencies=RawLatencies(buckets=buckets, counts=counts),
-            energy=measured.energy,
+            latencies=LatencyHistogram.of(timed.latencies_ns),  # schema v2: 1 %, see shared.latency
+            energy=lean_energy(measured.energy),  # the trace thinned; every figure as measured
             system=measured.system,
             fidelity=fidelity,
         )

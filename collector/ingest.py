@@ -7,19 +7,25 @@ pure: no I/O, no clock. Checks, in order (the first failing one is the reason):
 =============== =================================================================================
 code            rejected when
 =============== =================================================================================
-too-large       the payload is over :data:`MAX_PAYLOAD_BYTES` (1 MiB)
+too-large       the payload, or the JSON a compressed one inflates to, is over
+                :data:`MAX_PAYLOAD_BYTES` (1 MiB)
 topic           the topic is not ``edgemeter/v1/{fleet}/{device_id}/{kind}`` of a kind read here
+not-zlib        the payload starts like a zlib stream (``0x78``) but is corrupt or truncated
 not-utf8        the payload is not UTF-8
 not-json        not strict JSON (``NaN``, ``Infinity``, numbers that overflow a double, nesting
                 deeper than the parser allows)
 not-object      JSON, but not an object
-schema-version  ``schema_version`` missing or not one this collector reads (the reason says which)
+schema-version  ``schema_version`` missing or not one this collector reads (results: 1 and 2; the
+                reason says which)
 invalid         schema validation failed (the reason names the first failing fields)
 unstorable      valid, but holds what a database cannot keep: NUL or unpaired surrogate characters
                 in a string, or a ``seq`` beyond 64 bits
 mismatch        the topic's fleet or device_id differs from the payload's
 error           anything unforeseen (logged with a traceback; should not happen)
 =============== =================================================================================
+
+A payload is JSON or, on any topic, that JSON compressed as one zlib stream (:mod:`shared.payload`:
+the agent compresses results over 1 KiB); the checks after ``topic`` apply to the JSON.
 
 Speed. A valid message is parsed and validated once, by pydantic's own JSON parser
 (``Model.model_validate_json``), which already refuses invalid UTF-8, unpaired surrogates, and
@@ -41,6 +47,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.messages import MESSAGES_VERSION, JobAck, Progress, Status, Telemetry
+from shared.payload import PayloadError, PayloadTooLarge, is_compressed, unpack
 from shared.schema import SUPPORTED_SCHEMA_VERSIONS, BenchmarkResult
 from shared.topics import TopicAddress, TopicKind, Topics
 
@@ -208,6 +215,13 @@ def _read(topic: str, payload: bytes, kinds: frozenset[TopicKind]) -> Message | 
         wanted = "result" if kinds == {TopicKind.RESULT} else "collector"
         return Rejection("topic", f"topic {_show(topic, 120)} is not an edgemeter {wanted} topic")
     payload = bytes(payload)
+    if is_compressed(payload):
+        try:
+            payload = unpack(payload, MAX_PAYLOAD_BYTES)
+        except PayloadTooLarge as err:
+            return Rejection("too-large", str(err))
+        except PayloadError as err:
+            return Rejection("not-zlib", _clip(str(err)))
     model = MODELS[address.kind]
     try:
         message: Message = model.model_validate_json(payload)  # type: ignore[assignment]

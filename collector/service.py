@@ -112,6 +112,7 @@ from shared.errors import BrokerError
 from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
 from shared.mqtt import SubscribeHandler, Will
 from shared.mqtt import connect as mqtt_connect
+from shared.payload import unpack
 from shared.redact import redact_url
 from shared.schema import BenchmarkResult
 from shared.topics import ROOT, TopicKind, Topics
@@ -732,7 +733,7 @@ class CollectorService:
         started = time.perf_counter()
         try:
             new = self.store.add_results(results, topics=[i.topic for i in items],
-                                         payloads=[i.payload for i in items])
+                                         payloads=[unpack(i.payload) for i in items])  # JSON
         except Exception as err:  # any store failure: keep the messages, retry
             self._store_failed(f"storing {len(items)} results", err)
             return False

@@ -72,6 +72,9 @@ def add_timing_flags(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--duration-s", type=float, help="timed seconds (overrides the profile)")
     t.add_argument("--warmup", type=int, help="warm-up iterations (default: until stable)")
     t.add_argument("--fidelity", type=int, help="fidelity inputs (default 32, 0 = off)")
+    t.add_argument("--full-fidelity", action="store_true", default=None,
+                   help="send every fidelity output value, unrounded (default: a digest: values of "
+                   "small outputs, top-5 and a sketch of large ones, sha256 of all)")
 
 
 def check_output_path(path: str | None, flag: str) -> None:

@@ -124,7 +124,7 @@ def test_vww_int8_and_float_agree_on_the_sample_photos(shared_models: Path, shar
                    "--inputs", str(photos), "--fidelity", "32")
         for name in ("vww_96_int8.tflite", "vww_96_float.onnx")
     ]
-    tops = [[fp.top_k[0] for fp in r.fidelity.outputs["0"]] for r in runs if r.fidelity]
+    tops = [[fp.top_k[0] for fp in r.fidelity.fingerprints()["0"]] for r in runs if r.fidelity]
     assert len(tops) == 2 and len(tops[0]) == 11
     agreement = sum(a == b for a, b in zip(*tops, strict=True)) / len(tops[0])
     assert agreement >= 0.9

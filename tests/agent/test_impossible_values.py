@@ -8,24 +8,25 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from agent.fidelity import fingerprint
+from agent.fidelity import digest_output
 from agent.power.base import Reading
 from agent.power.sampler import _without_negative_power
 from agent.runner import check_clock
 from shared.errors import ConfigError
-from shared.schema import OutputFingerprint
+from shared.schema import OutputDigest
 
 
 def test_non_finite_outputs_become_finite_and_are_counted() -> None:
     logits = np.array([0.0, -np.inf, np.nan, 2.0, np.inf])
-    fp = fingerprint(logits, seed=0)
-    OutputFingerprint.model_validate_json(fp.model_dump_json())
-    assert fp.non_finite == 3
-    assert fp.top_k[:2] == [4, 3]
-    big = np.full(1000, -np.inf)
-    sketch = fingerprint(big, seed=0)
-    assert sketch.sketch is not None and all(np.isfinite(sketch.sketch))
-    assert sketch.non_finite == 1000
+    small = digest_output([logits], seed=0)
+    OutputDigest.model_validate_json(small.model_dump_json())
+    assert small.non_finite == 3
+    assert small.fingerprints(k=5)[0].top_k[:2] == [4, 3]
+    big = digest_output([np.full(1000, -np.inf)], seed=0)
+    OutputDigest.model_validate_json(big.model_dump_json())
+    assert big.sketch is not None and all(np.isfinite(big.sketch[0]))
+    assert big.top_scores is not None and all(np.isfinite(big.top_scores[0]))
+    assert big.non_finite == 1000
 
 
 def test_a_gauge_reading_a_hair_below_zero_counts_as_zero_watts() -> None:

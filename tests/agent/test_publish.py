@@ -16,6 +16,7 @@ from edgemeter.cli import main
 from edgemeter.demo.broker import free_port
 from shared.messages import Receipt
 from shared.mqtt import MqttConnection, connect
+from shared.payload import unpack
 from shared.schema import BenchmarkResult
 from shared.topics import TopicKind, Topics
 from tests.factories import make_result
@@ -33,7 +34,7 @@ class ReceiptingSubscriber:
         self._lock = threading.Lock()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        result = BenchmarkResult.model_validate_json(payload)
+        result = BenchmarkResult.model_validate_json(unpack(payload))  # zlib over 1 KiB
         with self._lock:
             self.got.append((topic, result))
         if self.answer:
