@@ -94,13 +94,10 @@ def fill(url: str, devices: int, results: int) -> list[str]:
     ids = [f"dev-{i:05d}" for i in range(devices)]
     now = datetime.now(timezone.utc)
     started = time.perf_counter()
-    if not hasattr(store, "record_status"):
-        print("this store has no devices table yet: device calls are skipped", flush=True)
-        ids = []
     for i, device_id in enumerate(ids):
         vd = VirtualDevice(device_id, FLEET, i)
-        store.record_status(Status.model_validate_json(vd.status("online")), now)  # type: ignore[attr-defined]
-        store.record_telemetry(Telemetry.model_validate_json(vd.telemetry(60.0, random.Random(i))),  # type: ignore[attr-defined]
+        store.record_status(Status.model_validate_json(vd.status("online")), now)
+        store.record_telemetry(Telemetry.model_validate_json(vd.telemetry(60.0, random.Random(i))),
                                now)
     print(f"filled {devices} devices in {time.perf_counter() - started:.1f} s", flush=True)
     started = time.perf_counter()
@@ -110,7 +107,7 @@ def fill(url: str, devices: int, results: int) -> list[str]:
     payloads: list[bytes] = []
     for n in range(results):
         template, text = kinds[n % len(kinds)]
-        device_id = ids[n % devices] if ids else f"dev-{n % devices:05d}"
+        device_id = ids[n % devices]
         run_id = str(uuid.uuid4())
         created = base + timedelta(seconds=n)
         seq = n // devices + 1
@@ -180,8 +177,6 @@ def bench_reads(base_url: str, devices: int, results: int, calls: int) -> None:
                     ("/api/runs?device=ID", lambda _i: f"/api/runs?limit=50&device={rng.choice(ids)}"),
                     ("/api/runs?model=NAME", lambda _i: f"/api/runs?limit=50&model={model}"),
                 ]
-                if not ids:
-                    cases = [c for c in cases if "devices" not in c[0] and "device=" not in c[0]]
                 print(f"\nHTTP API on PostgreSQL, {devices} devices, {results} results, "
                       f"{calls} calls each (ms)")
                 print(f"{'call':50s} {'p50':>8s} {'p99':>8s}")
@@ -195,9 +190,8 @@ def bench_reads(base_url: str, devices: int, results: int, calls: int) -> None:
 class Dashboard:
     """An open fleet page: one SSE reader and a poller every second."""
 
-    def __init__(self, url: str, devices: bool) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.devices = devices
         self.stop = threading.Event()
         self.events = 0
         self.polls = 0
@@ -216,8 +210,7 @@ class Dashboard:
     def _poll(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.wait(1.0):
-                if self.devices:
-                    client.get("/api/devices", params={"limit": 100}).raise_for_status()
+                client.get("/api/devices", params={"limit": 100}).raise_for_status()
                 client.get("/api/runs", params={"limit": 50}).raise_for_status()
                 self.polls += 1
 
@@ -252,7 +245,7 @@ def ingest_round(broker_url: str, url: str, count: int, dashboard: bool) -> floa
         if dashboard:
             server, _ = serve(url, events, metrics, service.publish)
         with connect(broker_url, f"bench-pub-{uuid.uuid4().hex[:6]}") as pub, \
-                (Dashboard(server.url, hasattr(store, "list_devices")) if server else _Null()) as open_page:
+                (Dashboard(server.url) if server else _Null()) as open_page:
             time.sleep(1.5 if dashboard else 0)  # the page is open and streaming before we start
             started = time.perf_counter()
             for topic, payload in payloads:

@@ -117,6 +117,12 @@ def create_app(
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path"))
         return JSONResponse({"error": f"{where or 'request'}: {first.get('msg')}"}, status_code=422)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, err: Exception) -> JSONResponse:
+        logger.error("HTTP API: %s %s failed", request.method, request.url.path, exc_info=err)
+        return JSONResponse({"error": f"internal error ({type(err).__name__}); the collector's "
+                             "log has the details"}, status_code=500)
+
     @app.exception_handler(StoreError)
     async def store_error(_request: Request, err: StoreError) -> JSONResponse:
         logger.warning("HTTP API: %s", err)

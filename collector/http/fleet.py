@@ -84,10 +84,10 @@ class DeviceCache:
         self._rows: dict[str, DeviceRow] = {}
         self._objects: list[dict[str, Any]] = []
 
-    def _fresh(self) -> None:
+    def _fresh(self, force: bool = False) -> None:
         with self._lock:
             now = self._clock()
-            if self._read_at is not None and now - self._read_at < self._ttl_s:
+            if not force and self._read_at is not None and now - self._read_at < self._ttl_s:
                 return
             rows = self._store.list_devices()
             self._rows = {row.device_id: row for row in rows}
@@ -109,7 +109,10 @@ class DeviceCache:
         return out
 
     def row(self, device_id: str) -> DeviceRow | None:
+        """The device, read again when the cached list does not have it (it may be new)."""
         self._fresh()
+        if device_id not in self._rows:
+            self._fresh(force=True)
         return self._rows.get(device_id)
 
     def rows(self) -> list[DeviceRow]:

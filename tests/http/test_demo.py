@@ -60,9 +60,10 @@ def test_demo_serves_the_dashboard_with_two_simulated_devices_until_ctrl_c(
         with httpx.Client(base_url=url, timeout=5) as client:
             assert client.get("/api/runs", params={"device": "demo-device"}).json()["runs"]
 
-            def simulated() -> set[str]:
-                runs = client.get("/api/runs", params={"fleet": "demo", "limit": 100}).json()
-                return {r["device_id"] for r in runs["runs"] if r["device_id"].startswith("demo-sim-")}
+            def simulated() -> set[str]:  # online, and each has a result on the fleet page
+                devices = client.get("/api/devices", params={"q": "demo-sim-",
+                                                             "status": "online"}).json()
+                return {d["device_id"] for d in devices["devices"] if d["latest_run_id"]}
 
             deadline = time.monotonic() + 30
             while simulated() != {"demo-sim-0000", "demo-sim-0001"} and time.monotonic() < deadline:

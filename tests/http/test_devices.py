@@ -95,8 +95,8 @@ def test_the_device_list_is_read_at_most_once_per_cache_period(
     assert cached.client.get("/api/devices").json()["total"] == 1
     _online(cached, "pi-02")
     assert cached.client.get("/api/devices").json()["total"] == 1  # still the first read
-    fresh = make_api(device_cache_s=0)
-    assert fresh.client.get("/api/devices").json()["total"] == 2
+    assert cached.client.get("/api/devices/pi-02").status_code == 200  # a new device is looked up
+    assert cached.client.get("/api/devices").json()["total"] == 2
 
 
 def test_device_detail_has_telemetry_runs_gaps_and_jobs(api: Api) -> None:
@@ -192,3 +192,15 @@ def test_models_are_served_by_sha256_even_off_loopback(make_api: Callable[..., A
     missing = api.client.get(f"/models/{'0' * 64}")
     assert missing.status_code == 404
     assert "edgemeter models add" in missing.json()["error"]
+
+
+def test_an_unexpected_failure_is_a_500_with_a_json_error(make_api: Callable[..., Api]) -> None:
+    def broken(_topic: str, _payload: bytes) -> None:
+        raise RuntimeError("bug")
+
+    api = make_api(token=TOKEN, publisher=broken)
+    _online(api, "pi-01")
+    response = api.client.post("/api/jobs", headers=AUTH, json={"devices": ["pi-01"], "model": MODEL})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (RuntimeError); the collector's log has "
+                                        "the details"}
