@@ -258,6 +258,12 @@ def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
     return {"job_ids": [s["job_id"] for s in sent], "jobs": sent}
 
 
+@router.get("/api/models", summary="Models the collector keeps for jobs (sha256, name, size)")
+def get_models(request: Request) -> dict[str, Any]:
+    """``{"models": [{"sha256", "name", "size_bytes", "added_at"}]}``, as ``edgemeter models ls``."""
+    return {"models": [_plain(model) for model in _ctx(request).store.list_models()]}
+
+
 @router.get("/models/{sha256}", summary="A model file by content (agents fetch jobs' models here)",
             response_class=Response)
 def get_model(request: Request, sha256: str) -> Response:

@@ -10,6 +10,7 @@ registry, the MQTT connection as a publisher) plus a store opened for reading. R
 ``GET /api/runs/{run_id}``  one result with histogram, CDF, power trace, catalogue peak
 ``GET /api/compare``        the compare engine's rows, with which way is better per metric
 ``GET|POST /api/jobs``      jobs sent to devices; POST sends one (token needed)
+``GET /api/models``         models kept for jobs (sha256, name, size)
 ``GET /models/{sha256}``    model bytes for agents' jobs
 ``GET /api/events``         Server-Sent Events from the bus; :mod:`collector.http.live`
 ``GET /metrics``            Prometheus text

@@ -75,7 +75,8 @@ def test_off_loopback_without_a_token_refuses_reads(make_api: Callable[..., Api]
 def test_openapi_is_published_and_docs_need_no_cdn(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     for path in ("/api/devices", "/api/devices/{device_id}", "/api/runs", "/api/runs/{run_id}",
-                 "/api/compare", "/api/jobs", "/models/{sha256}", "/api/events", "/metrics"):
+                 "/api/compare", "/api/jobs", "/api/models", "/models/{sha256}", "/api/events",
+                 "/metrics"):
         assert path in schema["paths"], path
     assert api.client.get("/docs").status_code == 404
     assert api.client.get("/redoc").status_code == 404

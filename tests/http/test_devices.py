@@ -189,6 +189,9 @@ def test_models_are_served_by_sha256_even_off_loopback(make_api: Callable[..., A
     assert response.status_code == 200
     assert response.content == content
     assert response.headers["content-type"] == "application/octet-stream"
+    listed = api.client.get("/api/models", headers=AUTH).json()["models"]
+    assert [(m["sha256"], m["name"], m["size_bytes"]) for m in listed] == \
+        [(sha, "kws.tflite", len(content))]
     missing = api.client.get(f"/models/{'0' * 64}")
     assert missing.status_code == 404
     assert "edgemeter models add" in missing.json()["error"]
