@@ -56,8 +56,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ADMIN_URL = os.environ.get(
-    "EDGEMETER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+    "EDGEMETER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
+"""A database where the bench may create and drop schemas named ``bench_<pid>_*`` (nothing else)."""
 FLEET = "bench"
 COLUMNS = ("run_id", "device_id", "fleet", "role", "created_at", "model_name", "model_sha256",
            "network", "scenario", "seq", "received_at", "topic", "result")
@@ -315,22 +316,21 @@ def measure(variant: str, tree: Path, broker: str, url: str, mode: str, count: i
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def _pg(admin_url: str, sql: str, dbname: str | None = None) -> None:
+def _pg(admin_url: str, sql: str) -> None:
     import psycopg
-    from psycopg.conninfo import make_conninfo
 
-    conninfo = make_conninfo(admin_url, dbname=dbname) if dbname else admin_url
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql)  # type: ignore[call-overload,unused-ignore]
 
 
-def _pg_url(admin_url: str, dbname: str, schema: str) -> str:
+def _pg_url(admin_url: str, schema: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     info = conninfo_to_dict(admin_url)
     user = info.get("user", "postgres")
     host = info.get("host", "127.0.0.1")
     port = info.get("port", 5432)
+    dbname = info.get("dbname", "test")
     return f"postgresql://{user}@{host}:{port}/{dbname}?options=-csearch_path%3D{schema}"
 
 
@@ -365,43 +365,36 @@ def main() -> int:
     dbs = ["sqlite"] if args.no_postgres else ["sqlite", "postgresql"]
     modes = ["throughput"] if args.no_latency else ["throughput", "latency"]
     rng = random.Random(args.seed)
-    dbname = f"edgemeter_bench_{os.getpid()}"
     figures: dict[tuple[str, str, str], list[dict[str, float]]] = {}
     broker = PrivateBroker(prefer="mosquitto").start()
     try:
         with tempfile.TemporaryDirectory(prefix="edgemeter-bench-") as tmp:
-            if "postgresql" in dbs:
-                _pg(args.postgres, f'CREATE DATABASE "{dbname}"')
-            try:
-                for round_no in range(args.rounds):
-                    plan = [(v, d, m) for v in variants for d in dbs for m in modes]
-                    rng.shuffle(plan)
-                    for n, (variant, db, mode) in enumerate(plan):
-                        tag = f"r{round_no}_{n}"
-                        if db == "sqlite":
-                            url = f"sqlite:///{tmp}/{tag}.db"
-                        else:
-                            _pg(args.postgres, f'CREATE SCHEMA "{tag}"', dbname)
-                            url = _pg_url(args.postgres, dbname, tag)
-                        count = args.count if mode == "throughput" \
-                            else int(args.rate * args.seconds)
-                        try:
-                            got = measure(variant, variants[variant], broker.url, url, mode,
-                                          count, args.rate)
-                        finally:
-                            if db == "postgresql":
-                                _pg(args.postgres, f'DROP SCHEMA "{tag}" CASCADE', dbname)
-                        if got is None:
-                            continue
-                        got["round"] = round_no
-                        figures.setdefault((variant, db, mode), []).append(got)
-                        shown = (f"{got['per_s']:7.0f} results/s" if mode == "throughput"
-                                 else f"p50 {got['p50_ms']:6.1f} ms  p99 {got['p99_ms']:7.1f} ms")
-                        print(f"round {round_no + 1}/{args.rounds} {db:10s} {variant:9s} "
-                              f"{mode:10s} {shown}", flush=True)
-            finally:
-                if "postgresql" in dbs:
-                    _pg(args.postgres, f'DROP DATABASE IF EXISTS "{dbname}"')
+            for round_no in range(args.rounds):
+                plan = [(v, d, m) for v in variants for d in dbs for m in modes]
+                rng.shuffle(plan)
+                for n, (variant, db, mode) in enumerate(plan):
+                    tag = f"bench_{os.getpid()}_r{round_no}_{n}"
+                    if db == "sqlite":
+                        url = f"sqlite:///{tmp}/{tag}.db"
+                    else:
+                        _pg(args.postgres, f'CREATE SCHEMA "{tag}"')
+                        url = _pg_url(args.postgres, tag)
+                    count = args.count if mode == "throughput" \
+                        else int(args.rate * args.seconds)
+                    try:
+                        got = measure(variant, variants[variant], broker.url, url, mode,
+                                      count, args.rate)
+                    finally:
+                        if db == "postgresql":
+                            _pg(args.postgres, f'DROP SCHEMA IF EXISTS "{tag}" CASCADE')
+                    if got is None:
+                        continue
+                    got["round"] = round_no
+                    figures.setdefault((variant, db, mode), []).append(got)
+                    shown = (f"{got['per_s']:7.0f} results/s" if mode == "throughput"
+                             else f"p50 {got['p50_ms']:6.1f} ms  p99 {got['p99_ms']:7.1f} ms")
+                    print(f"round {round_no + 1}/{args.rounds} {db:10s} {variant:9s} "
+                          f"{mode:10s} {shown}", flush=True)
     finally:
         broker.stop()
 

@@ -159,16 +159,6 @@ def _offers_shares(conn: BrokerConnection) -> bool:
     return bool(getattr(conn, "shared_subscriptions", conn.protocol == "5"))
 
 
-class _FleetStore(Protocol):
-    """The store methods for presence, telemetry and job acks (``collector.stores``)."""
-
-    def record_status(self, status: Status, received_at: datetime) -> bool: ...
-
-    def record_telemetry(self, telemetry: Telemetry, received_at: datetime) -> None: ...
-
-    def record_ack(self, ack: JobAck, received_at: datetime) -> None: ...
-
-
 ConnectFunction = Callable[..., BrokerConnection]
 """Called like :func:`shared.mqtt.connect` (URL, client id, keyword options); calls its
 ``on_connect`` with the connection after every (re)connection and ``on_message_ack`` with each
@@ -264,9 +254,6 @@ class CollectorService:
         self.status_topic = status_topic(self.client_id)
         self._connect = connect
         self._clock = clock
-        self._fleet_store: _FleetStore | None = (
-            cast(_FleetStore, store) if hasattr(store, "record_status") else None
-        )
 
         self._lock = threading.Lock()
         self._has_items = threading.Condition(self._lock)
@@ -283,15 +270,13 @@ class CollectorService:
         self._subscribed: set[str] = set()
         self._all_subscribed = threading.Event()
         self._warned_group = False
-        self._warned_fleet_store = False
         self._warned_window = False
         self._received_by_kind = {kind.value: self.metrics.received.labels(kind=kind.value)
                                   for kind in SUBSCRIBED_KINDS}
         self._received_other = self.metrics.received.labels(kind="result")  # counted; rejected
         self._shutdown = threading.Event()
         self._online_cache: tuple[float, float] | None = None  # (read at, devices online)
-        if hasattr(store, "list_devices"):
-            self.metrics.devices_online.set_function(self._devices_online)
+        self.metrics.devices_online.set_function(self._devices_online)
         self._outage_since: float | None = None
         self._outage_error = ""
         self._state_since = _utc_now()
@@ -574,7 +559,7 @@ class CollectorService:
         if cached is not None and now - cached[0] < DEVICES_ONLINE_TTL_S:
             return cached[1]
         try:
-            devices = cast(Any, self.store).list_devices()
+            devices = self.store.list_devices()
             online = float(sum(1 for d in devices if d.status == "online"))
         except Exception as err:  # a scrape must not fail because the store does
             logger.debug("could not count the devices online: %s", err)
@@ -781,7 +766,14 @@ class CollectorService:
         out = item.outcome
         try:
             if isinstance(out, Rejection):
-                self.store.add_dead_letter(item.topic, out.reason, item.payload)
+                address = Topics.parse(item.topic)
+                self.store.add_dead_letter(
+                    item.topic, out.reason, item.payload,
+                    device_id=address.device_id if address is not None else None,
+                    # agents publish status retained: the broker hands a bad one out again on
+                    # every subscribe, which the store must not count as a new occurrence
+                    retained=address is not None and address.kind is TopicKind.STATUS,
+                )
             elif out is not None:
                 self._record(out, item.received_at)
         except Exception as err:  # any store failure: keep the message, retry
@@ -796,13 +788,8 @@ class CollectorService:
         return True
 
     def _record(self, message: Message, received_at: datetime) -> None:
-        store = self._fleet_store
-        if store is None:
-            if not self._warned_fleet_store:
-                self._warned_fleet_store = True
-                logger.warning("store %s keeps no devices or jobs: status, telemetry and job acks "
-                               "are relayed as events only", redact_url(self.store.url))
-        elif isinstance(message, Status):
+        store = self.store
+        if isinstance(message, Status):
             store.record_status(message, received_at)
         elif isinstance(message, Telemetry):
             store.record_telemetry(message, received_at)

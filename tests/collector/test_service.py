@@ -181,9 +181,10 @@ class FlakyStore:
             raise StoreError("row refused (test)")
         return self.inner.add_results(results, topics=topics, payloads=payloads)
 
-    def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+    def add_dead_letter(self, topic: str, reason: str, payload: bytes, *,
+                        device_id: str | None = None, retained: bool = False) -> None:
         self._check()
-        self.inner.add_dead_letter(topic, reason, payload)
+        self.inner.add_dead_letter(topic, reason, payload, device_id=device_id, retained=retained)
 
     def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         self._check()
@@ -364,6 +365,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.run_ids: set[str] = set()
         self.letters: list[bytes] = []
+        self.letter_meta: list[tuple[str | None, bool]] = []  # (device_id, retained)
         self.down = False
         self.writes = 0
 
@@ -377,10 +379,12 @@ class MemoryStore:
         self.run_ids |= new
         return len(new)
 
-    def add_dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+    def add_dead_letter(self, topic: str, reason: str, payload: bytes, *,
+                        device_id: str | None = None, retained: bool = False) -> None:
         if self.down:
             raise StoreError("database is down (test)")
         self.letters.append(payload)
+        self.letter_meta.append((device_id, retained))
 
     def list_dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
         if self.down:

@@ -164,6 +164,7 @@ def test_a_status_naming_another_device_is_a_dead_letter() -> None:
     send(broker, TopicKind.TELEMETRY, b'{"schema_version": 1, "nonsense": true}', 2)
     service.stop()
     assert store.statuses == {} and len(store.letters) == 2
+    assert store.letter_meta == [("pi-01", True), ("pi-01", False)]  # a status comes retained
     assert service.metrics.dead_letters.labels(reason="mismatch")._value.get() == 1
     assert service.metrics.dead_letters.labels(reason="invalid")._value.get() == 1
 
