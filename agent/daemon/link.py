@@ -20,20 +20,13 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import BrokerError
-from shared.mqtt import BrokerUrl
+from shared.mqtt import BrokerUrl, TlsFiles
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +35,7 @@ class LinkOptions:
     keepalive_s: int = 30
     username: str | None = None
     password: str | None = None
-    tls: TlsFiles | None = None
+    tls: TlsFiles = field(default_factory=TlsFiles)
     session_expiry_s: int = 7 * 24 * 3600
     backoff_min_s: float = 1.0
     backoff_max_s: float = 60.0
@@ -197,10 +190,9 @@ class Link:
         if username:
             client.username_pw_set(username, password)
         tls = self.options.tls
-        if url.tls or (tls and (tls.ca_file or tls.cert_file)):
-            client.tls_set(ca_certs=tls.ca_file if tls else None,
-                           certfile=tls.cert_file if tls else None,
-                           keyfile=tls.key_file if tls else None)
+        if url.tls or tls:
+            client.tls_set(ca_certs=_text(tls.ca_file), certfile=_text(tls.cert_file),
+                           keyfile=_text(tls.key_file))
         topic, payload = self._will()
         client.will_set(topic, payload, qos=1, retain=True)
         client.on_connect = self._handle_connect
@@ -286,3 +278,7 @@ class Link:
         if reason is not None and getattr(reason, "is_failure", False):
             with self._reasons_lock:
                 self._reasons[mid] = reason
+
+
+def _text(path: object) -> str | None:
+    return None if path is None else str(path)

@@ -23,13 +23,13 @@ import pytest
 
 from agent.daemon.config import AgentSettings
 from agent.daemon.jobs import ChildProcessJobRunner
-from agent.daemon.link import Link, LinkOptions, TlsFiles
+from agent.daemon.link import Link, LinkOptions
 from agent.daemon.service import AgentDaemon
 from agent.model_cache import ModelCache
 from agent.spool import Spool
 from edgemeter.cli import main
 from shared.messages import AgentManifest
-from shared.mqtt import parse_broker_url
+from shared.mqtt import TlsFiles, parse_broker_url
 from shared.schema import DeviceManifest
 from tests.factories import make_result
 from tests.secure_broker import SecureBroker
@@ -142,7 +142,7 @@ def test_a_device_publishing_under_another_devices_topic_is_refused_and_the_agen
     url = parse_broker_url(secure_broker.tls_url)
     options = LinkOptions(client_id="edgemeter-agent-misconfigured", keepalive_s=KEEPALIVE_S,
                           username=creds.username, password=creds.password,
-                          tls=TlsFiles(ca_file=str(secure_broker.ca_file)), protocol="5")
+                          tls=TlsFiles(ca_file=secure_broker.ca_file), protocol="5")
 
     def link_factory(**callbacks: Any) -> Link:
         return Link([url], options, **callbacks)
