@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collector.commands_fleet import register_prune
 from collector.stores.base import ResultFilter, Store, open_store
 from shared.errors import ConfigError, EdgemeterError, require_module
 from shared.redact import redact_url
@@ -109,6 +110,7 @@ def register(subparsers: Any) -> None:
     )
     migrate.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     migrate.set_defaults(func=_migrate)
+    register_prune(collector_sub)  # collector prune: collector/commands_fleet.py
 
     results = subparsers.add_parser(
         "results", help="list stored results (or dead letters)",

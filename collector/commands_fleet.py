@@ -29,7 +29,7 @@ from typing import Any
 from collector.stores.base import Store, open_store
 from shared.errors import ConfigError
 
-__all__ = ["fleet_gaps", "model_format", "register"]
+__all__ = ["fleet_gaps", "model_format", "register", "register_prune"]
 
 DB_HELP = "results database: sqlite:///PATH.db (relative), sqlite:////ABS/PATH.db or postgresql://"
 #: A model name as :class:`shared.messages.ModelRef` accepts it.
@@ -285,6 +285,35 @@ def fleet_gaps(args: argparse.Namespace) -> int:
            [[g.device_id, g.fleet, str(g.first_missing), str(g.last_missing), str(g.missing)]
             for g in gaps], right={2, 3, 4},
            empty="(no gaps: every device's seq numbers are contiguous between its results)")
+    return 0
+
+
+# -- collector prune ----------------------------------------------------------------------------
+
+
+def register_prune(collector_sub: Any) -> None:
+    """Add ``prune`` under ``edgemeter collector`` (called by :mod:`collector.commands`)."""
+    prune = collector_sub.add_parser(
+        "prune", help="delete results older than a number of days",
+        description="Delete results created more than --older-than DAYS ago. PostgreSQL drops "
+        "whole month partitions (a month goes once all of it is older than the cutoff) and "
+        "deletes older rows from the default partition; SQLite deletes the rows.",
+    )
+    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+                       help="age in days (created_at) beyond which results go")
+    prune.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    prune.set_defaults(func=_prune)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    if args.older_than < 0:
+        raise ConfigError("--older-than must be a number of days, 0 or more")
+    store = open_store(args.db, must_exist=True)
+    try:
+        outcome = store.prune(older_than_days=args.older_than)
+    finally:
+        store.close()
+    print(outcome)
     return 0
 
 

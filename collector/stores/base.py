@@ -23,6 +23,7 @@ from shared.plugins import load_plugin
 from shared.schema import BenchmarkResult
 
 if TYPE_CHECKING:
+    from collector.stores.partitions import PruneOutcome
     from collector.stores.schema import SchemaChange
 
 
@@ -113,6 +114,9 @@ class Store(Protocol):
 
     def seq_gaps(self, *, device_id: str | None = None) -> list[SeqGap]:
         """Missing ``seq`` ranges between each device's stored results."""
+
+    def prune(self, *, older_than_days: float) -> PruneOutcome:
+        """Remove results created more than ``older_than_days`` ago (PostgreSQL: whole months)."""
 
     def add_cited_baselines(self, rows: Sequence[CitedBaseline]) -> int:
         """Store cited rows; returns how many were new (same content = same row)."""

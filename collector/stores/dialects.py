@@ -24,9 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    exists,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -34,6 +47,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
 from collector.errors import StoreError
+from collector.stores.columns import JsonText
 from shared.errors import ConfigError
 
 __all__ = ["WRITE_OPTION", "Database", "UpsertInsert", "database_for", "sqlite_path"]
@@ -104,6 +118,15 @@ class Database:
         """``INSERT ... ON CONFLICT (key) DO NOTHING`` for this database."""
         return self.insert(table).on_conflict_do_nothing(index_elements=list(key))
 
+    #: ``results`` is partitioned by month (:mod:`collector.stores.partitions`)
+    partitioned = False
+
+    def results_inserts(self, results: Table, result_ids: Table) -> list[Insert]:
+        """The statements that store a batch of results, each run over every row in order, in
+        one transaction: a row goes into ``results`` only with a new ``run_id`` in
+        ``result_ids``; the first statement's row count is the number of new results."""
+        raise NotImplementedError
+
     def lock_for_migration(self, conn: Connection) -> None:
         """Serialise migrations of concurrent processes (inside the migration's transaction)."""
 
@@ -144,6 +167,18 @@ class _Sqlite(Database):
 
     def insert(self, table: Table) -> UpsertInsert:
         return sqlite_dialect.insert(table)
+
+    def results_inserts(self, results: Table, result_ids: Table) -> list[Insert]:
+        """Writers take turns (``BEGIN IMMEDIATE``), so a row checks ``results`` itself, where an
+        earlier row of the same batch already is; ``result_ids`` follows."""
+        values = _values_of(results)
+        known: Select[Any] = select(literal_column("1")).select_from(results) \
+            .where(results.c.run_id == values["run_id"]).correlate(None)
+        new_rows = results.insert().from_select(
+            list(values), select(*values.values()).where(~exists(known)))
+        ids = self.insert(result_ids).values(run_id=values["run_id"],
+                                             created_at=values["created_at"])
+        return [new_rows, ids.on_conflict_do_nothing(index_elements=["run_id"])]
 
     def connect_failed(self, err: BaseException) -> str:
         return (f"SQLite database {self.where}: cannot open it: {_first_line(err)}; check the "
@@ -196,6 +231,22 @@ class _Postgres(Database):
     def insert(self, table: Table) -> UpsertInsert:
         return pg_dialect.insert(table)
 
+    partitioned = True
+
+    def results_inserts(self, results: Table, result_ids: Table) -> list[Insert]:
+        """One statement per row: ``WITH new AS (INSERT INTO result_ids ... ON CONFLICT DO
+        NOTHING RETURNING run_id) INSERT INTO results SELECT ... FROM new``: the primary key of
+        ``result_ids`` decides, so two collectors storing one run_id at once store it once."""
+        values = _values_of(results)
+        new = (self.insert(result_ids)
+               .values(run_id=values["run_id"], created_at=values["created_at"])
+               .on_conflict_do_nothing(index_elements=["run_id"])
+               .returning(result_ids.c.run_id)
+               .cte("new_run_ids"))
+        selected = [cast(v, JSONB) if isinstance(results.c[k].type, JsonText) else v
+                    for k, v in values.items()]
+        return [results.insert().from_select(list(values), select(*selected).select_from(new))]
+
     def lock_for_migration(self, conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK_KEY})
 
@@ -206,6 +257,11 @@ class _Postgres(Database):
     def action_failed(self, action: str, err: BaseException) -> str:
         return (f"PostgreSQL at {self.where}: {action} failed: {_first_line(err)}; check the "
                 "server log and that the user may write to the database")
+
+
+def _values_of(table: Table) -> dict[str, Any]:
+    """A bound parameter per column (but ``id``), named and typed after it."""
+    return {c.key: bindparam(c.key, type_=c.type) for c in table.c if c.key != "id"}
 
 
 def database_for(url: str) -> Database:

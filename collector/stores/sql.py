@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -60,8 +60,17 @@ from collector.records import (
 )
 from collector.stores.base import ResultFilter
 from collector.stores.dialects import WRITE_OPTION, Database, database_for
+from collector.stores.partitions import Month, Partitions, PruneOutcome, prune
 from collector.stores.schema import SchemaChange, upgrade
-from collector.stores.tables import cited_baselines, dead_letters, devices, jobs, models, results
+from collector.stores.tables import (
+    cited_baselines,
+    dead_letters,
+    devices,
+    jobs,
+    models,
+    result_ids,
+    results,
+)
 from shared.messages import AgentManifest, JobAck, JobCommand, Status, Telemetry
 from shared.presence import status_wins
 from shared.schema import BenchmarkResult
@@ -105,8 +114,13 @@ class _BulkInsert:
                                      for_executemany=True)
         self.sql = str(compiled)
         self.positional = compiled.positional
-        if self.positional and list(compiled.positiontup or []) != self.columns:
-            raise AssertionError(f"{table.name}: placeholders not in column order: {self.sql}")
+        names = list(compiled.positiontup or [])
+        if self.positional and not set(names) <= set(self.columns):
+            raise AssertionError(f"{table.name}: placeholders other than its columns: {self.sql}")
+        #: where each placeholder's value sits in a row, when not simply in column order (a
+        #: statement that names a column twice, or a subset: see ``Database.results_inserts``)
+        self.order: list[int] | None = None if not self.positional or names == self.columns \
+            else [self.columns.index(name) for name in names]
 
     def processor(self, column: str) -> Callable[[Any], Any]:
         """What a value of ``column`` must go through before the driver gets it."""
@@ -114,8 +128,12 @@ class _BulkInsert:
         return process if process is not None else _as_is
 
     def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> int:
-        params: list[Any] = rows if self.positional else [
-            dict(zip(self.columns, row, strict=True)) for row in rows]
+        order = self.order
+        params: list[Any] = (
+            [dict(zip(self.columns, row, strict=True)) for row in rows] if not self.positional
+            else rows if order is None
+            else [tuple([row[i] for i in order]) for row in rows]
+        )
         result = conn.exec_driver_sql(self.sql, params,
                                       execution_options={"preserve_rowcount": True})
         return max(result.rowcount, 0)
@@ -139,9 +157,12 @@ class SqlStore:
         self._db: Database = database_for(url)
         self.url = self._db.url
         self._closed = False
+        self._partitions = Partitions(self._db.partitioned, clock)
         dialect = self._db.engine.dialect
-        self._insert_results = _BulkInsert(
-            self._db.insert_skipping_known(results, ["run_id"]), results, dialect)
+        #: the statements that store new results, in order; the first one's row count is the
+        #: number of new results (see ``Database.results_inserts``)
+        self._insert_results = [_BulkInsert(statement, results, dialect)
+                                for statement in self._db.results_inserts(results, result_ids)]
         self._insert_baselines = _BulkInsert(
             self._db.insert_skipping_known(cited_baselines, ["baseline_id"]), cited_baselines,
             dialect)
@@ -179,7 +200,32 @@ class SqlStore:
         """Bring the schema to the newest revision (Alembic); a no-op once there."""
         if self._closed:
             raise StoreError(f"{self._db.name} store {self._db.where} is closed")
-        return upgrade(self._db)
+        change = upgrade(self._db)
+        self._partitions.forget()
+        self._make_partitions(self._partitions.ahead())
+        return change
+
+    def _make_partitions(self, months: set[Month] | list[Month]) -> None:
+        """Make the month partitions ``months`` need (PostgreSQL; once per month and process).
+        A failure is reported once and ingest goes on: the default partition takes the rows."""
+        if not self._partitions.missing(months):
+            return
+        try:
+            with self._transaction("making results partitions", write=True) as conn:
+                self._partitions.make(conn, months)
+        except StoreError as err:
+            self._partitions.failed(err)
+
+    def prune(self, *, older_than_days: float) -> PruneOutcome:
+        """Remove results created more than ``older_than_days`` ago (PostgreSQL: whole month
+        partitions; see :mod:`collector.stores.partitions`)."""
+        if older_than_days < 0:
+            raise ValueError("older_than_days must not be negative")
+        cutoff = self._clock() - timedelta(days=older_than_days)
+        with self._transaction("pruning results", write=True) as conn:
+            outcome = prune(conn, cutoff, partitioned=self._db.partitioned)
+        self._partitions.forget()
+        return outcome
 
     def add_results(
         self, batch: Sequence[BenchmarkResult], *, topics: Sequence[str | None] | None = None,
@@ -196,7 +242,7 @@ class SqlStore:
             raise ValueError(f"{len(topics)} topics for {len(batch)} results")
         if payloads is not None and len(payloads) != len(batch):
             raise ValueError(f"{len(payloads)} payloads for {len(batch)} results")
-        bulk = self._insert_results
+        bulk = self._insert_results[0]
         timestamp = bulk.processor("created_at")  # the same type as received_at
         now = self._clock()
         received_at = timestamp(now)
@@ -218,8 +264,11 @@ class SqlStore:
             )
             for i, r in enumerate(batch)
         ]
+        self._make_partitions({_month_of(r.created_at) for r in batch})
         with self._transaction(f"storing {len(rows)} results", write=True) as conn:
             added = bulk.run(conn, rows)
+            for then in self._insert_results[1:]:
+                then.run(conn, rows)
             self._note_latest(conn, batch, now)
             return added
 
@@ -248,7 +297,9 @@ class SqlStore:
              "latest_p50_ms": r.latency_ms.p50,
              "latest_power_w": r.energy.avg_power_w if r.energy is not None else None,
              "latest_model": r.model.name}
-            for r in newest.values()
+            # in device_id order: concurrent batches lock the same rows in the same order, so
+            # two collectors sharing the database never deadlock here
+            for _, r in sorted(newest.items())
         ])
 
     # -- devices -----------------------------------------------------------------------------
@@ -542,6 +593,11 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self._db.name} {self._db.where})"
+
+
+def _month_of(value: datetime) -> Month:
+    utc = value.astimezone(timezone.utc)
+    return utc.year, utc.month
 
 
 def _device_record(row: Row[Any]) -> DeviceRecord:

@@ -5,9 +5,16 @@ This module is the current layout, used to build queries. The Alembic revisions 
 database upgraded to the newest revision has exactly these tables, columns and indexes.
 
 ``results``
-    one row per ``run_id`` (unique: MQTT QoS 1 may deliver a message twice), with the columns the
+    one row per ``run_id`` (MQTT QoS 1 may deliver a message twice), with the columns the
     commands filter and sort on and the whole wire result as JSON. ``id`` grows with every insert
-    and breaks ties in ``created_at`` (received order).
+    and breaks ties in ``created_at`` (received order). On PostgreSQL the table is partitioned by
+    month of ``created_at`` (``results_yYYYYmMM`` partitions and ``results_default``, made by
+    :mod:`collector.stores.partitions`), so its primary key is ``(id, created_at)`` there (Alembic
+    does not compare primary keys) and no unique constraint can hold ``run_id`` alone:
+``result_ids``
+    every stored ``run_id`` once (primary key) with its ``created_at``; a result is inserted only
+    together with its new row here, in one transaction, so a run_id is stored once even when a
+    re-send carries another ``created_at`` (another partition).
 ``dead_letters``
     messages the collector rejected: when (first and last), on which topic, why, and the first
     64 KiB of the payload with its full size and sha256; one row per ``(device_id, sha256)``
@@ -35,7 +42,8 @@ from sqlalchemy import Column, Double, Identity, Index, LargeBinary, MetaData, T
 
 from collector.stores.columns import BigCount, JsonText, RowId, UtcTimestamp
 
-__all__ = ["cited_baselines", "dead_letters", "devices", "jobs", "metadata", "models", "results"]
+__all__ = ["cited_baselines", "dead_letters", "devices", "jobs", "metadata", "models",
+           "result_ids", "results"]
 
 #: PostgreSQL's own default names, so a database the pre-Alembic runner made and one Alembic made
 #: name their constraints alike and a later revision can drop or alter them by name on both.
@@ -58,7 +66,7 @@ results = Table(
     "results",
     metadata,
     _id(),
-    Column("run_id", Text, nullable=False, unique=True),
+    Column("run_id", Text, nullable=False),
     Column("device_id", Text, nullable=False),
     Column("fleet", Text, nullable=False),
     Column("role", Text, nullable=False),
@@ -71,17 +79,27 @@ results = Table(
     Column("received_at", UtcTimestamp, nullable=False),
     Column("topic", Text),
     Column("result", JsonText, nullable=False),
+    Index("results_run_id", "run_id"),
     Index("results_device_seq", "device_id", "seq"),
+    Index("results_device_created", "device_id", "created_at"),
     Index("results_created", "created_at", "id"),
     Index("results_fleet", "fleet"),
     Index("results_role", "role"),
-    Index("results_model_name", "model_name"),
-    Index("results_model_sha256", "model_sha256"),
-    Index("results_network", "network"),
+    Index("results_model_name_created", "model_name", "created_at"),
+    Index("results_model_sha256_created", "model_sha256", "created_at"),
+    Index("results_network_created", "network", "created_at"),
     Index("results_scenario", "scenario"),
     Index("results_received", "received_at"),
     Index("results_topic", "topic"),
     sqlite_autoincrement=True,
+    postgresql_partition_by="RANGE (created_at)",
+)
+
+result_ids = Table(
+    "result_ids",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("created_at", UtcTimestamp, nullable=False),
 )
 
 dead_letters = Table(
