@@ -16,8 +16,11 @@ What travels per output (:class:`shared.schema.OutputDigest`), chosen from what
 * always: the sha256 of the full outputs (dequantized, float64 little-endian, input by input, NaN
   and infinities replaced as below), so two runs can be checked for identical outputs.
 
-Values, scores and sketches are rounded to :data:`DIGITS` significant digits (an int8 output's
-step is 1/256 = 0.004, far above the rounding). ``full=True`` (``bench --full-fidelity``) sends
+Values, scores and sketches are rounded, row by row, to :data:`DIGITS` significant digits of the
+row's largest magnitude: a softmax row to 4 decimals, so ``0.97265625`` goes as ``0.9727`` and
+``1.2e-05`` as ``0.0``. Each value is then within ``0.00005 x`` the row's largest of the truth (an
+int8 output's step is 1/256 = 0.004, far above that), which is what MAE and cosine similarity
+need, and a row costs a few bytes per element. ``full=True`` (``bench --full-fidelity``) sends
 every value of every output, unrounded. NaN and infinities, which JSON cannot carry (a log-softmax
 gives -inf), become 0 and the float64 extremes, and ``non_finite`` says how many there were.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,6 +47,7 @@ TOP_K = 5
 DIGITS = 4
 """Significant digits of values, scores and sketches on the wire."""
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+_MOST_DECIMALS = 300
 
 
 def dequantize(array: np.ndarray, tensor: TensorInfo) -> np.ndarray:
@@ -69,11 +74,20 @@ def _finite(flat: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def rounded(values: np.ndarray, digits: int | None) -> list[float]:
-    """``values`` to ``digits`` significant digits (none: unchanged), never rounded past the
-    float64 extremes."""
-    if digits is None:
-        return [float(v) for v in values]
-    return [min(max(float(f"{v:.{digits}g}"), -_FLOAT_MAX), _FLOAT_MAX) for v in values.tolist()]
+    """``values`` (finite) to ``digits`` significant digits of their largest magnitude (none:
+    unchanged), never rounded past the float64 extremes."""
+    values = np.asarray(values, dtype=np.float64)
+    magnitudes = np.abs(values)
+    magnitudes = magnitudes[magnitudes < _FLOAT_MAX]  # not the stand-ins for infinities
+    largest = float(np.max(magnitudes)) if magnitudes.size else 0.0
+    if digits is None or largest == 0.0:
+        return values.tolist()
+    decimals = digits - 1 - math.floor(math.log10(largest))
+    if decimals > _MOST_DECIMALS:  # a row of denormal-small values: nothing to gain
+        return values.tolist()
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.round(values, decimals)
+    return np.clip(np.nan_to_num(out, nan=0.0), -_FLOAT_MAX, _FLOAT_MAX).tolist()
 
 
 def digest_output(rows: Sequence[np.ndarray], seed: int, *, k: int = TOP_K,

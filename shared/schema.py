@@ -670,8 +670,8 @@ class OutputDigest(Strict):
     """Schema v2: one output tensor over every fidelity input, as rows (one per input).
 
     Either ``values`` (every element of the output, per input: the agent sends them for outputs
-    of at most 16 elements, rounded to ``FidelityDigest.digits`` significant digits, and for every
-    output with ``bench --full-fidelity``, unrounded), or ``top_k`` and ``top_scores`` (the k
+    of at most 16 elements, rounded as ``FidelityDigest.digits`` says, and for every output with
+    ``bench --full-fidelity``, unrounded), or ``top_k`` and ``top_scores`` (the k
     largest elements, highest first) with ``sketch`` (a 16-value seeded random projection, the
     first rows of version 1's 64, so cosine similarity can be estimated against either version).
     ``sha256`` digests the full outputs (see :meth:`FidelityDigest.fingerprints`), so two runs can
@@ -744,8 +744,8 @@ class FidelityDigest(Strict):
     k: Count
     digits: Integer | None = Field(
         4, ge=1, le=17,
-        description="significant digits values, scores and sketches were rounded to; null: "
-        "unrounded (bench --full-fidelity)",
+        description="values, scores and sketches were rounded, row by row, to this many "
+        "significant digits of the row's largest magnitude; null: unrounded (--full-fidelity)",
     )
     outputs: dict[str, OutputDigest]
 

@@ -35,12 +35,12 @@ WIRE_TARGET_BYTES = 3_000
 # fidelity digest ------------------------------------------------------------------------------
 
 
-def test_a_small_output_sends_every_value_to_four_digits() -> None:
-    rows = [np.array([0.97265625, 0.02734375]), np.array([0.1, 0.9])]
+def test_a_small_output_sends_every_value_to_four_digits_of_its_largest() -> None:
+    rows = [np.array([0.97265625, 0.02734375]), np.array([0.1, 0.9]), np.array([-3e-5, 1.2e-4])]
     digest = fid.digest_output(rows, seed=0)
-    assert digest.values == [[0.9727, 0.02734], [0.1, 0.9]]
+    assert digest.values == [[0.9727, 0.0273], [0.1, 0.9], [-3e-5, 0.00012]]
     assert digest.top_k is None and digest.sketch is None
-    assert [fp.top_k for fp in digest.fingerprints(k=5)] == [[0, 1], [1, 0]]
+    assert [fp.top_k for fp in digest.fingerprints(k=5)] == [[0, 1], [1, 0], [1, 0]]
 
 
 def test_a_large_output_sends_top_k_scores_and_a_sketch_not_its_values() -> None:
@@ -63,7 +63,8 @@ def test_the_sketch_is_the_start_of_version_1s_so_the_two_compare() -> None:
     v1_sketch = v1_projection @ row
     digest = fid.digest_output([row], seed=0)
     assert digest.sketch is not None
-    assert digest.sketch[0] == pytest.approx(v1_sketch[: fid.SKETCH_DIM].tolist(), rel=1e-3)
+    largest = float(np.max(np.abs(v1_sketch[: fid.SKETCH_DIM])))
+    assert digest.sketch[0] == pytest.approx(v1_sketch[: fid.SKETCH_DIM].tolist(), abs=1e-3 * largest)
 
 
 def test_the_digest_says_whether_two_runs_gave_identical_outputs() -> None:
@@ -84,8 +85,9 @@ def test_full_fidelity_sends_every_value_unrounded() -> None:
 
 
 def test_non_finite_extremes_survive_rounding_as_finite_numbers() -> None:
-    digest = fid.digest_output([np.array([np.inf, -np.inf, 1.0])], seed=0)
+    digest = fid.digest_output([np.array([np.inf, -np.inf, 1.23456])], seed=0)
     assert digest.values is not None and all(math.isfinite(v) for v in digest.values[0])
+    assert digest.values[0][2] == 1.235  # rounded against the finite values, not the stand-ins
     assert digest.non_finite == 2
 
 
@@ -111,7 +113,7 @@ def test_a_short_trace_keeps_every_point_rounded() -> None:
     raw = _trace(1)
     thin = thin_trace(raw)
     assert len(thin.t_s) == len(raw.t_s)
-    assert thin.t_s[0] == 0.012 and thin.power_w[0] == pytest.approx(raw.power_w[0], rel=1e-3)
+    assert thin.t_s[0] == 0.012 and thin.power_w[0] == pytest.approx(raw.power_w[0], rel=1e-2)
 
 
 def test_only_the_trace_of_the_energy_block_changes() -> None:
