@@ -344,6 +344,8 @@ def main() -> int:
     parser.add_argument("--postgres", default=DEFAULT_ADMIN_URL, metavar="URL")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--only", metavar="NAMES", help="comma-separated subscribers to measure")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
@@ -362,8 +364,11 @@ def main() -> int:
     variants = {"count": REPO, "ceiling": REPO, "collector": REPO}
     if args.baseline is not None:
         variants["baseline"] = args.baseline.resolve()
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
     dbs = ["sqlite"] if args.no_postgres else ["sqlite", "postgresql"]
-    modes = ["throughput"] if args.no_latency else ["throughput", "latency"]
+    modes = [m for m, off in (("throughput", args.no_throughput), ("latency", args.no_latency))
+             if not off]
     rng = random.Random(args.seed)
     figures: dict[tuple[str, str, str], list[dict[str, float]]] = {}
     broker = PrivateBroker(prefer="mosquitto").start()
@@ -404,10 +409,9 @@ def main() -> int:
         for variant in variants:
             runs = figures.get((variant, db, "throughput"), [])
             rates = [r["per_s"] for r in runs]
-            if not rates:
-                continue
-            line = f"  {db:10s} {variant:9s} {statistics.median(rates):7.0f} results/s " \
-                   f"({min(rates):.0f}-{max(rates):.0f})"
+            line = f"  {db:10s} {variant:9s} " + (
+                f"{statistics.median(rates):7.0f} results/s ({min(rates):.0f}-{max(rates):.0f})"
+                if rates else "")
             lat = figures.get((variant, db, "latency"))
             if lat:
                 p50 = statistics.median(r["p50_ms"] for r in lat)
@@ -416,7 +420,7 @@ def main() -> int:
             print(line)
         ceiling = {r["round"]: r["per_s"] for r in figures.get(("ceiling", db, "throughput"), [])}
         for variant in ("collector", "baseline"):
-            if variant in variants:
+            if variant in variants and ceiling:
                 mine = {r["round"]: r["per_s"] for r in figures.get((variant, db, "throughput"), [])}
                 ratios = [mine[i] / ceiling[i] for i in mine if i in ceiling]
                 if not ratios:
