@@ -10,6 +10,16 @@ The spool is bounded by size (``max_bytes`` of payload): past the limit it drops
 results, counts them in ``dropped_total`` (reported in telemetry) and logs a warning. When the
 disk itself is full, it drops the oldest to make room once and otherwise raises
 :class:`agent.errors.SpoolError` with the path, so a measurement is never thrown away silently.
+Dropping rows takes disk space too (SQLite writes the change to its WAL first), so the spool keeps
+a reserve file beside its database (``spool.db.reserve``, ``reserve_bytes``, leaving the WAL room
+to reach its checkpoint). On a full disk it deletes the reserve, moves the WAL into the database
+(``wal_checkpoint(TRUNCATE)``), drops the oldest results (64 KiB or more), stores the new one,
+checkpoints again, caps the database file at its size (``max_page_count``: new results take the
+pages of dropped ones, so the file never grows into the reserve's room again) and makes the
+reserve again; the cap is lifted once the disk has room. A full disk thus keeps the newest results
+that fit and counts every one it drops; before, it kept the oldest and refused every new one
+(``tests/reliability/test_spool_disk_full.py``). Receipts and re-send marks on a full disk use the
+reserve the same way; when even that fails, :class:`agent.errors.SpoolError` says where.
 
 The same file keeps the device's counters: ``seq`` (one per result; gaps tell the collector that
 something went missing) and ``bd_seq`` (the birth/death sequence of :mod:`shared.messages`).
@@ -27,11 +37,24 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from agent.errors import SpoolError
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WAL_AUTOCHECKPOINT_PAGES = 64
+"""Checkpoint the WAL every 64 pages (SQLite's default 1,000 is 4 MiB a full disk must find)."""
+WAL_ROOM_BYTES = 2 * WAL_AUTOCHECKPOINT_PAGES * 4096
+"""Disk space the reserve file leaves free: a WAL up to its checkpoint, twice."""
+UNCAPPED_PAGES = 1_073_741_823
+"""SQLite's default ``max_page_count``."""
+FULL_DISK_DROP_BYTES = 64 * 1024
+"""On a full disk, drop the oldest results worth this much (or twice the new one): a few rows,
+so the change fits in the room the reserve file gave back."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -64,9 +87,13 @@ class Spool:
     """Results waiting for their receipt, and the device's counters. Thread-safe."""
 
     def __init__(self, path: Path, *, max_bytes: int = 64 * 2**20,
+                 reserve_bytes: int = 1 << 20,
                  clock_s: Callable[[], float] = time.time) -> None:
         self.path = Path(path).expanduser()
         self.max_bytes = max_bytes
+        self.reserve_bytes = reserve_bytes
+        self._reserve = self.path.with_name(self.path.name + ".reserve")
+        self._capped = False
         self._clock_s = clock_s
         self._lock = threading.Lock()
         try:
@@ -78,10 +105,13 @@ class Spool:
                                        timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            # a small WAL, its blocks reused: a nearly full disk still takes a result
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as err:
             raise SpoolError(f"cannot open the spool at {self.path}: {err}; check the folder "
                              "exists and is writable by this user ([spool] path)") from err
+        self._make_reserve()
 
     # -- counters -------------------------------------------------------------------------------
 
@@ -103,10 +133,12 @@ class Spool:
         return self.counter("dropped")
 
     def _increment(self, name: str, by: int = 1) -> int:
-        with self._write() as db:
+        def body(db: sqlite3.Connection) -> int:
             db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) "
                        "DO UPDATE SET value = value + excluded.value", (name, by))
             return int(db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0])
+
+        return self._write_making_room(f"counting {name}", body)
 
     # -- results --------------------------------------------------------------------------------
 
@@ -117,6 +149,8 @@ class Spool:
                len(payload), self._clock_s())
         insert = ("INSERT OR IGNORE INTO results (run_id, fleet, device_id, seq, payload, "
                   "size_bytes, created_s) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        if self._capped:
+            self._lift_cap_when_room()
         try:
             with self._write() as db:
                 db.execute(insert, row)
@@ -124,18 +158,25 @@ class Spool:
         except sqlite3.OperationalError as err:
             if "full" not in str(err).lower():
                 raise SpoolError(f"cannot write the spool at {self.path}: {err}") from err
-            # The disk is full: make room by dropping the oldest results, once.
+            # The disk is full: free the reserve, make room by dropping the oldest results, once.
             logger.warning("spool %s: the disk is full; dropping the oldest results to make room",
                            self.path)
+            self._reserve.unlink(missing_ok=True)
             try:
+                self._checkpoint()  # the WAL's pages into the database, its own space back
                 with self._write() as db:
-                    self._drop_oldest(db, max(len(payload) * 2, 1 << 20), keep=row[0])
+                    self._drop_oldest(db, max(len(payload) * 2, FULL_DISK_DROP_BYTES),
+                                     keep=row[0])
                     db.execute(insert, row)
+                self._checkpoint()
+                self._cap_file()
             except sqlite3.Error as again:
                 raise SpoolError(
                     f"the disk holding the spool {self.path} is full, even after dropping older "
                     f"results: free space there; run {row[0]} was not kept"
                 ) from again
+            finally:
+                self._make_reserve()
 
     def due(self, *, resend_after_s: float, limit: int = 100) -> list[SpooledResult]:
         """Results never sent, then those sent more than ``resend_after_s`` ago without a
@@ -156,16 +197,20 @@ class Spool:
 
     def mark_sent(self, run_ids: Iterable[str]) -> None:
         now = self._clock_s()
-        with self._write() as db:
-            db.executemany("UPDATE results SET sent_s = ?, attempts = attempts + 1 WHERE run_id = ?",
-                           [(now, r) for r in run_ids])
+        rows = [(now, r) for r in run_ids]
+        self._write_making_room("marking results sent", lambda db: db.executemany(
+            "UPDATE results SET sent_s = ?, attempts = attempts + 1 WHERE run_id = ?", rows))
 
     def confirm(self, run_ids: Iterable[str]) -> int:
         """The collector stored these: forget them. Returns how many were here."""
-        with self._write() as db:
+        rows = [(str(r),) for r in run_ids]
+
+        def body(db: sqlite3.Connection) -> int:
             before = db.total_changes
-            db.executemany("DELETE FROM results WHERE run_id = ?", [(str(r),) for r in run_ids])
+            db.executemany("DELETE FROM results WHERE run_id = ?", rows)
             return db.total_changes - before
+
+        return self._write_making_room("forgetting receipted results", body)
 
     def depth(self) -> int:
         with self._lock:
@@ -224,6 +269,66 @@ class Spool:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _write_making_room(self, what: str, body: Callable[[sqlite3.Connection], T]) -> T:
+        """``body`` in a write transaction; on a full disk, once more with the reserve's room.
+
+        Raises :class:`SpoolError` (saying where the spool is) when it cannot be written.
+        """
+        try:
+            with self._write() as db:
+                return body(db)
+        except sqlite3.Error as err:
+            if "full" not in str(err).lower():
+                raise SpoolError(f"cannot write the spool at {self.path} ({what}): {err}") from err
+        self._reserve.unlink(missing_ok=True)
+        try:
+            self._checkpoint()
+            with self._write() as db:
+                return body(db)
+        except sqlite3.Error as err:
+            raise SpoolError(f"the disk holding the spool {self.path} is full ({what} failed): "
+                             "free space there") from err
+        finally:
+            self._make_reserve()
+
+    def _cap_file(self) -> None:
+        """Keep the database file at its size: later results take the pages of dropped ones
+        (an insert that needs more is a full-disk event at once), so the file never grows
+        into the reserve's room again."""
+        with self._lock:
+            pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+            self._db.execute(f"PRAGMA max_page_count = {pages}")
+        self._capped = True
+
+    def _lift_cap_when_room(self) -> None:
+        """The disk has room again (more than the reserve and the WAL's room, twice): let the
+        database file grow again."""
+        disk = os.statvfs(self.path.parent)
+        if disk.f_bavail * disk.f_frsize > 2 * (self.reserve_bytes + WAL_ROOM_BYTES):
+            with self._lock:
+                self._db.execute(f"PRAGMA max_page_count = {UNCAPPED_PAGES}")
+            self._capped = False
+            logger.info("spool %s: the disk has room again", self.path)
+
+    def _checkpoint(self) -> None:
+        """The WAL's pages into the database file, and the WAL's own space back to the disk."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _make_reserve(self) -> None:
+        """(Re)make the reserve file as far as the disk allows, leaving the WAL room to grow to
+        its checkpoint (a reserve that took that room would make every next write a full-disk
+        event, each dropping results); see the module docstring."""
+        try:
+            have = self._reserve.stat().st_size if self._reserve.exists() else 0
+            disk = os.statvfs(self._reserve.parent)
+            want = min(self.reserve_bytes, have + disk.f_bavail * disk.f_frsize - WAL_ROOM_BYTES)
+            if want > have:
+                with self._reserve.open("ab") as out:
+                    out.write(b"\0" * (want - have))
+        except OSError as err:
+            logger.debug("spool reserve %s not made: %s", self._reserve, err)
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -231,7 +336,8 @@ class Spool:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite ends it itself on SQLITE_FULL
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
@@ -254,5 +360,5 @@ class Spool:
         if dropped:
             db.execute("INSERT INTO counters (name, value) VALUES ('dropped', ?) ON CONFLICT (name) "
                        "DO UPDATE SET value = value + excluded.value", (dropped,))
-            logger.warning("spool %s over its size limit: dropped the %d oldest result(s)",
-                           self.path, dropped)
+            logger.warning("spool %s: dropped the %d oldest result(s) to make room (size limit "
+                           "or full disk; dropped_total counts them)", self.path, dropped)

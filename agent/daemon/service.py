@@ -28,6 +28,7 @@ from agent.daemon.config import AgentSettings
 from agent.daemon.jobs import JobOutcome, JobRunner, job_settings, parse_job, validate_job
 from agent.daemon.telemetry import TelemetryProbe
 from agent.delivery import Courier
+from agent.errors import SpoolError
 from agent.model_cache import ModelCache
 from agent.spool import Spool
 from shared.errors import BrokerError, EdgemeterError
@@ -146,6 +147,8 @@ class AgentDaemon:
                 self._publish_telemetry()
         except BrokerError as err:
             logger.warning("broker: %s", err)
+        except SpoolError as err:  # a full disk: what is not marked sent is sent again later
+            logger.warning("spool: %s", err)
 
     # -- presence -------------------------------------------------------------------------------
 
