@@ -5,7 +5,7 @@ collector can score an edge int8 run against a datacenter float run of the same 
 are keyed by position (``"0"``, ``"1"``...) because output names differ between formats.
 
 What travels per output (:class:`shared.schema.OutputDigest`), chosen from what
-``collector.compare`` computes (top-1 agreement, MAE over all values, cosine similarity):
+the collector's comparison computes (top-1 agreement, MAE over all values, cosine similarity):
 
 * outputs of at most :data:`MAX_VALUES` elements (a classifier's scores: VWW 2, CIFAR-10 10,
   keyword spotting 12): every value, so top-1, MAE and cosine are all exact;
