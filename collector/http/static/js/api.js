@@ -37,7 +37,8 @@ async function failure(response) {
 export async function getJSON(path, { signal } = {}) {
   let response;
   try {
-    response = await fetch(url(path), { headers: headers({ Accept: "application/json" }), signal });
+    // no-store: a live page must never be answered from the browser cache
+    response = await fetch(url(path), { headers: headers({ Accept: "application/json" }), signal, cache: "no-store" });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, "the collector did not answer (is `edgemeter collector serve --http` running?)");

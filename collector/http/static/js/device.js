@@ -39,7 +39,8 @@ function telemetryPanel(t) {
   const temps = Object.entries(t.temps_c ?? {}).map(([k, v]) => `${k} ${num(v, 1)} °C`).join(", ");
   return kv([
     ["Sent", h("span", {}, ago(t.sent_at), h("span", { class: "small muted" }, ` (${when(t.sent_at)})`))],
-    ["Uptime", t.uptime_s === undefined ? null : `${num(t.uptime_s / 3600, 1)} h`],
+    ["Uptime", t.uptime_s === undefined ? null : t.uptime_s < 3600 ? `${num(t.uptime_s / 60, 0)} min`
+      : `${num(t.uptime_s / 3600, 1)} h`],
     ["CPU busy", t.cpu_util_pct === null ? null : `${num(t.cpu_util_pct, 1)} %`],
     ["Memory", t.memory_used_bytes === null ? null : `${bytes(t.memory_used_bytes)} of ${bytes(t.memory_total_bytes)}`],
     ["Temperatures", temps || null],
@@ -96,9 +97,11 @@ export async function render(root, { id }, ctx) {
   const liveText = h("div");
   const latencyEl = h("div", { class: "chart", id: "live-latency" });
   const powerEl = h("div", { class: "chart", id: "live-power" });
+  const powerNote = empty("No power readings in this job's progress: the device reports power while a job runs "
+    + "only when it has a power source that can be sampled (the estimate is computed at the end).");
   const liveCharts = h("div", { class: "grid", hidden: true },
     h("div", {}, h("div", { class: "axis-title" }, "Running p50 latency (ms) ", h("span", { class: "hint" }, "lower is better")), latencyEl),
-    h("div", {}, h("div", { class: "axis-title" }, "Power (W) ", h("span", { class: "hint" }, "as the device reports it")), powerEl));
+    h("div", {}, h("div", { class: "axis-title" }, "Power (W) ", h("span", { class: "hint" }, "as the device reports it")), powerEl, powerNote));
 
   root.append(
     h("p", { class: "small" }, h("a", { href: "#/fleet" }, "← Fleet")),
@@ -114,6 +117,15 @@ export async function render(root, { id }, ctx) {
     h("section", { class: "panel scroll" }, h("h2", {}, "Runs (newest 50)"), runsBody),
     h("section", { class: "panel scroll" }, h("h2", {}, "Jobs (newest 20)"), jobsBody));
 
+  // The live ack can come before the store has written it: a job's newest ack seen here wins
+  // over an older state read back from the API.
+  const acks = new Map();
+  const ORDER = { accepted: 1, running: 2, done: 3, failed: 3, cancelled: 3, rejected: 3 };
+  function withAck(job) {
+    const ack = acks.get(job.job_id);
+    if (!ack || (ORDER[job.state] ?? 0) >= ORDER[ack.state]) return job;
+    return { ...job, state: ack.state, reason: ack.reason ?? job.reason, run_id: ack.run_id ?? job.run_id, updated_at: ack.sent_at };
+  }
   function drawDevice(d) {
     statusEl.replaceChildren(badge(d.status ?? "unknown"));
     head.replaceChildren(`fleet ${d.fleet} · board ${d.board ?? "unknown"} · runtime ${d.runtime || "unknown"} · last seen `,
@@ -123,7 +135,7 @@ export async function render(root, { id }, ctx) {
     clear(runsBody).append(d.runs.length ? runsTable(d.runs)
       : empty("No runs yet: run ", h("code", {}, `edgemeter bench MODEL --publish URL --device-id ${d.device_id}`),
         " on the device, or start a job with the button above."));
-    clear(jobsBody).append(jobsTable(d.jobs ?? []));
+    clear(jobsBody).append(jobsTable((d.jobs ?? []).map(withAck)));
     clear(gapsBody).append(gapsPanel(d.gaps ?? []));
   }
   drawDevice(device);
@@ -148,14 +160,17 @@ export async function render(root, { id }, ctx) {
     series.p50.push(p.running_p50_ms ?? null);
     series.w.push(p.power_w ?? null);
     for (const k of ["t", "p50", "w"]) if (series[k].length > LIVE_POINTS) series[k].shift();
-    liveText.replaceChildren(h("p", {}, `Job ${p.job_id}: `, progressCell({ progress: p })));
+    liveText.replaceChildren(h("p", {}, `Job ${p.job_id} is running: `, progressCell({ progress: p })));
     liveCharts.hidden = false;
+    const noPower = series.w.every((w) => w === null);
+    powerEl.hidden = noPower;
+    powerNote.hidden = !noPower;
     if (!charts) {
       charts = {
         latency: lineChart(latencyEl, { xLabel: "seconds since the job's first progress (s)", yLabel: "p50 (ms)",
-          series: [{ label: "running p50 (ms)", points: true }], data: [series.t, series.p50], height: 200 }),
+          series: [{ label: "running p50 (ms)", points: true }], data: [series.t, series.p50], height: 200, legend: false }),
         power: lineChart(powerEl, { xLabel: "seconds since the job's first progress (s)", yLabel: "power (W)",
-          series: [{ label: "power (W)", stroke: "#dc2626", points: true }], data: [series.t, series.w], height: 200 }),
+          series: [{ label: "power (W)", stroke: "#dc2626", points: true }], data: [series.t, series.w], height: 200, legend: false }),
       };
       ctx.onLeave(() => { charts.latency.destroy(); charts.power.destroy(); });
     } else {
@@ -181,8 +196,10 @@ export async function render(root, { id }, ctx) {
   ctx.on("result", (r) => { if (mine(r)) refreshSoon(); });
   ctx.on("ack", (a) => {
     if (!mine(a)) return;
+    acks.set(a.job_id, a);
     if (["done", "failed", "cancelled", "rejected"].includes(a.state)) {
-      liveText.replaceChildren(h("p", {}, `Job ${a.job_id} ${a.state}`, a.reason ? `: ${a.reason}` : "", "."));
+      liveText.replaceChildren(h("p", {}, `Job ${a.job_id} finished: ${a.state}`, a.reason ? ` (${a.reason})` : "",
+        a.run_id ? h("span", {}, " · ", h("a", { href: `#/run/${a.run_id}` }, "its run")) : null));
     }
     refreshSoon();
   });

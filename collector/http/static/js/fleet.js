@@ -31,7 +31,7 @@ export function progressCell(device) {
     if (device.current_job) return h("span", { class: "mono" }, device.current_job);
     return h("span", { class: "muted" }, device.status === "online" ? "idle" : "–");
   }
-  const parts = [`${p.phase}`, `${num(p.iterations_done, 0)} it`];
+  const parts = [`${p.phase}`, `${num(p.iterations_done, 0)} queries`];
   if (p.running_p50_ms !== null && p.running_p50_ms !== undefined) parts.push(`p50 ${ms(p.running_p50_ms)}`);
   if (p.power_w !== null && p.power_w !== undefined) parts.push(watts(p.power_w));
   return h("div", { class: "progress", title: `job ${p.job_id}` },
@@ -141,6 +141,11 @@ export async function render(root, { params }, ctx) {
     clear(tbody);
     rows.clear();
     for (const d of body.devices) draw(d);
+    for (const [id, left] of awaited) {
+      if (rows.has(id) || left <= 1 || body.devices.length >= PAGE_SIZE) awaited.delete(id);
+      else awaited.set(id, left - 1);
+    }
+    if (awaited.size) reload();
     const filtered = state.q || state.status || state.fleet;
     summary.textContent = `${num(body.total, 0)} device${body.total === 1 ? "" : "s"}${filtered ? " match" : ""} · `
       + `${num(online.total, 0)} online${state.fleet ? ` in fleet ${state.fleet}` : ""}. `
@@ -167,9 +172,19 @@ export async function render(root, { params }, ctx) {
     state.q = search.value.trim(); state.status = statusSel.value; state.fleet = fleetIn.value.trim();
     firstPage();
   }
-  const reloadSoon = debounce(() => load(), RELOAD_MS);
-  function reload() { if (Date.now() - lastLoad > RELOAD_MS) load(); else reloadSoon(); }
-  ctx.onLeave(() => reloadSoon.cancel());
+  // At most one reload per RELOAD_MS, and never starved: a steady stream of events still reloads
+  // once per period (a debounce would wait for the stream to pause).
+  // The server may answer from a list it read up to a second ago (its device cache), so a device
+  // announced by an event but missing from the answer is asked for again, a few times.
+  let pending = null;
+  const awaited = new Map(); // device_id -> reloads left
+  function reload(deviceId = null) {
+    if (deviceId && !awaited.has(deviceId)) awaited.set(deviceId, 3);
+    if (pending) return;
+    const waitMs = Math.max(0, lastLoad + RELOAD_MS - Date.now());
+    pending = setTimeout(() => { pending = null; load(); }, waitMs);
+  }
+  ctx.onLeave(() => clearTimeout(pending));
 
   search.addEventListener("input", debounce(readFilters, 300));
   statusSel.addEventListener("change", readFilters);
@@ -178,9 +193,10 @@ export async function render(root, { params }, ctx) {
   // live: patch what is drawn, reload for what is not
   // Progress, acks and telemetry of devices on other pages are ignored; a status or result from a
   // device not drawn may be a new device, so those reload (throttled).
-  function patch(id, change, { newcomer = false } = {}) {
+  function patch(id, change, { newcomer = false, fleet = null } = {}) {
+    if (state.fleet && fleet && fleet !== state.fleet) return;
     const row = rows.get(id);
-    if (!row) { if (newcomer) reload(); return; }
+    if (!row) { if (newcomer) reload(id); return; }
     draw({ ...row.device, ...change(row.device) });
   }
   ctx.on("progress", (p) => patch(p.device_id, () => ({ progress: p, current_job: p.job_id, last_seen: p.sent_at })));
@@ -188,12 +204,12 @@ export async function render(root, { params }, ctx) {
     && (!d.progress || d.progress.job_id === a.job_id) ? { progress: null, current_job: null } : {})));
   ctx.on("telemetry", (t) => patch(t.device_id, () => ({ last_seen: t.sent_at, spool_depth: t.spool_depth })));
   ctx.on("status", (s) => {
-    patch(s.device_id, () => ({ status: s.status, last_seen: s.sent_at ?? new Date().toISOString() }), { newcomer: true });
-    if (state.status) reload(); // it may have left (or joined) this filter
+    patch(s.device_id, () => ({ status: s.status, last_seen: s.sent_at ?? new Date().toISOString() }), { newcomer: true, fleet: s.fleet });
+    if (state.status && (!state.fleet || s.fleet === state.fleet)) reload(); // it may have left (or joined) this filter
   });
   ctx.on("result", (r) => patch(r.device_id, () => ({
     latest_p50_ms: r.p50_ms, latest_power_w: r.watts ?? null, latest_model: r.model,
-    latest_run_id: r.run_id, last_seen: new Date().toISOString() }), { newcomer: true }));
+    latest_run_id: r.run_id, last_seen: new Date().toISOString() }), { newcomer: true, fleet: r.fleet }));
   ctx.every(5000, () => {
     for (const { tr, device } of rows.values()) tr.querySelector(".seen").replaceChildren(ago(device.last_seen));
   });
