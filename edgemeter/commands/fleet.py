@@ -182,9 +182,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
-    if path is not None:
-        print(f"model {path.name}: sha256 {ref.sha256}; devices fetch it from the collector "
-              f"(add it there first: edgemeter models add {path} --db URL)", file=sys.stderr)
+    _say_whether_the_collector_has(ref, path, args.models_url)
     kinds = [TopicKind.STATUS, TopicKind.ACK, TopicKind.PROGRESS, TopicKind.RECEIPT]
     conn, watch = _watch(args, kinds)
     with conn:
@@ -204,6 +202,30 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sent {len(jobs)} job(s): " + ", ".join(f"{v.device_id}={j}" for j, v in jobs.items()),
               file=sys.stderr)
         return _follow(watch, jobs, wait=args.wait, timeout_s=args.timeout_s)
+
+
+def _say_whether_the_collector_has(ref: ModelRef, path: Path | None, models_url: str | None) -> None:
+    """Devices fetch the model from the collector by sha256: say so, and whether it has it."""
+    shown = path.name if path is not None else ref.name
+    if not models_url:
+        print(f"model {shown}: sha256 {ref.sha256}; devices fetch it from the collector's "
+              "[models] url (give --models-url to check it is there)", file=sys.stderr)
+        return
+    import urllib.error
+    import urllib.request
+
+    url = f"{models_url.rstrip('/')}/models/{ref.sha256}"
+    try:
+        with urllib.request.urlopen(url, timeout=10):
+            print(f"model {shown}: sha256 {ref.sha256}, the collector has it", file=sys.stderr)
+    except urllib.error.HTTPError as err:
+        if err.code != 404:
+            raise ConfigError(f"cannot ask {url}: HTTP {err.code}") from err
+        add = f"edgemeter models add {path if path is not None else 'FILE'} --db URL"
+        print(f"model {shown}: sha256 {ref.sha256}: the collector does not have it yet, so the "
+              f"jobs will fail; add it first: {add}", file=sys.stderr)
+    except (OSError, urllib.error.URLError) as err:
+        raise ConfigError(f"cannot reach the collector at {models_url}: {err}") from err
 
 
 def _follow(watch: FleetWatch, jobs: dict[str, DeviceView], *, wait: bool, timeout_s: float) -> int:
@@ -285,6 +307,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="ids or globs, fleet=NAME, board=TEXT; comma-separated (any matches)")
     run.add_argument("--model", required=True, metavar="FILE_OR_SHA",
                      help="a model file (its sha256 is sent) or SHA256:NAME of one the collector has")
+    run.add_argument("--models-url", metavar="URL",
+                     help="the collector's HTTP server, to check it has the model (http://host:8080)")
     run.add_argument("--wait", action="store_true",
                      help="end when every result is stored by the collector (or --timeout-s)")
     run.add_argument("--timeout-s", type=float, default=600.0, help="give up after (default 600)")
