@@ -15,7 +15,7 @@ function fit(el, plot, height) {
 /**
  * A line chart of numeric x (no time axis).
  * opts: { xLabel, yLabel, series: [{label, stroke?, fill?, dash?, paths?}], data, height?, hooks?,
- *         yMin0?: true to keep zero on the y axis }
+ *         yMin0?: false to let the y axis leave out zero, xLog?: a logarithmic x axis (x > 0) }
  */
 export function lineChart(el, opts) {
   const height = opts.height ?? 220;
@@ -27,7 +27,7 @@ export function lineChart(el, opts) {
   const plot = new uPlot({
     width: Math.max(200, el.clientWidth || 400), height,
     scales: {
-      x: { time: false },
+      x: opts.xLog ? { time: false, distr: 3, log: 10 } : { time: false },
       y: opts.yMin0 === false ? {} : { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] },
     },
     axes: [
@@ -48,10 +48,10 @@ export function lineChart(el, opts) {
 }
 
 /** A histogram as a filled step line over bin edges (edges.length === counts.length + 1). */
-export function histogram(el, { edges, counts, xLabel, yLabel }) {
+export function histogram(el, { edges, counts, xLabel, yLabel, xLog = false }) {
   const ys = [...counts, 0];
   return lineChart(el, {
-    xLabel, yLabel, data: [edges, ys], legend: false,
+    xLabel, yLabel, data: [edges, ys], legend: false, xLog,
     series: [{ label: yLabel, fill: "rgba(37,99,235,0.25)", paths: uPlot.paths.stepped({ align: 1 }) }],
   });
 }

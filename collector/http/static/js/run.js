@@ -22,10 +22,15 @@ function latencyPanels(detail, ctx) {
     return [h("section", { class: "panel" }, h("h2", {}, "Latency distribution"),
       empty("This result carries no raw latencies (only its summary), so there is no histogram or CDF."))];
   }
+  // a long tail (one query 100x the median) would squash a linear axis: go logarithmic past 10x
+  const lo = hist.edges_ms[0];
+  const hi = hist.edges_ms[hist.edges_ms.length - 1];
+  const xLog = lo > 0 && hi / lo > 10;
+  const xLabel = `latency per query (ms${xLog ? ", log scale" : ""})`;
   const histPanel = chartPanel("Latency histogram", "queries per latency bin; log-spaced bins", "latency-histogram",
-    (el) => histogram(el, { edges: hist.edges_ms, counts: hist.counts, xLabel: "latency per query (ms)", yLabel: "queries" }), ctx);
+    (el) => histogram(el, { edges: hist.edges_ms, counts: hist.counts, xLabel, yLabel: "queries", xLog }), ctx);
   const cdfPanel = chartPanel("Latency CDF", "share of queries at or below each latency; further left is better", "latency-cdf",
-    (el) => lineChart(el, { xLabel: "latency per query (ms)", yLabel: "queries at or below (%)", legend: false,
+    (el) => lineChart(el, { xLabel, xLog, yLabel: "queries at or below (%)", legend: false,
       series: [{ label: "queries at or below (%)" }],
       data: [cdf.latency_ms, cdf.fraction.map((f) => f * 100)] }), ctx);
   return [histPanel.panel, cdfPanel.panel];
@@ -113,6 +118,7 @@ const SETTING_KEYS = ["scenario", "profile", "backend", "threads", "batch", "str
 
 function show(v) {
   if (v === null || v === undefined) return "–";
+  if (typeof v === "number" && !Number.isInteger(v)) return String(Number(v.toPrecision(4)));
   if (typeof v === "object") return JSON.stringify(v);
   return String(v);
 }
