@@ -39,6 +39,7 @@ from typing import Any
 from shared.errors import BrokerError
 from shared.messages import AgentManifest, Status, Telemetry
 from shared.mqtt import BrokerUrl, parse_broker_url
+from shared.payload import pack
 from shared.schema import (
     BenchmarkResult,
     DeviceManifest,
@@ -288,7 +289,7 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             device = fleet_devices[n % devices]
             device.seq += 1
             result = synthetic_result(rng, device.device_id, fleet, device.seq, device.board_index)
-            device.publish(TopicKind.RESULT, result.model_dump_json().encode())
+            device.publish(TopicKind.RESULT, pack(result.model_dump_json().encode()))  # as agents
             sent_ids.append(str(result.run_id))
             loop.poll(0)
             if rate > 0:

@@ -26,6 +26,7 @@ from agent.daemon.telemetry import TelemetryProbe
 from agent.model_cache import ModelCache
 from agent.spool import Spool
 from shared.messages import AgentManifest, JobCommand, Receipt, Status
+from shared.payload import unpack
 from shared.schema import DeviceManifest
 from tests.factories import make_result
 
@@ -75,7 +76,7 @@ class FakeLink:
 
     def messages(self, kind: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [json.loads(p) for t, p, _ in self.published if t == f"{TOPIC}/{kind}"]
+            return [json.loads(unpack(p)) for t, p, _ in self.published if t == f"{TOPIC}/{kind}"]
 
 
 class StubRunner:

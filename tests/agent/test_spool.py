@@ -13,6 +13,7 @@ from agent.delivery import Courier, deliver_once
 from agent.spool import Spool
 from shared.errors import BrokerError
 from shared.messages import Receipt
+from shared.payload import unpack
 from shared.schema import BenchmarkResult
 from tests.factories import make_result
 
@@ -80,7 +81,7 @@ def test_unconfirmed_results_are_sent_again_after_the_timeout_flagged_replayed(
     assert courier.send_due(conn) == 0
     clock.now_s += 2
     assert courier.send_due(conn) == 1
-    first, again = (json.loads(p) for _, p in conn.published)
+    first, again = (json.loads(unpack(p)) for _, p in conn.published)
     assert "replayed" not in first or first["replayed"] is False
     assert again["replayed"] is True
     assert BenchmarkResult.model_validate(again).run_id == result.run_id
@@ -94,7 +95,7 @@ def test_resends_go_oldest_first_and_at_most_max_per_tick(spool: Spool, clock: F
         clock.now_s += 1
     conn = RecordingConn()
     assert courier.send_due(conn) == 3
-    sent = [json.loads(p)["run_id"] for _, p in conn.published]
+    sent = [json.loads(unpack(p))["run_id"] for _, p in conn.published]
     assert sent == [str(r.run_id) for r in results[:3]]
 
 

@@ -12,6 +12,7 @@ from edgemeter.cli import main
 from edgemeter.commands.simulate import simulate, synthetic_result
 from shared.messages import Status
 from shared.mqtt import connect
+from shared.payload import unpack
 from shared.schema import BenchmarkResult
 
 
@@ -38,7 +39,7 @@ def test_every_result_the_simulator_sent_reaches_a_subscriber_once(
     def on_message(topic: str, payload: bytes) -> None:
         with lock:
             if topic.endswith("/result"):
-                received.append(str(BenchmarkResult.model_validate_json(payload).run_id))
+                received.append(str(BenchmarkResult.model_validate_json(unpack(payload)).run_id))
             elif topic.endswith("/status"):
                 status = Status.model_validate_json(payload)
                 statuses.setdefault(status.device_id, []).append(status.status)
