@@ -3,6 +3,8 @@ zlib-compressed JSON; stores JSON either way; and every reader (compare, run det
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 import zlib
@@ -13,6 +15,7 @@ import pytest
 
 from collector.compare.engine import fidelity_agreement
 from collector.config import IngestSettings, MqttSettings
+from collector.export import export_results
 from collector.http.detail import cdf, histogram
 from collector.ingest import Rejection, ingest
 from collector.service import CollectorService
@@ -119,3 +122,19 @@ def test_the_service_stores_compressed_and_version_1_results_as_json(
         texts = [row[0] for row in conn.exec_driver_sql("SELECT result FROM results").all()]
     assert len(texts) == 4
     assert all(json.loads(text)["schema_version"] in (1, 2) for text in texts)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_writes_version_1_and_2_results_side_by_side(fmt: str) -> None:
+    v1 = BenchmarkResult.model_validate_json(V1_REAL.read_bytes())
+    v2 = make_result()
+    out = io.StringIO()
+    assert export_results([v1, v2], fmt, stream=out) == 2
+    if fmt == "jsonl":
+        back = [BenchmarkResult.model_validate_json(line) for line in out.getvalue().splitlines()]
+        assert back == [v1, v2]
+    else:
+        rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+        assert [r["schema_version"] for r in rows] == ["1", "2"]
+        assert rows[0]["latencies_buckets"] and not rows[0]["latencies_runs"]
+        assert rows[1]["latencies_runs"] and not rows[1]["latencies_buckets"]
