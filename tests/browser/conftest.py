@@ -116,12 +116,16 @@ class Dashboard:
 
     def wait_stored(self, device_id: str, *, runs: int = 0, telemetry: bool = False,
                     timeout_s: float = 20.0) -> None:
-        """Wait until the collector has stored what a test published (it commits in batches)."""
+        """Wait until the collector serves what a test published, in the device's detail and in the
+        fleet list (it commits in batches, and the API may answer the list from a cache)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 device = self.get(f"/api/devices/{device_id}")
-                if len(device["runs"]) >= runs and (device["telemetry"] or not telemetry):
+                listed = self.get(f"/api/devices?q={device_id}")["devices"]
+                if (len(device["runs"]) >= runs and (device["telemetry"] or not telemetry)
+                        and any(d["device_id"] == device_id and (d["latest_run_id"] or not runs)
+                                for d in listed)):
                     return
             except urllib.error.HTTPError as err:
                 if err.code != 404:
