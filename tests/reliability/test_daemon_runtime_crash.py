@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import random
 import threading
 import uuid
 from pathlib import Path
@@ -57,16 +57,22 @@ def test_a_runtime_failing_on_a_corrupt_model_fails_that_job_and_the_daemon_runs
     onnx = (shared_models / "vww_96_int8_qdq.onnx").read_bytes()
     jobs = [
         ("truncated-onnx", cache(models, "cut.onnx", onnx[: len(onnx) // 2])),
-        ("random-tflite", cache(models, "noise.tflite", os.urandom(64 * 1024))),
+        ("random-tflite", cache(models, "noise.tflite", random.Random(7).randbytes(64 * 1024))),
         ("good", cache(models, GOOD, (shared_models / GOOD).read_bytes())),
     ]
     acks: dict[str, list[dict[str, str]]] = {}
     lock = threading.Lock()
 
-    def on_ack(_topic: str, payload: bytes) -> None:
-        ack = json.loads(payload)
+    online = threading.Event()
+
+    def on_message(topic: str, payload: bytes) -> None:
+        message = json.loads(payload)
+        if topic.endswith("/status"):  # the birth follows the SUBSCRIBE to cmd on one connection
+            if message.get("status") == "online":
+                online.set()
+            return
         with lock:
-            acks.setdefault(ack["job_id"], []).append(ack)
+            acks.setdefault(message["job_id"], []).append(message)
 
     def final(job_id: str) -> dict[str, str] | None:
         with lock:
@@ -81,12 +87,13 @@ def test_a_runtime_failing_on_a_corrupt_model_fails_that_job_and_the_daemon_runs
     daemon = make_daemon(settings, spool)
     stop = threading.Event()
     agent = threading.Thread(target=daemon.run_forever, args=(stop, 0.05), daemon=True)
-    watcher = connect(broker.url, f"rel-watch-{uuid.uuid4().hex[:6]}", on_message=on_ack)
+    watcher = connect(broker.url, f"rel-watch-{uuid.uuid4().hex[:6]}", on_message=on_message)
     collector.start()
     try:
-        watcher.subscribe(Topics.build(FLEET, device, TopicKind.ACK), qos=1)
+        for kind in (TopicKind.ACK, TopicKind.STATUS):
+            watcher.subscribe(Topics.build(FLEET, device, kind), qos=1)
         agent.start()
-        assert daemon.link.wait_connected(30)  # type: ignore[attr-defined]
+        assert online.wait(30), "the daemon did not come online"
         for job_id, model in jobs:
             command = JobCommand(job_id=job_id, model=model,
                                  settings={"iterations": 20, "warmup": 2})
