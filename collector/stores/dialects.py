@@ -27,13 +27,10 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Select,
     bindparam,
     cast,
     create_engine,
     event,
-    exists,
-    literal_column,
     select,
     text,
 )
@@ -169,16 +166,8 @@ class _Sqlite(Database):
         return sqlite_dialect.insert(table)
 
     def results_inserts(self, results: Table, result_ids: Table) -> list[Insert]:
-        """Writers take turns (``BEGIN IMMEDIATE``), so a row checks ``results`` itself, where an
-        earlier row of the same batch already is; ``result_ids`` follows."""
-        values = _values_of(results)
-        known: Select[Any] = select(literal_column("1")).select_from(results) \
-            .where(results.c.run_id == values["run_id"]).correlate(None)
-        new_rows = results.insert().from_select(
-            list(values), select(*values.values()).where(~exists(known)))
-        ids = self.insert(result_ids).values(run_id=values["run_id"],
-                                             created_at=values["created_at"])
-        return [new_rows, ids.on_conflict_do_nothing(index_elements=["run_id"])]
+        """No partitions here: ``results.run_id`` is unique itself (``result_ids`` is unused)."""
+        return [self.insert_skipping_known(results, ["run_id"])]
 
     def connect_failed(self, err: BaseException) -> str:
         return (f"SQLite database {self.where}: cannot open it: {_first_line(err)}; check the "

@@ -12,7 +12,8 @@ fails, the rows go to the default partition and a warning says why (once): inges
 Pruning (:func:`prune`): PostgreSQL drops the whole month partitions that end on or before the
 cutoff (rows of the month holding the cutoff stay until that month is wholly older) and deletes
 older rows from the default partition; SQLite deletes the rows older than the cutoff. The
-run_ids of pruned results leave ``result_ids`` with them, so the same run_id could be stored again.
+run_ids of pruned results go with them (PostgreSQL: from ``result_ids`` too), so the same run_id
+could be stored again.
 """
 
 from __future__ import annotations
@@ -158,9 +159,7 @@ def prune(conn: Connection, cutoff: datetime, *, partitioned: bool) -> PruneOutc
     """Remove results created before ``cutoff`` (see the module docstring for PostgreSQL's
     whole-month rule), with their ``result_ids`` rows, in ``conn``'s transaction."""
     bounds = {"cutoff": cutoff}
-    if not partitioned:
-        conn.execute(text("DELETE FROM result_ids WHERE run_id IN "
-                          "(SELECT run_id FROM results WHERE created_at < :cutoff)"), bounds)
+    if not partitioned:  # SQLite: run_ids are unique in results itself
         deleted = conn.execute(text("DELETE FROM results WHERE created_at < :cutoff"), bounds)
         return PruneOutcome(cutoff, max(deleted.rowcount, 0))
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK_KEY})

@@ -11,11 +11,12 @@ partition key, so ``run_id`` is kept unique in ``result_ids`` instead. The exist
 into the new table (ids kept, the identity continues after the largest), in place, in the
 migration's one transaction.
 
-SQLite has no partitions: its ``results`` is rebuilt the same way (copied into a table with the
-same columns and no unique ``run_id``) so both databases have the same tables and indexes.
+SQLite has no partitions: its ``results`` stays as it is (``run_id`` unique in it), and there
+is no ``result_ids``; only the indexes change.
 
-Indexes: a device's history ``(device_id, created_at)``, runs of one model ``(model_name |
-model_sha256 | network, created_at)`` replacing the single-column ones, and ``run_id``.
+Indexes on both: a device's history ``(device_id, created_at)``, runs of one model
+``(model_name | model_sha256 | network, created_at)`` replacing the single-column ones; on
+PostgreSQL also ``run_id`` (not unique: the partitioned table cannot have that).
 """
 
 from __future__ import annotations
@@ -55,9 +56,22 @@ NEW_INDEXES = (
 )
 
 
+SQLITE_INDEX_CHANGES = (
+    ("results_device_created", ["device_id", "created_at"], None),
+    ("results_model_name_created", ["model_name", "created_at"], "results_model_name"),
+    ("results_model_sha256_created", ["model_sha256", "created_at"], "results_model_sha256"),
+    ("results_network_created", ["network", "created_at"], "results_network"),
+)
+
+
 def upgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
-    _set_aside_old_results(postgres)
+    if op.get_bind().dialect.name != "postgresql":
+        for name, columns_of, replaces in SQLITE_INDEX_CHANGES:
+            if replaces is not None:
+                op.drop_index(replaces, table_name="results")
+            op.create_index(name, "results", columns_of)
+        return
+    _set_aside_old_results()
     op.create_table(
         "results",
         sa.Column("id", RowId, sa.Identity(always=True), nullable=False),
@@ -74,9 +88,7 @@ def upgrade() -> None:
         sa.Column("received_at", UtcTimestamp(), nullable=False),
         sa.Column("topic", sa.Text(), nullable=True),
         sa.Column("result", JsonText(), nullable=False),
-        sa.PrimaryKeyConstraint(*(("id", "created_at") if postgres else ("id",)),
-                                name="results_pkey"),
-        sqlite_autoincrement=True,
+        sa.PrimaryKeyConstraint("id", "created_at", name="results_pkey"),
         postgresql_partition_by="RANGE (created_at)",
     )
     op.create_table(
@@ -85,14 +97,12 @@ def upgrade() -> None:
         sa.Column("created_at", UtcTimestamp(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", name="result_ids_pkey"),
     )
-    if postgres:
-        _create_partitions()
+    _create_partitions()
     columns = ", ".join(COLUMNS)
-    overriding = " OVERRIDING SYSTEM VALUE" if postgres else ""
-    op.execute(f"INSERT INTO results ({columns}){overriding} SELECT {columns} FROM {OLD}")
+    op.execute(f"INSERT INTO results ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {OLD}")
     op.execute(f"INSERT INTO result_ids (run_id, created_at) SELECT run_id, created_at FROM {OLD}")
-    if postgres:  # the identity goes on after the copied ids
-        op.execute("SELECT setval(pg_get_serial_sequence('results', 'id'), "
+    # the identity goes on after the copied ids
+    op.execute("SELECT setval(pg_get_serial_sequence('results', 'id'), "
                    "COALESCE((SELECT max(id) FROM results), 0) + 1, false)")
     op.drop_table(OLD)
     for name, columns_of in NEW_INDEXES:  # after the copy: cheaper than growing them row by row
@@ -103,7 +113,7 @@ def downgrade() -> None:
     raise NotImplementedError("edgemeter schemas are never downgraded; restore a backup")
 
 
-def _set_aside_old_results(postgres: bool) -> None:
+def _set_aside_old_results() -> None:
     """Rename the old table and free the names the new one takes (indexes, key, sequence)."""
     op.rename_table("results", OLD)
     bind = op.get_bind()
@@ -111,11 +121,10 @@ def _set_aside_old_results(postgres: bool) -> None:
     for name in OLD_INDEXES:
         if name in existing:
             op.drop_index(name, table_name=OLD)
-    if postgres:
-        op.execute(f"ALTER TABLE {OLD} DROP CONSTRAINT results_pkey")
-        sequence = bind.execute(sa.text(f"SELECT pg_get_serial_sequence('{OLD}', 'id')")).scalar()
-        if sequence:
-            op.execute(f"ALTER SEQUENCE {sequence} RENAME TO {OLD}_id_seq")
+    op.execute(f"ALTER TABLE {OLD} DROP CONSTRAINT results_pkey")
+    sequence = bind.execute(sa.text(f"SELECT pg_get_serial_sequence('{OLD}', 'id')")).scalar()
+    if sequence:
+        op.execute(f"ALTER SEQUENCE {sequence} RENAME TO {OLD}_id_seq")
 
 
 def _create_partitions() -> None:
