@@ -117,6 +117,9 @@ class Database:
 
     #: ``results`` is partitioned by month (:mod:`collector.stores.partitions`)
     partitioned = False
+    #: writers run at the same time (row locks, not one writer at a time): a batch takes its keys'
+    #: locks in key order, so two batches sharing keys cannot deadlock
+    concurrent_writers = False
 
     def results_inserts(self, results: Table, result_ids: Table) -> list[Insert]:
         """The statements that store a batch of results, each run over every row in order, in
@@ -221,6 +224,7 @@ class _Postgres(Database):
         return pg_dialect.insert(table)
 
     partitioned = True
+    concurrent_writers = True
 
     def results_inserts(self, results: Table, result_ids: Table) -> list[Insert]:
         """One statement per row: ``WITH new AS (INSERT INTO result_ids ... ON CONFLICT DO

@@ -269,6 +269,11 @@ class SqlStore:
             )
             for i, r in enumerate(batch)
         ]
+        if self._db.concurrent_writers:
+            # run_id order: two collectors storing overlapping batches (redeliveries) take the
+            # run_ids' locks in the same order and never deadlock; within one batch, results
+            # with the very same created_at then tie-break by run_id, not arrival
+            rows.sort(key=_run_id_of)
         self._make_partitions({_month_of(r.created_at) for r in batch})
         with self._transaction(f"storing {len(rows)} results", write=True) as conn:
             added = bulk.run(conn, rows)
@@ -626,6 +631,10 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self._db.name} {self._db.where})"
+
+
+def _run_id_of(row: tuple[Any, ...]) -> str:
+    return str(row[0])
 
 
 def _month_of(value: datetime) -> Month:

@@ -170,3 +170,34 @@ def test_collector_prune_command_says_what_went(
     args = parser.parse_args(["collector", "prune", "--older-than", "365", "--db", sqlite_url])
     assert args.func(args) == 0
     assert capsys.readouterr().out.startswith("pruned 1 results created before ")
+
+
+def test_two_stores_adding_the_same_run_ids_at_once_store_each_once(store_url: str) -> None:
+    import threading
+
+    shared = [make_result(device_id=f"pi-{i % 3}", seq=i) for i in range(60)]
+    stores = [open_store(store_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    added: list[int] = []
+    errors: list[BaseException] = []
+
+    def add(store: object, order: list[object]) -> None:
+        try:
+            barrier.wait()
+            added.append(store.add_results(order))  # type: ignore[attr-defined]
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=add, args=(stores[0], shared)),
+               threading.Thread(target=add, args=(stores[1], shared[::-1]))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert sum(added) == len(shared)
+        assert len(stores[0].list_results()) == len(shared)
+    finally:
+        for store in stores:
+            store.close()
