@@ -17,10 +17,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent import __version__
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0
 MAX_QUEUED_JOBS = 32
 MAX_PENDING_ACKS = 1000
+MAX_REMEMBERED_JOBS = 1000
 
 
 class LinkLike(Protocol):
@@ -94,6 +97,8 @@ class AgentDaemon:
         self._jobs_cv = threading.Condition()
         self._running: _Running | None = None
         self._acks: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=MAX_PENDING_ACKS)
+        self._job_states: collections.OrderedDict[str, tuple[JobState, str | None, str | None]] = \
+            collections.OrderedDict()
         self._next_telemetry_s = 0.0
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -191,6 +196,13 @@ class AgentDaemon:
         if job.kind == "cancel":
             self._cancel(job.job_id)
             return
+        seen = self._job_states.get(job.job_id)
+        if seen is not None:
+            # a command delivered again (QoS 1 after a reconnect, a re-sent dispatch): run a job
+            # once, and say again where it stands
+            logger.info("job %s seen before (%s): not run again", job.job_id, seen[0])
+            self._ack(job.job_id, *seen)
+            return
         try:
             validate_job(job, self._job_base())
         except EdgemeterError as err:
@@ -252,8 +264,12 @@ class AgentDaemon:
         except EdgemeterError as err:
             return JobOutcome("failed", str(err))
         seq = self.spool.next_seq()
-        return self.job_runner.run(job_settings(job, self._job_base()), path, seq,
-                                   lambda data: self._progress(running, data), running.cancel)
+        with tempfile.TemporaryDirectory(prefix="edgemeter-job-") as tmp:
+            # the cache keeps models by sha256; the result names the model as the job did
+            named = Path(tmp) / job.model.name
+            named.symlink_to(path)
+            return self.job_runner.run(job_settings(job, self._job_base()), named, seq,
+                                       lambda data: self._progress(running, data), running.cancel)
 
     def _finish(self, job: JobCommand, outcome: JobOutcome) -> None:
         if outcome.result is not None:
@@ -295,6 +311,10 @@ class AgentDaemon:
 
     def _ack(self, job_id: str, state: JobState, reason: str | None = None,
              run_id: str | None = None) -> None:
+        self._job_states[job_id] = (state, reason, run_id)
+        self._job_states.move_to_end(job_id)
+        while len(self._job_states) > MAX_REMEMBERED_JOBS:
+            self._job_states.popitem(last=False)
         ack = JobAck(device_id=self.settings.device_id, fleet=self.settings.fleet,
                      job_id=job_id[:128], state=state, reason=reason and reason[:500],
                      run_id=run_id)

@@ -88,6 +88,7 @@ class StubRunner:
     def run(self, settings: Any, model: Path, seq: int, progress: Any,
             cancel: threading.Event) -> JobOutcome:
         self.ran.append(model)
+        assert model.is_file(), "the model is readable under its name while the job runs"
         progress({"phase": "measure", "iterations_done": 10, "running_p50_ms": 1.5})
         return JobOutcome("done", result=make_result(device_id=DEVICE, fleet="lab", seq=seq))
 
@@ -315,3 +316,24 @@ def test_a_corrupt_model_fails_its_job_with_a_one_line_reason(
         assert ack["state"] == "failed" and "\n" not in ack["reason"]
     finally:
         daemon.stop()
+
+
+def test_a_command_delivered_twice_runs_once_and_is_acked_again(
+    running: tuple[AgentDaemon, FakeLink, StubRunner], cached_model: dict[str, str],
+) -> None:
+    _daemon, link, runner = running
+    job = JobCommand(job_id="twice", model=cached_model)
+    send(link, job)
+    assert wait_for(lambda: "done" in states(link, "twice"))
+    send(link, job)
+    assert states(link, "twice") == ["accepted", "running", "done", "done"]
+    assert len(runner.ran) == 1
+
+
+def test_a_job_runs_its_model_under_the_name_the_job_gave(
+    running: tuple[AgentDaemon, FakeLink, StubRunner], cached_model: dict[str, str],
+) -> None:
+    _daemon, link, runner = running
+    send(link, JobCommand(job_id="named", model=cached_model))
+    assert wait_for(lambda: "done" in states(link, "named"))
+    assert runner.ran[0].name == "vww_96_int8.tflite"
