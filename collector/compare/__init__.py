@@ -5,6 +5,7 @@ Public surface (the modules behind it are documented in ``docs/compare.md``):
 * :func:`compare` / :func:`compare_pair` -> :class:`ComparisonRow` (pure functions);
 * :func:`match_rule` and the matching constants;
 * the cost formulas (:class:`CostSettings`, :func:`cost_per_million_usd`, ...);
+* what a compare loads: :func:`compare_runs` (bounded by :data:`RUNS_PER_SERIES`);
 * cited baselines: :func:`shipped_baselines`, :func:`read_cited_file`, :func:`import_cited`,
   :func:`list_baselines`;
 * reports: :func:`format_table`, :func:`render_html`, :func:`write_html` (matplotlib is imported
@@ -14,8 +15,10 @@ Public surface (the modules behind it are documented in ``docs/compare.md``):
 from __future__ import annotations
 
 from collector.compare.baselines import (
+    RUNS_PER_SERIES,
     BaselineListing,
     cited_baselines,
+    compare_runs,
     import_cited,
     list_baselines,
     measured_baselines,
@@ -60,6 +63,7 @@ from collector.compare.report import format_table, render_html, write_html
 
 __all__ = [
     "MACS_TOLERANCE",
+    "RUNS_PER_SERIES",
     "Baseline",
     "BaselineListing",
     "BaselineRef",
@@ -77,6 +81,7 @@ __all__ = [
     "cloud_cost_per_million_usd",
     "compare",
     "compare_pair",
+    "compare_runs",
     "cost_per_million_usd",
     "energy_usd_per_s",
     "fidelity_agreement",

@@ -25,7 +25,7 @@ from collector.compare.matching import BASELINE_ROLES
 from collector.records import CitedBaseline
 from collector.stores.base import ResultFilter, Store
 from shared.errors import ConfigError
-from shared.schema import BenchmarkResult
+from shared.schema import BenchmarkResult, Role
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +86,37 @@ def import_cited(store: Store, rows: Sequence[CitedBaseline]) -> int:
     return added
 
 
-def measured_baselines(store: Store) -> list[BenchmarkResult]:
-    """Every stored run whose role makes it a baseline (datacenter, hpc), oldest first."""
+RUNS_PER_SERIES = 50
+"""What ``compare`` considers by default: each device's newest 50 runs of one model (sha256) in
+one scenario, edge runs and measured baselines alike (``--runs-per-series`` / ``runs_per_series``
+change it; ``0`` means every run). Without a bound a fleet's compare loads every run of a model
+(80,000 at a million results) and pairs each with every baseline."""
+
+
+def measured_baselines(store: Store, *, per_series: int | None = None,
+                       shares_model: frozenset[str] | None = None) -> list[BenchmarkResult]:
+    """Every stored run whose role makes it a baseline (datacenter, hpc), oldest first; with
+    ``per_series``, each device's newest N per model and scenario; with ``shares_model``, only
+    runs whose sha256 or network is one of these."""
     runs: list[BenchmarkResult] = []
     for role in sorted(r.value for r in BASELINE_ROLES):
-        runs.extend(store.list_results(ResultFilter(role=role)))
+        runs.extend(store.list_results(
+            ResultFilter(role=role, per_series=per_series, shares_model=shares_model)))
     return sorted(runs, key=lambda r: r.created_at)
+
+
+def compare_runs(store: Store, *, model: str | None, device: str | None,
+                 per_series: int | None) -> tuple[list[BenchmarkResult], list[BenchmarkResult]]:
+    """``(edge runs, measured baselines)`` for a compare: edge runs of ``model`` / ``device``
+    and only the baselines that could match them (same sha256 or network), each bounded to the
+    newest ``per_series`` per device, model and scenario (None: every run)."""
+    edges = store.list_results(ResultFilter(model=model, device_id=device, role=Role.EDGE.value,
+                                            per_series=per_series))
+    if not edges:
+        return edges, []
+    names = frozenset({r.model.sha256 for r in edges}
+                      | {r.model.network for r in edges if r.model.network})
+    return edges, measured_baselines(store, per_series=per_series, shares_model=names)
 
 
 def cited_baselines(store: Store, *, include_shipped: bool = True) -> list[tuple[CitedBaseline, bool]]:

@@ -16,20 +16,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from collector.compare.baselines import (
+    RUNS_PER_SERIES,
     cited_baselines,
+    compare_runs,
     import_cited,
     list_baselines,
-    measured_baselines,
     read_cited_file,
     shipped_baselines,
 )
 from collector.compare.cost import CostSettings
 from collector.compare.engine import compare
 from collector.compare.matching import Baseline
-from collector.stores.base import ResultFilter, Store, open_store
+from collector.stores.base import Store, open_store
 from shared.catalogue import load_catalogue
 from shared.errors import ConfigError, require_module
-from shared.schema import BenchmarkResult, Role
+from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +58,15 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.html:
         require_module("matplotlib", "collector")
     with opened_store(args.db) as store:
-        edges = store.list_results(
-            ResultFilter(model=args.model, device_id=args.device, role=Role.EDGE.value)
-        )
-        measured = measured_baselines(store)
+        per_series = args.runs_per_series or None
+        edges, measured = compare_runs(store, model=args.model, device=args.device,
+                                       per_series=per_series)
         cited = [row for row, _ in cited_baselines(store, include_shipped=not args.no_shipped)]
     baselines: list[Baseline] = [*measured, *cited]
+    if per_series is not None:
+        print(f"compared each device's newest {per_series} run(s) per model and scenario "
+              f"({len(edges)} edge run(s), {len(measured)} measured baseline(s)); "
+              "--runs-per-series 0 compares every run", file=sys.stderr)
     rows = compare(edges, baselines, catalogue.entries, settings)
     if args.json:
         print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
@@ -141,6 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="extra catalogue TOML merged over the shipped one (or EDGEMETER_CATALOGUE)")
     cmp.add_argument("--no-shipped", action="store_true",
                      help="use only the cited baselines imported into the database")
+    cmp.add_argument("--runs-per-series", type=int, default=RUNS_PER_SERIES, metavar="N",
+                     help="each device's newest N runs per model and scenario, edge and baseline "
+                     f"alike (default {RUNS_PER_SERIES}; 0: every run)")
     cmp.add_argument("--json", action="store_true", help="print the rows as JSON")
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
     cmp.set_defaults(func=run_compare)

@@ -16,13 +16,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from collector.compare import CostSettings, cited_baselines, compare, measured_baselines
+from collector.compare import CostSettings, cited_baselines, compare
+from collector.compare.baselines import RUNS_PER_SERIES, compare_runs
 from collector.compare.matching import Baseline
 from collector.http.detail import run_detail
 from collector.http.fleet import SORT_KEYS, DeviceCache, ProgressBoard, device_object, select_devices, sort_and_filter
 from collector.http.runs import BadCursor, RunQuery, decode_cursor, encode_cursor, list_runs
 from collector.http.store import ReadStore
-from collector.stores.base import ResultFilter
 from shared.catalogue import Catalogue
 from shared.errors import BrokerError
 from shared.messages import JobCommand, JobSettings, ModelRef
@@ -181,19 +181,24 @@ def get_compare(
     device: Annotated[str | None, Query(description="edge device id")] = None,
     role: Annotated[Literal["datacenter", "hpc", "cited"] | None,
                     Query(description="only baselines of this kind")] = None,
+    runs_per_series: Annotated[int, Query(
+        ge=0, le=100_000, description="each device's newest N runs per model and scenario, edge "
+        f"and baseline alike (0: every run; default {RUNS_PER_SERIES})")] = RUNS_PER_SERIES,
 ) -> dict[str, Any]:
     """The rows of ``edgemeter compare --json`` (the same engine), and ``better``: which way is
     better for each metric. Baselines: measured datacenter and HPC runs, stored cited rows and the
-    shipped citations."""
+    shipped citations. ``runs_per_series`` (echoed in the answer) bounds the runs considered."""
     store = _ctx(request).store
-    edges = store.list_results(ResultFilter(model=model, device_id=device, role=Role.EDGE.value))
+    per_series = runs_per_series or None
+    edges, measured = compare_runs(store, model=model, device=device, per_series=per_series)
     baselines: list[Baseline] = []
     if role in (None, "datacenter", "hpc"):
-        baselines += [b for b in measured_baselines(store) if role is None or b.role.value == role]
+        baselines += [b for b in measured if role is None or b.role.value == role]
     if role in (None, "cited"):
         baselines += [row for row, _ in cited_baselines(store, include_shipped=True)]
     rows = compare(edges, baselines, _ctx(request).catalogue.entries, CostSettings())
-    return {"rows": [row.model_dump(mode="json") for row in rows], "better": BETTER}
+    return {"rows": [row.model_dump(mode="json") for row in rows], "better": BETTER,
+            "runs_per_series": runs_per_series}
 
 
 # -- jobs and models ----------------------------------------------------------------------------

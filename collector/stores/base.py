@@ -36,6 +36,12 @@ class ResultFilter:
     fleet: str | None = None
     limit: int | None = None
     """keep only the newest ``limit`` results; they still come back oldest first"""
+    per_series: int | None = None
+    """keep only the newest ``per_series`` results of each series: one device's runs of one model
+    (sha256) in one scenario (applied before ``limit``); how ``compare`` bounds its inputs"""
+    shares_model: frozenset[str] | None = None
+    """keep only results whose model sha256 or network is one of these (a compare baseline
+    matches an edge run by either)"""
 
 
 @runtime_checkable

@@ -673,9 +673,26 @@ def _results_query(flt: ResultFilter | None) -> Select[Any]:
                               ("fleet", flt.fleet)):
             if value:
                 where.append(results.c[column] == value)
+        if flt.shares_model is not None:
+            names = sorted(flt.shares_model)
+            where.append(results.c.model_sha256.in_(names) | results.c.network.in_(names))
+        if flt.per_series is not None:
+            where = [results.c.id.in_(_newest_of_each_series(where, flt.per_series))]
     return _newest_first_limited(
         [results.c.result], where, [results.c.created_at, results.c.id], flt.limit if flt else None
     )
+
+
+def _newest_of_each_series(where: Sequence[ColumnElement[bool]], per_series: int) -> Select[Any]:
+    """The ids of the newest ``per_series`` results (by ``created_at``, then id) of each device,
+    model sha256 and scenario among those ``where`` keeps; ranked on the narrow columns only, so
+    the documents of the results left out are never read."""
+    rank = func.row_number().over(
+        partition_by=[results.c.device_id, results.c.model_sha256, results.c.scenario],
+        order_by=[results.c.created_at.desc(), results.c.id.desc()],
+    ).label("series_rank")
+    ranked = select(results.c.id, rank).where(*where).subquery()
+    return select(ranked.c.id).where(ranked.c.series_rank <= max(int(per_series), 0))
 
 
 def _newest_first_limited(
