@@ -85,6 +85,8 @@ DEAD_LETTER_MAX_BYTES = 64 * 1024
 NO_DEVICE = ""
 #: The columns ``add_results`` keeps about each device's newest result.
 _LATEST = ("latest_run_id", "latest_created_at", "latest_p50_ms", "latest_power_w", "latest_model")
+#: The columns of the row ``add_results`` upserts per device, in order.
+_LATEST_ROW = ("device_id", "fleet", "status", "first_seen", "last_seen", *_LATEST)
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +109,13 @@ class _BulkInsert:
     rows inserted, known keys not counted.
     """
 
-    def __init__(self, statement: Insert, table: Table, dialect: Dialect) -> None:
+    def __init__(self, statement: Insert, table: Table, dialect: Dialect,
+                 columns: Sequence[str] | None = None) -> None:
+        """``columns``: the ones each row gives, in order (default: every column but ``id``)."""
         self.table = table
         self.dialect = dialect
-        self.columns = [c.key for c in table.c if c.key != "id"]
+        self.columns = list(columns) if columns is not None else \
+            [c.key for c in table.c if c.key != "id"]
         # for_executemany: no implicit RETURNING of the new id, which PostgreSQL would compute
         # and send for every row only for the driver to drop it
         compiled = statement.compile(dialect=dialect, column_keys=self.columns,
@@ -171,6 +176,8 @@ class SqlStore:
         self._insert_baselines = _BulkInsert(
             self._db.insert_skipping_known(cited_baselines, ["baseline_id"]), cited_baselines,
             dialect)
+        self._note_latest_upsert = _BulkInsert(self._latest_upsert(), devices, dialect,
+                                               _LATEST_ROW)
 
     @property
     def engine(self) -> Engine:
@@ -293,24 +300,29 @@ class SqlStore:
             known = newest.get(r.device_id)
             if known is None or r.created_at >= known.created_at:
                 newest[r.device_id] = r
-        insert = self._db.insert(devices)
-        newer = or_(devices.c.latest_created_at.is_(None),
-                    insert.excluded.latest_created_at >= devices.c.latest_created_at)
-        statement = insert.on_conflict_do_update(
-            index_elements=["device_id"],
-            set_={name: case((newer, insert.excluded[name]), else_=devices.c[name])
-                  for name in _LATEST},
-        )
-        conn.execute(statement, [
-            {"device_id": r.device_id, "fleet": r.fleet, "status": "unknown", "first_seen": now,
-             "last_seen": now, "latest_run_id": str(r.run_id), "latest_created_at": r.created_at,
-             "latest_p50_ms": r.latency_ms.p50,
-             "latest_power_w": r.energy.avg_power_w if r.energy is not None else None,
-             "latest_model": r.model.name}
+        upsert = self._note_latest_upsert
+        timestamp = upsert.processor("latest_created_at")  # the same type as first/last_seen
+        seen = timestamp(now)
+        upsert.run(conn, [  # in _LATEST_ROW order
+            (r.device_id, r.fleet, "unknown", seen, seen, str(r.run_id), timestamp(r.created_at),
+             r.latency_ms.p50, r.energy.avg_power_w if r.energy is not None else None,
+             r.model.name)
             # in device_id order: concurrent batches lock the same rows in the same order, so
             # two collectors sharing the database never deadlock here
             for _, r in sorted(newest.items())
         ])
+
+    def _latest_upsert(self) -> Insert:
+        """The statement of :meth:`_note_latest`, built and compiled once per store (building
+        and compiling it per batch was a fixed cost of every ``add_results``)."""
+        insert = self._db.insert(devices)
+        newer = or_(devices.c.latest_created_at.is_(None),
+                    insert.excluded.latest_created_at >= devices.c.latest_created_at)
+        return insert.on_conflict_do_update(
+            index_elements=["device_id"],
+            set_={name: case((newer, insert.excluded[name]), else_=devices.c[name])
+                  for name in _LATEST},
+        )
 
     # -- devices -----------------------------------------------------------------------------
 
