@@ -7,6 +7,10 @@ connects to the next broker of its list (fail-over), calls ``on_connect`` (birth
 and after a loss waits a capped exponential backoff with full jitter, so a thousand boards that
 lost one broker do not all come back in the same second.
 
+Message handlers run on a dispatcher thread of their own, in arrival order, never on the network
+thread: a handler that publishes and waits for the PUBACK (a job's ack) would otherwise wait for a
+packet only the blocked network thread can read, and the broker would drop the connection.
+
 Sessions are persistent (MQTT v5 session expiry, or a 3.1.1 clean-session=false), so receipts
 and commands sent while a board is away reach it when it returns. With MQTT v5 a PUBACK reason
 code of 128 or more (135: not authorized, when the broker's ACL refuses the topic) is raised as
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import random
 import threading
 from collections.abc import Callable
@@ -73,6 +78,8 @@ class Link:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
+        self._dispatcher: threading.Thread | None = None
+        self._inbox: queue.SimpleQueue[tuple[str, bytes] | None] = queue.SimpleQueue()
         self._client: Any = None
         self._reasons: dict[int, Any] = {}
         self._reasons_lock = threading.Lock()
@@ -91,6 +98,9 @@ class Link:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="edgemeter-link", daemon=True)
         self._thread.start()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="edgemeter-link-messages",
+                                            daemon=True)
+        self._dispatcher.start()
 
     # -- publishing -----------------------------------------------------------------------------
 
@@ -139,6 +149,9 @@ class Link:
                 client.disconnect()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self._inbox.put(None)
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout_s)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -268,10 +281,22 @@ class Link:
         self._connected.clear()
 
     def _handle_message(self, _client: Any, _state: Any, msg: Any) -> None:
+        # Handlers publish and wait for PUBACKs (a job's ack), which only this network thread
+        # reads: they run on the dispatcher thread, in arrival order, never here.
+        self._inbox.put((msg.topic, msg.payload))
+
+    def _dispatch(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            self._deliver(*item)
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
         try:
-            self._on_message_cb(msg.topic, msg.payload)
-        except Exception:  # a handler bug must never kill the network loop
-            logger.exception("message handler failed on %s", msg.topic)
+            self._on_message_cb(topic, payload)
+        except Exception:  # a handler bug must never kill the dispatcher
+            logger.exception("message handler failed on %s", topic)
 
     def _handle_publish(self, _client: Any, _state: Any, mid: int, reason: Any = None,
                         _props: Any = None) -> None:
