@@ -235,8 +235,25 @@ def measure(store: Any, devices: list[tuple[str, str]], runs: int) -> list[tuple
                                                              limit=1000))).scalars().all()
                     for role in ("edge", "datacenter")]
 
+    from collector.compare.baselines import RUNS_PER_SERIES, compare_runs
+
+    def compare_device(per_series: int | None) -> Callable[[int], object]:
+        return lambda i: compare_runs(store, model=networks[i], device=picks[i],
+                                      per_series=per_series)
+
+    def compare_fleet(per_series: int | None) -> Callable[[int], object]:
+        return lambda i: compare_runs(store, model=networks[i], device=None,
+                                      per_series=per_series)
+
+    fleet_runs = max(2, runs // 10)  # each loads thousands of runs
     store.list_devices()  # the first call parses every manifest and telemetry (see list_devices)
     return [
+        timed(f"compare inputs, one device and network (newest {RUNS_PER_SERIES} per series)",
+              runs, compare_device(RUNS_PER_SERIES)),
+        timed("  the same, every run", runs, compare_device(None)),
+        timed(f"compare inputs, whole fleet, one network (newest {RUNS_PER_SERIES}; "
+              f"{fleet_runs} runs)", fleet_runs, compare_fleet(RUNS_PER_SERIES)),
+        timed(f"  the same, every run ({fleet_runs} runs)", fleet_runs, compare_fleet(None)),
         timed("fleet page (list_devices)", runs, lambda i: store.list_devices()),
         timed("device history, newest 50", runs,
               lambda i: store.list_results(ResultFilter(device_id=picks[i], limit=50))),
