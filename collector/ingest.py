@@ -98,6 +98,10 @@ class Rejection:
 
 
 def _clip(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` on one line (a field name from the payload may hold a newline or any control
+    character: each is shown escaped) and at most ``limit`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
