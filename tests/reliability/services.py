@@ -19,6 +19,8 @@ fault test ends with: ``published N, stored N, duplicated 0``.
 
 from __future__ import annotations
 
+import getpass
+import os
 import signal
 import subprocess
 import threading
@@ -83,7 +85,10 @@ class PersistentMosquitto:
         self.conf.write_text(
             f"listener {self.port} {HOST}\n"
             "allow_anonymous true\n"
-            "persistence true\n"
+            # started as root, mosquitto would switch to the mosquitto user, who cannot write the
+            # test's folder: persistence would fail ("Permission denied") at every autosave
+            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else "")
+            + "persistence true\n"
             f"persistence_location {self.data_dir}/\n"
             f"autosave_interval {self.autosave_interval_s}\n"
             "max_queued_messages 100000\n"
