@@ -75,5 +75,6 @@ def test_a_broker_killed_mid_stream_and_restarted_loses_nothing_and_stores_nothi
         store.close()
         broker.stop()
     assert killed_at < total, "the kill came after the stream had ended"
+    assert (broker.data_dir / "mosquitto.db").is_file(), "the broker never saved its store"
     report(fleet.published, db_url, note=f"broker killed with {killed_at} stored; "
            f"{dropped_twice} re-sent copies dropped by the store")
