@@ -151,6 +151,13 @@ def _as_is(value: Any) -> Any:
     return value
 
 
+def _read_only_session(err: SQLAlchemyError) -> bool:
+    """The database refused a write as read-only: PostgreSQL SQLSTATE 25006, SQLITE_READONLY."""
+    orig = getattr(err, "orig", None)
+    return getattr(orig, "sqlstate", None) == "25006" or \
+        str(getattr(orig, "sqlite_errorname", "")).startswith("SQLITE_READONLY")
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -202,6 +209,11 @@ class SqlStore:
                 with conn.begin():
                     yield conn
             except SQLAlchemyError as err:
+                if write and _read_only_session(err):
+                    # a session opened read-only stays so after the database is writable again
+                    # (default_transaction_read_only, a file made read-only): the next try opens
+                    # a new one
+                    conn.invalidate()
                 raise StoreError(self._db.action_failed(action, err)) from err
             finally:
                 conn.close()
