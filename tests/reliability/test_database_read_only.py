@@ -14,8 +14,9 @@ How each database is made to refuse writes, for real, under a running collector:
 * PostgreSQL: a login role of the test's own whose sessions default to read-only transactions
   (``ALTER ROLE ... SET default_transaction_read_only = on``), and ``pg_terminate_backend`` of its
   backends, so the collector's connections end and come back read-only, as after a fail-over to a
-  standby. After 10 s the setting is reset and the backends are ended again: a session keeps the
-  defaults it started with, so only new sessions write again (what a fail-back does as well).
+  standby. After 10 s the setting is reset, with the backends ended again (a fail-back) or not
+  (the sessions the collector opened read-only stay read-only; the store replaces a session that
+  refused a write as read-only).
 
 The shared server is never restarted; the role and its objects are dropped afterwards.
 """
@@ -64,8 +65,9 @@ class SqliteOutage:
 
 
 class PostgresOutage:
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: str, *, end_backends_at_end: bool = True) -> None:
         self.role = role
+        self.end_backends_at_end = end_backends_at_end
 
     def _run(self, *statements: str) -> None:
         import psycopg
@@ -84,7 +86,7 @@ class PostgresOutage:
 
     def end(self) -> None:
         self._run(f'ALTER ROLE "{self.role}" RESET default_transaction_read_only',
-                  self._end_backends())
+                  *([self._end_backends()] if self.end_backends_at_end else []))
 
 
 @pytest.fixture()
@@ -153,12 +155,17 @@ def test_sqlite_refusing_writes_for_10_s_loses_and_dead_letters_nothing(tmp_path
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("end_backends_at_end", [True, False],
+                         ids=["backends-ended-again", "setting-reset-only"])
 def test_postgresql_read_only_with_ended_backends_for_10_s_loses_and_dead_letters_nothing(
-    tmp_path: Path, own_role_url: str,
+    tmp_path: Path, own_role_url: str, end_backends_at_end: bool,
 ) -> None:
+    """``setting-reset-only``: the collector's sessions, opened read-only, are the only thing
+    between the database and the writes once the setting is reset; the store drops a session
+    that refused a write as read-only (it retried in vain for ever before)."""
     role = own_role_url.split("//", 1)[1].split("@", 1)[0]
     broker = PersistentMosquitto(tmp_path / "broker").start()
-    outage = PostgresOutage(role)
+    outage = PostgresOutage(role, end_backends_at_end=end_backends_at_end)
     try:
         _stream_through_an_outage(broker, own_role_url, outage.begin, outage.end)
     finally:
