@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -53,6 +53,7 @@ from pydantic_settings import (
 from shared.errors import ConfigError
 from shared.mqtt import parse_broker_url
 from shared.redact import redact_url
+from shared.settings import SettingsTable, TlsSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,19 +83,7 @@ CREDENTIAL_NAMES = {"mqtt": "mqtt-password", "db": "db-password", "http": "http-
 """systemd credential file names (``LoadCredential=NAME:...``) per table."""
 
 
-class _Table(BaseModel):
-    # unknown keys in the file are reported by _TomlSource (with the file's name); forbidding
-    # them here too catches a typo in code that builds these tables directly
-    model_config = ConfigDict(extra="forbid")
-
-
-class TlsSettings(_Table):
-    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's (PEM)")
-    cert_file: Path | None = Field(None, description="the collector's certificate (mutual TLS)")
-    key_file: Path | None = Field(None, description="the collector's private key (mutual TLS)")
-
-
-class MqttSettings(_Table):
+class MqttSettings(SettingsTable):
     url: str = Field("mqtt://localhost:1883", description="broker: mqtt://host:port or mqtts://")
     username: str | None = Field(None, description="broker user name (overrides the URL's)")
     password: SecretStr | None = Field(None, description="prefer password_file or the environment")
@@ -120,7 +109,7 @@ class MqttSettings(_Table):
         return value
 
 
-class DbSettings(_Table):
+class DbSettings(SettingsTable):
     url: str | None = Field(
         None, description="sqlite:////ABS/PATH.db or postgresql://user@host/db (required)",
         json_schema_extra={"example": "sqlite:////var/lib/edgemeter/results.db"},
@@ -139,7 +128,7 @@ class DbSettings(_Table):
         return _with_password(self.url, self.password.get_secret_value())
 
 
-class HttpSettings(_Table):
+class HttpSettings(SettingsTable):
     listen: str = Field("127.0.0.1:8080", description="HOST:PORT the HTTP server listens on")
     token: SecretStr | None = Field(None, description="bearer token; prefer token_file")
     token_file: Path | None = Field(None, description="file holding the bearer token")
@@ -153,7 +142,7 @@ class HttpSettings(_Table):
         return value
 
 
-class IngestSettings(_Table):
+class IngestSettings(SettingsTable):
     batch_size: int = Field(200, ge=1, le=10_000, description="results written in one transaction, at most")
     receive_maximum: int = Field(
         1000, ge=1, le=65_535,

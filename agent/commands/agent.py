@@ -23,7 +23,6 @@ def _run(args: argparse.Namespace) -> int:
     from agent.daemon.service import AgentDaemon, default_manifest
     from agent.model_cache import ModelCache
     from agent.spool import Spool
-    from shared.mqtt import TlsFiles
 
     settings = load_agent_settings(args.config)
     spool = Spool(settings.spool.path, max_bytes=int(settings.spool.max_mb * 2**20))
@@ -36,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
         keepalive_s=mqtt.keepalive_s,
         username=mqtt.username or (settings.device_id if password else None),
         password=password,
-        tls=TlsFiles(ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file),
+        tls=tls.files(),
     )
     urls = mqtt.broker_urls()
 

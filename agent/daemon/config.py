@@ -19,11 +19,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from shared.errors import ConfigError
 from shared.mqtt import BrokerUrl, parse_broker_url
+from shared.settings import SettingsTable, TlsSettings
 from shared.topics import valid_level
 
 if sys.version_info >= (3, 11):
@@ -36,17 +37,7 @@ STATE_DIR = (Path(os.environ["STATE_DIRECTORY"].split(":")[0]) if os.environ.get
              else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "edgemeter")
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TlsSettings(_Table):
-    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's")
-    cert_file: Path | None = Field(None, description="this device's certificate (mutual TLS)")
-    key_file: Path | None = Field(None, description="this device's private key (mutual TLS)")
-
-
-class MqttSettings(_Table):
+class MqttSettings(SettingsTable):
     url: str = Field("mqtt://localhost:1883", description="broker: mqtt://host:port or mqtts://")
     urls: list[str] = Field(default_factory=list,
                             description="more brokers to fail over to, tried in order after url")
@@ -85,13 +76,13 @@ class MqttSettings(_Table):
         return None
 
 
-class SpoolSettings(_Table):
+class SpoolSettings(SettingsTable):
     path: Path = Field(STATE_DIR / "spool.db", description="results waiting for their receipt")
     max_mb: float = Field(64.0, gt=0, description="past this, the oldest results are dropped")
     resend_after_s: float = Field(60.0, gt=0, description="re-send a result with no receipt by then")
 
 
-class ModelsSettings(_Table):
+class ModelsSettings(SettingsTable):
     url: str | None = Field(None, description="the collector's HTTP server, http://host:8080")
     cache_dir: Path = Field(STATE_DIR / "models", description="verified models, least used evicted")
     max_mb: float = Field(512.0, gt=0, description="size of the model cache")
