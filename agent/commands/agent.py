@@ -21,6 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     from agent.daemon.jobs import ChildProcessJobRunner
     from agent.daemon.link import Link, LinkOptions
     from agent.daemon.service import AgentDaemon, default_manifest
+    from agent.daemon.telemetry import TelemetryPower, TelemetryProbe
     from agent.model_cache import ModelCache
     from agent.spool import Spool
 
@@ -44,9 +45,11 @@ def _run(args: argparse.Namespace) -> int:
 
     cache = ModelCache(settings.models.cache_dir, max_bytes=int(settings.models.max_mb * 2**20),
                        models_url=settings.models.url)
+    power = TelemetryPower(settings.bench)
     daemon = AgentDaemon(settings, spool=spool, link_factory=link_factory,
                          job_runner=ChildProcessJobRunner(), model_cache=cache,
-                         manifest=default_manifest(settings))
+                         manifest=default_manifest(settings),
+                         telemetry=TelemetryProbe(power=power))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -60,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         daemon.run_forever(stop)
     finally:
+        power.close()
         spool.close()
     return 0
 
