@@ -22,9 +22,16 @@ from shared.mqtt import MqttConnection
 from shared.schema import BenchmarkResult
 from shared.topics import Topics
 from tests.collector.conftest import wait_for
-from tests.factories import make_result
+from tests.factories import make_result as _make_result
 
-TOPIC = Topics.result("default", "pi-01")
+# A fleet of this module's own: the session's broker also carries other tests' messages (retained
+# statuses of their daemons, results of their runs), which a collector of every fleet would count.
+FLEET = f"svc-{uuid.uuid4().hex[:8]}"
+TOPIC = Topics.result(FLEET, "pi-01")
+
+
+def make_result(**fields: Any) -> BenchmarkResult:
+    return _make_result(**{"fleet": FLEET, **fields})
 
 ServiceFactory = Callable[..., CollectorService]
 
@@ -42,6 +49,7 @@ def make_service(mosquitto_url: str) -> Iterator[ServiceFactory]:
 
     def factory(store: Store, **kwargs: Any) -> CollectorService:
         kwargs.setdefault("client_id", f"edgemeter-collector-test-{uuid.uuid4().hex[:8]}")
+        kwargs.setdefault("fleet", FLEET)
         mqtt = {k: kwargs.pop(k) for k in list(kwargs) if k in MqttSettings.model_fields}
         service = CollectorService(store, MqttSettings(url=mosquitto_url, **mqtt),
                                    IngestSettings(**kwargs))
@@ -76,7 +84,7 @@ def test_100_valid_results_are_stored(
     assert sqlite_store.list_dead_letters() == []
     with sqlite_store.engine.connect() as conn:  # type: ignore[attr-defined]
         topics = conn.exec_driver_sql("SELECT DISTINCT topic FROM results ORDER BY topic").all()
-    assert [t[0] for t in topics] == [Topics.result("default", f"pi-{i:02d}") for i in range(4)]
+    assert [t[0] for t in topics] == [Topics.result(FLEET, f"pi-{i:02d}") for i in range(4)]
 
 
 def malformed() -> list[tuple[str, str, bytes]]:
@@ -90,7 +98,7 @@ def malformed() -> list[tuple[str, str, bytes]]:
         (TOPIC, "unsupported schema_version 9", json.dumps({**good, "schema_version": 9}).encode()),
         (TOPIC, "latency_ms", json.dumps({**good, "latency_ms": None}).encode()),
         (TOPIC, "NUL", json.dumps({**good, "labels": {"x": "\u0000"}}).encode()),
-        (Topics.result("default", "pi-99"), "pi-99", json.dumps(good).encode()),
+        (Topics.result(FLEET, "pi-99"), "pi-99", json.dumps(good).encode()),
     ]
 
 
