@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,27 +66,14 @@ def eventually(check: Callable[[], bool], timeout_s: float) -> bool:
     return check()
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
 @pytest.mark.slow
 def test_two_daemons_come_online_and_a_killed_one_goes_offline_then_returns_with_a_higher_bd_seq(
     mosquitto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    daemons: list[subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     fleet = f"f{uuid.uuid4().hex[:8]}"
-    daemons.append(start_daemon(mosquitto_url, fleet, "board-a", tmp_path / "a"))
-    daemons.append(start_daemon(mosquitto_url, fleet, "board-b", tmp_path / "b"))
+    processes.append(start_daemon(mosquitto_url, fleet, "board-a", tmp_path / "a"))
+    processes.append(start_daemon(mosquitto_url, fleet, "board-b", tmp_path / "b"))
     rows: dict[str, dict[str, Any]] = {}
 
     def both_online() -> bool:
@@ -98,8 +85,8 @@ def test_two_daemons_come_online_and_a_killed_one_goes_offline_then_returns_with
     first_bd_seq = rows["board-a"]["bd_seq"]
     assert rows["board-a"]["spool_depth"] == 0 or rows["board-a"]["spool_depth"] is None
 
-    daemons[0].send_signal(signal.SIGKILL)
-    daemons[0].wait(10)
+    processes[0].send_signal(signal.SIGKILL)
+    processes[0].wait(10)
     killed_at = time.monotonic()
     assert eventually(lambda: fleet_ls(mosquitto_url, fleet, capsys)["board-a"]["status"] == "offline",
                       30)
@@ -107,7 +94,7 @@ def test_two_daemons_come_online_and_a_killed_one_goes_offline_then_returns_with
     assert time.monotonic() - killed_at <= 1.5 * KEEPALIVE_S + 3.0
     assert fleet_ls(mosquitto_url, fleet, capsys)["board-b"]["status"] == "online"
 
-    daemons.append(start_daemon(mosquitto_url, fleet, "board-a", tmp_path / "a"))
+    processes.append(start_daemon(mosquitto_url, fleet, "board-a", tmp_path / "a"))
 
     def back_online() -> bool:
         nonlocal rows
@@ -120,14 +107,14 @@ def test_two_daemons_come_online_and_a_killed_one_goes_offline_then_returns_with
 
 def test_a_graceful_stop_says_offline_at_once(
     mosquitto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    daemons: list[subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     fleet = f"f{uuid.uuid4().hex[:8]}"
-    daemons.append(start_daemon(mosquitto_url, fleet, "board-c", tmp_path / "c"))
+    processes.append(start_daemon(mosquitto_url, fleet, "board-c", tmp_path / "c"))
     assert eventually(
         lambda: fleet_ls(mosquitto_url, fleet, capsys).get("board-c", {}).get("status") == "online", 60)
-    daemons[0].send_signal(signal.SIGTERM)
-    assert daemons[0].wait(30) == 0
+    processes[0].send_signal(signal.SIGTERM)
+    assert processes[0].wait(30) == 0
     assert fleet_ls(mosquitto_url, fleet, capsys)["board-c"]["status"] == "offline"
 
 
@@ -167,7 +154,7 @@ def test_a_device_publishing_under_another_devices_topic_is_refused_and_the_agen
 
 def test_the_daemon_connects_with_its_own_credentials_over_tls(
     secure_broker: SecureBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    daemons: list[subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     creds = secure_broker.user("dev-a")
     state = tmp_path / "dev-a"
@@ -180,7 +167,7 @@ def test_the_daemon_connects_with_its_own_credentials_over_tls(
         f'[spool]\npath = "{state / "spool.db"}"\n[models]\ncache_dir = "{state / "models"}"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEMETER_")}
-    daemons.append(subprocess.Popen([sys.executable, "-m", "edgemeter.cli", "agent", "run",
+    processes.append(subprocess.Popen([sys.executable, "-m", "edgemeter.cli", "agent", "run",
                                      "--config", str(state / "agent.toml")], cwd=REPO, env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     collector = secure_broker.collector
