@@ -188,11 +188,28 @@ def _sqlite_on_connect(memory: bool) -> Any:
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if not memory:  # WAL: the CLI and dashboard read while the collector writes
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     return on_connect
+
+
+def _switch_to_wal(cursor: Any, attempts: int = 50, pause_s: float = 0.1) -> None:
+    """``PRAGMA journal_mode = WAL``. The switch of a new file needs its exclusive lock and does
+    not wait on the busy timeout, so collectors opening one new database together (seen in a
+    test of three) would fail with "database is locked": try again for a few seconds."""
+    import sqlite3
+    import time
+
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
