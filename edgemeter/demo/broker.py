@@ -61,10 +61,23 @@ def find_mosquitto() -> Path | None:
     return None
 
 
-def _port_accepts(port: int) -> bool:
+def port_accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on ``port`` of the loopback host."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((HOST, port)) == 0
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S`` (a broker, a collector: any child we started)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            logger.warning("pid %d ignored SIGTERM; killing it", process.pid)
+            process.kill()
+            process.wait(STOP_TIMEOUT_S)
 
 
 def _one_line(text: str, max_lines: int = LOG_TAIL_LINES) -> str:
@@ -134,7 +147,7 @@ class PrivateBroker:
         kind, binary = self._choose_kind()
         self._kind = kind
         self._port = self._requested_port or free_port()
-        if _port_accepts(self._port):
+        if port_accepts(self._port):
             # Checked first so that the readiness poll below can only ever reach our broker.
             raise self._failure("the port is already in use")
         self._workdir = Path(tempfile.mkdtemp(prefix=f"edgemeter-{kind}-"))
@@ -156,7 +169,7 @@ class PrivateBroker:
     def stop(self) -> None:
         """Stop the broker and remove its temporary files; safe to call more than once."""
         if self._process is not None:
-            self._stop_mosquitto(self._process)
+            stop_process(self._process)
             self._process = None
         if self._thread is not None:
             self._stop_amqtt(self._thread)
@@ -255,24 +268,13 @@ class PrivateBroker:
             code = self._process.poll()
             if code is not None:
                 raise self._failure(f"mosquitto exited with status {code}", self._mosquitto_log())
-            if _port_accepts(self._port):
+            if port_accepts(self._port):
                 return
             if time.monotonic() > deadline:
                 raise self._failure(
                     f"port not open after {self.start_timeout_s:g} s", self._mosquitto_log()
                 )
             time.sleep(POLL_INTERVAL_S)
-
-    @staticmethod
-    def _stop_mosquitto(process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                logger.warning("mosquitto (pid %d) ignored SIGTERM; killing it", process.pid)
-                process.kill()
-                process.wait(STOP_TIMEOUT_S)
 
     # -- amqtt ---------------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from agent.daemon.link import Link, LinkOptions
 from agent.daemon.service import AgentDaemon
 from agent.model_cache import ModelCache
 from agent.spool import Spool
-from edgemeter.demo.broker import find_mosquitto, free_port
+from edgemeter.demo.broker import find_mosquitto, free_port, port_accepts, stop_process
 from shared.messages import AgentManifest
 from shared.mqtt import parse_broker_url
 from shared.schema import BenchmarkResult, DeviceManifest
@@ -99,7 +99,7 @@ class PersistentMosquitto:
             self.process = subprocess.Popen([str(binary), "-c", str(self.conf)],
                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         process = self.process
-        wait_until(lambda: process.poll() is not None or _accepts(self.port), timeout_s,
+        wait_until(lambda: process.poll() is not None or port_accepts(self.port), timeout_s,
                    f"mosquitto on port {self.port}")
         if process.poll() is not None:
             raise AssertionError(f"mosquitto exited with {process.returncode}: "
@@ -114,22 +114,9 @@ class PersistentMosquitto:
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
-
-
-def _accepts(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
 
 
 # -- the agents ------------------------------------------------------------------------------------

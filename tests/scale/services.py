@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgemeter.demo.broker import find_mosquitto, free_port
+from edgemeter.demo.broker import find_mosquitto, free_port, port_accepts, stop_process
 from shared.errors import BrokerError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ class RoomyMosquitto:
                                             stdout=log, stderr=subprocess.STDOUT,
                                             preexec_fn=limits)
         deadline = time.monotonic() + timeout_s
-        while not _port_open(self.port):
+        while not port_accepts(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise BrokerError(f"mosquitto did not start on {self.url}: {self.log_tail()}")
@@ -115,22 +115,9 @@ class RoomyMosquitto:
             return "no log"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
 
 
 STOPPED = re.compile(r"collector stopped: (\{.*\})")
