@@ -277,6 +277,8 @@ class CollectorService:
         self._shutdown = threading.Event()
         self._online_cache: tuple[float, float] | None = None  # (read at, devices online)
         self.metrics.devices_online.set_function(self._devices_online)
+        # read when scraped, not set on every message (that cost the network thread a lock each)
+        self.metrics.backlog.set_function(lambda: len(self._queue) + self._in_flight)
         self._outage_since: float | None = None
         self._outage_error = ""
         self._state_since = _utc_now()
@@ -515,7 +517,6 @@ class CollectorService:
                          received_at)
             self._queue.append(item)
             self._stats["received"] += 1
-            self.metrics.backlog.set(len(self._queue) + self._in_flight)
             self._has_items.notify()
             self._hold_back()
 
@@ -621,7 +622,6 @@ class CollectorService:
             with self._lock:
                 self._in_flight -= len(batch)
                 self._retry_pending = 0
-                self.metrics.backlog.set(len(self._queue) + self._in_flight)
                 self._idle.notify_all()
                 self._space.notify_all()
 

@@ -510,3 +510,21 @@ def test_retries_back_off_doubling_up_to_the_cap_and_never_give_up() -> None:
         assert broker.acks() == [1] and service.stats["dead_letters"] == 0
     finally:
         service.stop()
+
+
+def test_the_backlog_gauge_reads_the_messages_held_unacknowledged_when_scraped() -> None:
+    broker, store, clock = FakeBroker(), MemoryStore(), FakeClock()
+    service = fake_service(broker, store, clock)
+    backlog = service.metrics.backlog
+    service.start()
+    try:
+        store.down = True
+        deliver(broker, [make_result(seq=i) for i in range(4)])
+        assert wait_for(lambda: service.stats["retry_pending"] == 4), service.stats
+        assert backlog.collect()[0].samples[0].value == 4
+        store.down = False
+        clock.now_s += 5.0
+        assert wait_for(lambda: service.stats["stored"] == 4), service.stats
+        assert wait_for(lambda: backlog.collect()[0].samples[0].value == 0)
+    finally:
+        service.stop()
