@@ -42,6 +42,16 @@ class ResultFilter:
     shares_model: frozenset[str] | None = None
     """keep only results whose model sha256 or network is one of these (a compare baseline
     matches an edge run by either)"""
+    newest_per_hardware: bool = False
+    """keep one result per hardware group, role, model (sha256) and scenario: the newest of the
+    devices that share a ``device.hardware_key`` (a device without one is a group of its own),
+    among the series the other fields keep (then ``limit``; not with ``per_series``). Read from
+    the store's per-series table, so it costs the same at a million results as at a hundred; how
+    ``compare`` picks its representative runs"""
+
+    def __post_init__(self) -> None:
+        if self.newest_per_hardware and self.per_series is not None:
+            raise ValueError("newest_per_hardware and per_series cannot be combined")
 
 
 @runtime_checkable

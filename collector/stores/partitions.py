@@ -13,7 +13,7 @@ Pruning (:func:`prune`): PostgreSQL drops the whole month partitions that end on
 cutoff (rows of the month holding the cutoff stay until that month is wholly older) and deletes
 older rows from the default partition; SQLite deletes the rows older than the cutoff. The
 run_ids of pruned results go with them (PostgreSQL: from ``result_ids`` too), so the same run_id
-could be stored again.
+could be stored again. A ``series`` row whose newest result went goes too (all its results did).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, bindparam, text
+
+from collector.stores.columns import UtcTimestamp
 
 __all__ = ["MONTHS_AHEAD", "Month", "Partitions", "PruneOutcome", "month_bounds", "prune"]
 
@@ -160,7 +162,9 @@ def prune(conn: Connection, cutoff: datetime, *, partitioned: bool) -> PruneOutc
     whole-month rule), with their ``result_ids`` rows, in ``conn``'s transaction."""
     bounds = {"cutoff": cutoff}
     if not partitioned:  # SQLite: run_ids are unique in results itself
-        deleted = conn.execute(text("DELETE FROM results WHERE created_at < :cutoff"), bounds)
+        deleted = conn.execute(_at_cutoff("DELETE FROM results WHERE created_at < :cutoff"),
+                               bounds)
+        _forget_pruned_series(conn, cutoff)
         return PruneOutcome(cutoff, max(deleted.rowcount, 0))
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK_KEY})
     dropped: list[str] = []
@@ -180,4 +184,17 @@ def prune(conn: Connection, cutoff: datetime, *, partitioned: bool) -> PruneOutc
         "RETURNING run_id) DELETE FROM result_ids WHERE run_id IN (SELECT run_id FROM gone)"),
         bounds)
     total += max(gone.rowcount, 0)
+    _forget_pruned_series(conn, cutoff)
     return PruneOutcome(cutoff, total, tuple(dropped))
+
+
+def _at_cutoff(sql: str) -> TextClause:
+    """``sql`` with ``:cutoff`` bound as the tables store time (SQLite: fixed-width UTC text)."""
+    return text(sql).bindparams(bindparam("cutoff", type_=UtcTimestamp()))
+
+
+def _forget_pruned_series(conn: Connection, cutoff: datetime) -> None:
+    """Delete the ``series`` rows whose newest result is no longer stored."""
+    conn.execute(_at_cutoff(
+        "DELETE FROM series WHERE latest_created_at < :cutoff AND NOT EXISTS "
+        "(SELECT 1 FROM results WHERE results.run_id = series.latest_run_id)"), {"cutoff": cutoff})

@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar, cast
 
@@ -45,6 +45,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
@@ -71,6 +72,7 @@ from collector.stores.tables import (
     models,
     result_ids,
     results,
+    series,
 )
 from shared.messages import AgentManifest, JobAck, JobCommand, Status, Telemetry
 from shared.presence import status_wins
@@ -87,6 +89,12 @@ NO_DEVICE = ""
 _LATEST = ("latest_run_id", "latest_created_at", "latest_p50_ms", "latest_power_w", "latest_model")
 #: The columns of the row ``add_results`` upserts per device, in order.
 _LATEST_ROW = ("device_id", "fleet", "status", "first_seen", "last_seen", *_LATEST)
+#: The key of a series, and the columns of the row ``add_results`` upserts per series, in order.
+_SERIES_KEY = ("device_id", "model_sha256", "scenario")
+_SERIES_ROW = (*_SERIES_KEY, "fleet", "role", "model_name", "network", "hardware_key",
+               "latest_run_id", "latest_created_at")
+#: Run ids fetched per query when reading chosen documents (bound parameters stay few).
+_FETCH_CHUNK = 500
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +193,8 @@ class SqlStore:
             dialect)
         self._note_latest_upsert = _BulkInsert(self._latest_upsert(), devices, dialect,
                                                _LATEST_ROW)
+        self._note_series_upsert = _BulkInsert(self._series_upsert(), series, dialect,
+                                               _SERIES_ROW)
 
     @property
     def engine(self) -> Engine:
@@ -288,6 +298,7 @@ class SqlStore:
             )
             for i, r in enumerate(batch)
         ]
+        newest = _series_rows(batch, rows)  # before the sort: row i is batch[i]
         if self._db.concurrent_writers:
             # run_id order: two collectors storing overlapping batches (redeliveries) take the
             # run_ids' locks in the same order and never deadlock; within one batch, results
@@ -299,6 +310,11 @@ class SqlStore:
             for then in self._insert_results[1:]:
                 then.run(conn, rows)
             self._note_latest(conn, batch, now)
+            # each series' newest result of the batch; the statement keeps the newer of it and
+            # the one known. In key order: concurrent batches lock the same rows in the same
+            # order (and after the devices rows, as every batch does), so collectors never
+            # deadlock here
+            self._note_series_upsert.run(conn, newest)
             return added
 
     def _note_latest(self, conn: Connection, batch: Sequence[BenchmarkResult],
@@ -334,6 +350,19 @@ class SqlStore:
             index_elements=["device_id"],
             set_={name: case((newer, insert.excluded[name]), else_=devices.c[name])
                   for name in _LATEST},
+        )
+
+    def _series_upsert(self) -> Insert:
+        """The upsert that keeps ``series``: a row wins if it is newer than the one known (by
+        ``created_at``, then run_id: the same rule whatever the order of arrival, and a re-sent
+        run changes nothing), so a compare never ranks the results. Built and compiled once per
+        store; one executemany per batch, a row per series (:func:`_series_rows`)."""
+        insert = self._db.insert(series)
+        return insert.on_conflict_do_update(
+            index_elements=list(_SERIES_KEY),
+            set_={name: insert.excluded[name] for name in _SERIES_ROW if name not in _SERIES_KEY},
+            where=tuple_(insert.excluded.latest_created_at, insert.excluded.latest_run_id)
+            > tuple_(series.c.latest_created_at, series.c.latest_run_id),
         )
 
     # -- devices -----------------------------------------------------------------------------
@@ -543,7 +572,8 @@ class SqlStore:
     def list_results(self, flt: ResultFilter | None = None) -> list[BenchmarkResult]:
         """Results, oldest first (with ``flt.limit``: the newest N, still oldest first)."""
         with self._transaction("listing results", write=False) as conn:
-            documents = conn.execute(_results_query(flt)).scalars().all()
+            documents = _representatives(conn, flt) if flt is not None and \
+                flt.newest_per_hardware else conn.execute(_results_query(flt)).scalars().all()
         return [BenchmarkResult.model_validate_json(doc) for doc in documents]
 
     def iter_results(self, flt: ResultFilter | None = None) -> Iterator[BenchmarkResult]:
@@ -554,10 +584,13 @@ class SqlStore:
         meanwhile.
         """
         with self._transaction("streaming results", write=False) as conn:
-            rows = conn.execution_options(yield_per=STREAM_BATCH_ROWS).execute(
-                _results_query(flt)
-            )
-            for document in rows.scalars():
+            if flt is not None and flt.newest_per_hardware:  # one per series at most: a list
+                documents: Iterable[str] = _representatives(conn, flt)
+            else:
+                documents = conn.execution_options(yield_per=STREAM_BATCH_ROWS).execute(
+                    _results_query(flt)
+                ).scalars()
+            for document in documents:
                 yield BenchmarkResult.model_validate_json(document)
 
     def get_result(self, run_id: str) -> BenchmarkResult | None:
@@ -661,6 +694,32 @@ def _run_id_of(row: tuple[Any, ...]) -> str:
     return str(row[0])
 
 
+#: Where each column sits in the rows ``add_results`` builds (tables.results' order, no ``id``).
+_AT = {name: i for i, name in enumerate(c.key for c in results.c if c.key != "id")}
+
+
+def _series_rows(batch: Sequence[BenchmarkResult],
+                 rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The newest row of each series in ``rows`` (``rows[i]`` is ``batch[i]``, its time already
+    as stored), as ``_SERIES_ROW`` tuples in key order. Read from the row tuples, not the
+    results: touching each result's nested models again cost more than the statement."""
+    device, sha256, scenario = _AT["device_id"], _AT["model_sha256"], _AT["scenario"]
+    created, run_id = _AT["created_at"], _AT["run_id"]
+    newest: dict[tuple[str, str, str], int] = {}
+    for i, row in enumerate(rows):
+        key = (row[device], row[sha256], row[scenario])
+        known = newest.get(key)
+        if known is None or (row[created], row[run_id]) > (rows[known][created],
+                                                           rows[known][run_id]):
+            newest[key] = i
+    return [
+        (*key, row[_AT["fleet"]], row[_AT["role"]], row[_AT["model_name"]], row[_AT["network"]],
+         batch[i].device.hardware_key, row[run_id], row[created])
+        for key, i in sorted(newest.items())
+        for row in (rows[i],)
+    ]
+
+
 def _month_of(value: datetime) -> Month:
     utc = value.astimezone(timezone.utc)
     return utc.year, utc.month
@@ -682,6 +741,62 @@ def _dead_letter(row: Row[Any]) -> DeadLetter:
         payload=bytes(row.payload), device_id=row.device_id or None, size_bytes=row.size_bytes,
         sha256=row.sha256, count=row.count, last_seen=row.last_seen,
     )
+
+
+def _representatives(conn: Connection, flt: ResultFilter) -> list[str]:
+    """The documents :attr:`ResultFilter.newest_per_hardware` keeps, oldest first: the chosen
+    series rows name them; they are read by run_id and ``created_at`` (so PostgreSQL reads only
+    their months' partitions), a few hundred at a time."""
+    chosen = [(row.latest_run_id, row.latest_created_at)
+              for row in conn.execute(_representatives_query(flt))]
+    documents: dict[str, str] = {}
+    for start in range(0, len(chosen), _FETCH_CHUNK):
+        part = chosen[start:start + _FETCH_CHUNK]
+        documents.update((row.run_id, row.result) for row in conn.execute(
+            select(results.c.run_id, results.c.result)
+            .where(results.c.run_id.in_([run_id for run_id, _ in part]),
+                   results.c.created_at.in_(sorted({created for _, created in part})))))
+    missing = [run_id for run_id, _ in chosen if run_id not in documents]
+    for start in range(0, len(missing), _FETCH_CHUNK):
+        # a series names the created_at of the newest copy it was given; a run_id stored
+        # before with another created_at (a re-send) is found by run_id alone; one pruned since
+        # is not found at all
+        documents.update((row.run_id, row.result) for row in conn.execute(
+            select(results.c.run_id, results.c.result)
+            .where(results.c.run_id.in_(missing[start:start + _FETCH_CHUNK]))))
+    return [documents[run_id] for run_id, _ in chosen if run_id in documents]
+
+
+def _representatives_query(flt: ResultFilter) -> Select[Any]:
+    """``latest_run_id`` and ``latest_created_at`` of the newest series of each hardware group
+    (``hardware_key``, else the device), role, model sha256 and scenario among the series ``flt``
+    keeps, oldest first (with ``flt.limit``: the newest N)."""
+    s = series.c
+    where: list[ColumnElement[bool]] = []
+    if flt.model:
+        where.append((s.model_name == flt.model) | (s.network == flt.model)
+                     | (s.model_sha256 == flt.model))
+    for column, value in (("device_id", flt.device_id), ("role", flt.role), ("fleet", flt.fleet)):
+        if value:
+            where.append(s[column] == value)
+    if flt.shares_model is not None:
+        names = sorted(flt.shares_model)
+        where.append(s.model_sha256.in_(names) | s.network.in_(names))
+    own_group = case((s.hardware_key.is_(None), s.device_id), else_=None)
+    rank = func.row_number().over(
+        partition_by=[s.role, s.hardware_key, own_group, s.model_sha256, s.scenario],
+        order_by=[s.latest_created_at.desc(), s.device_id.desc()],
+    ).label("group_rank")
+    ranked = select(s.latest_run_id, s.latest_created_at, s.device_id, rank).where(*where) \
+        .subquery()
+    kept = select(ranked.c.latest_run_id, ranked.c.latest_created_at, ranked.c.device_id) \
+        .where(ranked.c.group_rank == 1)
+    if flt.limit is None:
+        return kept.order_by(ranked.c.latest_created_at, ranked.c.device_id)
+    newest = kept.order_by(ranked.c.latest_created_at.desc(), ranked.c.device_id.desc()) \
+        .limit(max(int(flt.limit), 0)).subquery()
+    return select(newest.c.latest_run_id, newest.c.latest_created_at) \
+        .order_by(newest.c.latest_created_at, newest.c.device_id)
 
 
 def _results_query(flt: ResultFilter | None) -> Select[Any]:

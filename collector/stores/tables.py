@@ -33,6 +33,12 @@ migration test compares each database with what :func:`exists_on` keeps for it.
     model files for remote jobs, by sha256 of their content.
 ``cited_baselines``
     published results imported by hand, one row per ``baseline_id`` (a hash of the content).
+``series``
+    one row per series, ``(device_id, model_sha256, scenario)``: which of its results is the
+    newest (``latest_run_id``, ``latest_created_at``; ties: the larger run_id) and that result's
+    fleet, role, model name, network and ``device.hardware_key``. ``add_results`` keeps it in the
+    batch's transaction, so a compare picks its runs from this small table instead of ranking the
+    results (:attr:`collector.stores.base.ResultFilter.newest_per_hardware`).
 
 To add a table: define it here on :data:`metadata` (types that differ by database come from
 :mod:`collector.stores.columns`; constraints and indexes get their names from the convention
@@ -45,12 +51,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Double, Identity, Index, LargeBinary, MetaData, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    Double,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from collector.stores.columns import BigCount, JsonText, RowId, UtcTimestamp
 
 __all__ = ["cited_baselines", "dead_letters", "devices", "exists_on", "jobs", "metadata", "models",
-           "only_on", "result_ids", "results"]
+           "only_on", "result_ids", "results", "series"]
 
 #: PostgreSQL's own default names, so a database the pre-Alembic runner made and one Alembic made
 #: name their constraints alike and a later revision can drop or alter them by name on both.
@@ -205,4 +222,23 @@ cited_baselines = Table(
     Column("baseline", JsonText, nullable=False),
     Index("cited_baselines_network", "network"),
     sqlite_autoincrement=True,
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("device_id", Text, nullable=False),
+    Column("model_sha256", Text, nullable=False),
+    Column("scenario", Text, nullable=False),
+    Column("fleet", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("model_name", Text, nullable=False),
+    Column("network", Text),
+    Column("hardware_key", Text),
+    Column("latest_run_id", Text, nullable=False),
+    Column("latest_created_at", UtcTimestamp, nullable=False),
+    PrimaryKeyConstraint("device_id", "model_sha256", "scenario", name="series_pkey"),
+    Index("series_model_sha256", "model_sha256"),
+    Index("series_network", "network"),
+    Index("series_model_name", "model_name"),
 )

@@ -332,3 +332,81 @@ def test_collector_migrate_refusal_is_one_line(
     code, out, err = run_cli(["collector", "migrate", "--db", store_url], capsys)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "upgrade edgemeter" in err
+
+
+# -- r0004: series ------------------------------------------------------------------------------
+
+
+def database_at_revision(url: str, revision: str) -> None:
+    """An empty database brought to ``revision`` by the shipped scripts, as that edgemeter did."""
+    from alembic import command
+
+    from collector.stores.dialects import database_for
+    from collector.stores.schema import alembic_config
+
+    database = database_for(url)
+    try:
+        with database.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+    finally:
+        database.engine.dispose()
+
+
+def test_a_database_at_r0003_upgrades_with_each_series_newest_result(store_url: str) -> None:
+    from sqlalchemy import insert
+
+    from collector.stores.tables import series
+    from shared.schema import DeviceManifest, RunSpec, RunSpecPair
+
+    def run(device: str, minute: int, model: str = "vww.tflite", hardware: str | None = None,
+            scenario: Scenario = Scenario.SINGLE_STREAM) -> BenchmarkResult:
+        return make_result(device_id=device, model_name=model, seq=minute,
+                           created_at=datetime(2026, 1, 1, 0, minute, tzinfo=timezone.utc),
+                           device=DeviceManifest(hostname=device, cpu_model="A76", cpu_cores=4,
+                                                 hardware_key=hardware),
+                           spec=RunSpecPair(requested=RunSpec(scenario=scenario),
+                                            effective=RunSpec(scenario=scenario)))
+
+    tie_a, tie_b = run("pi-02", 7), run("pi-02", 7)
+    newest = {
+        "pi-01 vww": run("pi-01", 9, hardware="raspberry-pi-5"),
+        "pi-01 kws": run("pi-01", 3, model="kws.tflite"),
+        "pi-01 vww offline": run("pi-01", 2, scenario=Scenario.OFFLINE),
+        "pi-02 vww": max(tie_a, tie_b, key=lambda r: str(r.run_id)),
+    }
+    older = [run("pi-01", 1, hardware="raspberry-pi-4"), run("pi-01", 8), run("pi-01", 0,
+             model="kws.tflite"), min(tie_a, tie_b, key=lambda r: str(r.run_id))]
+    database_at_revision(store_url, "0003")
+    stored = [*older, *newest.values()]
+    rows = [{"run_id": str(r.run_id), "device_id": r.device_id, "fleet": r.fleet,
+             "role": r.role.value, "created_at": r.created_at, "model_name": r.model.name,
+             "model_sha256": r.model.sha256, "network": r.model.network,
+             "scenario": r.spec.effective.scenario.value, "seq": r.seq,
+             "received_at": r.created_at, "topic": None, "result": r.model_dump_json()}
+            for r in stored]
+    probe = open_store(store_url, migrate=False)
+    try:
+        with engine_of(probe).begin() as conn:
+            assert current_revision(conn) == "0003"
+            conn.execute(insert(results_table), rows)
+    finally:
+        probe.close()
+
+    store = open_store(store_url)
+    try:
+        with engine_of(store).connect() as conn:
+            assert current_revision(conn) == head_revision()
+            got = {(s.device_id, s.model_sha256, s.scenario): s
+                   for s in conn.execute(select(series))}
+        assert len(got) == len(newest)
+        for r in newest.values():
+            s = got[(r.device_id, r.model.sha256, r.spec.effective.scenario.value)]
+            assert (s.latest_run_id, s.latest_created_at, s.hardware_key, s.model_name,
+                    s.network, s.role, s.fleet) == (
+                str(r.run_id), r.created_at, r.device.hardware_key, r.model.name,
+                r.model.network, "edge", "default")
+        assert store.list_results(ResultFilter(newest_per_hardware=True)) == \
+            sorted(newest.values(), key=lambda r: r.created_at)
+        assert schema_differences(engine_of(store)) == []
+    finally:
+        store.close()
