@@ -5,7 +5,8 @@ Public surface (the modules behind it are documented in ``docs/compare.md``):
 * :func:`compare` / :func:`compare_pair` -> :class:`ComparisonRow` (pure functions);
 * :func:`match_rule` and the matching constants;
 * the cost formulas (:class:`CostSettings`, :func:`cost_per_million_usd`, ...);
-* what a compare loads: :func:`compare_runs` (bounded by :data:`RUNS_PER_SERIES`);
+* what a compare loads: :func:`compare_runs` (each hardware group's newest run per model and
+  scenario; one device's newest :data:`RUNS_PER_SERIES`);
 * cited baselines: :func:`shipped_baselines`, :func:`read_cited_file`, :func:`import_cited`,
   :func:`list_baselines`;
 * reports: :func:`format_table`, :func:`render_html`, :func:`write_html` (matplotlib is imported

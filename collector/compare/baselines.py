@@ -87,36 +87,56 @@ def import_cited(store: Store, rows: Sequence[CitedBaseline]) -> int:
 
 
 RUNS_PER_SERIES = 50
-"""What ``compare`` considers by default: each device's newest 50 runs of one model (sha256) in
-one scenario, edge runs and measured baselines alike (``--runs-per-series`` / ``runs_per_series``
-change it; ``0`` means every run). Without a bound a fleet's compare loads every run of a model
-(80,000 at a million results) and pairs each with every baseline."""
+"""How many runs of one device a compare of that device considers: its newest 50 of each model
+(sha256) and scenario (``--runs-per-series`` / ``runs_per_series`` change it; ``0`` means every
+run of everything, see :func:`compare_runs`)."""
 
 
-def measured_baselines(store: Store, *, per_series: int | None = None,
+def measured_baselines(store: Store, *, representatives: bool = False,
                        shares_model: frozenset[str] | None = None) -> list[BenchmarkResult]:
     """Every stored run whose role makes it a baseline (datacenter, hpc), oldest first; with
-    ``per_series``, each device's newest N per model and scenario; with ``shares_model``, only
-    runs whose sha256 or network is one of these."""
+    ``representatives``, only each hardware group's newest run of each model and scenario (see
+    :func:`compare_runs`); with ``shares_model``, only runs whose sha256 or network is one of
+    these."""
     runs: list[BenchmarkResult] = []
     for role in sorted(r.value for r in BASELINE_ROLES):
-        runs.extend(store.list_results(
-            ResultFilter(role=role, per_series=per_series, shares_model=shares_model)))
+        runs.extend(store.list_results(ResultFilter(role=role, newest_per_hardware=representatives,
+                                                    shares_model=shares_model)))
     return sorted(runs, key=lambda r: r.created_at)
 
 
 def compare_runs(store: Store, *, model: str | None, device: str | None,
                  per_series: int | None) -> tuple[list[BenchmarkResult], list[BenchmarkResult]]:
-    """``(edge runs, measured baselines)`` for a compare: edge runs of ``model`` / ``device``
-    and only the baselines that could match them (same sha256 or network), each bounded to the
-    newest ``per_series`` per device, model and scenario (None: every run)."""
-    edges = store.list_results(ResultFilter(model=model, device_id=device, role=Role.EDGE.value,
-                                            per_series=per_series))
+    """``(edge runs, measured baselines)`` for a compare of ``model`` (None: every model).
+
+    A compare compares representatives, not every run (``per_series`` None: every run of
+    everything, edge and baseline, which is slow at scale):
+
+    * baselines: for each hardware group (``device.hardware_key``, or the device when a run has
+      none) and role, its newest run of each model (sha256) and scenario, among the runs that
+      share an edge run's sha256 or network (only those can match);
+    * edge runs of one ``device``: its newest ``per_series`` runs of each model and scenario;
+    * edge runs of the whole fleet (no ``device``): each edge hardware group's newest run of
+      each model and scenario.
+
+    The representatives come from the store's per-series table, so a fleet's compare reads a
+    few dozen documents whether it holds a thousand results or a million.
+    """
+    if per_series is None:
+        edges = store.list_results(ResultFilter(model=model, device_id=device,
+                                                role=Role.EDGE.value))
+    elif device is not None:
+        edges = store.list_results(ResultFilter(model=model, device_id=device,
+                                                role=Role.EDGE.value, per_series=per_series))
+    else:
+        edges = store.list_results(ResultFilter(model=model, role=Role.EDGE.value,
+                                                newest_per_hardware=True))
     if not edges:
         return edges, []
     names = frozenset({r.model.sha256 for r in edges}
                       | {r.model.network for r in edges if r.model.network})
-    return edges, measured_baselines(store, per_series=per_series, shares_model=names)
+    return edges, measured_baselines(store, representatives=per_series is not None,
+                                     shares_model=names)
 
 
 def cited_baselines(store: Store, *, include_shipped: bool = True) -> list[tuple[CitedBaseline, bool]]:

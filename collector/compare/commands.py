@@ -64,8 +64,10 @@ def run_compare(args: argparse.Namespace) -> int:
         cited = [row for row, _ in cited_baselines(store, include_shipped=not args.no_shipped)]
     baselines: list[Baseline] = [*measured, *cited]
     if per_series is not None:
-        print(f"compared each device's newest {per_series} run(s) per model and scenario "
-              f"({len(edges)} edge run(s), {len(measured)} measured baseline(s)); "
+        edge_kind = f"{args.device}'s newest {per_series} run(s)" if args.device else \
+            "each edge hardware group's newest run"
+        print(f"compared {edge_kind} and each baseline hardware group's newest run per model "
+              f"and scenario ({len(edges)} edge run(s), {len(measured)} measured baseline(s)); "
               "--runs-per-series 0 compares every run", file=sys.stderr)
     rows = compare(edges, baselines, catalogue.entries, settings)
     if args.json:
@@ -128,13 +130,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp = sub.add_parser(
         "compare",
         help="compare edge runs with datacenter/HPC runs and cited results",
-        description="Every edge run against every baseline of the same scenario that shares its "
+        description="Edge runs against every baseline of the same scenario that shares their "
         "model sha256 or network: latency, throughput and energy ratios, utilisation of the "
-        "catalogue's peak, cost per million inferences, cloud break-even and output fidelity.",
+        "catalogue's peak, cost per million inferences, cloud break-even and output fidelity. "
+        "A compare takes representatives: each hardware group (device.hardware_key, else the "
+        "device) contributes its newest run of each model and scenario, edge and baseline alike; "
+        "with --device, that device's newest --runs-per-series runs instead.",
     )
     _db_argument(cmp)
     cmp.add_argument("--model", help="edge runs of this model name, network or sha256 only")
-    cmp.add_argument("--device", help="edge runs of this device id only")
+    cmp.add_argument("--device", help="edge runs of this device id only (its newest "
+                     "--runs-per-series runs per model and scenario)")
     cmp.add_argument("--tariff-usd-per-kwh", type=float, default=0.15, metavar="USD",
                      help="electricity price (default 0.15)")
     cmp.add_argument("--duty-cycle", type=float, default=1.0, metavar="FRACTION",
@@ -146,8 +152,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--no-shipped", action="store_true",
                      help="use only the cited baselines imported into the database")
     cmp.add_argument("--runs-per-series", type=int, default=RUNS_PER_SERIES, metavar="N",
-                     help="each device's newest N runs per model and scenario, edge and baseline "
-                     f"alike (default {RUNS_PER_SERIES}; 0: every run)")
+                     help="with --device: that device's newest N runs per model and scenario "
+                     f"(default {RUNS_PER_SERIES}); 0: every run of every device, edge and "
+                     "baseline, not one per hardware group (slow with many results)")
     cmp.add_argument("--json", action="store_true", help="print the rows as JSON")
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
     cmp.set_defaults(func=run_compare)

@@ -357,6 +357,62 @@ def _break_even(
     return BreakEven(inferences=inferences, days=days)
 
 
+_Side = tuple[HardwareEntry | None, SideMetrics, BaselineRef]
+"""A side's catalogue entry, figures, and reference (as a baseline)."""
+
+
+class _Sides:
+    """Each side's figures and reference computed once per :func:`compare` call, not once per
+    row: a fleet's compare pairs each run with many baselines (rows share these objects, which
+    are read-only by convention). Keyed by object identity; each entry holds its object, so an
+    id is never reused while the cache lives."""
+
+    def __init__(self, hardware: Mapping[str, HardwareEntry], settings: CostSettings) -> None:
+        self.hardware = hardware
+        self.settings = settings
+        self._runs: dict[int, tuple[BenchmarkResult, _Side]] = {}
+        self._cited: dict[tuple[int, int | None], tuple[CitedBaseline, _Side]] = {}
+
+    def of_result(self, run: BenchmarkResult) -> _Side:
+        known = self._runs.get(id(run))
+        if known is None:
+            entry = _entry(self.hardware, run.device.hardware_key)
+            ref = BaselineRef(
+                kind="measured",
+                run_id=str(run.run_id),
+                label=run.device_id,
+                hardware_key=run.device.hardware_key,
+                model=run.model.name,
+                network=run.model.network,
+            )
+            known = (run, (entry, side_of_result(run, entry, self.settings), ref))
+            self._runs[id(run)] = known
+        return known[1]
+
+    def of_cited(self, row: CitedBaseline, fallback_macs: int | None) -> _Side:
+        key = (id(row), fallback_macs)
+        known = self._cited.get(key)
+        if known is None:
+            entry = _entry(self.hardware, row.hardware_key)
+            ref = BaselineRef(
+                kind="cited",
+                source=row.source,
+                baseline_id=row.baseline_id,
+                label=row.hardware,
+                hardware_key=row.hardware_key,
+                model=row.network,
+                network=row.network,
+            )
+            known = (row, (entry, side_of_cited(row, entry, self.settings,
+                                                fallback_macs=fallback_macs), ref))
+            self._cited[key] = known
+        return known[1]
+
+
+#: The fidelity of every row against a cited baseline (read-only, shared by those rows).
+_NO_CITED_FIDELITY = FidelityComparison(reason="cited baselines carry no output fingerprints")
+
+
 def compare_pair(
     edge: BenchmarkResult,
     baseline: Baseline,
@@ -365,37 +421,23 @@ def compare_pair(
     settings: CostSettings,
 ) -> ComparisonRow:
     """The comparison row of one edge run against one baseline it matches by ``rule``."""
+    return _pair(edge, baseline, rule, _Sides(hardware, settings))
+
+
+def _pair(edge: BenchmarkResult, baseline: Baseline, rule: MatchRule,
+          sides: _Sides) -> ComparisonRow:
     notes: list[str] = []
-    edge_entry = _entry(hardware, edge.device.hardware_key)
-    edge_side = side_of_result(edge, edge_entry, settings)
+    settings = sides.settings
+    edge_entry, edge_side, _ = sides.of_result(edge)
     if isinstance(baseline, CitedBaseline):
-        base_entry = _entry(hardware, baseline.hardware_key)
-        base_side = side_of_cited(baseline, base_entry, settings, fallback_macs=edge.model.macs)
-        ref = BaselineRef(
-            kind="cited",
-            source=baseline.source,
-            baseline_id=baseline.baseline_id,
-            label=baseline.hardware,
-            hardware_key=baseline.hardware_key,
-            model=baseline.network,
-            network=baseline.network,
-        )
-        fidelity = FidelityComparison(reason="cited baselines carry no output fingerprints")
+        base_entry, base_side, ref = sides.of_cited(baseline, edge.model.macs)
+        fidelity = _NO_CITED_FIDELITY
         if baseline.notes:
             notes.append(f"about the cited figures: {baseline.notes}")
         if baseline.macs is None and edge.model.macs is not None:
             notes.append("baseline MACs not cited: the edge run's MACs are used")
     else:
-        base_entry = _entry(hardware, baseline.device.hardware_key)
-        base_side = side_of_result(baseline, base_entry, settings)
-        ref = BaselineRef(
-            kind="measured",
-            run_id=str(baseline.run_id),
-            label=baseline.device_id,
-            hardware_key=baseline.device.hardware_key,
-            model=baseline.model.name,
-            network=baseline.model.network,
-        )
+        base_entry, base_side, ref = sides.of_result(baseline)
         fidelity = fidelity_agreement(edge.fidelity, baseline.fidelity)
         if not baseline.validity.valid:
             notes.append("baseline run is marked invalid: " + "; ".join(baseline.validity.reasons))
@@ -443,7 +485,7 @@ def compare(
 ) -> list[ComparisonRow]:
     """Every (edge run, matching baseline) row: edge runs in the given order, and for each one
     the ``sha256`` matches first, then ``network`` matches, measured before cited."""
-    settings = settings or CostSettings()
+    sides = _Sides(hardware, settings or CostSettings())
     rows: list[ComparisonRow] = []
     for edge in edge_runs:
         matched: list[tuple[int, int, int, Baseline, MatchRule]] = []
@@ -454,6 +496,6 @@ def compare(
                 matched.append((0 if rule == "sha256" else 1, kind_rank, index, baseline, rule))
         matched.sort(key=lambda item: item[:3])
         for *_, baseline, rule in matched:
-            rows.append(compare_pair(edge, baseline, rule, hardware, settings))
+            rows.append(_pair(edge, baseline, rule, sides))
     logger.debug("compared: %d row(s) from %d baseline(s)", len(rows), len(baselines))
     return rows

@@ -178,16 +178,22 @@ def get_run(request: Request, run_id: str) -> dict[str, Any]:
 def get_compare(
     request: Request,
     model: Annotated[str | None, Query(description="file name, network or sha256")] = None,
-    device: Annotated[str | None, Query(description="edge device id")] = None,
+    device: Annotated[str | None, Query(
+        description="edge device id: its newest runs_per_series runs per model and scenario "
+        "(without it: each edge hardware group's newest run per model and scenario)")] = None,
     role: Annotated[Literal["datacenter", "hpc", "cited"] | None,
                     Query(description="only baselines of this kind")] = None,
     runs_per_series: Annotated[int, Query(
-        ge=0, le=100_000, description="each device's newest N runs per model and scenario, edge "
-        f"and baseline alike (0: every run; default {RUNS_PER_SERIES})")] = RUNS_PER_SERIES,
+        ge=0, le=100_000, description="with device: that device's newest N runs per model and "
+        f"scenario (default {RUNS_PER_SERIES}); 0: every run of every device, edge and baseline, "
+        "not one per hardware group (slow with many results)")] = RUNS_PER_SERIES,
 ) -> dict[str, Any]:
     """The rows of ``edgemeter compare --json`` (the same engine), and ``better``: which way is
-    better for each metric. Baselines: measured datacenter and HPC runs, stored cited rows and the
-    shipped citations. ``runs_per_series`` (echoed in the answer) bounds the runs considered."""
+    better for each metric. Baselines: each hardware group's newest datacenter and HPC run per
+    model and scenario, stored cited rows and the shipped citations; edge runs: each hardware
+    group's newest (with ``device``: that device's newest ``runs_per_series``, echoed in the
+    answer). See :func:`collector.compare.baselines.compare_runs`. ``roles``: each measured
+    baseline's role by run_id (datacenter or hpc)."""
     store = _ctx(request).store
     per_series = runs_per_series or None
     edges, measured = compare_runs(store, model=model, device=device, per_series=per_series)
@@ -198,6 +204,7 @@ def get_compare(
         baselines += [row for row, _ in cited_baselines(store, include_shipped=True)]
     rows = compare(edges, baselines, _ctx(request).catalogue.entries, CostSettings())
     return {"rows": [row.model_dump(mode="json") for row in rows], "better": BETTER,
+            "roles": {str(r.run_id): r.role.value for r in measured},
             "runs_per_series": runs_per_series}
 
 

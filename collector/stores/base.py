@@ -38,7 +38,8 @@ class ResultFilter:
     """keep only the newest ``limit`` results; they still come back oldest first"""
     per_series: int | None = None
     """keep only the newest ``per_series`` results of each series: one device's runs of one model
-    (sha256) in one scenario (applied before ``limit``); how ``compare`` bounds its inputs"""
+    (sha256) in one scenario (applied before ``limit``); how a compare of one device bounds its
+    runs"""
     shares_model: frozenset[str] | None = None
     """keep only results whose model sha256 or network is one of these (a compare baseline
     matches an edge run by either)"""
@@ -46,7 +47,7 @@ class ResultFilter:
     """keep one result per hardware group, role, model (sha256) and scenario: the newest of the
     devices that share a ``device.hardware_key`` (a device without one is a group of its own),
     among the series the other fields keep (then ``limit``; not with ``per_series``). Read from
-    the store's per-series table, so it costs the same at a million results as at a hundred; how
+    the store's per-series table, so its cost follows the number of series, not of results; how
     ``compare`` picks its representative runs"""
 
     def __post_init__(self) -> None:

@@ -1,21 +1,23 @@
-"""/api/compare bounds the runs it pairs (each device's newest N per model) and says which N."""
+"""/api/compare pairs representatives: each hardware group's newest run per model and scenario
+(the dashboard's fleet compare), a device's newest N runs with ``device``, every run with 0."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from shared.schema import BenchmarkResult, DeviceManifest
 from tests.factories import make_result
 from tests.http.conftest import Api
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def test_compare_pairs_each_devices_newest_runs_and_echoes_the_bound(api: Api) -> None:
+def test_a_device_compare_pairs_its_newest_runs_and_echoes_the_bound(api: Api) -> None:
     edges = [make_result(device_id="pi", seq=i, created_at=T0 + timedelta(minutes=i))
              for i in range(3)]
     server = make_result(device_id="xeon", role="datacenter", seq=9, created_at=T0)
     api.writer.add_results([*edges, server])
-    params = {"model": "vww_96", "role": "datacenter"}
+    params = {"model": "vww_96", "role": "datacenter", "device": "pi"}
     body = api.client.get("/api/compare", params={**params, "runs_per_series": 2}).json()
     assert [r["edge_run_id"] for r in body["rows"]] == [str(e.run_id) for e in edges[1:]]
     assert body["runs_per_series"] == 2
@@ -23,3 +25,24 @@ def test_compare_pairs_each_devices_newest_runs_and_echoes_the_bound(api: Api) -
     assert len(every["rows"]) == 3 and every["runs_per_series"] == 0
     assert api.client.get("/api/compare", params=params).json()["runs_per_series"] == 50
     assert api.client.get("/api/compare", params={"runs_per_series": -1}).status_code == 422
+
+
+def test_the_fleet_compare_pairs_each_hardware_groups_newest_run_and_names_baseline_roles(
+        api: Api) -> None:
+    def board(device: str, key: str, minute: int, role: str = "edge") -> BenchmarkResult:
+        return make_result(device_id=device, role=role, seq=minute,
+                           created_at=T0 + timedelta(minutes=minute),
+                           device=DeviceManifest(hostname=device, cpu_model="x", cpu_cores=4,
+                                                 hardware_key=key))
+
+    pis = [board(f"pi-{i}", "raspberry-pi-5", i) for i in range(4)]
+    gpus = [board(f"gpu-{i}", "nvidia-a100", 10 + i, role="datacenter") for i in range(3)]
+    lumi = board("lumi-1", "lumi-g-node", 20, role="hpc")
+    api.writer.add_results([*pis, *gpus, lumi])
+    body = api.client.get("/api/compare", params={"model": "vww_96"}).json()
+    measured = [(r["edge_run_id"], r["baseline"]["run_id"]) for r in body["rows"]
+                if r["baseline"]["kind"] == "measured"]
+    assert measured == [(str(pis[-1].run_id), str(gpus[-1].run_id)),
+                        (str(pis[-1].run_id), str(lumi.run_id))]
+    assert body["roles"] == {str(gpus[-1].run_id): "datacenter",
+                             str(lumi.run_id): "hpc"}

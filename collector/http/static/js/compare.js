@@ -1,6 +1,7 @@
 // Compare page: one model's edge runs against datacenter and HPC runs and cited (MLPerf) figures,
-// from /api/compare (the same engine as `edgemeter compare`). Four bar charts, each saying its
-// unit and whether lower or higher is better, then the pairwise rows.
+// from /api/compare (the same engine as `edgemeter compare`): the newest run of each hardware
+// group (hardware_key, else the device) per model file and scenario, on both sides. Four bar
+// charts, each saying its unit and whether lower or higher is better, then the pairwise rows.
 
 import { getJSON, query } from "./api.js";
 import { h, clear, empty, ms, joules, usd, num, shortId } from "./dom.js";
@@ -98,8 +99,8 @@ export async function render(root, { params }, ctx) {
       .map(([v, t]) => h("option", { value: v, selected: v === role }, t)));
   const body = h("div");
   root.append(h("h1", {}, "Compare"),
-    h("p", { class: "sub" }, "One model's edge runs against datacenter and HPC runs and cited (MLPerf) results. "
-      + "Ratios are edge ÷ baseline."),
+    h("p", { class: "sub" }, "One model's newest run on each edge hardware kind against the newest datacenter and HPC run "
+      + "of each hardware kind and cited (MLPerf) results. Ratios are edge ÷ baseline."),
     h("form", { class: "toolbar", onsubmit: (e) => { e.preventDefault(); model = modelIn.value.trim(); role = roleSel.value; load(); } },
       h("label", {}, "Model", modelIn), models, h("label", {}, "Baselines", roleSel),
       h("button", { class: "primary", type: "submit" }, "Compare")),
@@ -125,18 +126,15 @@ export async function render(root, { params }, ctx) {
         " on an edge board, and the same model with ", h("code", {}, "--role datacenter"), " on a server."));
       return;
     }
-    let data, runs;
+    let data;
     try {
-      [data, runs] = await Promise.all([
-        getJSON(`/api/compare${query({ model, role })}`, { signal: ctx.signal }),
-        getJSON(`/api/runs${query({ model, limit: 500 })}`, { signal: ctx.signal }),
-      ]);
+      data = await getJSON(`/api/compare${query({ model, role })}`, { signal: ctx.signal });
     } catch (err) {
       if (err.name === "AbortError") return;
       body.append(failure(`the comparison for ${model}`, err));
       return;
     }
-    const roles = new Map(runs.runs.map((r) => [r.run_id, r.role]));
+    const roles = new Map(Object.entries(data.roles ?? {}));
     if (!data.rows.length) {
       body.append(empty(`Nothing to compare for ${model} yet. A comparison needs an edge run of it and a baseline with `
         + "the same scenario: a run with ", h("code", {}, `edgemeter bench ${model} --role datacenter --publish URL`),
