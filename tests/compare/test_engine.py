@@ -127,6 +127,23 @@ def test_cited_baseline_row_uses_cited_figures_and_borrows_macs() -> None:
     assert row.fidelity.pairs == 0 and row.fidelity.reason
 
 
+def test_compare_gives_each_row_what_compare_pair_gives_it_alone() -> None:
+    """compare() works each side out once per call; every row must still be the pair's own
+    (a cited row without MACs borrows each edge run's, which differ here)."""
+    cited = CitedBaseline(network="vww_96", hardware="an accelerator", scenario="single-stream",
+                          throughput_sps=1000.0, latency_p50_ms=1.0, source="vendor table 1")
+    edges = [edge_int8(device_id="pi-01", p50_ms=2.0),
+             edge_int8(device_id="pi-02", p50_ms=3.0, macs=7_400_000,
+                       hardware_key="raspberry-pi-5")]
+    bases = [dc_float(), dc_float(device_id="dc-02", hardware_key="nvidia-a100"), cited]
+    rows = compare(edges, bases, HW, CostSettings())
+    alone = [compare_pair(edge, base, row.match, HW, CostSettings())
+             for edge in edges for base, row in zip(bases, rows[:3], strict=True)]
+    assert [r.model_dump() for r in rows] == [r.model_dump() for r in alone]
+    assert {r.baseline_metrics.macs for r in rows if r.baseline.kind == "cited"} == {
+        7_489_664, 7_400_000}
+
+
 def test_ratio_is_null_when_a_side_is_missing() -> None:
     assert ratio(None, 1.0) is None and ratio(1.0, None) is None and ratio(1.0, 0.0) is None
     assert ratio(3.0, 2.0) == 1.5
