@@ -98,10 +98,9 @@ def measured_baselines(store: Store, *, representatives: bool = False,
     ``representatives``, only each hardware group's newest run of each model and scenario (see
     :func:`compare_runs`); with ``shares_model``, only runs whose sha256 or network is one of
     these."""
-    runs: list[BenchmarkResult] = []
-    for role in sorted(r.value for r in BASELINE_ROLES):
-        runs.extend(store.list_results(ResultFilter(role=role, newest_per_hardware=representatives,
-                                                    shares_model=shares_model)))
+    runs = store.list_results(ResultFilter(roles=frozenset(r.value for r in BASELINE_ROLES),
+                                           newest_per_hardware=representatives,
+                                           shares_model=shares_model))
     return sorted(runs, key=lambda r: r.created_at)
 
 

@@ -33,6 +33,8 @@ class ResultFilter:
     """model name, network or sha256"""
     device_id: str | None = None
     role: str | None = None
+    roles: frozenset[str] | None = None
+    """keep only results of one of these roles (with ``role``: both must hold)"""
     fleet: str | None = None
     limit: int | None = None
     """keep only the newest ``limit`` results; they still come back oldest first"""

@@ -779,6 +779,8 @@ def _representatives_query(flt: ResultFilter) -> Select[Any]:
     for column, value in (("device_id", flt.device_id), ("role", flt.role), ("fleet", flt.fleet)):
         if value:
             where.append(s[column] == value)
+    if flt.roles is not None:
+        where.append(s.role.in_(sorted(flt.roles)))
     if flt.shares_model is not None:
         names = sorted(flt.shares_model)
         where.append(s.model_sha256.in_(names) | s.network.in_(names))
@@ -812,6 +814,8 @@ def _results_query(flt: ResultFilter | None) -> Select[Any]:
                               ("fleet", flt.fleet)):
             if value:
                 where.append(results.c[column] == value)
+        if flt.roles is not None:
+            where.append(results.c.role.in_(sorted(flt.roles)))
         if flt.shares_model is not None:
             names = sorted(flt.shares_model)
             where.append(results.c.model_sha256.in_(names) | results.c.network.in_(names))

@@ -119,6 +119,13 @@ def test_newest_per_hardware_filters_like_the_other_queries(clocked: SqlStore) -
     assert clocked.list_results(ResultFilter(newest_per_hardware=True, role="datacenter",
                                              shares_model=shares)) == [onnx, same_file]
     assert clocked.list_results(ResultFilter(newest_per_hardware=True, fleet="lab")) == [lab]
+    hpc = run("hpc-1", 5, role="hpc")
+    clocked.add_results([hpc])
+    baseline_roles = frozenset({"datacenter", "hpc"})
+    for per_hardware in (True, False):
+        assert clocked.list_results(ResultFilter(newest_per_hardware=per_hardware,
+                                                 roles=baseline_roles)) == \
+            [onnx, same_file, unrelated, hpc]
     assert clocked.list_results(ResultFilter(newest_per_hardware=True, device_id="dc-3")) == \
         [unrelated]
     assert clocked.list_results(ResultFilter(newest_per_hardware=True,
