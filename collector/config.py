@@ -154,6 +154,12 @@ class IngestSettings(SettingsTable):
         60.0, gt=0, description="retries back off (doubling) up to this interval, for ever"
     )
     stats_interval_s: float = Field(60.0, gt=0, description="print the counters this often")
+    gc_threshold: int = Field(
+        10_000, ge=0,
+        description="the collector process's first garbage-collection threshold (Python's default "
+        "700): parsing a message makes many short-lived objects, and collecting after every 700 "
+        "cost about a quarter of the ingest rate (bench/ingest.py); 0 leaves Python's settings",
+    )
 
 
 class CollectorSettings(BaseSettings):

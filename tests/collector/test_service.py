@@ -516,15 +516,58 @@ def test_the_backlog_gauge_reads_the_messages_held_unacknowledged_when_scraped()
     broker, store, clock = FakeBroker(), MemoryStore(), FakeClock()
     service = fake_service(broker, store, clock)
     backlog = service.metrics.backlog
+
+    def scraped() -> float:
+        return next(iter(backlog.collect())).samples[0].value
+
     service.start()
     try:
         store.down = True
         deliver(broker, [make_result(seq=i) for i in range(4)])
         assert wait_for(lambda: service.stats["retry_pending"] == 4), service.stats
-        assert backlog.collect()[0].samples[0].value == 4
+        assert scraped() == 4
         store.down = False
         clock.now_s += 5.0
         assert wait_for(lambda: service.stats["stored"] == 4), service.stats
-        assert wait_for(lambda: backlog.collect()[0].samples[0].value == 0)
+        assert wait_for(lambda: scraped() == 0)
     finally:
         service.stop()
+
+
+@pytest.fixture()
+def python_gc_settings() -> Iterator[tuple[int, int, int]]:
+    """Python's collector settings before the test, restored after it (they are process-wide)."""
+    import gc
+
+    before = gc.get_threshold()
+    yield before
+    gc.set_threshold(*before)
+    gc.unfreeze()
+
+
+def test_start_raises_the_gc_threshold_and_freezes_what_is_loaded(
+        python_gc_settings: tuple[int, int, int]) -> None:
+    import gc
+
+    gc.set_threshold(700, *python_gc_settings[1:])
+    gc.unfreeze()
+    service = fake_service(FakeBroker(), MemoryStore())
+    service.start()
+    service.stop()
+    assert gc.get_threshold() == (10_000, *python_gc_settings[1:])
+    assert gc.get_freeze_count() > 0
+
+
+def test_a_gc_threshold_of_0_leaves_pythons_settings_alone(
+        python_gc_settings: tuple[int, int, int]) -> None:
+    import gc
+
+    gc.set_threshold(700, *python_gc_settings[1:])
+    gc.unfreeze()
+    service = CollectorService(
+        MemoryStore(),  # type: ignore[arg-type]
+        MqttSettings(url="mqtt://broker.example:1883", client_id="c1"),
+        IngestSettings(gc_threshold=0), connect=FakeBroker(), clock=FakeClock())
+    service.start()
+    service.stop()
+    assert gc.get_threshold()[0] == 700 and gc.get_freeze_count() == 0
