@@ -6,43 +6,54 @@ and dropped here; no other database is touched) through the store's own migratio
 ``results`` is partitioned by month as in production. Rows are realistic: ``--devices`` devices
 (2% of them datacenter baselines), 12 models (6 networks, TFLite and ONNX), one result JSON
 built once per model by the test factories (200-sample histograms, full manifests; about 2 KB)
-with run_id, device, seq and created_at varied per row, spread over the last ~6 months (so 7
-month partitions) with a few seq numbers skipped. One result per month goes through
-``add_results`` (which makes that month's partition); the rest go in by COPY into ``results`` and
-``result_ids``, not through MQTT. Every device also gets a birth (with manifest) and telemetry
-through the store, and its ``latest_*`` figures are set from its newest result.
+with run_id, device, seq, created_at and ``device.hardware_key`` varied per row, spread over the
+last ~6 months (so 7 month partitions) with a few seq numbers skipped. Edge devices are six kinds
+of board and the baselines four kinds of server (``device.hardware_key``, as the agent finds it in
+the catalogue); every 100th device has no key (a hardware group of its own). One result per month
+goes through ``add_results`` (which makes that month's partition); the rest go in by COPY into
+``results`` and ``result_ids``, not through MQTT, and the ``series`` table is then rebuilt from
+them by schema revision 0004's own function. Every device also gets a birth (with manifest) and
+telemetry through the store, and its ``latest_*`` figures are set from its newest result.
 
 Then each query runs ``--runs`` times (after 3 warm-ups; the device or model varies per run):
 
+* compare one model, whole fleet: ``collector.http.api.compare_answer(model=<network>)``, what
+  ``GET /api/compare?model=<network>`` runs for the dashboard's compare page (less HTTP):
+  ``compare_runs(model=network, device=None)`` (each edge and each baseline hardware group's newest
+  run per model file and scenario), the cited rows (stored and shipped), the engine's rows and
+  the JSON body
+* compare one model, one device: the same with ``device=`` (the device's newest 50 runs per model
+  file and scenario), and, for reference, ``compare_runs`` alone with every run (``0``)
 * fleet page: ``list_devices()`` (every device with presence, telemetry and newest figures)
 * device history: ``list_results(device_id=..., limit=50)``
 * runs by model: ``list_results(model=<network>, limit=50)`` (name, network or sha256)
-* compare, one model: newest 1000 edge runs of a network plus its newest 1000 datacenter runs
-  (and the same queries without parsing the 2000 documents into models, to show the split)
 * run page: ``get_result(run_id)``
 * seq gaps, one device: ``seq_gaps(device_id=...)``
 
-and prints p50/p99 in ms (target: p99 under 100 ms). It also times ``add_results`` batches of 250
-into the full table, and measures ``export --format jsonl`` peak RSS for a small and a ten times
-larger export (each in a fresh subprocess): bounded memory means both peaks are about equal.
+and prints p50/p99 in ms (target: p99 under 100 ms). The process tunes its garbage collector as
+``collector serve``, whose process answers the dashboard, does when it starts. It also times
+``add_results`` batches of 250 into the full table, and measures ``export --format jsonl`` peak
+RSS (``VmHWM``) for a small and a ten times larger export (each in a fresh subprocess): bounded
+memory means both peaks are about equal.
 
     .venv/bin/python bench/store.py [--results 1000000] [--devices 1000] [--runs 50]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
-Measured on the 2-core shared development VM (PostgreSQL 15 on the same VM, load 3-6 from other
-jobs), 1,000,000 results from 1,000 devices, 50 runs each, p50 / p99 ms: fleet page 58 / 375
-(30 / 44 on a quieter moment, 1,000 devices alone), device history 13 / 72, runs by model 13 /
-27, compare 724 / 1826 (SQL alone 143 / 294: 2,000 whole documents of about 2 KB; the rest is
-parsing them into models), run page 1.2 / 8.8, seq gaps of a device 5.4 / 12.8. Filling took
-340 s. add_results into the full table: 3,900 rows/s. Export of 20,000 and 200,000 results: peak
-RSS 295 MiB both (ratio 1.00).
+Measured on the 2-core shared development VM (PostgreSQL 15 on the same VM, other jobs at times),
+1,000,000 results from 1,000 devices, 50 runs each, p50 / p99 ms: compare one model, whole fleet
+(the dashboard's compare page) 31.4 / 60.1 (32 edge runs, 8 measured baselines, 256 rows, a 564
+KiB answer); one device 47.1 / 81.8 (51 edge runs, 440 rows); fleet page 39.3 / 61.5; device
+history 13.6 / 24.1; runs by model 14.7 / 24.9; run page 2.7 / 5.5; seq gaps of a device 5.1 /
+12.8. Every dashboard query under the 100 ms target. For reference, compare's inputs alone with
+every run of the device and every baseline (``runs_per_series`` 0) 481 / 791. Filling took 145 s
+(the series rebuild 4 s, 12,001 series). add_results into the full table: 2,600 rows/s. Export
+of 20,000 and 200,000 results: peak RSS 85 and 86 MiB (ratio 1.01).
 
-Compare's inputs (``compare_runs``: edge runs of a network plus the measured baselines sharing
-its sha256 or network), same VM, 1,000,000 results, 20 runs: one device, newest 50 per series
-222 / 273 ms against 572 / 720 for every run; whole fleet (2 runs) 11.1 s against 35.7 s. Still
-over 100 ms: at this size a network has 20 datacenter devices, so a device's compare parses its
-100 newest runs and 2,000 baselines (about 0.1-0.2 ms a document). Fleet page in the same run:
-32.5 / 44.1 ms (the parse cache of ``list_devices``).
+Before compare took representatives (same VM and size): one device's compare inputs, newest 50
+runs per series, 222 / 273 ms (20 datacenter devices x 2 model files x 50 baselines to parse);
+the whole fleet's 11.1 s (tens of thousands of runs, paired each with each). Before the export
+peak was read from ``VmHWM``, each export reported at least this process's RSS when it forked
+(295 MiB in that run; 4.4 GiB in one whose parent had grown), which hid its own.
 """
 
 from __future__ import annotations
@@ -68,6 +79,11 @@ DEFAULT_ADMIN_URL = os.environ.get(
     "EDGEMETER_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 NETWORKS = ("vww_96", "kws_dscnn", "ic_resnet8", "ad_autoencoder", "mobilenet_v1", "retinaface")
+#: ``device.hardware_key`` of the edge boards and the datacenter baselines, as the agent detects
+#: them from the catalogue; every 100th device has none (an unknown board: a group of its own).
+EDGE_HARDWARE = ("raspberry-pi-4", "raspberry-pi-5", "jetson-nano", "jetson-orin-nano-8gb",
+                 "coral-dev-board", "generic-aarch64")
+DATACENTER_HARDWARE = ("nvidia-a100", "nvidia-t4", "nvidia-l4", "xeon-8380-2s")
 SPREAD_DAYS = 180
 COPY_COLUMNS = ("run_id", "device_id", "fleet", "role", "created_at", "model_name", "model_sha256",
                 "network", "scenario", "seq", "received_at", "topic", "result")
@@ -81,11 +97,17 @@ def with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
+def with_driver(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
 def admin(url: str, sql: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)
 
 
 # -- filling ------------------------------------------------------------------------------------
@@ -107,7 +129,8 @@ class Templates:
         self.time_token = '"created_at":"2026-01-02T03:04:05.678901Z"'
 
     def row(self, model: int, device_id: str, role: str, seq: int,
-            created_at: datetime, received_at: datetime) -> tuple[Any, ...]:
+            created_at: datetime, received_at: datetime,
+            hardware_key: str | None = None) -> tuple[Any, ...]:
         template = self.models[model]
         result = template["result"]
         run_id = str(uuid.uuid4())
@@ -117,6 +140,9 @@ class Templates:
                     .replace(self.time_token, f'"created_at":"{created_at.isoformat()[:-6]}Z"')
                     .replace('"seq":0,', f'"seq":{seq},', 1)
                     .replace('"role":"edge"', f'"role":"{role}"', 1))
+        if hardware_key is not None:
+            document = document.replace('"hardware_key":null', f'"hardware_key":"{hardware_key}"',
+                                        1)
         return (run_id, device_id, "bench", role, created_at, result.model.name,
                 result.model.sha256, result.model.network, "single-stream", seq, received_at,
                 f"edgemeter/v1/bench/{device_id}/result", document)
@@ -127,6 +153,14 @@ def device_ids(count: int) -> list[tuple[str, str]]:
     baselines = max(1, count // 50)
     return [(f"dc-{i:04d}", "datacenter") if i < baselines else (f"pi-{i:04d}", "edge")
             for i in range(count)]
+
+
+def hardware_of(index: int, role: str) -> str | None:
+    """The ``device.hardware_key`` of the index-th device (None for every 100th)."""
+    if index % 100 == 99:
+        return None
+    keys = DATACENTER_HARDWARE if role == "datacenter" else EDGE_HARDWARE
+    return keys[index % len(keys)]
 
 
 def rows(total: int, devices: list[tuple[str, str]], templates: Templates,
@@ -146,7 +180,7 @@ def rows(total: int, devices: list[tuple[str, str]], templates: Templates,
             created = start + step * i + timedelta(seconds=rng.random() * 60)
             model = favourite if rng.random() < 0.7 else rng.randrange(len(templates.models))
             yield templates.row(model, device_id, role, seq, created,
-                                created + timedelta(seconds=2))
+                                created + timedelta(seconds=2), hardware_of(index, role))
 
 
 def fill(store: Any, url: str, total: int, devices: list[tuple[str, str]], now: datetime) -> None:
@@ -200,7 +234,19 @@ def fill(store: Any, url: str, total: int, devices: list[tuple[str, str]], now: 
             "latest_model = r.model_name FROM (SELECT DISTINCT ON (device_id) * FROM results "
             "ORDER BY device_id, created_at DESC, id DESC) r WHERE d.device_id = r.device_id")
         conn.commit()
-    admin(url, "ANALYZE")
+    from sqlalchemy import create_engine
+
+    from collector.stores.migrations.versions.r0004_series import rebuild_series
+
+    built = time.perf_counter()
+    engine = create_engine(with_driver(url))
+    with engine.begin() as connection:  # the series of the COPY'd rows, as the migration fills it
+        count = rebuild_series(connection)
+    engine.dispose()
+    print(f"  {count} series rebuilt in {time.perf_counter() - built:.0f} s", file=sys.stderr)
+    # vacuumed as a database in steady state is: otherwise autovacuum works through the million
+    # new rows during the first queries measured
+    admin(url, "VACUUM (ANALYZE)")
     print(f"  filled in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
@@ -220,57 +266,54 @@ def timed(name: str, runs: int, query: Callable[[int], object]) -> tuple[str, fl
 
 
 def measure(store: Any, devices: list[tuple[str, str]], runs: int) -> list[tuple[str, float, float]]:
+    import json
+
+    from collector.compare.baselines import RUNS_PER_SERIES, compare_runs
+    from collector.http.api import compare_answer
     from collector.stores.base import ResultFilter
+    from shared.catalogue import load_catalogue
 
     rng = random.Random(2)
     edge = [d for d, role in devices if role == "edge"]
     picks = [rng.choice(edge) for _ in range(runs + 3)]
     networks = [NETWORKS[i % len(NETWORKS)] for i in range(runs + 3)]
     run_ids = [r.run_id for r in store.list_results(ResultFilter(limit=runs + 3))]
+    catalogue = load_catalogue(None)
+    answers: dict[str, list[bytes]] = {}
 
-    def compare(i: int) -> object:
-        network = networks[i]
-        return (store.list_results(ResultFilter(model=network, role="edge", limit=1000)),
-                store.list_results(ResultFilter(model=network, role="datacenter", limit=1000)))
+    def api_compare(name: str, device: Callable[[int], str | None]) -> Callable[[int], object]:
+        """What GET /api/compare?model=NETWORK[&device=D] does (its own function, less HTTP):
+        the representative runs, the cited rows, the engine's rows, the JSON body."""
+        def query(i: int) -> object:
+            body = compare_answer(store, catalogue, model=networks[i], device=device(i))
+            answers.setdefault(name, []).append(body)
+            return body
+        return query
 
-    def compare_sql_only(i: int) -> object:
-        """The same two queries, documents fetched as text but not parsed into models."""
-        from collector.stores.sql import _results_query
-
-        with store.engine.connect() as conn:
-            return [conn.execute(_results_query(ResultFilter(model=networks[i], role=role,
-                                                             limit=1000))).scalars().all()
-                    for role in ("edge", "datacenter")]
-
-    from collector.compare.baselines import RUNS_PER_SERIES, compare_runs
-
-    def compare_device(per_series: int | None) -> Callable[[int], object]:
-        return lambda i: compare_runs(store, model=networks[i], device=picks[i],
-                                      per_series=per_series)
-
-    def compare_fleet(per_series: int | None) -> Callable[[int], object]:
-        return lambda i: compare_runs(store, model=networks[i], device=None,
-                                      per_series=per_series)
-
-    fleet_runs = max(2, runs // 10)  # each loads thousands of runs
     store.list_devices()  # the first call parses every manifest and telemetry (see list_devices)
-    return [
-        timed(f"compare inputs, one device and network (newest {RUNS_PER_SERIES} per series)",
-              runs, compare_device(RUNS_PER_SERIES)),
-        timed("  the same, every run", runs, compare_device(None)),
-        timed(f"compare inputs, whole fleet, one network (newest {RUNS_PER_SERIES}; "
-              f"{fleet_runs} runs)", fleet_runs, compare_fleet(RUNS_PER_SERIES)),
-        timed(f"  the same, every run ({fleet_runs} runs)", fleet_runs, compare_fleet(None)),
+    measured = [
+        timed("compare one model, whole fleet (dashboard)", runs,
+              api_compare("fleet", lambda i: None)),
+        timed(f"compare one model, one device (newest {RUNS_PER_SERIES})", runs,
+              api_compare("device", lambda i: picks[i])),
+        timed("  its inputs alone, every run (0)", runs,
+              lambda i: compare_runs(store, model=networks[i], device=picks[i], per_series=None)),
         timed("fleet page (list_devices)", runs, lambda i: store.list_devices()),
         timed("device history, newest 50", runs,
               lambda i: store.list_results(ResultFilter(device_id=picks[i], limit=50))),
         timed("runs by model, newest 50", runs,
               lambda i: store.list_results(ResultFilter(model=networks[i], limit=50))),
-        timed("compare one model (1000+1000)", runs, compare),
-        timed("  the same, SQL only (no parsing)", runs, compare_sql_only),
         timed("run page (get_result)", runs, lambda i: store.get_result(str(run_ids[i]))),
         timed("seq gaps of one device", runs, lambda i: store.seq_gaps(device_id=picks[i])),
     ]
+    for name, bodies in answers.items():
+        parsed = [json.loads(body) for body in bodies]
+        edges = [len({row["edge_run_id"] for row in answer["rows"]}) for answer in parsed]
+        print(f"  compare, {name}: {statistics.median(edges):.0f} edge runs, "
+              f"{statistics.median(len(a['roles']) for a in parsed):.0f} measured baselines, "
+              f"{statistics.median(len(a['rows']) for a in parsed):.0f} rows, "
+              f"{statistics.median(map(len, bodies)) / 1024:.0f} KiB (medians)", file=sys.stderr)
+    return measured
 
 
 def ingest_rate(store: Any, devices: list[tuple[str, str]], batches: int = 20) -> float:
@@ -293,6 +336,16 @@ def export_peak_rss(url: str, limit: int) -> tuple[int, float, float]:
     return int(out[0]), float(out[1]), float(out[2])
 
 
+def peak_rss_kib() -> int:
+    """This process's peak RSS since it started: ``VmHWM`` (getrusage's ``ru_maxrss`` also
+    counts what the parent held when it forked this process, which hid the export's own peak)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: the upper bound
+
+
 def export_child(url: str, limit: int) -> None:
     from collector.export import StoredResults, export_results
     from collector.stores.base import ResultFilter, open_store
@@ -303,7 +356,7 @@ def export_child(url: str, limit: int) -> None:
         count = export_results(StoredResults(store, ResultFilter(limit=limit)), "jsonl", None, sink)
     spent = time.perf_counter() - start
     store.close()
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_kib() / 1024
     print(count, f"{spent:.1f}", f"{peak_mib:.0f}")
 
 
@@ -330,6 +383,13 @@ def main() -> int:
         now = datetime.now(timezone.utc)
         devices = device_ids(args.devices)
         store = open_store(url)
+        # the collector's process (which serves the dashboard) freezes what is alive when it
+        # starts and collects less often (collector/service.py); without it, every full
+        # collection walks the whole process in the middle of some query
+        from collector.config import IngestSettings
+        from collector.service import _tune_gc
+
+        _tune_gc(IngestSettings().gc_threshold)
         try:
             print(f"filling {args.results} results from {args.devices} devices into {name}",
                   file=sys.stderr)
@@ -343,9 +403,9 @@ def main() -> int:
     finally:
         admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(f"PostgreSQL, {args.results} results, {args.devices} devices, {args.runs} runs each")
-    print(f"{'query':34} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'query':44} {'p50 ms':>8} {'p99 ms':>8}")
     for query, p50, p99 in rows_measured:
-        print(f"{query:34} {p50:8.1f} {p99:8.1f}{'' if p99 < 100 else '  (over 100 ms)'}")
+        print(f"{query:44} {p50:8.1f} {p99:8.1f}{'' if p99 < 100 else '  (over 100 ms)'}")
     print(f"add_results into the full table: {rate:.0f} rows/s (20 batches of 250)")
     for count, spent, peak in (small, large):
         print(f"export jsonl of {count} results: {spent:.1f} s, peak RSS {peak:.0f} MiB")
