@@ -387,9 +387,9 @@ def main() -> int:
         # starts and collects less often (collector/service.py); without it, every full
         # collection walks the whole process in the middle of some query
         from collector.config import IngestSettings
-        from collector.service import _tune_gc
+        from collector.service import tune_gc
 
-        _tune_gc(IngestSettings().gc_threshold)
+        tune_gc(IngestSettings().gc_threshold)
         try:
             print(f"filling {args.results} results from {args.devices} devices into {name}",
                   file=sys.stderr)

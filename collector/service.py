@@ -176,7 +176,7 @@ Clock = Callable[[], float]
 StatsReport = Callable[[dict[str, int]], None]
 
 
-def _tune_gc(threshold: int) -> None:
+def tune_gc(threshold: int) -> None:
     """Freeze what is alive and raise the first collection threshold to ``threshold`` (never
     lowered; see the module docstring). Process-wide: the collector owns its process."""
     if threshold <= 0:
@@ -342,7 +342,7 @@ class CollectorService:
         """
         if self._writer is not None:
             return
-        _tune_gc(self.ingest.gc_threshold)
+        tune_gc(self.ingest.gc_threshold)
         with self._lock:
             self._stopping = False
         self._shutdown.clear()
