@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from collector.stores.base import Store, open_store
+from collector.stores.sql import SqlStore
 from shared.mqtt import MqttConnection, connect
 
 
@@ -18,6 +20,21 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/db/results.db"  # tmp_path is absolute: sqlite:////...
     return str(request.getfixturevalue("postgres_url"))
+
+
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
+"""The wall clock of :func:`clocked` stores."""
+
+
+@pytest.fixture()
+def clocked(store_url: str) -> Iterator[SqlStore]:
+    """A migrated store whose clock always reads :data:`NOW` (partitions ahead, prune cutoffs)."""
+    opened = SqlStore(store_url, clock=lambda: NOW)
+    try:
+        opened.migrate()
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,20 +15,9 @@ from collector.stores.base import open_store
 from collector.stores.partitions import DEFAULT_PARTITION, months_from
 from collector.stores.sql import SqlStore
 from shared.schema import Scenario
+from tests.collector.conftest import NOW
 from tests.collector.test_migrations import build_old_database
 from tests.factories import make_result
-
-NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture()
-def clocked(store_url: str) -> Iterator[SqlStore]:
-    opened = SqlStore(store_url, clock=lambda: NOW)
-    try:
-        opened.migrate()
-        yield opened
-    finally:
-        opened.close()
 
 
 def where_rows_are(store: SqlStore) -> dict[str, int]:

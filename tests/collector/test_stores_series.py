@@ -4,7 +4,6 @@ and the real PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,20 +14,10 @@ from collector.stores.base import ResultFilter
 from collector.stores.sql import SqlStore
 from collector.stores.tables import series
 from shared.schema import BenchmarkResult, DeviceManifest, RunSpec, RunSpecPair, Scenario
+from tests.collector.conftest import NOW
 from tests.factories import make_result
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture()
-def clocked(store_url: str) -> Iterator[SqlStore]:
-    opened = SqlStore(store_url, clock=lambda: NOW)
-    try:
-        opened.migrate()
-        yield opened
-    finally:
-        opened.close()
 
 
 def run(device: str, minute: int, *, model: str = "vww.tflite", network: str = "vww_96",
