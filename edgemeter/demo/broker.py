@@ -260,6 +260,9 @@ class PrivateBroker:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    # its own session: a Ctrl-C in the terminal reaches only us, and we stop the
+                    # broker after the collector has handed it its last acks (not before them)
+                    start_new_session=True,
                 )
         except OSError as err:
             raise self._failure(f"cannot run {binary}: {err}") from err

@@ -44,7 +44,7 @@ def test_demo_serves_the_dashboard_with_two_simulated_devices_until_ctrl_c(
         shared_models: Path, tmp_path: Path, mosquitto_url: str) -> None:
     port = free_port()
     proc = _demo(str(shared_models / MODEL), "--dir", str(tmp_path), "--broker", "mosquitto",
-                 "--http", f"127.0.0.1:{port}")
+                 "--http", f"127.0.0.1:{port}", start_new_session=True)  # a group, as in a shell
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -69,10 +69,13 @@ def test_demo_serves_the_dashboard_with_two_simulated_devices_until_ctrl_c(
             while simulated() != {"demo-sim-0000", "demo-sim-0001"} and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert simulated() == {"demo-sim-0000", "demo-sim-0001"}
-        proc.send_signal(signal.SIGINT)
+        # Ctrl-C as a terminal sends it: to the whole foreground process group. The broker the
+        # demo started must not die with it before the collector has handed it its last acks
+        os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, "".join(lines) + out
         assert "demo: stopping" in out
+        assert "did not confirm" not in out, out
     finally:
         if proc.poll() is None:
             proc.kill()
