@@ -51,7 +51,7 @@ from types import TracebackType
 
 import pytest
 
-from edgemeter.demo.broker import find_mosquitto, free_port
+from edgemeter.demo.broker import find_mosquitto, free_port, stop_process
 from tests.conftest import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,6 @@ DEVICES = ("dev-a", "dev-b")
 COLLECTOR = "collector"
 CERT_DAYS = 2
 START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.02
 # Where the deployed files live on a broker host; rendering moves them into the test's folder.
 DEPLOYED_ETC = "/etc/mosquitto/"
@@ -349,14 +348,8 @@ class SecureBroker:
     def stop(self) -> None:
         """SIGTERM, so Mosquitto writes its persistence file as a clean shutdown does."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT_S)
+        if process is not None:
+            stop_process(process)
 
     def restart(self) -> None:
         """Stop and start on the same ports, files and persistence store."""

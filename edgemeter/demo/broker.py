@@ -68,12 +68,12 @@ def port_accepts(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S`` (a broker, a collector: any child we started)."""
+def stop_process(process: subprocess.Popen[Any], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s`` (a broker, a collector: any child we started)."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(STOP_TIMEOUT_S)
+            process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             logger.warning("pid %d ignored SIGTERM; killing it", process.pid)
             process.kill()

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from edgemeter.demo.broker import stop_process
 from shared.mqtt import MqttConnection, connect
 from shared.topics import TopicKind, Topics
 from tests.conftest import unavailable
@@ -176,12 +177,7 @@ def dashboard(mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
             yield Dashboard(url=url, mqtt_url=mosquitto_url, db_url=db_url, db_path=db_path,
                             fleet=f"web{uuid.uuid4().hex[:6]}", connection=conn, log_path=log_path)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout_s=15)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from collector.stores.base import open_store
+from edgemeter.demo.broker import stop_process
 from shared.messages import AgentManifest, Progress, Status, Telemetry
 from shared.schema import DeviceManifest, EnergyReport, PowerScope, PowerTrace, Validity
 from shared.topics import TopicKind
@@ -279,12 +280,7 @@ def daemon(dashboard: Dashboard, tmp_path: Path) -> Iterator[str]:
     try:
         yield device_id
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, timeout_s=15)
         log.close()
 
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from edgemeter.demo.broker import stop_process
+
 
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
@@ -14,9 +16,4 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, timeout_s=15)

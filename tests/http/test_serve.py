@@ -20,6 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from edgemeter.demo.broker import stop_process
 from shared.messages import AgentManifest, Status
 from shared.mqtt import MqttConnection, connect
 from shared.topics import TopicKind, Topics
@@ -70,13 +71,7 @@ def served(mosquitto_url: str, tmp_path: Path) -> Iterator[Served]:
                 time.sleep(0.1)
         yield Served(proc, url, log)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout_s=15)
 
 
 @pytest.fixture()

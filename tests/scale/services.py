@@ -158,13 +158,7 @@ class CollectorProcess:
 
     def stop(self, timeout_s: float = 60.0) -> dict[str, int]:
         """SIGTERM, wait, and the counters it logged on the way out."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, timeout_s)
         found = STOPPED.findall(self.text())
         if not found:
             raise AssertionError(f"collector {self.client_id} logged no final counters:\n"
