@@ -11,7 +11,7 @@ telemetry   :class:`Telemetry`    0        no        agent, every ``telemetry_s`
 progress    :class:`Progress`     0        no        agent, about once a second while a job runs
 cmd         :class:`JobCommand`   1        no        the operator (``fleet run``, the dashboard)
 ack         :class:`JobAck`       1        no        agent: accepted, rejected, running, done, ...
-receipt     :class:`Receipt`      1        no        collector: the run_ids it has committed
+receipt     :class:`Receipt`      1        no        collector: the run_ids and final job acks it has committed
 ==========  ====================  =======  ========  ==============================================
 
 Presence follows Sparkplug B's idea of a birth/death sequence number: every (re)connect the agent
@@ -225,9 +225,23 @@ class JobAck(Strict):
 
 
 class Receipt(Strict):
-    """The collector's word that it has committed these results (``.../receipt``)."""
+    """The collector's word that it has committed these results and job states (``.../receipt``).
+
+    ``run_ids`` releases results from the agent's spool; ``job_ids`` releases final job acks
+    (``done``, ``failed``, ``cancelled``) the agent keeps and re-announces after every reconnect
+    until the collector has stored them. At least one of the two lists is non-empty.
+    """
 
     schema_version: WireVersion = 1
-    run_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
+    run_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10_000)
+    job_ids: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list, max_length=10_000,
+        description="jobs whose final ack (done, failed or cancelled) the collector has stored")
     stored_at: UtcTime = Field(default_factory=_now)
     collector: str | None = None
+
+    @model_validator(mode="after")
+    def _names_something(self) -> Receipt:
+        if not self.run_ids and not self.job_ids:
+            raise ValueError("a receipt names at least one run_id or job_id")
+        return self
