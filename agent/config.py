@@ -35,12 +35,13 @@ from agent.backends.base import BACKENDS, BackendTables, backend_class, fold_bac
 from agent.power.settings import PowerSettings, fold_power_flags, sample_power_tables
 from shared.errors import ConfigError
 from shared.run_settings import Flag, Profile, RunSettings
-from shared.settings import LayeredSettings, load_layered
 from shared.schema import Scenario
+from shared.settings import LayeredSettings, as_plain, load_layered
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BenchSettings", "Profile", "load_settings", "sample_config", "warn_unknown_env"]
+__all__ = ["BenchSettings", "Profile", "fold_old_keys", "load_settings", "sample_config",
+           "warn_unknown_env"]
 
 INPUT_SUFFIXES = (".npz",)
 # EDGEMETER_* variables that are read elsewhere (the CLI, the deploy units, the tests), not fields
@@ -54,17 +55,16 @@ def _default_spool() -> Path:
     return Path(state) / "edgemeter/spool.db"
 
 
-def _fold_old_keys(data: dict[str, Any], *, sysfs_root: bool) -> dict[str, Any]:
+def fold_old_keys(data: dict[str, Any], *, sysfs_root: bool) -> dict[str, Any]:
     return fold_backend_keys(fold_power_flags(data, sysfs_root=sysfs_root))
 
 
-class BenchSettings(RunSettings, LayeredSettings):
-    """Everything one ``edgemeter bench`` run needs besides the model path."""
+class BenchSettings(RunSettings):
+    """Everything one ``edgemeter bench`` run needs besides the model path.
 
-    model_config = SettingsConfigDict(
-        env_prefix="EDGEMETER_", env_nested_delimiter="__", extra="ignore"
-    )
-    config_env: ClassVar[str | None] = "EDGEMETER_CONFIG"
+    A plain model: validating it (a job's settings in the daemon, the child's JSON) reads nothing
+    else; :func:`load_settings` adds the flags, the environment and the config file.
+    """
 
     device_id: Annotated[str, Flag("identity")] = Field(
         default_factory=socket.gethostname, description="this device's id (default: the hostname)")
@@ -104,7 +104,7 @@ class BenchSettings(RunSettings, LayeredSettings):
     def _old_keys(cls, data: Any) -> Any:
         """The flat keys of old (``providers``, ``delegate``, ``power_topic``, ...)."""
         if isinstance(data, dict):
-            return _fold_old_keys(data, sysfs_root=False)
+            return fold_old_keys(data, sysfs_root=False)
         return data
 
     @field_validator("inputs")
@@ -131,6 +131,17 @@ class BenchSettings(RunSettings, LayeredSettings):
             )
         return self
 
+    def backend_settings(self, name: str) -> Any:
+        """Backend ``name``'s own settings (its table, else its defaults)."""
+        return self.backends.table(name)
+
+
+class BenchLoader(BenchSettings, LayeredSettings):
+    """:class:`BenchSettings` read from flags, ``EDGEMETER_*`` and the config file."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEMETER_", env_nested_delimiter="__")
+    config_env: ClassVar[str | None] = "EDGEMETER_CONFIG"
+
     @classmethod
     def toml_table(cls, doc: dict[str, Any], path: Path) -> dict[str, Any]:
         """``[bench]`` (with a ``[power]`` beside it), or the top level of the file."""
@@ -141,18 +152,15 @@ class BenchSettings(RunSettings, LayeredSettings):
             if "power" in table:
                 raise ConfigError(f"config file {path}: give [power] or [bench.power], not both")
             table = {**table, "power": doc["power"]}
-        return _fold_old_keys(table, sysfs_root=False)
-
-    def backend_settings(self, name: str) -> Any:
-        """Backend ``name``'s own settings (its table, else its defaults)."""
-        return self.backends.table(name)
+        return fold_old_keys(table, sysfs_root=False)
 
 
 def load_settings(cli: dict[str, Any], config_file: Path | None = None) -> BenchSettings:
     """Settings from flags (``None`` = not given), environment, config file and defaults."""
     warn_unknown_env(frozenset(k for k in os.environ if k.startswith(ENV_PREFIX)))
     given = {k: v for k, v in cli.items() if v is not None}
-    return load_layered(BenchSettings, _fold_old_keys(given, sysfs_root=True), config_file)
+    loaded = load_layered(BenchLoader, fold_old_keys(given, sysfs_root=True), config_file)
+    return as_plain(loaded, BenchSettings)
 
 
 def backend_settings_models() -> dict[str, Any]:

@@ -53,7 +53,7 @@ from pydantic_settings import (
 from shared.errors import ConfigError
 from shared.mqtt import TlsFiles
 
-__all__ = ["CREDENTIALS_ENV", "LayeredSettings", "SettingsTable", "TlsSettings", "all_keys",
+__all__ = ["CREDENTIALS_ENV", "LayeredSettings", "SettingsTable", "TlsSettings", "all_keys", "as_plain",
            "closest_key", "load_layered", "resolve_secret", "unknown_keys"]
 
 logger = logging.getLogger(__name__)
@@ -263,6 +263,21 @@ def load_layered(model: type[S], cli: Mapping[str, Any] | None = None,
         raise ConfigError(validation_message(err, what)) from err
     finally:
         _config_file.reset(token)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def as_plain(loaded: BaseModel, model: type[M]) -> M:
+    """``loaded`` (a :class:`LayeredSettings` twin of ``model``) as a plain ``model``, with the
+    same values and the same fields marked as given, not validated again.
+
+    A model that is also validated from data (a nested table, a job's JSON) must not be a
+    ``BaseSettings`` (pydantic-settings would read the environment and the file every time it is
+    validated), so such a model gets a loader twin: ``class Loader(Model, LayeredSettings)``.
+    """
+    values = {name: getattr(loaded, name) for name in model.model_fields}
+    return model.model_construct(_fields_set=set(loaded.model_fields_set), **values)
 
 
 # -- secrets -------------------------------------------------------------------------------------
