@@ -1,13 +1,11 @@
-"""``edgemeter fleet ls|run``: see and drive the fleet through the broker (no database needed).
+"""``edgemeter fleet ls|run|gaps``: see and drive the fleet through the broker.
 
-``fleet ls`` reads the retained ``status`` of every device and the telemetry that arrives while it
-listens (``--listen-s``, default 3 s; telemetry comes every ``telemetry_s``, 10 s by default).
-``fleet run`` picks devices by selector (ids and globs, ``fleet=NAME``, ``board=TEXT``; several
-separated by commas, any match selects), sends each a :class:`shared.messages.JobCommand`, prints
-one progress line per device as acks and progress arrive, and with ``--wait`` ends when every
-result is stored (the collector's receipt names its run_id) or ``--timeout-s`` passes, listing
-what is missing. ``fleet gaps`` is the one that reads the collector's database instead
-(``--db``): the seq numbers missing between each device's stored results.
+``fleet ls`` folds the retained ``status`` and the telemetry that arrive while it listens
+(:class:`FleetWatch`). ``fleet run`` picks devices with the selector of :mod:`shared.selector`,
+sends each a :class:`shared.messages.JobCommand` whose settings come from flags generated from
+:class:`shared.run_settings.RunSettings`, and follows the acks, progress and receipts
+(:func:`_follow`). ``fleet gaps`` reads the collector's database instead (in ``collector``).
+The user-facing story is :data:`DESCRIPTION`, shown by ``--help``.
 """
 
 from __future__ import annotations
@@ -36,6 +34,18 @@ from shared.settings_flags import add_settings_flags, given
 from shared.topics import TopicKind, Topics
 
 LISTEN_S = 3.0
+
+DESCRIPTION = (
+    "See and drive the fleet through the broker (no database needed). `fleet ls` reads the "
+    "retained status of every device and the telemetry that arrives while it listens "
+    "(--listen-s, default 3 s; telemetry comes every telemetry_s, 10 s by default). `fleet run` "
+    "picks devices by selector (ids and globs, fleet=NAME, board=TEXT; several separated by "
+    "commas, any match selects), sends each a benchmark job, prints one progress line per device "
+    "as acks and progress arrive, and with --wait ends when every result is stored (the "
+    "collector's receipt names its run_id) or --timeout-s passes, listing what is missing. "
+    "`fleet gaps` reads the collector's database instead (--db): the seq numbers missing between "
+    "each device's stored results."
+)
 
 
 @dataclass
@@ -282,7 +292,7 @@ def _broker_flags(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("fleet", help="see and drive the fleet through the broker",
-                            description=__doc__)
+                            description=DESCRIPTION)
     inner = parser.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     ls = inner.add_parser("ls", help="devices, online or offline, from retained status and telemetry",
                           description="List devices: status, last seen, board, runtime, current "
