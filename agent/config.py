@@ -83,7 +83,7 @@ class BenchSettings(RunSettings):
     full_fidelity: Annotated[bool, Flag("timing")] = Field(
         False, description="send every fidelity output value, unrounded (default: a digest: "
         "values of small outputs, top-5 and a sketch of large ones, sha256 of all)")
-    power: PowerSettings = Field(  # type: ignore[assignment]  # the job's table, extended
+    power: PowerSettings = Field(  # the job's table, extended with one table per source
         default_factory=PowerSettings,
         description="[power]: source, hz, idle_s, and one table per source (agent/power/README.md)",
     )

@@ -6,6 +6,8 @@ the execution providers, in order; one this onnxruntime build lacks fails with t
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -103,7 +105,11 @@ class OnnxRuntimeSettings(BackendSettings):
     @field_validator("providers", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
+        """``"A,B"`` (a flag, an environment variable) or a JSON list ``'["A", "B"]'``."""
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                with contextlib.suppress(ValueError):
+                    return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
