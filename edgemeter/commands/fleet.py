@@ -30,7 +30,7 @@ from shared.presence import status_wins
 from shared.run_settings import RunSettings
 from shared.selector import Candidate
 from shared.selector import select as selector_select
-from shared.settings_flags import add_settings_flags, given
+from shared.settings_flags import add_settings_flags, flag_specs, given
 from shared.topics import TopicKind, Topics
 
 LISTEN_S = 3.0
@@ -205,7 +205,8 @@ def run_settings_from_args(args: argparse.Namespace) -> RunSettings:
         return RunSettings(**given(args, RunSettings))
     except ValidationError as err:
         first = err.errors()[0]
-        flag = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
+        options = {spec.path: spec.option for spec in flag_specs(RunSettings)}
+        flag = options.get(tuple(str(p) for p in first["loc"]), "settings")
         raise ConfigError(f"{flag}: {first['msg']}") from err
 
 

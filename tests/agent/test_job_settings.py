@@ -48,7 +48,7 @@ def test_identity_is_always_the_daemons() -> None:
 
 
 def test_a_job_the_cli_would_refuse_is_refused_with_the_clis_reason() -> None:
-    with pytest.raises(ConfigError, match="^the server scenario needs --target-qps"):
+    with pytest.raises(ConfigError, match=r"^the server scenario needs --target-qps"):
         job_settings(job(scenario="server"), daemon().job_base())
     assert job_settings(job(scenario="server"), daemon(target_qps=5).job_base()).target_qps == 5
 

@@ -124,3 +124,17 @@ def test_a_job_of_the_old_format_with_nulls_still_parses() -> None:
 def test_a_job_outside_the_bounds_is_refused(settings: dict[str, object], where: str) -> None:
     with pytest.raises(ValidationError, match=where):
         RunSettings(**settings)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--threads", "0"], r"^--threads: Input should be greater than or equal to 1"),
+    (["--idle-s", "100"], r"^--idle-s: Input should be less than or equal to 60"),
+])
+def test_fleet_run_names_the_flag_of_a_value_out_of_bounds(argv: list[str], message: str) -> None:
+    from edgemeter.commands.fleet import run_settings_from_args
+    from shared.errors import ConfigError
+
+    args = PARSERS["fleet run"].parse_args(["--mqtt", "mqtt://h:1", "--devices", "x", "--model",
+                                            "m.onnx", *argv])
+    with pytest.raises(ConfigError, match=message):
+        run_settings_from_args(args)
