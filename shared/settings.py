@@ -47,6 +47,7 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -147,6 +148,14 @@ _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 class KnownEnvSource(EnvSettingsSource):
     """The environment source, minus nested keys no table has (a typo is warned about, once,
     by the side that owns the prefix)."""
+
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        """JSON for a table or list; other text is handed to the model as it is, whose own
+        validators read it (``EDGEMETER_POWER=rapl`` names the source)."""
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()
@@ -261,6 +270,8 @@ def load_layered(model: type[S], cli: Mapping[str, Any] | None = None,
         return model(**prune_none(cli or {}))
     except ValidationError as err:
         raise ConfigError(validation_message(err, what)) from err
+    except SettingsError as err:  # an environment variable pydantic-settings cannot parse
+        raise ConfigError(f"invalid {what}: {err}") from err
     finally:
         _config_file.reset(token)
 

@@ -166,3 +166,15 @@ def test_the_daemon_and_the_collector_follow_the_same_secret_rule(
         load_agent_settings(write(tmp_path / "a.toml", f'[mqtt]\npassword_file = "{pw}"\n'))
     with pytest.raises(ConfigError, match="has both password and password_file"):
         load_collector({"mqtt": {"password_file": pw}})
+
+
+def test_a_flat_environment_value_for_a_table_reads_as_its_old_shortcut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent.config import load_settings
+
+    monkeypatch.setenv("EDGEMETER_POWER", "none")
+    assert load_settings({}).power.source == "none"
+    monkeypatch.setenv("EDGEMETER_INPUT_RANGE", "not a pair")
+    with pytest.raises(ConfigError, match=r"^invalid setting input_range"):
+        load_settings({})
