@@ -93,7 +93,7 @@ class LiteRtSession:
 
 
 class LiteRtSettings(BackendSettings):
-    """``[bench.backends.litert]``: LiteRT's own options."""
+    """LiteRT's own options (the table [bench.backends.litert])."""
 
     delegate: Annotated[str | None, Flag("runtime", name="delegate")] = Field(
         None, description="LiteRT delegate, e.g. edgetpu (loads libedgetpu.so.1), or a "

@@ -96,7 +96,7 @@ class OnnxRuntimeSession:
 
 
 class OnnxRuntimeSettings(BackendSettings):
-    """``[bench.backends.onnxruntime]``: ONNX Runtime's own options."""
+    """ONNX Runtime's own options (the table [bench.backends.onnxruntime])."""
 
     providers: Annotated[list[str] | None, Flag("runtime", name="providers")] = Field(
         None, description="ONNX Runtime execution providers, comma-separated, in order "
