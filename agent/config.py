@@ -1,9 +1,21 @@
-"""Agent settings: one flat pydantic-settings model for a benchmark run.
+"""The agent's settings for one benchmark run: ``BenchSettings``, and how it is loaded.
 
-Precedence, highest first: command-line flags > environment (``EDGEMETER_<FIELD>``, e.g.
-``EDGEMETER_THREADS=2``, ``EDGEMETER_PUBLISH=mqtt://broker:1883``) > a TOML file (``--config FILE``
-or ``EDGEMETER_CONFIG``; keys are the field names, at the top level or under ``[bench]``) >
-defaults. ``edgemeter config sample`` prints an annotated file that parses back.
+:class:`BenchSettings` is :class:`shared.run_settings.RunSettings` (the knobs anyone may set, a
+remote job included) extended with what only this device knows: its identity, files and folders,
+where results go, the power sources' and the backends' own tables. The flags of ``bench`` and
+``sweep`` are generated from it (:mod:`agent.commands.bench_args`), and the daemon's ``[bench]``
+table is this model too.
+
+Load it with :func:`load_settings`. Precedence, highest first (:mod:`shared.settings`):
+command-line flags > environment (``EDGEMETER_<FIELD>``, ``__`` between nested names, e.g.
+``EDGEMETER_THREADS=2``, ``EDGEMETER_POWER__SOURCE=rapl``,
+``EDGEMETER_BACKENDS__LITERT__DELEGATE=edgetpu``) > a TOML file (``--config FILE`` or
+``EDGEMETER_CONFIG``; keys are the field names, at the top level or under ``[bench]``) > defaults.
+``edgemeter config sample`` prints an annotated file that parses back.
+
+Older flat keys still read: ``providers`` and ``delegate`` go to their backend's table,
+``power = "rapl"``, ``idle_s``, ``power_hz`` and the wall-plug shortcuts to ``[power]``
+(:func:`agent.power.settings.fold_power_flags`).
 """
 
 from __future__ import annotations
@@ -12,31 +24,25 @@ import difflib
 import logging
 import os
 import socket
-import sys
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
+from agent.backends.base import BACKENDS, BackendTables, backend_class, fold_backend_keys
 from agent.power.settings import PowerSettings, fold_power_flags, sample_power_tables
 from shared.errors import ConfigError
-from shared.schema import Role, Scenario
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from shared.run_settings import Flag, Profile, RunSettings
+from shared.schema import Scenario
+from shared.settings import LayeredSettings, as_plain, load_layered
 
 logger = logging.getLogger(__name__)
 
-Profile = Literal["quick", "standard", "mlperf"]
+__all__ = ["BenchSettings", "Profile", "fold_old_keys", "load_settings", "sample_config",
+           "warn_unknown_env"]
+
 INPUT_SUFFIXES = (".npz",)
 # EDGEMETER_* variables that are read elsewhere (the CLI, the deploy units, the tests), not fields
 # (the daemon's own settings are added from its model; the collector reads EDGEMETER_COLLECTOR__*)
@@ -44,94 +50,62 @@ OTHER_ENV = frozenset({"CONFIG", "DB", "MQTT", "MODEL", "TEST_POSTGRES", "BENCH_
                        "COLLECTOR", "COLLECTOR_CONFIG"})
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """Reads the ``[bench]`` table (or the top level) of the config file, if one is given."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self.data: dict[str, Any] = {}
-        if path is None:
-            return
-        try:
-            doc = tomllib.loads(Path(path).read_text())
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
-        table = doc.get("bench", doc)
-        if not isinstance(table, dict):
-            raise ConfigError(f"config file {path}: [bench] must be a table")
-        if table is not doc and "power" in doc:  # [power] beside [bench]
-            if "power" in table:
-                raise ConfigError(f"config file {path}: give [power] or [bench.power], not both")
-            table = {**table, "power": doc["power"]}
-        self.data = fold_power_flags(table, sysfs_root=False)  # old flat keys still read
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        unknown = sorted(set(self.data) - set(self.settings_cls.model_fields))
-        if unknown:
-            raise ConfigError(
-                f"config file: unknown setting(s) {', '.join(unknown)}; "
-                "see `edgemeter config sample` for the valid names"
-            )
-        return dict(self.data)
+def _default_spool() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state"
+    return Path(state) / "edgemeter/spool.db"
 
 
-class BenchSettings(BaseSettings):
-    """Everything one ``edgemeter bench`` run needs besides the model path."""
+def fold_old_keys(data: dict[str, Any], *, sysfs_root: bool) -> dict[str, Any]:
+    return fold_backend_keys(fold_power_flags(data, sysfs_root=sysfs_root))
 
-    model_config = SettingsConfigDict(
-        env_prefix="EDGEMETER_", env_nested_delimiter="__", extra="ignore"
-    )
-    config_file: ClassVar[Path | None] = None
 
-    device_id: str = Field(default_factory=socket.gethostname, description="this device's id")
-    fleet: str = Field("default", description="fleet (an MQTT topic level)")
-    role: Role = Field(Role.EDGE, description="edge, datacenter or hpc (baselines)")
-    hardware: str | None = Field(None, description="hardware catalogue key; default: detected")
-    catalogue: Path | None = Field(None, description="extra catalogue TOML merged over the shipped")
-    network: str | None = Field(None, description="network name; default: from the file name")
-    backend: str = Field("auto", description="auto, onnxruntime or litert")
-    providers: list[str] | None = Field(None, description="ONNX Runtime execution providers")
-    delegate: str | None = Field(None, description="LiteRT delegate, e.g. edgetpu")
-    threads: int | None = Field(None, ge=1, description="runtime threads; default: all cores")
-    scenario: Scenario = Field(Scenario.SINGLE_STREAM, description="MLPerf-style scenario")
-    profile: Profile = Field("standard", description="quick (~1 s), standard (~10 s), mlperf")
-    batch: int = Field(1, ge=1, description="samples per inference call")
-    streams: int = Field(1, ge=1, description="parallel sessions (offline, server)")
-    samples_per_query: int = Field(8, ge=1, description="multi-stream samples per query")
-    iterations: int | None = Field(None, ge=1, description="timed queries (overrides profile)")
-    duration_s: float | None = Field(None, gt=0, description="timed seconds (overrides profile)")
-    warmup: int | None = Field(None, ge=0, description="warm-up iterations; default: until stable")
-    target_qps: float | None = Field(None, gt=0, description="server: Poisson arrival rate")
-    latency_bound_ms: float | None = Field(None, gt=0, description="server: p99 bound")
-    seed: int = Field(0, description="seed for inputs and arrivals")
-    inputs: Path | None = Field(None, description=".npz file or image folder")
-    input_range: tuple[float, float] = Field((0.0, 1.0), description="real range of float inputs")
-    fidelity: int = Field(32, ge=0, description="fidelity inputs (0 = off)")
-    full_fidelity: bool = Field(
-        False, description="send every fidelity output value, unrounded (default: a digest)"
-    )
-    power: PowerSettings = Field(
+class BenchSettings(RunSettings):
+    """Everything one ``edgemeter bench`` run needs besides the model path.
+
+    A plain model: validating it (a job's settings in the daemon, the child's JSON) reads nothing
+    else; :func:`load_settings` adds the flags, the environment and the config file.
+    """
+
+    device_id: Annotated[str, Flag("identity")] = Field(
+        default_factory=socket.gethostname, description="this device's id (default: the hostname)")
+    fleet: Annotated[str, Flag("identity")] = Field(
+        "default", description="fleet (an MQTT topic level)")
+    hardware: Annotated[str | None, Flag("identity")] = Field(
+        None, description="hardware catalogue key (default: detected)")
+    catalogue: Annotated[Path | None, Flag("identity")] = Field(
+        None, description="extra catalogue TOML merged over the shipped one")
+    network: Annotated[str | None, Flag("identity")] = Field(
+        None, description="network name for cross-format matching (default: from the file name)")
+    inputs: Annotated[Path | None, Flag("runtime")] = Field(
+        None, description=".npz of inputs or a folder of images")
+    input_range: Annotated[tuple[float, float], Flag("runtime", metavar="LO,HI")] = Field(
+        (0.0, 1.0), description="real range of float inputs, LO,HI")
+    full_fidelity: Annotated[bool, Flag("timing")] = Field(
+        False, description="send every fidelity output value, unrounded (default: a digest: "
+        "values of small outputs, top-5 and a sketch of large ones, sha256 of all)")
+    power: PowerSettings = Field(  # the job's table, extended with one table per source
         default_factory=PowerSettings,
         description="[power]: source, hz, idle_s, and one table per source (agent/power/README.md)",
     )
-    sysfs_root: Path = Field(Path("/"), description="root for every sysfs/procfs reader")
-    publish: str | None = Field(None, description="broker URL to publish the result to")
-    spool: Path = Field(
-        Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "edgemeter/spool.db",
-        description="results wait here until the collector confirms it stored them",
-    )
+    backends: BackendTables = Field(
+        default_factory=BackendTables,
+        description="[backends]: one table per inference backend (providers, delegate)")
+    sysfs_root: Annotated[Path, Flag("power")] = Field(
+        Path("/"), description="filesystem root for sysfs/procfs readers, power sources' too")
+    publish: Annotated[str | None, Flag("output", metavar="URL")] = Field(
+        None, description="publish the result to this broker, mqtt://host:port, at QoS 1")
+    spool: Annotated[Path, Flag("output", metavar="PATH")] = Field(
+        default_factory=_default_spool,
+        description="results wait here until the collector confirms it stored them (default: "
+        "$XDG_STATE_HOME/edgemeter/spool.db, or ~/.local/state/edgemeter/spool.db)")
 
-    @field_validator("providers", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    def _old_keys(cls, data: Any) -> Any:
+        """The flat keys of old (``providers``, ``delegate``, ``power_topic``, ...)."""
+        if isinstance(data, dict):
+            return fold_old_keys(data, sysfs_root=False)
+        return data
 
     @field_validator("inputs")
     @classmethod
@@ -157,36 +131,41 @@ class BenchSettings(BaseSettings):
             )
         return self
 
+    def backend_settings(self, name: str) -> Any:
+        """Backend ``name``'s own settings (its table, else its defaults)."""
+        return self.backends.table(name)
+
+
+class BenchLoader(BenchSettings, LayeredSettings):
+    """:class:`BenchSettings` read from flags, ``EDGEMETER_*`` and the config file."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEMETER_", env_nested_delimiter="__")
+    config_env: ClassVar[str | None] = "EDGEMETER_CONFIG"
+
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = cls.config_file or (
-            Path(os.environ["EDGEMETER_CONFIG"]) if os.environ.get("EDGEMETER_CONFIG") else None
-        )
-        return (init_settings, env_settings, _TomlSource(settings_cls, path))
+    def toml_table(cls, doc: dict[str, Any], path: Path) -> dict[str, Any]:
+        """``[bench]`` (with a ``[power]`` beside it), or the top level of the file."""
+        table = doc.get("bench", doc)
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: [bench] must be a table")
+        if table is not doc and "power" in doc:  # [power] beside [bench]
+            if "power" in table:
+                raise ConfigError(f"config file {path}: give [power] or [bench.power], not both")
+            table = {**table, "power": doc["power"]}
+        return fold_old_keys(table, sysfs_root=False)
 
 
 def load_settings(cli: dict[str, Any], config_file: Path | None = None) -> BenchSettings:
     """Settings from flags (``None`` = not given), environment, config file and defaults."""
     warn_unknown_env(frozenset(k for k in os.environ if k.startswith(ENV_PREFIX)))
-    BenchSettings.config_file = config_file
-    try:
-        return BenchSettings(**fold_power_flags({k: v for k, v in cli.items() if v is not None}))
-    except ValidationError as err:
-        first = err.errors()[0]
-        msg = first["msg"].removeprefix("Value error, ")
-        if not first["loc"]:  # a check across fields says which flags in its own words
-            raise ConfigError(msg) from err
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid setting {where}: {msg}") from err
-    finally:
-        BenchSettings.config_file = None
+    given = {k: v for k, v in cli.items() if v is not None}
+    loaded = load_layered(BenchLoader, fold_old_keys(given, sysfs_root=True), config_file)
+    return as_plain(loaded, BenchSettings)
+
+
+def backend_settings_models() -> dict[str, Any]:
+    """Each registered backend's own settings model, by backend name."""
+    return {name: backend_class(name).Settings for name in BACKENDS}
 
 
 ENV_PREFIX = "EDGEMETER_"
@@ -218,8 +197,8 @@ def sample_config() -> str:
         "[bench]",
     ]
     for name, field in BenchSettings.model_fields.items():
-        if name == "power":
-            continue  # a table of its own, after the plain keys
+        if name in ("power", "backends"):
+            continue  # tables of their own, after the plain keys
         lines.append(f"# {field.description}")
         default = field.get_default(call_default_factory=True)
         if default is None:
@@ -239,4 +218,9 @@ def sample_config() -> str:
             rendered = repr(default)
         lines.append(f"{name} = {rendered}")
     lines.extend(sample_power_tables("bench.power"))
+    for backend, model in backend_settings_models().items():
+        summary = (model.__doc__ or backend).strip().splitlines()[0]
+        lines += ["", f"# {summary}", f"# [bench.backends.{backend}]"]
+        for key, field in model.model_fields.items():
+            lines.append(f"# {key} = ...    # {field.description}")
     return "\n".join(lines) + "\n"

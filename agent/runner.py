@@ -282,8 +282,9 @@ def requested_spec(settings: BenchSettings) -> RunSpec:
         threads=settings.threads, batch=settings.batch, streams=settings.streams,
         samples_per_query=settings.samples_per_query, iterations=settings.iterations,
         duration_s=settings.duration_s, warmup=settings.warmup, target_qps=settings.target_qps,
-        latency_bound_ms=settings.latency_bound_ms, providers=settings.providers,
-        delegate=settings.delegate, power=settings.power.source, power_hz=settings.power.hz,
+        latency_bound_ms=settings.latency_bound_ms,
+        providers=settings.backend_settings("onnxruntime").providers,
+        delegate=settings.backend_settings("litert").delegate, power=settings.power.source, power_hz=settings.power.hz,
         idle_s=settings.power.idle_s, fidelity=settings.fidelity,
         inputs=str(settings.inputs) if settings.inputs else None, seed=settings.seed,
     )
@@ -425,8 +426,7 @@ class Runner:
     def _load_one(self, plan: Plan, batch: int) -> Session:
         with _native_stderr_silenced(self.quiet):
             return plan.backend.load(self.model, batch=batch, threads=plan.threads,
-                                     providers=self.settings.providers,
-                                     delegate=self.settings.delegate)
+                                     settings=self.settings.backend_settings(plan.backend.name))
 
     def load(self, plan: Plan) -> Loaded:
         """Load the sessions; multi-stream batches a query into one call where the model allows."""

@@ -20,20 +20,8 @@ read is the median of the per-batch ratios current/baseline.
     .venv/bin/python bench/store_ingest.py [--rounds 5] [--batches 20] [--batch-size 250]
         [--baseline DIR] [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--no-postgres]
 
-Measured on the 2-core shared development VM (PostgreSQL 15 on the same VM, other jobs running,
-load 7-9), 6 rounds of 20 x 250, SQLAlchemy Core store against the hand-written sqlite3/psycopg
-stores of commit a875a1c, median of 120 paired batches in each of two runs: SQLite 1.070 and
-1.065, PostgreSQL 0.999 and 1.025. Absolute rates follow the VM's load, not the code: before the
-change, one store alone measured 12 600-13 500 rows/s on SQLite and 3 600-4 400 on PostgreSQL;
-under load 7-9 both copies fell to about 4 000 and 1 300.
-
-Building and compiling the devices ``latest_*`` upsert once per store instead of once per batch
-(commit 40d31f7, against 19312b3, ``--baseline``): 3 rounds of 30 one-result batches, median of
-90 paired batches, SQLite 2.42 (quartiles 2.30-2.60), PostgreSQL 1.66 (1.50-1.87); 2 rounds of
-10 x 250, SQLite 1.06 and PostgreSQL 1.06. In ``bench/ingest.py --rounds 2 --no-latency``
-(whole collector against a plain validate-and-insert loop) SQLite went from 0.63 to 0.75 of the
-loop; PostgreSQL read 0.78 before and 0.73 after in the same run (min-max 0.71-0.84 and
-0.66-0.79: within the noise; a batch there is ~250 results, where the fixed cost matters less).
+The figures it gave, and when, are in the README's table of measurements and in the commit
+messages that changed the store.
 """
 
 from __future__ import annotations

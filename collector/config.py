@@ -1,6 +1,8 @@
 """Collector settings: one pydantic-settings model for ``edgemeter collector serve``.
 
-Precedence, highest first: command-line flags > environment > a TOML file > defaults.
+Loaded by :func:`load_settings` the way every edgemeter side loads its settings
+(:mod:`shared.settings`). Precedence, highest first: command-line flags > environment > a TOML
+file > defaults.
 
 * File: ``--config FILE`` or ``EDGEMETER_COLLECTOR_CONFIG``; tables ``[mqtt]`` (with
   ``[mqtt.tls]``), ``[db]``, ``[http]`` and ``[ingest]``. A key this model does not know stops the
@@ -14,14 +16,15 @@ Precedence, highest first: command-line flags > environment > a TOML file > defa
   :func:`load_settings` as a nested dict (``{"mqtt": {"url": ...}}``); ``None`` means not given.
 
 Secrets (the broker password, the database password, the HTTP token) never need to be on the
-command line. Each is taken from the first of:
+command line. Each follows the project's one rule (:func:`shared.settings.resolve_secret`), taken
+from the first of:
 
 1. ``password`` (``token``) from a flag, the environment or the file, by the precedence above;
 2. ``password_file`` (``token_file``): the file's content, without its trailing newline;
 3. a password inside the URL (``mqtt://user:pass@host``), kept working for compatibility;
 4. systemd credentials: ``$CREDENTIALS_DIRECTORY/mqtt-password``, ``db-password`` and
    ``http-token`` (``LoadCredential=``), used only when ``CREDENTIALS_DIRECTORY`` is set and no
-   source above gave one.
+   source above gave one; an empty credential means none.
 
 Giving both ``password`` and ``password_file`` is an error (which one was meant cannot be
 guessed). A database password is put into the database URL for the store; SQLite has none, so a
@@ -32,33 +35,29 @@ collector prints goes through :func:`shared.redact.redact_url`.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from shared.errors import ConfigError
 from shared.mqtt import parse_broker_url
 from shared.redact import redact_url
-from shared.settings import SettingsTable, TlsSettings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from shared.settings import (
+    CREDENTIALS_ENV,
+    LayeredSettings,
+    SettingsTable,
+    TlsSettings,
+    closest_key,
+    load_layered,
+    resolve_secret,
+)
 
 __all__ = [
     "CONFIG_ENV",
@@ -78,7 +77,6 @@ logger = logging.getLogger(__name__)
 
 ENV_PREFIX = "EDGEMETER_COLLECTOR__"
 CONFIG_ENV = "EDGEMETER_COLLECTOR_CONFIG"
-CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 CREDENTIAL_NAMES = {"mqtt": "mqtt-password", "db": "db-password", "http": "http-token"}
 """systemd credential file names (``LoadCredential=NAME:...``) per table."""
 
@@ -162,12 +160,13 @@ class IngestSettings(SettingsTable):
     )
 
 
-class CollectorSettings(BaseSettings):
+class CollectorSettings(LayeredSettings):
     """Everything ``edgemeter collector serve`` needs; see the module docstring."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
                                       extra="forbid")
-    config_file: ClassVar[Path | None] = None
+    config_env: ClassVar[str | None] = CONFIG_ENV
+    sample_hint: ClassVar[str] = "`edgemeter collector sample-config` lists every setting"
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     db: DbSettings = Field(default_factory=DbSettings)
@@ -175,104 +174,12 @@ class CollectorSettings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = cls.config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV)
-                                   else None)
-        return (init_settings, _KnownEnvSource(settings_cls), _TomlSource(settings_cls, path))
-
-
-# -- sources -------------------------------------------------------------------------------------
-
-
-def _unknown_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str = "") -> list[str]:
-    """Dotted names in ``data`` that ``model`` (and its nested tables) does not have."""
-    unknown = []
-    for key, value in data.items():
-        field = model.model_fields.get(key)
-        if field is None:
-            unknown.append(prefix + key)
-            continue
-        sub = field.annotation
-        if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, BaseModel):
-            unknown += _unknown_keys(value, sub, f"{prefix}{key}.")
-    return unknown
-
-
-def _drop(data: dict[str, Any], dotted: str) -> None:
-    *parents, last = dotted.split(".")
-    for key in parents:
-        data = data[key]
-    data.pop(last, None)
-
-
-def _closest(name: str, model: type[BaseModel]) -> str | None:
-    """The dotted setting name closest to ``name`` (a typo's likely intent), if any is close."""
-    match = difflib.get_close_matches(name, _all_keys(model), n=1)
-    return match[0] if match else None
-
-
-def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, field in model.model_fields.items():
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            keys += _all_keys(sub, f"{prefix}{name}.")
-        else:
-            keys.append(prefix + name)
-    return keys
-
-
-class _KnownEnvSource(EnvSettingsSource):
-    """The environment source, minus nested keys no table has (typos are warned about instead)."""
-
-    def __call__(self) -> dict[str, Any]:
-        data = super().__call__()
-        for dotted in _unknown_keys(data, self.settings_cls):
-            _drop(data, dotted)
-        return data
-
-
-class _TomlSource(PydanticBaseSettingsSource):
-    """The TOML config file, if one is given; an unknown table or key is a :class:`ConfigError`."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self.path = path
-        self.data: dict[str, Any] = {}
-        if path is None:
-            return
-        try:
-            self.data = tomllib.loads(Path(path).read_text())
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        unknown = _unknown_keys(self.data, self.settings_cls)
-        if unknown:
-            first = unknown[0]
-            close = _closest(first, self.settings_cls)
-            hint = f" (did you mean {close}?)" if close else ""
-            more = f", and {', '.join(unknown[1:])}" if len(unknown) > 1 else ""
-            raise ConfigError(
-                f"config file {self.path}: unknown setting {first}{hint}{more}; "
-                "`edgemeter collector sample-config` lists every setting"
-            )
-        for table, value in self.data.items():
-            if not isinstance(value, dict):
-                raise ConfigError(f"config file {self.path}: {table} must be a table, [{table}]")
-        return dict(self.data)
+    def toml_table(cls, doc: dict[str, Any], path: Path) -> dict[str, Any]:
+        """The whole file, which holds tables only."""
+        for table, value in doc.items():
+            if table in cls.model_fields and not isinstance(value, dict):
+                raise ConfigError(f"config file {path}: {table} must be a table, [{table}]")
+        return doc
 
 
 def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
@@ -295,7 +202,7 @@ def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
 
 @functools.cache
 def _warn_once(name: str) -> None:
-    close = _closest(name[len(ENV_PREFIX):].lower().replace("__", "."), CollectorSettings)
+    close = closest_key(name[len(ENV_PREFIX):].lower().replace("__", "."), CollectorSettings)
     hint = f" (did you mean {ENV_PREFIX}{close.upper().replace('.', '__')}?)" if close else ""
     logger.warning("ignoring %s: no such collector setting%s", name, hint)
 
@@ -329,48 +236,17 @@ def _url_has_password(url: str | None) -> bool:
     return bool(url) and redact_url(url) != url
 
 
-def _read_secret(path: Path, what: str) -> SecretStr:
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from err
-    secret = text.rstrip("\r\n")
-    if not secret:
-        raise ConfigError(f"{what} {path} is empty")
-    return SecretStr(secret)
-
-
-def _resolve(
-    table: str,
-    secret: SecretStr | None,
-    secret_file: Path | None,
-    url: str | None,
-    credentials_dir: Path | None,
-) -> SecretStr | None:
-    key = "token" if table == "http" else "password"
-    if secret is not None and secret_file is not None:
-        raise ConfigError(f"[{table}] has both {key} and {key}_file (from flags, environment or "
-                          f"config file): keep one")
-    if secret is not None:
-        return secret
-    if secret_file is not None:
-        return _read_secret(secret_file, f"[{table}] {key}_file")
-    if _url_has_password(url):
-        return None  # the URL's own, for compatibility
-    if credentials_dir is not None:
-        path = credentials_dir / CREDENTIAL_NAMES[table]
-        if path.is_file():
-            logger.debug("[%s] %s from the systemd credential %s", table, key, path.name)
-            return _read_secret(path, "systemd credential")
-    return None
-
-
 def resolve_secrets(settings: CollectorSettings, credentials_dir: Path | None) -> CollectorSettings:
     """``settings`` with each password and token taken from its source (module docstring)."""
     mqtt, db, http = settings.mqtt, settings.db, settings.http
-    mqtt_pw = _resolve("mqtt", mqtt.password, mqtt.password_file, mqtt.url, credentials_dir)
-    db_pw = _resolve("db", db.password, db.password_file, db.url, credentials_dir)
-    token = _resolve("http", http.token, http.token_file, None, credentials_dir)
+    mqtt_pw = resolve_secret(table="mqtt", key="password", value=mqtt.password,
+                             file=mqtt.password_file, credential=CREDENTIAL_NAMES["mqtt"],
+                             folder=credentials_dir, elsewhere=_url_has_password(mqtt.url))
+    db_pw = resolve_secret(table="db", key="password", value=db.password, file=db.password_file,
+                           credential=CREDENTIAL_NAMES["db"], folder=credentials_dir,
+                           elsewhere=_url_has_password(db.url))
+    token = resolve_secret(table="http", key="token", value=http.token, file=http.token_file,
+                           credential=CREDENTIAL_NAMES["http"], folder=credentials_dir)
     if db_pw is not None and db.url is not None and _is_sqlite(db.url):
         if db.password is not None or db.password_file is not None:
             logger.warning("ignoring the database password: SQLite (%s) has none", db.url)
@@ -383,18 +259,6 @@ def resolve_secrets(settings: CollectorSettings, credentials_dir: Path | None) -
 
 
 # -- loading -------------------------------------------------------------------------------------
-
-
-def _prune_none(data: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            value = _prune_none(value)
-            if value:
-                out[key] = value
-        elif value is not None:
-            out[key] = value
-    return out
 
 
 def load_settings(
@@ -415,15 +279,7 @@ def load_settings(
     _warn_unknown_env(env)
     if credentials_dir is None and env.get(CREDENTIALS_ENV):
         credentials_dir = Path(env[CREDENTIALS_ENV])
-    CollectorSettings.config_file = config_file
-    try:
-        settings = CollectorSettings(**_prune_none(cli or {}))
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from err
-    finally:
-        CollectorSettings.config_file = None
+    settings = load_layered(CollectorSettings, cli, config_file)
     return resolve_secrets(settings, credentials_dir)
 
 

@@ -31,10 +31,11 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_serializer, field_validator, model_validator
 
+from shared.run_settings import RunSettings
 from shared.schema import (
     Celsius,
     Count,
@@ -43,7 +44,6 @@ from shared.schema import (
     NonNegative,
     Percent,
     Real,
-    Scenario,
     Strict,
     WireVersion,
     check_wire_time,
@@ -164,30 +164,8 @@ class ModelRef(Strict):
         return value
 
 
-class JobSettings(Strict):
-    """The bench settings a remote job may set: the CLI's timing and runtime flags, no paths.
-
-    Bounds keep one job from holding a board for hours by accident; the agent validates these
-    again through its own settings model, exactly as the CLI's flags are.
-    """
-
-    scenario: Scenario = Scenario.SINGLE_STREAM
-    profile: Literal["quick", "standard", "mlperf"] | None = None
-    iterations: Integer | None = Field(None, ge=1, le=10_000_000)
-    duration_s: Real | None = Field(None, gt=0, le=3600)
-    warmup: Integer | None = Field(None, ge=0, le=100_000)
-    threads: Integer | None = Field(None, ge=1, le=256)
-    batch: Integer = Field(1, ge=1, le=1024)
-    streams: Integer = Field(1, ge=1, le=64)
-    samples_per_query: Integer | None = Field(None, ge=1, le=1024)
-    target_qps: Real | None = Field(None, gt=0, le=1_000_000)
-    latency_bound_ms: Real | None = Field(None, gt=0, le=600_000)
-    backend: Literal["auto", "onnxruntime", "litert"] = "auto"
-    fidelity: Integer | None = Field(None, ge=0, le=1024)
-    seed: Integer | None = Field(None, ge=0, le=2**31 - 1)
-    power: str | None = Field(None, pattern=r"^[a-z0-9_]{1,32}$")
-    idle_s: Real | None = Field(None, ge=0, le=60)
-    role: Literal["edge", "datacenter", "hpc"] | None = None
+JobSettings = RunSettings
+"""The settings a remote job carries: :class:`shared.run_settings.RunSettings`, declared there."""
 
 
 class JobCommand(Strict):
@@ -200,6 +178,11 @@ class JobCommand(Strict):
     model: ModelRef | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_serializer("settings")
+    def _only_what_the_job_sets(self, settings: RunSettings) -> dict[str, Any]:
+        """A job carries the settings its sender gave; the agent's defaults fill the rest."""
+        return settings.job_fields()
 
     @model_validator(mode="after")
     def _benchmark_names_a_model(self) -> JobCommand:

@@ -1,17 +1,26 @@
-"""The backend interface and its registry.
+"""The backend interface, its registry, and each backend's own settings table.
 
 A backend loads a model into a :class:`Session`. The runner owns the clock: a session never times
 itself. :meth:`Session.bind` returns a zero-argument callable that runs one inference on inputs
 bound in advance, so the timed loop holds nothing but that call.
+
+Settings: every backend declares its own pydantic model, ``Settings`` (a :class:`BackendSettings`:
+unknown keys are errors), read from its table ``[bench.backends.NAME]`` of the agent's config
+file (``EDGEMETER_BACKENDS__NAME__KEY``), and :meth:`Backend.load` takes it. ONNX Runtime's
+execution providers live in ``[bench.backends.onnxruntime]``, LiteRT's delegate in
+``[bench.backends.litert]``: a device may set both, and each backend reads only its own. The
+flags ``--providers`` and ``--delegate`` are generated from these models. Adding a backend touches
+its own module and :data:`BACKENDS`, nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from shared.errors import ConfigError
 from shared.plugins import load_plugin
@@ -34,23 +43,24 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
+class BackendSettings(BaseModel):
+    """The base of every backend's own settings (its ``[bench.backends.NAME]`` table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Backend(Protocol):
     name: str
     formats: tuple[str, ...]
+    Settings: ClassVar[type[BackendSettings]]
 
     def probe(self) -> str | None:
         """None when usable, else why not (never raises)."""
 
-    def load(
-        self,
-        path: Path,
-        *,
-        threads: int | None,
-        batch: int = 1,
-        providers: Sequence[str] | None = None,
-        delegate: str | None = None,
-    ) -> Session:
-        """Load the model; raises ModelError, BackendError or DelegateError."""
+    def load(self, path: Path, *, threads: int | None, batch: int,
+             settings: Any) -> Session:
+        """Load the model with this backend's ``Settings``; raises ModelError, BackendError or
+        DelegateError."""
 
 
 BACKENDS: dict[str, str] = {
@@ -61,9 +71,84 @@ BACKENDS: dict[str, str] = {
 _FORMAT_DEFAULT = {"onnx": "onnxruntime", "tflite": "litert"}
 
 
+def backend_class(name: str) -> Any:
+    """The backend class registered as ``name`` (its module imported, its runtime not)."""
+    return load_plugin(BACKENDS, name, kind="backend", also=("auto",))
+
+
 def get_backend(name: str) -> Backend:
-    backend: Backend = load_plugin(BACKENDS, name, kind="backend", also=("auto",))()
+    backend: Backend = backend_class(name)()
     return backend
+
+
+#: old flat settings keys -> (backend, key) of the table they belong to
+FLAT_BACKEND_KEYS = {"providers": ("onnxruntime", "providers"), "delegate": ("litert", "delegate")}
+
+
+class BackendTables(BaseModel):
+    """``[bench.backends]``: one table per backend, each validated by that backend's ``Settings``.
+
+    A table for an unknown backend, or a key its backend does not take, fails when the settings
+    load, with one line naming the table and the key.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tables(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return {name: _validate_table(name, raw) for name, raw in data.items()}
+
+    def table(self, name: str) -> BackendSettings:
+        """Backend ``name``'s settings: its table when one was given, else its defaults."""
+        found = (self.__pydantic_extra__ or {}).get(name)
+        if isinstance(found, BackendSettings):
+            return found
+        settings: BackendSettings = backend_class(name).Settings()
+        return settings
+
+
+def _validate_table(name: str, raw: Any) -> BackendSettings:
+    if name not in BACKENDS:
+        raise ConfigError(f"[backends.{name}]: no backend {name!r}; tables are named after a "
+                         f"backend: {', '.join(BACKENDS)}")
+    cls: type[BackendSettings] = backend_class(name).Settings
+    if isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[backends.{name}] must be a table")
+    try:
+        return cls.model_validate(dict(raw))
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or name
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = f"not a {name} setting (it takes: {', '.join(cls.model_fields) or 'nothing'})"
+        raise ConfigError(f"[backends.{name}] {key}: {msg}") from err
+
+
+def fold_backend_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the flat ``providers``/``delegate`` keys of old moved into their tables."""
+    out = dict(data)
+    moved = {k: out.pop(k) for k in FLAT_BACKEND_KEYS if k in out}
+    moved = {k: v for k, v in moved.items() if v is not None}
+    if not moved:
+        return out
+    tables = out.get("backends")
+    tables = dict(tables) if isinstance(tables, Mapping) else \
+        dict(tables.__pydantic_extra__ or {}) if isinstance(tables, BackendTables) else {}
+    for key, value in moved.items():
+        backend, field = FLAT_BACKEND_KEYS[key]
+        table = tables.get(backend)
+        table = table.model_dump(exclude_unset=True) if isinstance(table, BaseModel) \
+            else dict(table or {})
+        table[field] = value
+        tables[backend] = table
+    out["backends"] = tables
+    return out
 
 
 def backend_for(fmt: str, requested: str = "auto") -> Backend:

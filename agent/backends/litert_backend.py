@@ -1,7 +1,8 @@
 """LiteRT backend: ai-edge-litert, or tflite-runtime where that is what a board has installed.
 
-``--delegate edgetpu`` loads ``libedgetpu.so.1`` (the Coral runtime). Models compiled for the Edge
-TPU hold an ``edgetpu-custom-op`` that only that delegate can run.
+Its own settings table, ``[bench.backends.litert]``, names the delegate: ``delegate = "edgetpu"``
+(or ``--delegate edgetpu``) loads ``libedgetpu.so.1`` (the Coral runtime). Models compiled for the
+Edge TPU hold an ``edgetpu-custom-op`` that only that delegate can run.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import logging
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from agent.backends.base import BackendSettings
 from agent.errors import BackendError, DelegateError, ModelError
 from shared.errors import MissingExtraError
+from shared.run_settings import Flag
 from shared.schema import QuantParams, RuntimeInfo, TensorInfo
 
 logger = logging.getLogger(__name__)
@@ -88,9 +92,18 @@ class LiteRtSession:
         self._interp = None
 
 
+class LiteRtSettings(BackendSettings):
+    """LiteRT's own options (the table [bench.backends.litert])."""
+
+    delegate: Annotated[str | None, Flag("runtime", name="delegate")] = Field(
+        None, description="LiteRT delegate, e.g. edgetpu (loads libedgetpu.so.1), or a "
+        "delegate library's path (default: the runtime's CPU delegates)")
+
+
 class LiteRtBackend:
     name = "litert"
     formats = ("tflite",)
+    Settings: ClassVar[type[LiteRtSettings]] = LiteRtSettings
 
     def probe(self) -> str | None:
         try:
@@ -121,12 +134,10 @@ class LiteRtBackend:
         *,
         threads: int | None,
         batch: int = 1,
-        providers: Sequence[str] | None = None,
-        delegate: str | None = None,
+        settings: LiteRtSettings | None = None,
     ) -> LiteRtSession:
         module, dist, ver = import_interpreter()
-        if providers:
-            raise DelegateError("--providers is an ONNX Runtime option; for LiteRT use --delegate")
+        delegate = (settings or LiteRtSettings()).delegate
         delegates = self._delegates(module, delegate)
         try:
             interp = module.Interpreter(

@@ -1,17 +1,26 @@
-"""ONNX Runtime backend (CPU by default; other execution providers with ``--providers``)."""
+"""ONNX Runtime backend: CPU by default, other execution providers from its own settings table.
+
+``[bench.backends.onnxruntime] providers = ["CUDAExecutionProvider"]`` (or ``--providers``) picks
+the execution providers, in order; one this onnxruntime build lacks fails with the list it has.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from agent.backends.base import BackendSettings
 from agent.errors import BackendError, DelegateError, ModelError
 from shared.errors import MissingExtraError
+from shared.run_settings import Flag
 from shared.schema import RuntimeInfo, TensorInfo
 
 logger = logging.getLogger(__name__)
@@ -86,9 +95,29 @@ class OnnxRuntimeSession:
         self._session = None
 
 
+class OnnxRuntimeSettings(BackendSettings):
+    """ONNX Runtime's own options (the table [bench.backends.onnxruntime])."""
+
+    providers: Annotated[list[str] | None, Flag("runtime", name="providers")] = Field(
+        None, description="ONNX Runtime execution providers, comma-separated, in order "
+        "(default: CPUExecutionProvider)")
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        """``"A,B"`` (a flag, an environment variable) or a JSON list ``'["A", "B"]'``."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                with contextlib.suppress(ValueError):
+                    return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
     formats = ("onnx",)
+    Settings: ClassVar[type[OnnxRuntimeSettings]] = OnnxRuntimeSettings
 
     def probe(self) -> str | None:
         try:
@@ -103,14 +132,10 @@ class OnnxRuntimeBackend:
         *,
         threads: int | None,
         batch: int = 1,
-        providers: Sequence[str] | None = None,
-        delegate: str | None = None,
+        settings: OnnxRuntimeSettings | None = None,
     ) -> OnnxRuntimeSession:
         ort = _import_ort()
-        if delegate:
-            raise DelegateError(
-                f"--delegate {delegate} is a LiteRT option; for ONNX Runtime use --providers"
-            )
+        providers = (settings or OnnxRuntimeSettings()).providers
         available = ort.get_available_providers()
         wanted = list(providers) if providers else ["CPUExecutionProvider"]
         missing = [p for p in wanted if p not in available]

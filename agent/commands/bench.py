@@ -7,13 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agent.commands.bench_args import (
-    SCENARIOS,
-    add_run_flags,
-    add_timing_flags,
-    check_output_path,
-    settings_from_args,
-)
+from agent.commands.bench_args import add_bench_flags, check_output_path, settings_from_args
 from agent.errors import PublishError
 from agent.progress import TerminalProgress, null_sink
 from agent.publish import publish_via_spool
@@ -87,10 +81,7 @@ def _verdict(result: BenchmarkResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.json, "--json")
-    settings = settings_from_args(args, scenario=args.scenario, batch=args.batch,
-                                  streams=args.streams, samples_per_query=args.samples_per_query,
-                                  target_qps=args.target_qps,
-                                  latency_bound_ms=args.latency_bound_ms, publish=args.publish)
+    settings = settings_from_args(args)
     if settings.publish:
         parse_broker_url(settings.publish)  # a bad URL fails before the run, not after it
     spool = _open_spool(settings.spool) if settings.publish else None
@@ -151,18 +142,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "state. Exit codes: 0 ok, 2 error, 3 measured but not delivered (kept in the spool), "
         "130 interrupted.",
     )
-    add_run_flags(parser)
-    add_timing_flags(parser)
-    sc = parser.add_argument_group("scenario")
-    sc.add_argument("--scenario", choices=SCENARIOS, help="default: single-stream")
-    sc.add_argument("--batch", type=int, help="samples per call where the model allows (default 1)")
-    sc.add_argument("--streams", type=int, help="parallel sessions for offline/server (default 1)")
-    sc.add_argument("--samples-per-query", type=int, help="multi-stream query size (default 8)")
-    sc.add_argument("--target-qps", type=float, help="server: Poisson arrival rate")
-    sc.add_argument("--latency-bound-ms", type=float, help="server: p99 bound for validity")
-    out = parser.add_argument_group("output")
+    out = add_bench_flags(parser)["output"]
     out.add_argument("--json", metavar="PATH", help="write the validated result as JSON")
-    out.add_argument("--publish", metavar="URL", help="publish to mqtt://host:port at QoS 1")
     out.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                      help="print nothing on success, and silence native runtimes' chatter")
     parser.set_defaults(func=run)

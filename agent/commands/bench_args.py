@@ -1,22 +1,26 @@
-"""Flags shared by ``bench`` and ``sweep``: each maps to a :class:`BenchSettings` field."""
+"""The flags of ``bench`` and ``sweep``, generated from the settings models, and how they load.
+
+Every field of :class:`agent.config.BenchSettings` (the job's
+:class:`shared.run_settings.RunSettings` and the agent's own fields) and of each backend's own
+settings (``--providers``, ``--delegate``) is one flag, named, typed and explained by the field
+(:mod:`shared.settings_flags`). A few flags are shortcuts that are no field of their own: the
+wall plug's ``--power-topic`` and ``--power-mqtt`` and ``--rpi5-calibration`` fill a power
+source's table (:mod:`agent.power.settings`).
+
+Use: ``add_bench_flags(parser)`` when building a command, then ``settings_from_args(args)``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.config import BenchSettings, load_settings
-from agent.power.settings import FLAG_SHORTCUTS
+from agent.config import BenchSettings, backend_settings_models, load_settings
 from shared.errors import ConfigError
-from shared.schema import Role, Scenario
-
-PROFILE_HELP = (
-    "quick (>=1 s, 100 queries: a smoke test), standard (the default: >=10 s, extended up to 3x "
-    "while throughput is unsettled, and INVALID if still unsettled), mlperf (LoadGen's minimums: "
-    ">=600 s and its query counts). Only mlperf can be MLPerf-valid"
-)
+from shared.settings_flags import add_settings_flags, given
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -27,54 +31,48 @@ def _pair(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError("expected two numbers A,B, for example 0,255") from err
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags default to None so that env and config-file values show through."""
+#: flags that fill a power source's table (agent.power.settings.FLAG_SHORTCUTS), not fields
+POWER_SHORTCUTS = ("power_topic", "power_mqtt", "rpi5_calibration")
+
+
+def add_bench_flags(parser: argparse.ArgumentParser, *, lists: Collection[str] = (),
+                    defaults: Mapping[str, Any] | None = None,
+                    skip: Collection[str] = ()) -> dict[str, Any]:
+    """The model, ``--config``, and one flag per setting (``lists``/``defaults``/``skip``: see
+    :func:`shared.settings_flags.add_settings_flags`). Flags default to None so that the
+    environment and the config file show through. Returns the ``--help`` groups by name."""
     parser.add_argument("model", type=Path, help="model file (.onnx or .tflite)")
-    parser.add_argument("--config", type=Path, help="TOML config file (see `edgemeter config sample`)")
-    ident = parser.add_argument_group("identity")
-    ident.add_argument("--device-id", help="device id (default: hostname)")
-    ident.add_argument("--fleet", help="fleet name (default: default)")
-    ident.add_argument("--role", choices=[r.value for r in Role], help="edge (default), datacenter or hpc")
-    ident.add_argument("--hardware", help="hardware catalogue key (default: detected)")
-    ident.add_argument("--catalogue", type=Path, help="extra catalogue TOML merged over the shipped one")
-    ident.add_argument("--network", help="network name for cross-format matching (default: from file name)")
-    rt = parser.add_argument_group("runtime")
-    rt.add_argument("--backend", choices=["auto", "onnxruntime", "litert"], help="default: auto, by file")
-    rt.add_argument("--providers", help="ONNX Runtime execution providers, comma-separated")
-    rt.add_argument("--delegate", help="LiteRT delegate, e.g. edgetpu (loads libedgetpu.so.1)")
-    rt.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
-    rt.add_argument("--inputs", type=Path, help=".npz of inputs or a folder of images")
-    rt.add_argument("--input-range", type=_pair, help="real range of float inputs, LO,HI (default 0,1)")
-    rt.add_argument("--seed", type=int, help="seed for inputs and arrivals (default 0)")
-    pw = parser.add_argument_group("power")
-    pw.add_argument(
-        "--power",
-        help="auto (default), none, or a source: rapl, jetson, rpi5, nvml, tasmota, shelly, estimate",
-    )
-    pw.add_argument("--power-hz", type=float, help="power sampling rate (default 20; [power] hz)")
-    pw.add_argument("--power-topic",
-                    help="wall plug MQTT topic or device id ([power.tasmota] / [power.shelly] topic)")
-    pw.add_argument("--power-mqtt",
-                    help="broker of the wall plug, mqtt://host:port ([power.tasmota] / [power.shelly] broker)")
-    pw.add_argument("--idle-s", type=float,
-                    help="idle power baseline before the run (default 3; [power] idle_s)")
-    pw.add_argument("--rpi5-calibration", type=_pair, metavar="SCALE,OFFSET",
-                    help="rpi5: turn PMIC rail power into input power, W = SCALE x PMIC + OFFSET "
-                    "([power.rpi5] calibration)")
-    pw.add_argument("--sysfs-root", type=Path,
-                    help="filesystem root for sysfs/procfs readers, power sources' too (default /)")
+    parser.add_argument("--config", type=Path,
+                        help="TOML config file (see `edgemeter config sample`)")
+    groups: dict[str, Any] = {}
+    for name in ("identity", "runtime", "scenario", "timing", "power", "output"):
+        groups[name] = parser.add_argument_group(name)
+    add_settings_flags(parser, BenchSettings, lists=lists, defaults=defaults, groups=groups,
+                       skip=skip)
+    for backend, model in backend_settings_models().items():
+        add_settings_flags(parser, model, groups=groups, prefix=("backends", backend))
+    power = groups["power"]
+    power.add_argument("--power-topic",
+                       help="wall plug MQTT topic or device id ([power.tasmota] / [power.shelly] "
+                       "topic)")
+    power.add_argument("--power-mqtt",
+                       help="broker of the wall plug, mqtt://host:port ([power.tasmota] / "
+                       "[power.shelly] broker)")
+    power.add_argument("--rpi5-calibration", type=_pair, metavar="SCALE,OFFSET",
+                       help="rpi5: turn PMIC rail power into input power, W = SCALE x PMIC + "
+                       "OFFSET ([power.rpi5] calibration)")
+    return groups
 
 
-def add_timing_flags(parser: argparse.ArgumentParser) -> None:
-    t = parser.add_argument_group("timing")
-    t.add_argument("--profile", choices=["quick", "standard", "mlperf"], help=PROFILE_HELP)
-    t.add_argument("--iterations", type=int, help="timed queries (overrides the profile)")
-    t.add_argument("--duration-s", type=float, help="timed seconds (overrides the profile)")
-    t.add_argument("--warmup", type=int, help="warm-up iterations (default: until stable)")
-    t.add_argument("--fidelity", type=int, help="fidelity inputs (default 32, 0 = off)")
-    t.add_argument("--full-fidelity", action="store_true", default=None,
-                   help="send every fidelity output value, unrounded (default: a digest: values of "
-                   "small outputs, top-5 and a sketch of large ones, sha256 of all)")
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the flags gave, nested as :class:`BenchSettings` takes them."""
+    cli = given(args, BenchSettings)
+    for backend, model in backend_settings_models().items():
+        given(args, model, prefix=("backends", backend), into=cli)
+    for name in POWER_SHORTCUTS:
+        if getattr(args, name, None) is not None:
+            cli[name] = getattr(args, name)
+    return cli
 
 
 def check_output_path(path: str | None, flag: str) -> None:
@@ -92,11 +90,7 @@ def check_output_path(path: str | None, flag: str) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, **fixed: Any) -> BenchSettings:
-    # the power flags are shortcuts into [power] and its source tables (agent.power.settings)
-    fields = set(BenchSettings.model_fields) | set(FLAG_SHORTCUTS)
-    cli = {k: v for k, v in vars(args).items() if k in fields}
+    """The run's settings: the flags given (``fixed`` over them), env, config file, defaults."""
+    cli = given_settings(args)
     cli.update(fixed)
     return load_settings(cli, args.config)
-
-
-SCENARIOS = [s.value for s in Scenario]

@@ -14,6 +14,13 @@ from pathlib import Path
 from agent.config import load_settings
 from agent.power import probe_all
 
+DESCRIPTION = (
+    "Which power sources this machine offers, and why the others are unusable. Each source is "
+    "probed with its own settings table from the config file (--config, or EDGEMETER_CONFIG, as "
+    "for bench), the environment and --sysfs-root, so a wall plug configured in [power.tasmota] "
+    "is probed with its broker and topic."
+)
+
 
 def run(args: argparse.Namespace) -> int:
     # --sysfs-root fills the root of every sysfs-reading source, as it does for bench
@@ -31,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("power", help="probe the power sources this machine offers",
-                            description=__doc__)
+                            description=DESCRIPTION)
     parser.add_argument("--config", type=Path,
                         help="TOML config file whose [power.NAME] tables the probes use")
     parser.add_argument("--sysfs-root", type=Path,

@@ -1,7 +1,10 @@
 """``edgemeter sweep MODEL``: the throughput-latency table over batch sizes and stream counts.
 
-Each cell is an offline-scenario run (``--streams`` parallel sessions, each with ``--threads``
-threads and batch ``--batch``); latency is per query (one batched call).
+Each cell is one run (``--streams`` parallel sessions, each with ``--threads`` threads and batch
+``--batch``); latency is per query (one batched call). ``--batch`` and ``--streams`` take lists,
+one cell per pair; every other flag is the one ``bench`` takes. The defaults differ from
+``bench``'s where a sweep needs it: the offline scenario, 3 s per cell, no fidelity inputs, no
+power measurement (and so no idle baseline).
 """
 
 from __future__ import annotations
@@ -12,22 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.commands.bench_args import add_run_flags, check_output_path, settings_from_args
+from agent.commands.bench_args import add_bench_flags, check_output_path, settings_from_args
 from agent.config import BenchSettings
 from agent.progress import TerminalProgress, null_sink
 from agent.runner import Runner
 from shared.errors import ConfigError, EdgemeterError, MissingExtraError, require_module
-from shared.schema import Scenario
 
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError("expected a comma-separated list such as 1,2,4") from err
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError("values must be positive integers")
-    return values
+#: sweep's own defaults, where they differ from bench's (they win over env and file, as flags do)
+SWEEP_DEFAULTS = {"scenario": "offline", "duration_s": 3.0, "fidelity": 0,
+                  "power.source": "none", "power.idle_s": 0.0}
+#: the settings sweep takes a list of, one cell per combination
+SWEEP_AXES = ("batch", "streams")
 
 
 def plot(
@@ -84,11 +82,7 @@ def plot(
 
 
 def _cell_settings(args: argparse.Namespace, batch: int, streams: int) -> BenchSettings:
-    return settings_from_args(
-        args, scenario=Scenario.OFFLINE, batch=batch, streams=streams,
-        duration_s=args.duration_s, fidelity=0,
-        power=args.power or "none", idle_s=args.idle_s if args.idle_s is not None else 0,
-    )
+    return settings_from_args(args, batch=batch, streams=streams)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.plot, "--plot")
     if args.plot:
         require_module("matplotlib", "plot")
-    _cell_settings(args, args.batch[0], args.streams[0])
+    first = _cell_settings(args, args.batch[0], args.streams[0])
     rows: list[dict[str, Any]] = []
     skipped: list[tuple[int, int, str]] = []
     device = ""
@@ -141,19 +135,22 @@ def run(args: argparse.Namespace) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=2))
         if args.plot:
             plot(rows, Path(args.plot), model=args.model.name, device=device,
-                 duration_s=args.duration_s, skipped=skipped)
+                 duration_s=first.duration_s or 0.0, skipped=skipped)
     except OSError as err:
         raise EdgemeterError(f"cannot write the sweep output: {err}") from err
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("sweep", help="throughput-latency table over batch and streams",
-                            description=__doc__)
-    add_run_flags(parser)
-    parser.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,2,4,8")
-    parser.add_argument("--streams", type=_ints, default=[1], help="stream counts, e.g. 1,2,4")
-    parser.add_argument("--duration-s", type=float, default=3.0, help="seconds per cell (3)")
-    parser.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
-    parser.add_argument("--plot", metavar="PNG", help="write a throughput-latency plot")
+    parser = sub.add_parser(
+        "sweep", help="throughput-latency table over batch and streams",
+        description="Run MODEL once per batch size and stream count and print the "
+        "throughput-latency table (optionally as JSON or a plot). --batch and --streams take "
+        "comma-separated lists; every other flag is the one bench takes. Defaults differ from "
+        "bench's where a sweep needs it: the offline scenario, 3 s per cell, no fidelity inputs, "
+        "no power measurement.")
+    out = add_bench_flags(parser, lists=SWEEP_AXES, defaults=SWEEP_DEFAULTS,
+                          skip=("publish", "spool"))["output"]
+    out.add_argument("--json", metavar="PATH", help="write the rows as a JSON list")
+    out.add_argument("--plot", metavar="PNG", help="write a throughput-latency plot")
     parser.set_defaults(func=run)

@@ -1,7 +1,9 @@
 """One benchmark job, run in its own process: ``python -m agent.daemon.child``.
 
-The daemon writes a JSON request on this process's stdin — ``{"model": PATH, "settings": {...},
-"seq": N, "result_path": PATH}`` — and reads progress lines (``{"phase": ..., ...}``, one JSON
+The daemon writes a JSON request on this process's stdin — ``{"model": PATH, "settings": JSON,
+"seq": N, "result_path": PATH}``, where ``settings`` is the job's validated
+:class:`agent.config.BenchSettings` as ``model_dump_json()``, validated again here once and
+nowhere else (no environment, no config file) — and reads progress lines (``{"phase": ..., ...}``, one JSON
 object a line) from its stdout. On success the result is written to ``result_path`` and the exit
 code is 0; a one-line error goes to stderr with exit code 2. A native crash (a segfault in a
 runtime on a hostile model) ends only this process: the daemon reports the job failed and goes on.
@@ -25,14 +27,21 @@ def emit(**fields: Any) -> None:
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    from agent.config import load_settings
+    from pydantic import ValidationError
+
+    from agent.config import BenchSettings
     from agent.runner import Runner
+    from shared.settings import validation_message
 
     def report(fields: dict[str, Any]) -> None:
         emit(**fields)
 
     try:
-        settings = load_settings(request["settings"])
+        settings = BenchSettings.model_validate_json(request["settings"])
+    except ValidationError as err:
+        print(validation_message(err), file=sys.stderr)
+        return 2
+    try:
         result = Runner(settings, Path(request["model"]), quiet=True,
                         progress=report).run(seq=int(request["seq"]))
     except EdgemeterError as err:

@@ -1,40 +1,50 @@
-"""The daemon's settings: ``edgemeter agent run --config agent.toml``.
+"""The daemon's settings, ``edgemeter agent run --config agent.toml``, and how they load.
 
-Precedence: environment (``EDGEMETER_DEVICE_ID``, ``EDGEMETER_MQTT__URL``,
-``EDGEMETER_MQTT__PASSWORD``, ``__`` between nested names) > the TOML file > defaults. Secrets
-never need to be in the file: the broker password comes from ``EDGEMETER_MQTT__PASSWORD``, from
-``[mqtt] password_file``, or from systemd's ``LoadCredential=mqtt-password:...`` (read from
-``$CREDENTIALS_DIRECTORY/mqtt-password``), in that order after the file's own ``password``.
+Loaded by :func:`load_agent_settings` with the project's one precedence (:mod:`shared.settings`):
+environment (``EDGEMETER_DEVICE_ID``, ``EDGEMETER_MQTT__URL``, ``EDGEMETER_BENCH__THREADS``,
+``__`` between nested names) > the TOML file > defaults (``agent run`` has no flags for them).
 
-``[bench]`` holds the defaults every job runs with (power source and its table, idle time, ...):
-any key ``edgemeter bench`` takes in its own config file. A job's settings override them, except
-identity (``device_id``, ``fleet``), which is always the daemon's.
+Secrets never need to be in the file: the broker password is ``[mqtt] password`` (best from
+``EDGEMETER_MQTT__PASSWORD``), else ``[mqtt] password_file``, else systemd's
+``LoadCredential=mqtt-password:...`` (``$CREDENTIALS_DIRECTORY/mqtt-password``; an empty one
+means no password, for mutual TLS); the rule is :func:`shared.settings.resolve_secret`'s.
+
+``[bench]`` holds the defaults every job runs with (power source and its table, idle time, the
+backends' tables, ...): it is the agent's :class:`agent.config.BenchSettings`, so any key
+``edgemeter bench`` takes in its own config file, checked when the daemon starts. A job's settings
+override them, except identity (``device_id``, ``fleet``), which is always the daemon's
+(:meth:`AgentSettings.job_base`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from shared.errors import ConfigError
+from agent.config import BenchSettings, fold_old_keys
 from shared.mqtt import BrokerUrl, parse_broker_url
-from shared.settings import SettingsTable, TlsSettings
+from shared.settings import (
+    LayeredSettings,
+    SettingsTable,
+    TlsSettings,
+    credentials_dir,
+    load_layered,
+    resolve_secret,
+)
 from shared.topics import valid_level
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: systemd's StateDirectory= (already this service's own folder), else the XDG state folder
 STATE_DIR = (Path(os.environ["STATE_DIRECTORY"].split(":")[0]) if os.environ.get("STATE_DIRECTORY")
              else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "edgemeter")
+
+
+CREDENTIAL = "mqtt-password"
+"""the broker password's systemd credential name (``LoadCredential=mqtt-password:FILE``)"""
 
 
 class MqttSettings(SettingsTable):
@@ -58,22 +68,12 @@ class MqttSettings(SettingsTable):
         return [parse_broker_url(u) for u in [self.url, *self.urls]]
 
     def resolved_password(self) -> str | None:
-        """The password from this table, its file, or systemd's credential directory."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        candidates = [self.password_file] if self.password_file else []
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if creds:
-            candidates.append(Path(creds) / "mqtt-password")
-        for path in candidates:
-            try:
-                # an empty credential (mutual TLS, no password) means no password
-                return path.read_text().strip() or None
-            except OSError as err:
-                if path == self.password_file:
-                    raise ConfigError(f"cannot read [mqtt] password_file {path}: "
-                                      f"{err.strerror or err}") from err
-        return None
+        """The password from this table, its file, or systemd's credential (one rule:
+        :func:`shared.settings.resolve_secret`)."""
+        secret = resolve_secret(table="mqtt", key="password", value=self.password,
+                                file=self.password_file, credential=CREDENTIAL,
+                                folder=credentials_dir())
+        return None if secret is None else secret.get_secret_value()
 
 
 class SpoolSettings(SettingsTable):
@@ -95,7 +95,7 @@ class ModelsSettings(SettingsTable):
         return value
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(LayeredSettings):
     """Everything ``edgemeter agent run`` needs."""
 
     model_config = SettingsConfigDict(env_prefix="EDGEMETER_", env_nested_delimiter="__",
@@ -107,8 +107,9 @@ class AgentSettings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     spool: Annotated[SpoolSettings, NoDecode] = Field(default_factory=SpoolSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
-    bench: dict[str, Any] = Field(default_factory=dict,
-                                  description="defaults for every job (power source, idle_s, ...)")
+    bench: BenchSettings = Field(default_factory=BenchSettings,
+                                 description="defaults for every job (power source, idle_s, ...)")
+    sample_hint: ClassVar[str] = "see `edgemeter agent sample-config`"
 
     @field_validator("spool", mode="before")
     @classmethod
@@ -124,38 +125,29 @@ class AgentSettings(BaseSettings):
         return value
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # the file's contents arrive as init values (below); the environment wins over them
-        return (env_settings, init_settings)
+    def toml_table(cls, doc: dict[str, Any], path: Path) -> dict[str, Any]:
+        """The whole file, the flat keys of old in ``[bench]`` read into their tables."""
+        bench = doc.get("bench")
+        if isinstance(bench, dict):
+            return {**doc, "bench": fold_old_keys(bench, sysfs_root=False)}
+        return doc
+
+    def job_base(self) -> BenchSettings:
+        """The settings every job starts from: ``[bench]``, with this daemon's identity."""
+        base = self.bench.model_copy(update={"device_id": self.device_id, "fleet": self.fleet})
+        base.model_fields_set.update({"device_id", "fleet"})
+        return base
 
 
 def load_agent_settings(config_file: Path | None) -> AgentSettings:
-    """Settings from the environment over ``config_file`` over defaults; one-line ConfigError."""
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            data = tomllib.loads(Path(config_file).read_text())
-        except OSError as err:
-            raise ConfigError(f"cannot read the config file {config_file}: "
-                              f"{err.strerror or err}") from err
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {config_file} is not valid TOML: {err}") from err
-    try:
-        return AgentSettings(**data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            msg = "unknown setting; see `edgemeter agent sample-config`"
-        raise ConfigError(f"invalid agent setting {where}: {msg}") from err
+    """Settings from the environment over ``config_file`` over defaults; one-line ConfigError.
+
+    The broker password is resolved once here, so that a missing ``password_file`` stops the
+    daemon at start.
+    """
+    settings = load_layered(AgentSettings, None, config_file, what="agent setting")
+    settings.mqtt.resolved_password()
+    return settings
 
 
 SAMPLE = '''\

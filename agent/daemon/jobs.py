@@ -1,13 +1,15 @@
 """Benchmark jobs: validated like the CLI's flags, run one at a time, each in a child process.
 
 The daemon runs benchmark jobs and nothing else: a job names a model by sha256 (fetched into the
-model cache, the only place a job's model can come from) and the bench settings the CLI takes
-(:class:`shared.messages.JobSettings`: no paths, bounded values). Before a job is accepted its
-settings are turned into the agent's own :class:`agent.config.BenchSettings` exactly as the CLI's
-flags are, so a value the CLI would refuse is rejected with the same reason.
+model cache, the only place a job's model can come from) and the run settings it sets
+(:class:`shared.run_settings.RunSettings`: no paths, bounded values). :func:`job_settings` lays
+them over the daemon's ``[bench]`` table (:meth:`agent.daemon.config.AgentSettings.job_base`) and
+validates the result as the agent's own :class:`agent.config.BenchSettings`, so a value the CLI
+would refuse is rejected with the same reason, before the job is accepted.
 
-:class:`ChildProcessJobRunner` starts ``python -m agent.daemon.child`` for each job: a runtime that
-crashes on a bad model kills that child, never the daemon. Cancelling terminates the child.
+:class:`ChildProcessJobRunner` starts ``python -m agent.daemon.child`` for each job and hands it
+those settings as ``model_dump_json()``, which the child validates once: a runtime that crashes on
+a bad model kills that child, never the daemon. Cancelling terminates the child.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from agent.config import BenchSettings, load_settings
+from agent.config import BenchSettings
+from shared.errors import ConfigError
 from shared.messages import JobCommand
 from shared.schema import BenchmarkResult
+from shared.settings import validation_message
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +52,34 @@ ProgressSink = Callable[[dict[str, Any]], None]
 
 
 class JobRunner(Protocol):
-    def run(self, settings: Mapping[str, Any], model: Path, seq: int, progress: ProgressSink,
+    def run(self, settings: BenchSettings, model: Path, seq: int, progress: ProgressSink,
             cancel: threading.Event) -> JobOutcome: ...
 
 
-def job_settings(job: JobCommand, base: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings a job runs with: the daemon's ``base`` (identity, power) plus the job's."""
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
-    merged.update(job.settings.model_dump(exclude_none=True, mode="json"))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
     return merged
 
 
-def validate_job(job: JobCommand, base: Mapping[str, Any]) -> BenchSettings:
-    """Raise EdgemeterError (ConfigError) when the CLI would refuse these settings."""
-    return load_settings(job_settings(job, base))
+def job_settings(job: JobCommand, base: BenchSettings) -> BenchSettings:
+    """The settings a job runs with: what the job sets, over the daemon's ``base`` (its
+    ``[bench]`` table with its identity). Raises ConfigError with the reason the CLI would give.
+    """
+    given = base.model_dump(mode="json", exclude_unset=True)
+    wanted = job.settings.model_dump(mode="json", exclude_unset=True)
+    try:
+        return BenchSettings.model_validate(_deep_merge(given, wanted))
+    except ValidationError as err:
+        raise ConfigError(validation_message(err)) from err
+
+
+validate_job = job_settings
+"""Before accepting a job: its settings, or the ConfigError that rejects it."""
 
 
 def parse_job(payload: bytes) -> JobCommand:
@@ -81,11 +99,11 @@ class ChildProcessJobRunner:
         self.python = python
         self.workdir = workdir
 
-    def run(self, settings: Mapping[str, Any], model: Path, seq: int, progress: ProgressSink,
+    def run(self, settings: BenchSettings, model: Path, seq: int, progress: ProgressSink,
             cancel: threading.Event) -> JobOutcome:
         with tempfile.TemporaryDirectory(prefix="edgemeter-job-", dir=self.workdir) as tmp:
             result_path = Path(tmp) / "result.json"
-            request = {"model": str(model), "settings": dict(settings), "seq": seq,
+            request = {"model": str(model), "settings": settings.model_dump_json(), "seq": seq,
                        "result_path": str(result_path)}
             proc = subprocess.Popen(
                 [self.python, "-m", "agent.daemon.child"],

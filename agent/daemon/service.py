@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent import __version__
+from agent.config import BenchSettings
 from agent.daemon.config import AgentSettings
 from agent.daemon.jobs import JobOutcome, JobRunner, job_settings, parse_job, validate_job
 from agent.daemon.telemetry import TelemetryProbe
@@ -229,10 +230,8 @@ class AgentDaemon:
                     return
         self._ack(job_id, "rejected", "cancel: no such job queued or running")
 
-    def _job_base(self) -> dict[str, Any]:
-        base = dict(self.settings.bench)
-        base.update(device_id=self.settings.device_id, fleet=self.settings.fleet)
-        return base
+    def _job_base(self) -> BenchSettings:
+        return self.settings.job_base()
 
     # -- the job worker -------------------------------------------------------------------------
 
@@ -377,9 +376,7 @@ def default_manifest(settings: AgentSettings) -> Callable[[], AgentManifest]:
 
 
 def _root(settings: AgentSettings) -> Any:
-    from pathlib import Path
-
-    return Path(settings.bench.get("sysfs_root", "/"))
+    return settings.bench.sysfs_root
 
 
 def _runtimes() -> dict[str, str]:

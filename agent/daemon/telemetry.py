@@ -17,13 +17,16 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from agent.system import decode_throttled, run_command
 from shared.errors import EdgemeterError
 from shared.messages import Telemetry
+
+if TYPE_CHECKING:
+    from agent.config import BenchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +36,20 @@ TELEMETRY_POWER_HZ = 2.0
 class TelemetryPower:
     """Average power between two telemetry snapshots, from the daemon's power source."""
 
-    def __init__(self, bench: Mapping[str, Any]) -> None:
-        from agent.config import load_settings
+    def __init__(self, bench: BenchSettings | Mapping[str, Any]) -> None:
+        from agent.config import BenchSettings
         from agent.power.monitor import NullEnergyMonitor, open_energy_monitor
 
         self.monitor: Any = NullEnergyMonitor()
         try:
-            settings = load_settings(dict(bench))
+            settings = bench if isinstance(bench, BenchSettings) \
+                else BenchSettings.model_validate(dict(bench))
             power = settings.power.model_copy(
                 update={"hz": min(settings.power.hz, TELEMETRY_POWER_HZ), "idle_s": 0.0})
             self.monitor = open_energy_monitor(settings.model_copy(update={"power": power}),
                                                hardware=None, cores_used=os.cpu_count() or 1)
             self.monitor.begin()
-        except EdgemeterError as err:
+        except (EdgemeterError, ValueError) as err:  # ValueError: pydantic's ValidationError
             logger.warning("telemetry reports no power: %s", err)
 
     def read(self) -> tuple[float | None, str | None, bool | None]:

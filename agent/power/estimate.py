@@ -11,8 +11,8 @@ Utilisation ``u`` comes from this **process's** CPU time (user + system, all thr
 whole system's: on a shared VM other tenants' load is not the benchmark's, and the backends run
 inside this process. It is read with ``time.process_time()`` (``CLOCK_PROCESS_CPUTIME_ID``): the
 same quantity as psutil's ``Process().cpu_times()`` user + system, but with nanosecond rather than
-10 ms resolution and about 40x cheaper (psutil parses ``/proc/self/stat``), which keeps a 20 Hz
-sampler well under 1 % of a core. The sampler thread's own CPU time (< 1 %) is included. ``u`` is
+10 ms resolution and far cheaper to read (psutil parses ``/proc/self/stat``), which keeps a 20 Hz
+sampler cheap (``bench/sampler_overhead.py``). The sampler thread's own CPU time is included. ``u`` is
 measured between consecutive readings, so the curve is applied at the sampling resolution and the
 energy is accumulated as a counter (no integration error, exact window edges).
 

@@ -29,11 +29,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, ValidationError, field_validator, model_validator
 
 from agent.power import registry
 from agent.power.base import SourceSettings
 from shared.errors import ConfigError
+from shared.run_settings import RunPower
 
 __all__ = ["FLAG_SHORTCUTS", "PowerSettings", "fold_power_flags", "sample_power_tables"]
 
@@ -51,14 +52,11 @@ FLAG_SHORTCUTS: dict[str, tuple[tuple[str | None, str], ...]] = {
 KEPT = frozenset({"sysfs_root"})
 
 
-class PowerSettings(BaseModel):
-    """``[power]``: the source, the rate, the idle baseline, and one table per source."""
+class PowerSettings(RunPower):
+    """``[power]``: the source, the rate and the idle baseline (declared by
+    :class:`shared.run_settings.RunPower`, which a job may set), and one table per source."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=False)
-
-    source: str = Field("auto", description="auto, none or a power source name")
-    hz: float = Field(20.0, gt=0, description="power sampling rate, capped at the source's maximum")
-    idle_s: float = Field(3.0, ge=0, description="idle power baseline before the run (0 = none)")
 
     @field_validator("source")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Any
 
 from collector.events import EventBus, Subscription
 from collector.http.store import DeviceRow, ReadStore
+from shared.selector import Candidate, select
 
 __all__ = ["DEVICE_CACHE_S", "PROGRESS_STALE_S", "SORT_KEYS", "DeviceCache", "ProgressBoard",
            "device_object", "select_devices", "sort_and_filter"]
@@ -178,24 +179,12 @@ def sort_and_filter(devices: list[dict[str, Any]], *, status: str | None, q: str
 
 
 def select_devices(devices: Sequence[DeviceRow], selector: str) -> list[DeviceRow]:
-    """Devices matching any comma-separated term: an id or glob, ``fleet=NAME``, ``board=TEXT``
-    (the selector ``edgemeter fleet run`` takes)."""
-    import fnmatch
+    """Devices matching the selector ``edgemeter fleet run`` takes (:mod:`shared.selector`: ids
+    or globs, ``fleet=NAME``, ``board=TEXT``, comma-separated, any match selects)."""
+    return select(devices, selector, key=_candidate)
 
-    terms = [t.strip() for t in selector.split(",") if t.strip()]
-    chosen = []
-    for row in devices:
-        manifest = row.manifest
-        board = (manifest.device.board or manifest.device.cpu_model or "") if manifest else ""
-        for term in terms:
-            key, eq, value = term.partition("=")
-            if eq and key == "fleet":
-                hit = fnmatch.fnmatchcase(row.fleet, value)
-            elif eq and key == "board":
-                hit = value.lower() in board.lower()
-            else:
-                hit = fnmatch.fnmatchcase(row.device_id, term)
-            if hit:
-                chosen.append(row)
-                break
-    return chosen
+
+def _candidate(row: DeviceRow) -> Candidate:
+    manifest = row.manifest
+    board = (manifest.device.board or manifest.device.cpu_model or "") if manifest else ""
+    return Candidate(row.device_id, row.fleet, board)

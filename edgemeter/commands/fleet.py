@@ -1,19 +1,16 @@
-"""``edgemeter fleet ls|run``: see and drive the fleet through the broker (no database needed).
+"""``edgemeter fleet ls|run|gaps``: see and drive the fleet through the broker.
 
-``fleet ls`` reads the retained ``status`` of every device and the telemetry that arrives while it
-listens (``--listen-s``, default 3 s; telemetry comes every ``telemetry_s``, 10 s by default).
-``fleet run`` picks devices by selector (ids and globs, ``fleet=NAME``, ``board=TEXT``; several
-separated by commas, any match selects), sends each a :class:`shared.messages.JobCommand`, prints
-one progress line per device as acks and progress arrive, and with ``--wait`` ends when every
-result is stored (the collector's receipt names its run_id) or ``--timeout-s`` passes, listing
-what is missing. ``fleet gaps`` is the one that reads the collector's database instead
-(``--db``): the seq numbers missing between each device's stored results.
+``fleet ls`` folds the retained ``status`` and the telemetry that arrive while it listens
+(:class:`FleetWatch`). ``fleet run`` picks devices with the selector of :mod:`shared.selector`,
+sends each a :class:`shared.messages.JobCommand` whose settings come from flags generated from
+:class:`shared.run_settings.RunSettings`, and follows the acks, progress and receipts
+(:func:`_follow`). ``fleet gaps`` reads the collector's database instead (in ``collector``).
+The user-facing story is :data:`DESCRIPTION`, shown by ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import hashlib
 import json
 import os
@@ -28,11 +25,27 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.errors import ConfigError
-from shared.messages import JobAck, JobCommand, JobSettings, ModelRef, Progress, Receipt, Status, Telemetry
+from shared.messages import JobAck, JobCommand, ModelRef, Progress, Receipt, Status, Telemetry
 from shared.presence import status_wins
+from shared.run_settings import RunSettings
+from shared.selector import Candidate
+from shared.selector import select as selector_select
+from shared.settings_flags import add_settings_flags, flag_specs, given
 from shared.topics import TopicKind, Topics
 
 LISTEN_S = 3.0
+
+DESCRIPTION = (
+    "See and drive the fleet through the broker (no database needed). `fleet ls` reads the "
+    "retained status of every device and the telemetry that arrives while it listens "
+    "(--listen-s, default 3 s; telemetry comes every telemetry_s, 10 s by default). `fleet run` "
+    "picks devices by selector (ids and globs, fleet=NAME, board=TEXT; several separated by "
+    "commas, any match selects), sends each a benchmark job, prints one progress line per device "
+    "as acks and progress arrive, and with --wait ends when every result is stored (the "
+    "collector's receipt names its run_id) or --timeout-s passes, listing what is missing. "
+    "`fleet gaps` reads the collector's database instead (--db): the seq numbers missing between "
+    "each device's stored results."
+)
 
 
 @dataclass
@@ -142,23 +155,10 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def select(devices: list[DeviceView], selector: str) -> list[DeviceView]:
-    """Devices matching any comma-separated term: an id or glob, ``fleet=NAME``, ``board=TEXT``."""
-    terms = [t.strip() for t in selector.split(",") if t.strip()]
-    chosen = []
-    for view in devices:
-        row = view.row()
-        for term in terms:
-            key, eq, value = term.partition("=")
-            if eq and key == "fleet":
-                hit = fnmatch.fnmatchcase(view.fleet, value)
-            elif eq and key == "board":
-                hit = value.lower() in (row["board"] or "").lower()
-            else:
-                hit = fnmatch.fnmatchcase(view.device_id, term)
-            if hit:
-                chosen.append(view)
-                break
-    return chosen
+    """Devices matching the selector (:mod:`shared.selector`: ids or globs, ``fleet=NAME``,
+    ``board=TEXT``, comma-separated, any match selects)."""
+    return selector_select(devices, selector, key=lambda v: Candidate(
+        v.device_id, v.fleet, v.row()["board"] or ""))
 
 
 def model_ref(model: str) -> tuple[ModelRef, Path | None]:
@@ -176,12 +176,7 @@ def model_ref(model: str) -> tuple[ModelRef, Path | None]:
 
 def _run(args: argparse.Namespace) -> int:
     ref, path = model_ref(args.model)
-    settings = {k: getattr(args, k) for k in JobSettings.model_fields if getattr(args, k, None) is not None}
-    try:
-        job_settings = JobSettings(**settings)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
+    job_settings = run_settings_from_args(args)
     _say_whether_the_collector_has(ref, path, args.models_url)
     kinds = [TopicKind.STATUS, TopicKind.ACK, TopicKind.PROGRESS, TopicKind.RECEIPT]
     conn, watch = _watch(args, kinds)
@@ -202,6 +197,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sent {len(jobs)} job(s): " + ", ".join(f"{v.device_id}={j}" for j, v in jobs.items()),
               file=sys.stderr)
         return _follow(watch, jobs, wait=args.wait, timeout_s=args.timeout_s)
+
+
+def run_settings_from_args(args: argparse.Namespace) -> RunSettings:
+    """The job's settings from the flags given; one-line ConfigError naming the flag."""
+    try:
+        return RunSettings(**given(args, RunSettings))
+    except ValidationError as err:
+        first = err.errors()[0]
+        options = {spec.path: spec.option for spec in flag_specs(RunSettings)}
+        flag = options.get(tuple(str(p) for p in first["loc"]), "settings")
+        raise ConfigError(f"{flag}: {first['msg']}") from err
 
 
 def _say_whether_the_collector_has(ref: ModelRef, path: Path | None, models_url: str | None) -> None:
@@ -287,7 +293,7 @@ def _broker_flags(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("fleet", help="see and drive the fleet through the broker",
-                            description=__doc__)
+                            description=DESCRIPTION)
     inner = parser.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     ls = inner.add_parser("ls", help="devices, online or offline, from retained status and telemetry",
                           description="List devices: status, last seen, board, runtime, current "
@@ -301,7 +307,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     run = inner.add_parser("run", help="run a benchmark job on selected devices",
                            description="Send a benchmark job to every selected online device and "
-                           "follow it. Exit 0 when every job is done (and, with --wait, stored).")
+                           "follow it. Exit 0 when every job is done (and, with --wait, stored). "
+                           "The setting flags are those of `edgemeter bench`; one not given is "
+                           "not sent, so the device's own [bench] table (else the default shown) "
+                           "applies.")
     _broker_flags(run)
     run.add_argument("--devices", required=True, metavar="SELECTOR",
                      help="ids or globs, fleet=NAME, board=TEXT; comma-separated (any matches)")
@@ -314,17 +323,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--timeout-s", type=float, default=600.0, help="give up after (default 600)")
     run.add_argument("--listen-s", type=float, default=2.0,
                      help="how long to listen for retained status before choosing (default 2)")
-    bench = run.add_argument_group("bench settings (as `edgemeter bench` takes them)")
-    bench.add_argument("--scenario", choices=["single-stream", "multi-stream", "server", "offline"])
-    bench.add_argument("--profile", choices=["quick", "standard", "mlperf"])
-    for flag, kind in (("iterations", int), ("duration-s", float), ("warmup", int),
-                       ("threads", int), ("batch", int), ("streams", int),
-                       ("samples-per-query", int), ("target-qps", float),
-                       ("latency-bound-ms", float), ("fidelity", int), ("seed", int),
-                       ("idle-s", float)):
-        bench.add_argument(f"--{flag}", type=kind)
-    bench.add_argument("--backend", choices=["auto", "onnxruntime", "litert"])
-    bench.add_argument("--power", help="auto, none or a power source name")
+    # the job's settings: every field of RunSettings, as `edgemeter bench` takes it; a flag not
+    # given is not sent, so the device's own [bench] defaults apply
+    add_settings_flags(run, RunSettings)
     run.set_defaults(func=_run)
 
     gaps = inner.add_parser("gaps", help="missing seq ranges per device, from the results database",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.commands.bench_args import add_run_flags, add_timing_flags, settings_from_args
+from agent.commands.bench_args import add_bench_flags, settings_from_args
 from agent.config import load_settings, sample_config
 from agent.power.mqttplug import PlugSettings
 from agent.power.rapl import RaplSettings
@@ -67,8 +67,7 @@ def test_config_errors_name_the_table_and_key(tmp_path: Path, text: str, message
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_run_flags(parser)
-    add_timing_flags(parser)
+    add_bench_flags(parser)
     return parser.parse_args(["model.onnx", *argv])
 
 
