@@ -367,3 +367,233 @@ def test_a_job_runs_its_model_under_the_name_the_job_gave(
     send(link, JobCommand(job_id="named", model=cached_model))
     assert settle(daemon, lambda: "done" in states(link, "named"))
     assert runner.ran[0].name == "vww_96_int8.tflite"
+
+
+# -- acks: in order, each once, final ones kept until their receipt -------------------------------
+
+
+class GatedRunner:
+    """A job runner whose jobs end when the test says so (or when cancelled: ``cancelled``)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.release = threading.Event()
+
+    def run(self, settings: Any, model: Path, seq: int, progress: Any,
+            cancel: threading.Event) -> JobOutcome:
+        self.started.append(model.name)
+        while not self.release.wait(0.01):
+            if cancel.is_set():
+                return JobOutcome("cancelled", "cancelled by a cancel job")
+        return JobOutcome("done", result=make_result(device_id=DEVICE, fleet="lab", seq=seq))
+
+
+def final_states(link: FakeLink) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for ack in link.messages("ack"):
+        out.setdefault(ack["job_id"], []).append(ack["state"])
+    return out
+
+
+def test_acks_go_out_in_order_each_once_while_the_broker_comes_and_goes(
+    running: tuple[AgentDaemon, FakeLink, StubRunner], cached_model: dict[str, str],
+    clock: FakeClock,
+) -> None:
+    daemon, link, _ = running
+    acked: set[str] = set()
+    for n in range(12):
+        send(link, JobCommand(job_id=f"j{n}", model=cached_model))
+        if n % 4 == 1:
+            link.drop()  # the broker goes away between two commands, and comes back
+        daemon.pump()
+        clock.advance(0.5)
+        if n % 4 == 3:
+            link.reconnect()
+        # the collector confirms every final ack it has seen (what a receipt does)
+        finals = [a["job_id"] for a in link.messages("ack") if a["state"] == "done"]
+        if link.connected and set(finals) - acked:
+            acked |= set(finals)
+            link.on_message(f"{TOPIC}/receipt", Receipt(job_ids=sorted(acked)).model_dump_json()
+                            .encode())
+    link.reconnect()
+    assert settle(daemon, lambda: all(
+        "done" in final_states(link).get(f"j{n}", []) for n in range(12)))
+    for n in range(12):
+        said = final_states(link)[f"j{n}"]
+        assert said[:3] == ["accepted", "running", "done"], said
+        assert set(said[3:]) <= {"done"}, said  # only the final state is ever said again
+
+
+def test_a_final_ack_is_said_again_after_each_reconnect_until_its_receipt(
+    running: tuple[AgentDaemon, FakeLink, StubRunner], cached_model: dict[str, str],
+) -> None:
+    daemon, link, _ = running
+    send(link, JobCommand(job_id="kept", model=cached_model))
+    assert settle(daemon, lambda: "done" in states(link, "kept"))
+    for _ in range(2):  # the broker lost the ack after its PUBACK, twice
+        link.drop()
+        link.reconnect()
+        daemon.pump()
+    assert states(link, "kept") == ["accepted", "running", "done", "done", "done"]
+    assert daemon.ledger.unconfirmed() == 1
+    link.on_message(f"{TOPIC}/receipt", Receipt(job_ids=["kept"]).model_dump_json().encode())
+    daemon.pump()
+    assert daemon.ledger.unconfirmed() == 0
+    link.drop()
+    link.reconnect()
+    daemon.pump()
+    assert states(link, "kept") == ["accepted", "running", "done", "done", "done"]
+
+
+def test_a_duplicate_command_for_an_open_job_is_not_accepted_again(
+    settings: AgentSettings, cached_model: dict[str, str], clock: FakeClock,
+) -> None:
+    runner = GatedRunner()
+    daemon, link = make_daemon(settings, runner, clock)
+    daemon.start(loop=False)
+    try:
+        job = JobCommand(job_id="once", model=cached_model)
+        send(link, job)
+        send(link, JobCommand(job_id="queued", model=cached_model))
+        daemon.pump()
+        send(link, job)
+        send(link, JobCommand(job_id="queued", model=cached_model))
+        daemon.pump()
+        assert states(link, "once") == ["accepted", "running"]
+        assert states(link, "queued") == ["accepted"]
+        runner.release.set()
+        assert settle(daemon, lambda: "done" in states(link, "queued"))
+        assert states(link, "once") == ["accepted", "running", "done"]
+        assert states(link, "queued") == ["accepted", "running", "done"]
+    finally:
+        runner.release.set()
+        daemon.stop()
+
+
+# -- crashes and stops ----------------------------------------------------------------------------
+
+
+def test_a_restart_after_a_crash_reports_the_interrupted_jobs_failed_before_new_ones(
+    settings: AgentSettings, cached_model: dict[str, str], clock: FakeClock,
+) -> None:
+    crashed_runner = GatedRunner()
+    crashed, link = make_daemon(settings, crashed_runner, clock)
+    crashed.start(loop=False)
+    send(link, JobCommand(job_id="mid-job", model=cached_model))
+    send(link, JobCommand(job_id="waiting", model=cached_model))
+    assert settle(crashed, lambda: crashed_runner.started != [])
+    assert states(link, "mid-job") == ["accepted", "running"]
+    # a kill -9: nothing more from that daemon (its job thread is left blocked, then released)
+
+    restarted, link2 = make_daemon(settings, StubRunner(), clock)
+    try:
+        link2.drop()
+        restarted.start(loop=False)
+        send(link2, JobCommand(job_id="new", model=cached_model))
+        link2.reconnect()
+        assert settle(restarted, lambda: "done" in states(link2, "new"))
+        acks = [(a["job_id"], a["state"], a.get("reason")) for a in link2.messages("ack")]
+        assert acks[:2] == [("mid-job", "failed", "agent restarted during the job"),
+                            ("waiting", "failed", "agent restarted during the job")]
+        assert [s for j, s, _ in acks if j == "new"] == ["accepted", "running", "done"]
+    finally:
+        crashed_runner.release.set()
+        restarted.stop()
+
+
+def test_a_stop_cancels_the_running_and_queued_jobs_saying_agent_stopping(
+    settings: AgentSettings, cached_model: dict[str, str], clock: FakeClock,
+) -> None:
+    runner = GatedRunner()
+    daemon, link = make_daemon(settings, runner, clock)
+    daemon.start(loop=False)
+    send(link, JobCommand(job_id="long", model=cached_model))
+    send(link, JobCommand(job_id="next", model=cached_model))
+    assert settle(daemon, lambda: runner.started != [])
+    daemon.stop()
+    for job_id in ("long", "next"):
+        last = [a for a in link.messages("ack") if a["job_id"] == job_id][-1]
+        assert (last["state"], last["reason"]) == ("cancelled", "agent stopping")
+    assert Status.model_validate_json(link.published[-1][1]).status == "offline"
+
+
+def test_a_cancel_job_says_cancelled_by_a_cancel_job(
+    settings: AgentSettings, cached_model: dict[str, str], clock: FakeClock,
+) -> None:
+    runner = GatedRunner()
+    daemon, link = make_daemon(settings, runner, clock)
+    daemon.start(loop=False)
+    try:
+        send(link, JobCommand(job_id="target", model=cached_model))
+        assert settle(daemon, lambda: runner.started != [])
+        send(link, JobCommand(job_id="target", kind="cancel"))
+        assert settle(daemon, lambda: "cancelled" in states(link, "target"))
+        last = [a for a in link.messages("ack") if a["job_id"] == "target"][-1]
+        assert last["reason"] == "cancelled by a cancel job"
+    finally:
+        runner.release.set()
+        daemon.stop()
+
+
+def test_stale_job_folders_are_removed_at_start_and_a_live_daemons_stay(
+    settings: AgentSettings, tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    workdir = settings.spool.path.parent
+    stale = workdir / f"edgemeter-job-{gone.pid}-abc123"
+    legacy = workdir / "edgemeter-job-k2j3h4"
+    mine = workdir / f"edgemeter-job-{os.getpid()}-def456"
+    for folder in (stale, legacy, mine):
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text("{}")
+    daemon, _link = make_daemon(settings, StubRunner())
+    daemon.start(loop=False)
+    daemon.stop()
+    assert not stale.exists() and not legacy.exists()
+    assert mine.exists(), "a folder of a running daemon (this process) stays"
+
+
+@pytest.mark.slow
+def test_the_job_child_dies_when_its_daemon_is_killed(
+    tmp_path: Path, shared_models: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, threading\n"
+        "from pathlib import Path\n"
+        "from agent.daemon.jobs import ChildProcessJobRunner\n"
+        "def progress(data):\n"
+        "    print(data.get('phase'), flush=True)\n"
+        "settings = {'power': 'none', 'fidelity': 0, 'threads': 1, 'device_id': 'd',\n"
+        "            'fleet': 'f', 'iterations': 10000000, 'warmup': 0}\n"
+        "ChildProcessJobRunner(workdir=Path(sys.argv[2])).run(settings, Path(sys.argv[1]), 1,\n"
+        "    progress, threading.Event())\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    parent = subprocess.Popen([sys.executable, str(script), str(shared_models / "vww_96_int8.tflite"),
+                               str(work)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert parent.stdout is not None
+        for line in parent.stdout:
+            if line.strip() == "measure":
+                break
+        children = psutil.Process(parent.pid).children(recursive=True)
+        assert children, "the job runs in a child process"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], f"orphaned job processes: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
