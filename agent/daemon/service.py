@@ -196,6 +196,7 @@ class AgentDaemon:
         self._stopped = False
         self._loop_thread: threading.Thread | None = None
         self._stop_requested = threading.Event()
+        self._done = threading.Event()
         self.link = link_factory(will=self._will, on_connect=self._on_connect,
                                  on_message=self._on_message)
         dev, fleet = settings.device_id, settings.fleet
@@ -220,6 +221,7 @@ class AgentDaemon:
     def run_forever(self, stop: threading.Event, tick_s: float = 1.0) -> None:
         """Run the loop on this thread until ``stop`` is set; then stop gracefully."""
         self.start(loop=False)
+        self._loop_thread = threading.current_thread()
         try:
             self._serve(tick_s, stop)
         finally:
@@ -229,9 +231,10 @@ class AgentDaemon:
         """Cancel the running and queued jobs ("agent stopping"), say ``offline`` (retained),
         disconnect. Safe from any thread; returns once the daemon has stopped."""
         thread = self._loop_thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            self._events.put(_Stop(reason))
-            thread.join(STOP_GRACE_S + 15)
+        if thread is not None and thread is not threading.current_thread():
+            self._events.put(_Stop(reason))  # the loop stops itself: it owns the jobs
+            if not self._done.wait(STOP_GRACE_S + 15):
+                logger.warning("the daemon's loop did not stop in time")
             return
         self._shutdown(STOPPING)
 
@@ -322,7 +325,10 @@ class AgentDaemon:
         except Exception:  # stopping goes on: the offline status and the disconnect matter most
             logger.exception("stopping the daemon")
         self._stopped = True
-        self.link.stop(last=(self.topics[TopicKind.STATUS], self._status("offline", "stopped")))
+        try:
+            self.link.stop(last=(self.topics[TopicKind.STATUS], self._status("offline", "stopped")))
+        finally:
+            self._done.set()
 
     # -- the link's callbacks (any thread: they only enqueue) ------------------------------------
 
@@ -390,6 +396,8 @@ class AgentDaemon:
             logger.warning("broker: %s", err)
         except SpoolError as err:  # a full disk: what is not marked sent is sent again later
             logger.error("spool: %s", err)
+        except Exception:  # a bug here must not end the loop
+            logger.exception("the daemon's tick failed")
 
     # -- messages -------------------------------------------------------------------------------
 
