@@ -249,6 +249,7 @@ def test_a_bad_job_is_rejected_with_its_reason(
 
 def test_a_model_the_cache_cannot_get_fails_the_job_and_the_next_job_runs(
     running: tuple[AgentDaemon, FakeLink, StubRunner], cached_model: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     daemon, link, _ = running
     send(link, JobCommand(job_id="missing", model={"sha256": "b" * 64, "name": "x.tflite"}))
@@ -256,6 +257,8 @@ def test_a_model_the_cache_cannot_get_fails_the_job_and_the_next_job_runs(
     assert settle(daemon, lambda: "done" in states(link, "next"))
     failed = [a for a in link.messages("ack") if a["job_id"] == "missing"][-1]
     assert failed["state"] == "failed" and "not cached" in failed["reason"]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("job missing: model x.tflite not fetched" in m for m in warned), warned
 
 
 def test_acks_made_while_the_broker_is_away_are_sent_on_reconnect(

@@ -275,6 +275,10 @@ def test_sigterm_cancels_the_running_job_saying_agent_stopping(
         _gone, alive = psutil.wait_procs(children, timeout=5)
         assert alive == []
         assert list(daemon.tmp.glob("edgemeter-job-*")) == []
+        # at the default verbosity: one line per job state change
+        log = daemon.log.read_text()
+        for line in ("job long: accepted", "job long: running", "job long: cancelled (agent stopping)"):
+            assert line in log, log
     finally:
         observer.close()
         daemon.stop()
