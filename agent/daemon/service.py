@@ -364,6 +364,7 @@ class AgentDaemon:
     def _on_connected(self) -> None:
         with self._will_lock:
             self.bd_seq = self._will_bd_seq
+        again = self.ledger.reannounce()  # whatever the birth's fate: a new connection
         try:
             self.link.publish(self.topics[TopicKind.STATUS], self._status("online"), qos=1,
                               retain=True)
@@ -372,7 +373,6 @@ class AgentDaemon:
             return
         logger.info("online as %s/%s (bd_seq %d)", self.settings.fleet, self.settings.device_id,
                     self.bd_seq)
-        again = self.ledger.reannounce()
         if again:
             logger.info("re-announcing %d final job state(s) the collector has not confirmed",
                         again)
