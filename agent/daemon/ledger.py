@@ -33,6 +33,9 @@ FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 OPEN_STATES = ("accepted", "running")
 MAX_REMEMBERED_JOBS = 1000
 """Finished jobs remembered (to run a command delivered twice once); older ones are forgotten."""
+MAX_UNCONFIRMED_FINALS = 1000
+"""Final acks kept for their receipt; past this the oldest are given up (a collector that never
+sends job receipts must not make every reconnect re-send the whole history)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -121,6 +124,10 @@ class JobLedger:
                            "updated_s = ? WHERE job_id = ?", (state, reason, run_id, now, job_id))
             db.execute("INSERT INTO job_acks (job_id, state, payload, final) VALUES (?, ?, ?, ?)",
                        (job_id, state, ack, int(state in FINAL_STATES)))
+            if state in FINAL_STATES:
+                db.execute("DELETE FROM job_acks WHERE final = 1 AND published = 1 AND id NOT IN "
+                           "(SELECT id FROM job_acks WHERE final = 1 ORDER BY id DESC LIMIT ?)",
+                           (MAX_UNCONFIRMED_FINALS,))
 
         self._write(f"recording job {job if isinstance(job, str) else job.job_id} {state}", body)
 

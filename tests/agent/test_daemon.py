@@ -600,3 +600,20 @@ def test_the_job_child_dies_when_its_daemon_is_killed(
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_the_ledger_gives_up_the_oldest_unconfirmed_final_acks_past_its_cap(tmp_path: Path) -> None:
+    from agent.daemon import ledger as ledger_module
+    from agent.daemon.ledger import JobLedger
+
+    book = JobLedger(tmp_path / "spool.db")
+    cap = ledger_module.MAX_UNCONFIRMED_FINALS
+    for n in range(cap + 5):
+        job = JobCommand(job_id=f"j{n}", model={"sha256": "a" * 64, "name": "m.tflite"})
+        book.record(job, "accepted", b"a")
+        book.record(job.job_id, "done", b"d")
+        while (ack := book.next_ack()) is not None:
+            book.published(ack)
+    assert book.unconfirmed() == cap
+    assert book.reannounce() == cap
+    assert book.next_ack() is not None and book.next_ack().job_id == "j5"  # type: ignore[union-attr]
