@@ -478,6 +478,7 @@ class AgentDaemon:
         running = _Running(job)
         self._running = running
         self._record(job.job_id, "running")
+        self._flush_acks()  # accepted and running go out before the job's first progress
         self._on_progress(job.job_id, {"phase": "fetch"}, force=True)
         seq = self.spool.next_seq()
         settings = job_settings(job, self._job_base())
