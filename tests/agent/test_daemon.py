@@ -602,12 +602,15 @@ def test_the_job_child_dies_when_its_daemon_is_killed(
             parent.kill()
 
 
-def test_the_ledger_gives_up_the_oldest_unconfirmed_final_acks_past_its_cap(tmp_path: Path) -> None:
+def test_the_ledger_gives_up_the_oldest_unconfirmed_final_acks_past_its_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from agent.daemon import ledger as ledger_module
     from agent.daemon.ledger import JobLedger
 
+    monkeypatch.setattr(ledger_module, "MAX_UNCONFIRMED_FINALS", 20)
     book = JobLedger(tmp_path / "spool.db")
-    cap = ledger_module.MAX_UNCONFIRMED_FINALS
+    cap = 20
     for n in range(cap + 5):
         job = JobCommand(job_id=f"j{n}", model={"sha256": "a" * 64, "name": "m.tflite"})
         book.record(job, "accepted", b"a")

@@ -192,7 +192,9 @@ def test_fifty_jobs_through_three_broker_kills_each_end_with_their_acks_in_order
         next_kill_s = 4.0
         sent = 0
         while not all(observer.finished(j.job_id) for j in jobs):
-            assert time.monotonic() - started < 90, (
+            # one child process per job, so the time follows the machine's load; the bound
+            # only turns a stuck run into a failure
+            assert time.monotonic() - started < 180, (
                 f"{sum(observer.finished(j.job_id) for j in jobs)} of 50 jobs finished; "
                 + daemon.log.read_text()[-2000:])
             open_jobs = sum(1 for j in jobs[:sent] if not observer.finished(j.job_id))
