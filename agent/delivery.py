@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -73,7 +73,11 @@ class Courier:
         except ValidationError as err:
             logger.warning("ignored a malformed receipt: %s", str(err).splitlines()[0])
             return 0
-        done = self.spool.confirm(str(r) for r in receipt.run_ids)
+        return self.confirm(str(r) for r in receipt.run_ids)
+
+    def confirm(self, run_ids: Iterable[str]) -> int:
+        """The collector stored these results: drop them from the spool; returns how many."""
+        done = self.spool.confirm(run_ids)
         with self._receipt:
             self.confirmed += done
             self._receipt.notify_all()

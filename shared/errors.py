@@ -3,6 +3,7 @@
     EdgemeterError                 root: the CLI prints ``str(err)`` as one line and exits 2
     ├── ConfigError                bad flag, environment variable or config file
     ├── BrokerError                a broker could not be reached, refused, or did not acknowledge
+    │   ├── PublishRefusedError        an MQTT v5 PUBACK with a reason code >= 128 (an ACL refusal)
     │   ├── PublishError (the agent's)       a result was not delivered (says where it is kept)
     │   └── SubscribeError (the collector's) the collector could not subscribe
     └── MissingExtraError          an optional dependency group is not installed
@@ -28,6 +29,15 @@ class ConfigError(EdgemeterError):
 
 class BrokerError(EdgemeterError):
     """An MQTT broker could not be reached, started, refused a request or did not acknowledge."""
+
+
+class PublishRefusedError(BrokerError):
+    """The broker answered a publish with an MQTT v5 reason code of 128 or more (135: the ACL
+    refused the topic). Never a success: the message was not accepted."""
+
+    def __init__(self, message: str, reason_code: int) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
 
 
 class MissingExtraError(EdgemeterError):

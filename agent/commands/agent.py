@@ -20,11 +20,13 @@ def _run(args: argparse.Namespace) -> int:
     from agent.daemon.config import load_agent_settings
     from agent.daemon.jobs import ChildProcessJobRunner
     from agent.daemon.link import Link, LinkOptions
-    from agent.daemon.service import AgentDaemon, default_manifest
+    from agent.daemon.service import AgentDaemon, default_manifest, job_log
     from agent.daemon.telemetry import TelemetryPower, TelemetryProbe
     from agent.model_cache import ModelCache
     from agent.spool import Spool
 
+    if logging.getLogger().getEffectiveLevel() == logging.WARNING:  # the default verbosity
+        job_log.setLevel(logging.INFO)  # one line per job state change
     settings = load_agent_settings(args.config)
     spool = Spool(settings.spool.path, max_bytes=int(settings.spool.max_mb * 2**20))
     spool.import_outbox(_old_outbox())

@@ -7,9 +7,17 @@ them over the daemon's ``[bench]`` table (:meth:`agent.daemon.config.AgentSettin
 validates the result as the agent's own :class:`agent.config.BenchSettings`, so a value the CLI
 would refuse is rejected with the same reason, before the job is accepted.
 
-:class:`ChildProcessJobRunner` starts ``python -m agent.daemon.child`` for each job and hands it
-those settings as ``model_dump_json()``, which the child validates once: a runtime that crashes on
-a bad model kills that child, never the daemon. Cancelling terminates the child.
+:class:`ChildProcessJobRunner` starts ``python -m agent.daemon.child``
+for each job and hands it those settings as ``model_dump_json()``, which the child validates once:
+a runtime that crashes on a bad model kills that child, never the daemon. The child dies with the
+daemon: it runs in a process group of its own, which cancelling (a cancel job, or the daemon
+stopping) terminates and then kills; on Linux it asks the kernel for SIGKILL when its parent dies
+(``PR_SET_PDEATHSIG``), and everywhere it watches its stdin, which the daemon holds open until the
+job ends: end of file means the daemon is gone (:mod:`agent.daemon.child`).
+
+A job's files live in a temporary folder named ``edgemeter-job-<daemon pid>-*``
+(:func:`job_folder`); :func:`remove_stale_job_folders` removes, at the daemon's start, those whose
+daemon is no longer running (left by a kill -9 or a power cut).
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +48,52 @@ from shared.settings import validation_message
 logger = logging.getLogger(__name__)
 
 CANCEL_GRACE_S = 5.0
+JOB_FOLDER_PREFIX = "edgemeter-job-"
+PARENT_PID_ENV = "EDGEMETER_DAEMON_PID"
+"""The daemon's pid, for the child to check that its parent is still the daemon."""
+
+
+@contextlib.contextmanager
+def job_folder(workdir: Path | None = None) -> Iterator[Path]:
+    """A temporary folder for one job, named after this process (removed when done)."""
+    with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER_PREFIX}{os.getpid()}-",
+                                     dir=workdir) as tmp:
+        yield Path(tmp)
+
+
+def remove_stale_job_folders(workdir: Path | None = None) -> list[Path]:
+    """Remove job folders whose daemon is gone (a kill -9 leaves them); returns those removed.
+
+    A folder of a daemon still running (another one on this machine) stays; so do folders of
+    another user. A folder without a pid in its name (an older release) counts as stale.
+    """
+    root = Path(workdir) if workdir is not None else Path(tempfile.gettempdir())
+    removed = []
+    for folder in root.glob(f"{JOB_FOLDER_PREFIX}*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        owner = folder.name[len(JOB_FOLDER_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and (int(owner) == os.getpid() or _alive(int(owner))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    if removed:
+        logger.info("removed %d job folder(s) left by a daemon that stopped mid-job", len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -101,30 +157,37 @@ class ChildProcessJobRunner:
 
     def run(self, settings: BenchSettings, model: Path, seq: int, progress: ProgressSink,
             cancel: threading.Event) -> JobOutcome:
-        with tempfile.TemporaryDirectory(prefix="edgemeter-job-", dir=self.workdir) as tmp:
-            result_path = Path(tmp) / "result.json"
+        with job_folder(self.workdir) as tmp:
+            result_path = tmp / "result.json"
             request = {"model": str(model), "settings": settings.model_dump_json(), "seq": seq,
                        "result_path": str(result_path)}
             proc = subprocess.Popen(
                 [self.python, "-m", "agent.daemon.child"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True,  # its own process group: killed whole on cancel and stop
+                env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
             )
             assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
             with contextlib.suppress(BrokenPipeError):  # a child that died at once: see its exit
-                proc.stdin.write(json.dumps(request))
-                proc.stdin.close()
+                # one line; stdin then stays open until the job ends (the child watches it)
+                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.flush()
             watcher = threading.Thread(target=self._cancel_on, args=(cancel, proc), daemon=True)
             watcher.start()
             stderr_lines: list[str] = []
             drain = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr or []),
                                      daemon=True)
             drain.start()
-            for line in proc.stdout:
-                with contextlib.suppress(ValueError):
-                    data = json.loads(line)
-                    if isinstance(data, dict):
-                        progress(data)
-            code = proc.wait()
+            try:
+                for line in proc.stdout:
+                    with contextlib.suppress(ValueError):
+                        data = json.loads(line)
+                        if isinstance(data, dict):
+                            progress(data)
+                code = proc.wait()
+            finally:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
             drain.join(5)
             cancel_done = cancel.is_set()
             cancel.set()  # releases the watcher
@@ -149,12 +212,21 @@ class ChildProcessJobRunner:
     def _cancel_on(cancel: threading.Event, proc: subprocess.Popen[str]) -> None:
         cancel.wait()
         if proc.poll() is None:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(CANCEL_GRACE_S)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
 
 
-__all__ = ["ChildProcessJobRunner", "JobOutcome", "JobRunner", "job_settings", "parse_job",
-           "validate_job"]
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    """Signal the child's whole process group (what the runtime started, too)."""
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(OSError):
+            proc.send_signal(signum)
+
+
+__all__ = ["ChildProcessJobRunner", "JobOutcome", "JobRunner", "job_folder", "job_settings",
+           "parse_job", "remove_stale_job_folders", "validate_job"]

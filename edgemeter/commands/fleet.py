@@ -112,20 +112,16 @@ class FleetWatch:
 
 
 def _watch(args: argparse.Namespace, kinds: list[TopicKind], fleet: str = "+") -> tuple[Any, FleetWatch]:
-    from shared.mqtt import connect
+    from shared.mqtt import MqttOptions, connect_with
 
     watch = FleetWatch()
-    password = None
-    if args.password_file is not None:
-        try:
-            password = args.password_file.read_text().strip() or None
-        except OSError as err:
-            raise ConfigError(f"cannot read --password-file {args.password_file}: "
-                              f"{err.strerror or err}") from err
-    password = password or os.environ.get("EDGEMETER_MQTT__PASSWORD") or None
-    conn = connect(args.mqtt, f"edgemeter-fleet-{uuid.uuid4().hex[:8]}", on_message=watch.on_message,
-                   username=args.username, password=password, ca_file=args.ca_file,
-                   cert_file=args.cert_file, key_file=args.key_file)
+    env_password = os.environ.get("EDGEMETER_MQTT__PASSWORD") or None
+    options = MqttOptions(
+        urls=[args.mqtt], client_id=f"edgemeter-fleet-{uuid.uuid4().hex[:8]}",
+        username=args.username, password_file=args.password_file,
+        password=env_password if args.password_file is None else None,
+        ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file)
+    conn = connect_with(options, on_message=watch.on_message)
     for kind in kinds:
         conn.subscribe(Topics.subscription(kind, fleet), qos=1)
     return conn, watch

@@ -38,7 +38,7 @@ from typing import Any
 
 from shared.errors import BrokerError
 from shared.messages import AgentManifest, Status, Telemetry
-from shared.mqtt import BrokerUrl, parse_broker_url
+from shared.mqtt import BrokerUrl, Will, make_client, parse_broker_url
 from shared.payload import pack
 from shared.schema import (
     BenchmarkResult,
@@ -180,17 +180,13 @@ class FleetLoop:
 
     def connect(self, url: BrokerUrl, device: VirtualDevice) -> None:
         """Open the device's connection (TCP now, CONNACK on a later :meth:`poll`)."""
-        import paho.mqtt.client as mqtt
-
-        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=f"edgemeter-sim-{device.device_id}", protocol=mqtt.MQTTv311)
+        will = Status(device_id=device.device_id, fleet=device.fleet, status="offline", bd_seq=1)
+        client = make_client(url, f"edgemeter-sim-{device.device_id}", "3.1.1",
+                             will=Will(device.topic(TopicKind.STATUS),
+                                       will.model_dump_json(exclude_none=True).encode(),
+                                       qos=1, retain=True)).client
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(100)
-        if url.username:
-            client.username_pw_set(url.username, url.password)
-        will = Status(device_id=device.device_id, fleet=device.fleet, status="offline", bd_seq=1)
-        client.will_set(device.topic(TopicKind.STATUS), will.model_dump_json(exclude_none=True),
-                        qos=1, retain=True)
         client.on_socket_open = lambda c, _u, sock: self._watch(c, sock, False)
         client.on_socket_register_write = lambda c, _u, sock: self._watch(c, sock, True)
         client.on_socket_unregister_write = lambda c, _u, sock: self._watch(c, sock, False)

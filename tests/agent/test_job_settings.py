@@ -68,10 +68,9 @@ def run_child(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: BenchSe
     monkeypatch.setattr("agent.runner.Runner", Runner)
     request = {"model": str(tmp_path / "m.tflite"), "settings": settings.model_dump_json(),
                "seq": 3, "result_path": str(tmp_path / "result.json")}
-    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(request)))
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    return child.main(), seen, err.getvalue()
+    return child.run_request(json.loads(json.dumps(request))), seen, err.getvalue()
 
 
 def test_the_child_validates_the_json_it_is_given_once_and_reads_nothing_else(

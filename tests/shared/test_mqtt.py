@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -11,12 +12,26 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgemeter.demo.broker import PrivateBroker, find_mosquitto, free_port
-from shared.errors import BrokerError, ConfigError
-from shared.mqtt import MqttConnection, connect, parse_broker_url
+from shared.errors import BrokerError, ConfigError, PublishRefusedError
+from shared.mqtt import (
+    Backoff,
+    Built,
+    DisconnectWatch,
+    MqttConnection,
+    MqttOptions,
+    PublishTracker,
+    TlsFiles,
+    Will,
+    connect,
+    make_client,
+    parse_broker_url,
+    publish_checked,
+)
 from tests.conftest import unavailable
 
 
@@ -168,3 +183,202 @@ def test_broker_urls_never_show_their_password() -> None:
     with pytest.raises(ConfigError) as info:
         parse_broker_url("mqtt://collector:hunter2@broker:notaport")
     assert "hunter2" not in str(info.value) and "collector:***@broker" in str(info.value)
+
+
+# -- the one client builder, the one publish, the one options model -------------------------------
+
+
+class _Info:
+    """What paho's publish returns, already acknowledged."""
+
+    def __init__(self, mid: int) -> None:
+        self.mid, self.rc = mid, 0
+
+    def is_published(self) -> bool:
+        return True
+
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        return None
+
+
+class _AckingClient:
+    """A paho stand-in whose broker answers every publish with ``reason`` in its PUBACK."""
+
+    def __init__(self, tracker: Any, reason: Any) -> None:
+        self.tracker, self.reason, self.mid = tracker, reason, 0
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> _Info:
+        self.mid += 1
+        self.tracker.on_publish(self, None, self.mid, self.reason, None)
+        return _Info(self.mid)
+
+
+@pytest.mark.parametrize(("name", "code"), [("Not authorized", 135), ("Unspecified error", 128),
+                                            ("Quota exceeded", 151)])
+def test_a_puback_reason_code_of_128_or_more_raises_in_the_one_publish(name: str, code: int) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    url = parse_broker_url("mqtt://broker:1883")
+    tracker = PublishTracker(url)
+    built = Built(_AckingClient(tracker, ReasonCode(PacketTypes.PUBACK, name)), tracker)
+    with pytest.raises(PublishRefusedError, match=f"reason code {code}") as info:
+        publish_checked(built, "edgemeter/v1/f/d/result", b"{}", qos=1)
+    assert info.value.reason_code == code
+    # MqttConnection.publish is the same publish: a refusal is never a success there either
+    conn = MqttConnection(built.client, "5", url, tracker)
+    with pytest.raises(PublishRefusedError):
+        conn.publish("edgemeter/v1/f/d/result", b"{}", qos=1)
+
+
+def test_a_puback_below_128_is_a_success() -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    url = parse_broker_url("mqtt://broker:1883")
+    tracker = PublishTracker(url)
+    for name in ("Success", "No matching subscribers"):  # 0 and 16
+        built = Built(_AckingClient(tracker, ReasonCode(PacketTypes.PUBACK, name)), tracker)
+        publish_checked(built, "t", b"{}", qos=1)
+
+
+def test_tls_files_with_a_plain_url_are_refused_with_one_error_everywhere(tmp_path: Path) -> None:
+    from agent.daemon.link import Link, LinkOptions
+
+    ca = tmp_path / "ca.pem"
+    messages = set()
+    for attempt in (
+        lambda: connect("mqtt://127.0.0.1:1", "tls", ca_file=ca),
+        lambda: MqttOptions(urls=["mqtt://127.0.0.1:1"], ca_file=ca),
+        lambda: make_client(parse_broker_url("mqtt://127.0.0.1:1"), "tls", "5",
+                            tls_files=TlsFiles(ca_file=ca)),
+        lambda: Link([parse_broker_url("mqtt://127.0.0.1:1")], LinkOptions(client_id="x", ca_file=ca),
+                     will=lambda: ("t", b""), on_connect=lambda _l: None,
+                     on_message=lambda _t, _p: None).start(),
+    ):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        messages.add(str(info.value))
+    assert messages == {"TLS files are set but the broker URL mqtt://127.0.0.1:1 is not TLS: "
+                        "use mqtts://HOST:PORT"}
+
+
+def test_a_bad_ca_file_is_a_config_error_from_every_client(tmp_path: Path) -> None:
+    from agent.daemon.link import Link, LinkOptions
+
+    bad = tmp_path / "ca.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    url = f"mqtts://127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigError, match=r"cannot set up TLS.*ca_file"):
+        connect(url, "tls", ca_file=bad, timeout_s=1)
+    link = Link([parse_broker_url(url)], LinkOptions(client_id="x", ca_file=bad),
+                will=lambda: ("t", b""), on_connect=lambda _l: None, on_message=lambda _t, _p: None)
+    with pytest.raises(ConfigError, match=r"cannot set up TLS.*ca_file"):
+        link.start()  # said at once, not a link thread that dies later
+
+
+def test_the_will_is_built_again_before_every_connection_attempt(mosquitto_url: str) -> None:
+    """paho >= 2 calls on_pre_connect before each attempt: each one gets a fresh Will."""
+    calls: list[int] = []
+
+    def will() -> Will:
+        calls.append(len(calls) + 1)
+        return Will("edgemeter/v1/_test/will", str(len(calls)).encode(), retain=False)
+
+    built = make_client(parse_broker_url(mosquitto_url), f"will-{uuid.uuid4().hex[:6]}", "5",
+                        will=will)
+    url = parse_broker_url(mosquitto_url)
+    built.client.connect(url.host, url.port)
+    built.client.disconnect()
+    built.client.reconnect()
+    built.client.disconnect()
+    assert calls == [1, 2]
+
+
+class _TakeoverBroker:
+    """Just enough of an MQTT v5 broker: CONNACK every CONNECT, and end the first connection
+    with DISCONNECT reason 142 (Session taken over), as a broker does when another connection
+    with the same client id arrives. (Mosquitto 2.0 closes the socket without saying why.)"""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._session, args=(conn, self.connections == 1),
+                             daemon=True).start()
+
+    @staticmethod
+    def _session(conn: socket.socket, take_over: bool) -> None:
+        with conn:
+            conn.recv(4096)  # the CONNECT
+            conn.sendall(bytes([0x20, 3, 0, 0, 0]))  # CONNACK: success, no properties
+            if take_over:
+                time.sleep(0.5)
+                conn.sendall(bytes([0xE0, 2, 142, 0]))  # DISCONNECT: Session taken over
+                return
+            with contextlib.suppress(OSError):
+                while conn.recv(4096):
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_session_taken_over_is_logged_as_an_error_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = _TakeoverBroker()
+    hooked = threading.Event()
+    try:
+        conn = connect(f"mqtt://127.0.0.1:{broker.port}", "taken", protocol="5",
+                       on_takeover=hooked.set)
+        try:
+            assert hooked.wait(10)
+        finally:
+            conn.close()
+    finally:
+        broker.close()
+    assert conn.takeovers == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("session taken over (reason code 142)" in m for m in errors), errors
+
+
+def test_other_disconnects_are_logged_with_their_reason_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    watch = DisconnectWatch()
+    watch.seen("mqtt://broker:1883", ReasonCode(PacketTypes.DISCONNECT, "Server shutting down"))
+    assert (watch.disconnects, watch.takeovers) == (1, 0)
+    assert "Server shutting down (reason code 139)" in caplog.text
+
+
+def test_options_read_the_password_file_and_name_it_when_unreadable(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    assert MqttOptions(password_file=secret).resolved_password() == "s3cret"
+    assert MqttOptions(password="x", password_file=secret).resolved_password() == "x"
+    with pytest.raises(ConfigError, match="password_file"):
+        MqttOptions(password_file=tmp_path / "missing").resolved_password()
+
+
+def test_backoff_grows_with_full_jitter_and_resets() -> None:
+    import random
+
+    backoff = Backoff(1.0, 8.0, random.Random(3))
+    waits = [backoff.next_s() for _ in range(6)]
+    assert all(1.0 <= w <= 8.0 for w in waits)
+    assert max(waits[3:]) > 2.0, "later waits may be longer"
+    backoff.reset()
+    assert backoff.next_s() == 1.0  # the first wait after a success is the minimum
