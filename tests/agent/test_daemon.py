@@ -574,11 +574,12 @@ def test_the_job_child_dies_when_its_daemon_is_killed(
     script.write_text(
         "import sys, threading\n"
         "from pathlib import Path\n"
+        "from agent.config import BenchSettings\n"
         "from agent.daemon.jobs import ChildProcessJobRunner\n"
         "def progress(data):\n"
         "    print(data.get('phase'), flush=True)\n"
-        "settings = {'power': 'none', 'fidelity': 0, 'threads': 1, 'device_id': 'd',\n"
-        "            'fleet': 'f', 'iterations': 10000000, 'warmup': 0}\n"
+        "settings = BenchSettings.model_validate({'power': 'none', 'fidelity': 0, 'threads': 1,\n"
+        "    'device_id': 'd', 'fleet': 'f', 'iterations': 10000000, 'warmup': 0})\n"
         "ChildProcessJobRunner(workdir=Path(sys.argv[2])).run(settings, Path(sys.argv[1]), 1,\n"
         "    progress, threading.Event())\n")
     work = tmp_path / "work"
