@@ -3,7 +3,7 @@
 Extras: every database needs the ``collector`` extra (SQLAlchemy and Alembic; psycopg for a
 ``postgresql://`` URL), and ``export --format parquet`` needs pyarrow, which comes with it too.
 Each command checks for what it needs before doing anything else, so the error is one line with
-the exact hint: ``pip install 'edgemeter[collector]'``.
+the command that adds the extra to this copy (:mod:`shared.install_hint`).
 
 Reading commands (``results``, ``export``) never create a database: a missing SQLite file is an
 error that says which path was looked at.

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import __version__
 from agent.daemon.config import AgentSettings
 from agent.daemon.jobs import JobOutcome, JobRunner, job_settings, parse_job, validate_job
 from agent.daemon.telemetry import TelemetryProbe
@@ -362,41 +361,7 @@ def _utc_now() -> Any:
 
 
 def default_manifest(settings: AgentSettings) -> Callable[[], AgentManifest]:
-    """The birth's manifest: device, runtimes installed, power sources usable, agent version."""
+    """The birth's manifest: device, what it can run (:mod:`agent.capabilities`), power sources."""
+    from agent.capabilities import manifest_builder
 
-    def build() -> AgentManifest:
-        from agent.manifest import collect_manifest
-        from shared.catalogue import load_catalogue
-
-        device = collect_manifest(_root(settings), load_catalogue(), None)
-        return AgentManifest(agent_version=__version__, device=device, runtimes=_runtimes(),
-                             power_sources=_power_sources(), telemetry_s=settings.telemetry_s,
-                             keepalive_s=settings.mqtt.keepalive_s)
-
-    return build
-
-
-def _root(settings: AgentSettings) -> Any:
-    from pathlib import Path
-
-    return Path(settings.bench.get("sysfs_root", "/"))
-
-
-def _runtimes() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for dist in ("onnxruntime", "ai-edge-litert", "tflite-runtime"):
-        with contextlib.suppress(PackageNotFoundError):
-            found[dist] = version(dist)
-    return found
-
-
-def _power_sources() -> list[str]:
-    try:
-        from agent.power.registry import probe_all
-
-        return sorted(name for name, why in probe_all().items() if why is None)
-    except Exception:  # probing never stops a birth
-        logger.debug("power probe failed", exc_info=True)
-        return []
+    return manifest_builder(settings)

@@ -143,7 +143,7 @@ def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
     rows, runs = sample_rows()
-    with pytest.raises(MissingExtraError, match=r"edgemeter\[collector\]"):
+    with pytest.raises(MissingExtraError, match=r"'collector' extra.*\[collector\]'"):
         render_html(rows, runs)
 
 
