@@ -31,8 +31,9 @@
 #   --telemetry-s N       seconds between telemetry messages (default 60)
 #   --extra NAMES         pip extras: auto (default: every runtime with a wheel here), litert,
 #                         onnx, litert,onnx, gpu (onnxruntime-gpu instead of onnx), or '' (none)
-#   --python PATH         interpreter for the venv (default python3; >= 3.10); on a JetPack 5 board
-#                         (Python 3.8) e.g. one from `uv python install 3.11` (deploy/README.md)
+#   --python PATH         interpreter for the venv (default python3; >= 3.10)
+#   --python uv:VERSION   where the system Python is older (JetPack 5, Mendel): uv installs a
+#                         prebuilt CPython VERSION into /opt/edgemeter/python (needs uv on PATH)
 #   --pip-option OPT      passed to pip install (repeatable), e.g. --pip-option=--no-index
 #   --no-start            install and enable, but do not (re)start the unit
 #   --root DIR            install into an image's root DIR: the venv is built inside it with its
@@ -193,6 +194,14 @@ fi
 # unit) when the root's Python cannot run here. It installs every runtime that has a wheel for
 # the board (--extra auto) or exactly the extras named, and leaves edgemeter-install.txt in the
 # venv, which the agent's install hints read.
+if [[ "$python" == uv:* ]]; then
+  [ "$live" = true ] || die "--python uv:VERSION installs on the board itself (not with --root)"
+  command -v uv >/dev/null 2>&1 || die "--python ${python}: uv is not on PATH (install uv first, or give --python PATH)"
+  export UV_PYTHON_INSTALL_DIR=$prefix/python
+  uv python install "${python#uv:}" || die "uv could not install Python ${python#uv:}"
+  python=$(uv python find --no-project "${python#uv:}") || die "uv installed Python ${python#uv:} but cannot find it"
+  say "using $python (installed by uv)"
+fi
 if [ "$live" = true ]; then
   "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
     || die "$python is older than Python 3.10: give --python PATH (deploy/README.md: older JetPacks)"
