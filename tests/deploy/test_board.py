@@ -15,12 +15,14 @@ after ``make test``) runs it. Needs root (chroot) and debootstrap; skips locally
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,19 @@ def debian_root(target: Path) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def proc_mounted(root: Path) -> Iterator[None]:
+    """/proc inside the root while the agent runs there (a booted board has one)."""
+    target = root / "proc"
+    done = subprocess.run(["mount", "-t", "proc", "proc", str(target)], capture_output=True, text=True)
+    if done.returncode != 0:
+        unavailable(f"cannot mount /proc in the root: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
 def in_root(root: Path, *command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
     return subprocess.run(["chroot", str(root), *command], capture_output=True, text=True,
@@ -139,30 +154,31 @@ def test_install_sh_root_gives_a_board_that_benchmarks_with_each_runtime(
     assert "inside" in done.stderr and "chroot" in done.stderr  # built with the board's own Python
     assert "edgemeter-firstboot" not in done.stderr
 
-    edgemeter = "/opt/edgemeter/venv/bin/edgemeter"
-    power = in_root(root, edgemeter, "power")
-    assert power.returncode == 0, power.stderr
-    assert re.search(r"^backend onnxruntime \d", power.stdout, re.M), power.stdout
-    assert re.search(r"^backend litert \d", power.stdout, re.M), power.stdout
-    marker = (root / "opt/edgemeter/venv/edgemeter-install.txt").read_text()
-    assert "extra=litert,onnx" in marker  # both runtimes, as the board's platform has wheels for both
+    with proc_mounted(root):
+        edgemeter = "/opt/edgemeter/venv/bin/edgemeter"
+        power = in_root(root, edgemeter, "power")
+        assert power.returncode == 0, power.stderr
+        assert re.search(r"^backend onnxruntime \d", power.stdout, re.M), power.stdout
+        assert re.search(r"^backend litert \d", power.stdout, re.M), power.stdout
+        marker = (root / "opt/edgemeter/venv/edgemeter-install.txt").read_text()
+        assert "extra=litert,onnx" in marker  # both runtimes, as the board's platform has wheels for both
 
-    for name in MODELS:
-        analyzed = in_root(root, edgemeter, "analyze", f"/var/tmp/{name}")
-        assert analyzed.returncode == 0, analyzed.stderr
-        assert "MAC" in analyzed.stdout or "mac" in analyzed.stdout.lower()
-        bench = in_root(root, edgemeter, "bench", f"/var/tmp/{name}", "--iterations", "20", "--warmup", "2",
-                        "--power", "none", "--fidelity", "0", "-q", "--json", f"/var/tmp/{name}.json")
-        assert bench.returncode == 0, bench.stderr
-        assert (root / f"var/tmp/{name}.json").stat().st_size > 0
+        for name in MODELS:
+            analyzed = in_root(root, edgemeter, "analyze", f"/var/tmp/{name}")
+            assert analyzed.returncode == 0, analyzed.stderr
+            assert "MAC" in analyzed.stdout or "mac" in analyzed.stdout.lower()
+            bench = in_root(root, edgemeter, "bench", f"/var/tmp/{name}", "--iterations", "20", "--warmup", "2",
+                            "--power", "none", "--fidelity", "0", "-q", "--json", f"/var/tmp/{name}.json")
+            assert bench.returncode == 0, bench.stderr
+            assert (root / f"var/tmp/{name}.json").stat().st_size > 0
 
-    # A missing extra names a command that works in this root: its venv's pip and the kept wheel.
-    hint = in_root(root, "/opt/edgemeter/venv/bin/python", "-c",
-                   "from shared.errors import MissingExtraError; print(MissingExtraError('collector', 'x'))")
-    assert hint.returncode == 0, hint.stderr
-    assert (f"/opt/edgemeter/venv/bin/python -m pip install '/opt/edgemeter/dist/{wheel.name}[collector]'"
-            in hint.stdout), hint.stdout
-    assert "deploy/install.sh --extra litert,onnx,collector" in hint.stdout
+        # A missing extra names a command that works in this root: its venv's pip and the kept wheel.
+        hint = in_root(root, "/opt/edgemeter/venv/bin/python", "-c",
+                       "from shared.errors import MissingExtraError; print(MissingExtraError('collector', 'x'))")
+        assert hint.returncode == 0, hint.stderr
+        assert (f"/opt/edgemeter/venv/bin/python -m pip install '/opt/edgemeter/dist/{wheel.name}[collector]'"
+                in hint.stdout), hint.stdout
+        assert "deploy/install.sh --extra litert,onnx,collector" in hint.stdout
 
     verify = subprocess.run(["systemd-analyze", f"--root={root}", "verify", "--man=no",
                              "/etc/systemd/system/edgemeter-agent.service"],
