@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL_SH = REPO / "deploy" / "install.sh"
 SUITE = "bookworm"  # Debian 12
 MODELS = ("vww_96_int8.tflite", "vww_96_int8_qdq.onnx")
+PACKAGES = "python3,python3-venv,ca-certificates,systemd"  # what a board's OS has (systemd: verify's targets)
 
 
 def apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str | None:
@@ -76,7 +77,7 @@ def debian_root(target: Path) -> Path:
     if debootstrap is None:
         unavailable("debootstrap is not installed (.ci/run installs it)")
     assert debootstrap is not None
-    tarball = cache_dir() / f"debian12-{os.uname().machine}.tar"
+    tarball = cache_dir() / f"debian12-{os.uname().machine}-{PACKAGES.replace(',', '+')}.tar"
     if not tarball.is_file():
         mirror = apt_mirror()
         if mirror is None:
@@ -85,7 +86,7 @@ def debian_root(target: Path) -> Path:
         build = cache_dir() / "build"
         shutil.rmtree(build, ignore_errors=True)
         build.parent.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([debootstrap, "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+        done = subprocess.run([debootstrap, "--variant=minbase", f"--include={PACKAGES}",
                                SUITE, str(build), mirror], capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             unavailable(f"debootstrap failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
