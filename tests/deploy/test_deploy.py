@@ -117,7 +117,8 @@ def test_collector_unit_receives_its_three_secrets_as_credentials() -> None:
 
 # -- shell scripts -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("script", [INSTALL_SH, ADD_DEVICE], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [INSTALL_SH, ADD_DEVICE, DEPLOY / "slurm" / "edgemeter-bench.sbatch",
+                                    DEPLOY.parent / "bench" / "gpu_baseline.sh"], ids=lambda p: p.name)
 def test_shell_script_passes_shellcheck(script: Path) -> None:
     done = subprocess.run([tool("shellcheck"), str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
