@@ -19,8 +19,8 @@ import logging
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -161,10 +161,14 @@ def manifest_builder(settings: Any) -> Callable[[], AgentManifest]:
     from agent import __version__
 
     root = Path(settings.bench.get("sysfs_root", "/"))
+    # Probe now, in the background, so the child's imports overlap the daemon's connect; the
+    # first birth waits for it. The future is this closure's alone.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capabilities")
+    probing = pool.submit(probe_in_child)
+    pool.shutdown(wait=False)  # the thread ends when the probe does
 
-    @cache
     def capabilities() -> Capabilities:
-        return probe_in_child()
+        return probing.result()
 
     def build() -> AgentManifest:
         from agent.manifest import collect_manifest
