@@ -146,3 +146,29 @@ def case_study_html(rows: Sequence[ComparisonRow], runs: Mapping[str, BenchmarkR
         parts.append('<tr class="case">' + "".join(f"<td>{esc(str(c))}</td>" for c in cells) + "</tr>")
     parts.append("</tbody></table>")
     return "\n".join(parts)
+
+
+def network_gaps(edges: Sequence[BenchmarkResult], baselines: Sequence[object],
+                 rows: Sequence[ComparisonRow]) -> list[str]:
+    """One plain line per edge network that met no baseline because every baseline ran another
+    network (a ResNet-8 is not a ResNet-50): compare matches networks, never look-alikes."""
+    compared = {row.edge_run_id for row in rows}
+    theirs = sorted({str(n) for n in (_network_of(b) for b in baselines) if n})
+    lines = []
+    for network in sorted({str(e.model.network) for e in edges if str(e.run_id) not in compared
+                           and e.model.network}):
+        if network in theirs:
+            continue  # same network, another scenario or MACs: the generic message says so
+        shown = ", ".join(theirs[:8]) + (f" and {len(theirs) - 8} more" if len(theirs) > 8 else "")
+        lines.append(f"{network}: no baseline ran this network, so it is compared with nothing; the "
+                     f"baselines ran {shown or 'nothing'} (different networks). Bench the same network "
+                     "on the other side, or give --network when a file's name hides it")
+    return lines
+
+
+def _network_of(baseline: object) -> str | None:
+    if isinstance(baseline, CitedBaseline):
+        return baseline.network
+    if isinstance(baseline, BenchmarkResult):
+        return baseline.model.network
+    return None

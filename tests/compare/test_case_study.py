@@ -54,3 +54,17 @@ def test_the_report_opens_with_the_case_study_and_says_when_networks_differ() ->
 
 def test_a_report_without_rows_has_no_case_study() -> None:
     assert case_study_html([], {}) == ""
+
+
+def test_a_run_whose_network_no_baseline_ran_is_told_so_plainly() -> None:
+    from collector.compare.case_study import network_gaps
+
+    edge = make_result(device_id="pi-01", model_name="ic_resnet8_int8.tflite", network="ic_resnet8", spec=OFFLINE)
+    cited = [c for c in shipped_baselines() if c.url]
+    rows = compare([edge], cited, load_catalogue().entries)
+    assert rows == []
+    (line,) = network_gaps([edge], cited, rows)
+    assert line.startswith("ic_resnet8: no baseline ran this network")
+    assert "resnet50_v1" in line and "different networks" in line
+    matched = resnet("pi-02", "edge")
+    assert network_gaps([matched], cited, compare([matched], cited, load_catalogue().entries)) == []
