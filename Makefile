@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-all
 UV     := $(shell command -v uv 2>/dev/null)
 
-.PHONY: demo test test-fast lint typecheck unit install clean wheel
+.PHONY: demo test test-board test-fast lint typecheck unit install clean wheel
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "edgemeter needs Python >= 3.10"'
@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not board'
 
 test: lint typecheck unit
 
@@ -51,3 +51,8 @@ endif
 
 clean:
 	rm -rf $(VENV) edgemeter-demo .pytest_cache .mypy_cache .ruff_cache
+
+# A board-like install (debootstrapped Debian 12 root, install.sh --root, the agent run inside);
+# needs root and debootstrap, takes minutes; .ci/run runs it after `make test`.
+test-board: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m board

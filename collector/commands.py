@@ -3,7 +3,7 @@
 Extras: every database needs the ``collector`` extra (SQLAlchemy and Alembic; psycopg for a
 ``postgresql://`` URL), and ``export --format parquet`` needs pyarrow, which comes with it too.
 Each command checks for what it needs before doing anything else, so the error is one line with
-the exact hint: ``pip install 'edgemeter[collector]'``.
+the command that adds the extra to this copy (:mod:`shared.install_hint`).
 
 Reading commands (``results``, ``export``) never create a database: a missing SQLite file is an
 error that says which path was looked at.
@@ -117,7 +117,7 @@ def register(subparsers: Any) -> None:
         description="List stored results, oldest first: a table by default, JSON with --json. "
         "--limit keeps the newest N.",
     )
-    results.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    results.add_argument("--db", metavar="URL", help=DB_HELP + " (required)")
     results.add_argument("--json", action="store_true",
                          help="print a JSON list (each result as on the wire)")
     results.add_argument("--dead-letters", action="store_true",
@@ -129,6 +129,18 @@ def register(subparsers: Any) -> None:
     results.add_argument("--fleet", metavar="F", help="fleet name")
     results.add_argument("--limit", type=_positive_int, metavar="N", help="newest N only")
     results.set_defaults(func=_results)
+    results_sub = results.add_subparsers(dest="results_command", metavar="{import}")
+    imported = results_sub.add_parser(
+        "import", help="store result files (bench --json) as MQTT ingest would",
+        description="Store result files written by `edgemeter bench --json` (one result, or a JSON list "
+        "of them; a directory is read recursively for *.json) with the same validation as MQTT "
+        "ingest: a file that would be refused is kept as a dead letter with its reason, and a "
+        "run_id already stored is skipped, so importing twice stores once. For compute nodes and "
+        "boards that cannot reach a broker.",
+    )
+    imported.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR", help="result files or folders")
+    imported.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    imported.set_defaults(func=_import_results)
 
     export = subparsers.add_parser(
         "export", help="export stored results as CSV, Parquet or JSON Lines",
@@ -233,7 +245,23 @@ def _filter(args: argparse.Namespace) -> ResultFilter:
     )
 
 
+def _import_results(args: argparse.Namespace) -> int:
+    from collector.importer import import_paths
+
+    store = open_store(args.db)
+    try:
+        report = import_paths(store, args.paths)
+    finally:
+        store.close()
+    for path, reason in report.rejected:
+        print(f"refused {path}: {reason}", file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    return 1 if report.rejected else 0
+
+
 def _results(args: argparse.Namespace) -> int:
+    if args.db is None:
+        raise ConfigError("results needs --db URL (sqlite:///PATH.db or postgresql://...)")
     store = open_store(args.db, must_exist=True)
     try:
         if args.dead_letters:

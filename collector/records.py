@@ -119,6 +119,10 @@ class SeqGap:
         return self.last_missing - self.first_missing + 1
 
 
+SUBMISSION_FIELDS = ("mlperf_round", "division", "submitter", "system", "accelerators", "figure",
+                     "figure_unit", "url")
+
+
 class CitedBaseline(BaseModel):
     """A published result, imported with ``edgemeter baselines import`` (one row, one citation).
 
@@ -145,9 +149,25 @@ class CitedBaseline(BaseModel):
     source: str = Field(min_length=5, description="citation: publication, table, URL or report id")
     published: str | None = Field(None, description="date of the publication (YYYY-MM-DD)")
     notes: str | None = None
+    # Where a benchmark suite's results repository is cited (MLPerf Inference): what identifies
+    # the submission, the figure as published for the whole system, and the file at a commit.
+    # throughput_sps (or latency) then holds the per-accelerator figure the comparison uses.
+    mlperf_round: str | None = Field(None, description="results round, e.g. v4.0")
+    division: str | None = Field(None, description="closed or open")
+    submitter: str | None = None
+    system: str | None = Field(None, description="system name as submitted")
+    accelerators: int | None = Field(None, ge=1, description="accelerators in the submitted system")
+    figure: float | None = Field(None, description="the result as published, for the whole system")
+    figure_unit: str | None = Field(None, description="its unit, e.g. samples/s or ms (90th percentile)")
+    url: str | None = Field(None, description="the results file at a pinned commit")
 
     @property
     def baseline_id(self) -> str:
-        """Stable id, so importing the same row twice stores it once."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Stable id, so importing the same row twice stores it once (an unset submission field
+        is left out, so rows written before those fields existed keep their ids)."""
+        data = self.model_dump(mode="json")
+        for key in SUBMISSION_FIELDS:
+            if data[key] is None:
+                del data[key]
+        body = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(body).hexdigest()[:16]

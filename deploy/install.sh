@@ -6,9 +6,11 @@
 #        --ca-file ca.crt --password-file pi-017.pw dist/edgemeter-0.1.0-py3-none-any.whl
 #
 # What it does, each step safe to repeat (run it again with a newer wheel to upgrade):
-#   - creates the system group and user `edgemeter` (no home, no shell);
-#   - creates the venv /opt/edgemeter/venv and installs the wheel with an extra: litert unless
-#     --extra says otherwise (onnx, or litert,onnx; a Jetson usually wants onnx);
+#   - creates the system group and user `edgemeter` (no home, no shell; also declared for
+#     systemd-sysusers in /etc/sysusers.d/edgemeter.conf);
+#   - copies the wheel to /opt/edgemeter/dist/ and writes /opt/edgemeter/build-venv.sh, which
+#     creates the venv /opt/edgemeter/venv with every runtime that has a wheel for this board
+#     (LiteRT and ONNX Runtime on aarch64 and x86_64; --extra narrows or names them);
 #   - writes /etc/edgemeter/agent.toml from the arguments if it is absent (never overwrites it);
 #   - copies the CA (and a client certificate and key for mutual TLS) to /etc/edgemeter/tls/;
 #   - installs the MQTT password as /etc/edgemeter/credentials/mqtt-password (root, 0600), read
@@ -27,13 +29,19 @@
 #   --password-file FILE  the board's broker password (from add-device); or --password-stdin
 #   --models-url URL      the collector's HTTP server, where jobs fetch their models
 #   --telemetry-s N       seconds between telemetry messages (default 60)
-#   --extra NAMES         pip extras: litert (default), onnx, litert,onnx
+#   --extra NAMES         pip extras: auto (default: every runtime with a wheel here), litert,
+#                         onnx, litert,onnx, gpu (onnxruntime-gpu instead of onnx), or '' (none)
 #   --python PATH         interpreter for the venv (default python3; >= 3.10)
+#   --python uv:VERSION   where the system Python is older (JetPack 5, Mendel): uv installs a
+#                         prebuilt CPython VERSION into /opt/edgemeter/python (needs uv on PATH)
 #   --pip-option OPT      passed to pip install (repeatable), e.g. --pip-option=--no-index
 #   --no-start            install and enable, but do not (re)start the unit
-#   --root DIR            install the files under DIR, as for a board image or a test: the unit
-#                         is enabled there (systemctl --root); users, groups, ownership, apt,
-#                         udevadm and starting the unit are skipped and printed
+#   --root DIR            install into an image's root DIR: the venv is built inside it with its
+#                         own Python (chroot), or, when that cannot run here (another CPU), at
+#                         the board's first boot by edgemeter-firstboot.service; the units are
+#                         enabled there (systemctl --root); udevadm, reloads and starting the
+#                         unit are skipped and printed. Run inside a chroot without --root, it
+#                         does the same: reloads happen at first boot.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,7 +68,7 @@ password_file=""
 password_stdin=false
 models_url=""
 telemetry_s=60
-extra=litert
+extra=auto
 python=python3
 pip_options=()
 start=true
@@ -117,7 +125,7 @@ done
 [ -z "$models_url" ] || [[ "$models_url" =~ $http_re ]] \
   || die "models URL '$models_url' must look like http://collector:8080"
 [[ "$telemetry_s" =~ ^[0-9]+$ ]] || die "--telemetry-s takes whole seconds"
-[[ "$extra" =~ ^[a-z,]*$ ]] || die "--extra takes names like litert, onnx or litert,onnx"
+[[ "$extra" =~ ^[a-z,]*$ ]] || die "--extra takes auto, or names like litert, onnx or litert,onnx"
 for f in "$ca_file" "$cert_file" "$key_file" "$password_file"; do
   [ -z "$f" ] || [ -f "$f" ] || die "no file at $f"
 done
@@ -148,33 +156,125 @@ system() {
     say "skipped (--root): $*"
   fi
 }
+# A live install without a running systemd (a chroot while building an image, a container):
+# reloading udev and systemd happens at first boot instead.
+booted=false
+if [ "$live" = true ] && [ -d /run/systemd/system ]; then
+  booted=true
+  if command -v systemd-detect-virt >/dev/null 2>&1 && systemd-detect-virt --quiet --chroot; then booted=false; fi
+fi
+if [ "$live" = true ] && [ "$booted" = false ]; then
+  say "no running systemd here (a chroot or an image build): udev and systemd pick the rules and unit up at first boot, so reloads and the start are skipped"
+fi
+running() {
+  if [ "$booted" = true ]; then "$@"; else say "skipped (first boot does it): $*"; fi
+}
 group_exists() {
   if [ "$live" = true ]; then getent group "$1" >/dev/null; else grep -q "^$1:" "$root/etc/group" 2>/dev/null; fi
 }
 
 # ---- user and group -----------------------------------------------------------------------------
+# Declared for systemd-sysusers too, so an image's first boot creates them if nothing else did.
+install -d -m 0755 "${root%/}/etc/sysusers.d"
+printf '%s\n' '# Written by deploy/install.sh: the agent'"'"'s system user (no home, no shell).' \
+  'u edgemeter - "edgemeter agent" /var/lib/edgemeter /usr/sbin/nologin' >"${root%/}/etc/sysusers.d/edgemeter.conf"
 if [ "$live" = true ]; then
   getent group edgemeter >/dev/null || groupadd --system edgemeter
   id -u edgemeter >/dev/null 2>&1 || useradd --system --gid edgemeter --no-create-home \
     --home-dir /var/lib/edgemeter --shell /usr/sbin/nologin --comment "edgemeter agent" edgemeter
+elif [ -f "$root/etc/passwd" ] && command -v systemd-sysusers >/dev/null 2>&1; then
+  systemd-sysusers --root="$root" "$root/etc/sysusers.d/edgemeter.conf" || say "systemd-sysusers failed: the user edgemeter is made at first boot"
 else
-  say "skipped (--root): create the system user and group edgemeter"
+  say "skipped (--root): the user and group edgemeter are made at first boot (systemd-sysusers)"
 fi
 
 # ---- venv and wheel -----------------------------------------------------------------------------
-"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
-  || die "$python is older than Python 3.10 (give --python)"
-if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
-  system apt-get install -y -q python3-venv
+# One script builds the venv, wherever it runs: here (a live board), inside the image's root
+# (chroot, so the venv's interpreter is the board's own), or at the image's first boot (a oneshot
+# unit) when the root's Python cannot run here. It installs every runtime that has a wheel for
+# the board (--extra auto) or exactly the extras named, and leaves edgemeter-install.txt in the
+# venv, which the agent's install hints read.
+if [[ "$python" == uv:* ]]; then
+  [ "$live" = true ] || die "--python uv:VERSION installs on the board itself (not with --root)"
+  command -v uv >/dev/null 2>&1 || die "--python ${python}: uv is not on PATH (install uv first, or give --python PATH)"
+  export UV_PYTHON_INSTALL_DIR=$prefix/python
+  uv python install "${python#uv:}" || die "uv could not install Python ${python#uv:}"
+  python=$(uv python find --no-project "${python#uv:}") || die "uv installed Python ${python#uv:} but cannot find it"
+  say "using $python (installed by uv)"
+fi
+if [ "$live" = true ]; then
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || die "$python is older than Python 3.10: give --python PATH (deploy/README.md: older JetPacks)"
+  if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+    system apt-get install -y -q python3-venv
+  fi
 fi
 umask 022
-[ -x "$prefix/venv/bin/python" ] || "$python" -m venv "$prefix/venv"
-spec=$wheel
-[ -z "$extra" ] || spec="${wheel}[${extra}]"
-"$prefix/venv/bin/python" -m pip install -q --disable-pip-version-check "${pip_options[@]}" "$spec"
+install -d -m 0755 "$prefix" "$prefix/dist"
+rm -f "$prefix"/dist/edgemeter-*.whl
+install -m 0644 "$wheel" "$prefix/dist/"
+builder=$prefix/build-venv.sh
+{
+  echo '#!/bin/bash'
+  echo '# Written by deploy/install.sh: builds /opt/edgemeter/venv from the wheel in dist/. Safe to rerun.'
+  echo 'set -euo pipefail'
+  printf 'python=%q\n' "$python"
+  printf 'extra=%q\n' "$extra"
+  printf 'pip_options=(%s)\n' "$(if [ "${#pip_options[@]}" -gt 0 ]; then printf '%q ' "${pip_options[@]}"; fi)"
+  printf 'wheel_name=%q\n' "$(basename "$wheel")"
+  cat <<'BUILD'
+prefix=${EDGEMETER_PREFIX:-/opt/edgemeter}
+say() { echo "build-venv: $*" >&2; }
+venv=$prefix/venv
+wheel=$prefix/dist/$wheel_name
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || { say "$python is older than Python 3.10 (install.sh --python PATH)"; exit 2; }
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip() { "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pip_options[@]}" "$@"; }
+pip "$wheel"
 # The same version number rebuilt (a fix on the same release) must replace what is installed.
-"$prefix/venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall \
-  "${pip_options[@]}" "$wheel"
+pip --no-deps --force-reinstall "$wheel"
+declare -A module=([litert]=ai_edge_litert [onnx]=onnxruntime [gpu]=onnxruntime)
+tolerant=false
+if [ "$extra" = auto ]; then
+  tolerant=true
+  case "$(uname -m)" in
+    x86_64|aarch64|arm64) IFS=, read -ra wanted <<<"litert,onnx" ;;
+    *) wanted=(); say "no LiteRT or ONNX Runtime wheels for $(uname -m): install a runtime by hand (tflite-runtime)" ;;
+  esac
+else
+  IFS=, read -ra wanted <<<"$extra"
+fi
+got=()
+for e in "${wanted[@]}"; do
+  [ -n "$e" ] || continue
+  if pip "$wheel[$e]" && { [ -z "${module[$e]:-}" ] || "$venv/bin/python" -c "import ${module[$e]}" 2>/dev/null; }; then
+    got+=("$e")
+  elif [ "$tolerant" = true ]; then
+    say "no '$e' runtime installs here ($(uname -m), $("$venv/bin/python" -V)): skipped"
+  else
+    say "the '$e' extra did not install"; exit 1
+  fi
+done
+{ echo "# Written by install.sh's build-venv.sh; edgemeter's install hints read it."
+  echo "extra=$(IFS=,; echo "${got[*]}")"
+  echo "wheel=/opt/edgemeter/dist/$wheel_name"; } >"$venv/edgemeter-install.txt"
+say "venv ready: $venv (runtimes: ${got[*]:-none})"
+BUILD
+} >"$builder.tmp"
+chmod 0755 "$builder.tmp"
+mv "$builder.tmp" "$builder"
+
+firstboot=false
+if [ "$live" = true ]; then
+  "$builder"
+elif [ -x "$root/usr/bin/python3" ] && [ "$(id -u)" -eq 0 ] && chroot "$root" /usr/bin/true 2>/dev/null; then
+  say "building the venv inside $root with its own Python (chroot), so its paths are the board's"
+  chroot "$root" env EDGEMETER_PREFIX=/opt/edgemeter /opt/edgemeter/build-venv.sh
+else
+  firstboot=true
+  say "the root's Python cannot run here: the board builds its venv at first boot (edgemeter-firstboot.service)"
+fi
 
 # ---- configuration, certificates, credential -------------------------------------------------
 install -d -m 0755 "$etc"
@@ -263,16 +363,43 @@ else
 fi
 install -d -m 0755 "${root%/}/etc/udev/rules.d"
 install -m 0644 "$rules_src" "${root%/}/etc/udev/rules.d/60-edgemeter-power.rules"
-system udevadm control --reload
-system udevadm trigger --action=add --subsystem-match=powercap --subsystem-match=hwmon --subsystem-match=iio
+if [ "$firstboot" = true ]; then
+  cat >"$units/edgemeter-firstboot.service" <<'UNIT'
+# Written by deploy/install.sh --root: builds the agent's venv on the board's first boot.
+[Unit]
+Description=edgemeter: build the agent's venv at first boot
+ConditionPathExists=!/opt/edgemeter/venv/bin/edgemeter
+Wants=network-online.target
+After=network-online.target
+Before=edgemeter-agent.service
 
-system systemctl daemon-reload
-if [ "$live" = true ]; then
-  systemctl enable --quiet edgemeter-agent.service
+[Service]
+Type=oneshot
+ExecStart=/opt/edgemeter/build-venv.sh
+RemainAfterExit=yes
+TimeoutStartSec=30min
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  printf '# Written by install.sh --root: the venv is built at first boot.\n[Unit]\nRequires=edgemeter-firstboot.service\nAfter=edgemeter-firstboot.service\n' \
+    >"$units/edgemeter-agent.service.d/20-firstboot.conf"
 else
-  systemctl --root="$root" enable --quiet edgemeter-agent.service  # an image: only the symlink
+  rm -f "$units/edgemeter-firstboot.service" "$units/edgemeter-agent.service.d/20-firstboot.conf"
+fi
+
+running udevadm control --reload
+running udevadm trigger --action=add --subsystem-match=powercap --subsystem-match=hwmon --subsystem-match=iio
+
+running systemctl daemon-reload
+services=(edgemeter-agent.service)
+[ "$firstboot" = false ] || services+=(edgemeter-firstboot.service)
+if [ "$booted" = true ]; then
+  systemctl enable --quiet "${services[@]}"
+else
+  systemctl --root="$root" enable --quiet "${services[@]}"  # an image: only the symlinks
 fi
 if [ "$start" = true ]; then
-  system systemctl restart edgemeter-agent.service
+  running systemctl restart edgemeter-agent.service
 fi
 say "done: $device_id; follow it with journalctl -u edgemeter-agent -f"

@@ -41,12 +41,15 @@ class PublishRefusedError(BrokerError):
 
 
 class MissingExtraError(EdgemeterError):
-    """An optional dependency group is not installed; the message carries the pip command."""
+    """An optional dependency group is not installed; the message carries the command that adds it
+    to this copy (:func:`shared.install_hint.install_command`)."""
 
     def __init__(self, extra: str, module: str) -> None:
+        from shared.install_hint import install_command
+
         super().__init__(
             f"this command needs the '{extra}' extra (module {module!r} is missing): "
-            f"pip install 'edgemeter[{extra}]'"
+            f"{install_command(extra)}"
         )
         self.extra = extra
         self.module = module

@@ -80,6 +80,20 @@ class AgentManifest(Strict):
     power_sources: list[str] = Field(
         default_factory=list, description="power sources usable here (the estimate always is)"
     )
+    formats: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="model formats a runtime here can load (onnx, tflite); empty: not said (older agents)",
+    )
+    backends: dict[str, str] = Field(
+        default_factory=dict, description="usable backend name (onnxruntime, litert) -> runtime version",
+    )
+    delegates: list[str] = Field(
+        default_factory=list, max_length=16, description="LiteRT delegates whose library loads here (edgetpu)",
+    )
+    execution_providers: list[str] = Field(
+        default_factory=list, max_length=32,
+        description="ONNX Runtime execution providers this build offers (CPUExecutionProvider, ...)",
+    )
     telemetry_s: Real | None = Field(None, gt=0, le=86_400)
     keepalive_s: Integer | None = Field(None, gt=0, le=65_535, description="MQTT's largest keepalive")
 

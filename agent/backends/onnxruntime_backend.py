@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from agent.backends.base import BackendSettings
 from agent.errors import BackendError, DelegateError, ModelError
 from shared.errors import MissingExtraError
+from shared.install_hint import install_command
 from shared.run_settings import Flag
 from shared.schema import RuntimeInfo, TensorInfo
 
@@ -112,6 +113,16 @@ class OnnxRuntimeSettings(BackendSettings):
                     return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+def _provider_hint(missing: Sequence[str]) -> str:
+    if any(p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for p in missing):
+        return f"the 'gpu' extra has them (instead of 'onnx'): {install_command('gpu')}"
+    return "install the onnxruntime build that has them"
+
+
+def fallen_back(wanted: Sequence[str], used: Sequence[str]) -> list[str]:
+    """Requested providers the session does not use: ONNX Runtime drops one that fails to start
+    (a CUDA library missing) with only a log line, and runs everything on the CPU."""
+    return [p for p in wanted if p not in used]
 
 
 class OnnxRuntimeBackend:
@@ -142,7 +153,7 @@ class OnnxRuntimeBackend:
         if missing:
             raise DelegateError(
                 f"execution provider(s) {', '.join(missing)} not in this onnxruntime build "
-                f"(available: {', '.join(available)}); install the matching onnxruntime package"
+                f"(available: {', '.join(available)}); {_provider_hint(missing)}"
             )
         opts = ort.SessionOptions()
         if threads:
@@ -155,6 +166,13 @@ class OnnxRuntimeBackend:
         except Exception as err:  # InvalidProtobuf, Fail, NotImplemented... are untyped here
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"onnxruntime cannot load {path.name}: {first[:300]}") from err
+        dropped = fallen_back(wanted, session.get_providers())
+        if dropped:
+            raise DelegateError(
+                f"onnxruntime fell back to {', '.join(session.get_providers())}: {', '.join(dropped)} did not "
+                "start (CUDA, cuDNN or TensorRT libraries missing or not matching this onnxruntime-gpu); "
+                "fix them, or ask for --providers CPUExecutionProvider to measure the CPU on purpose"
+            )
         first_dim = session.get_inputs()[0].shape[0] if session.get_inputs()[0].shape else None
         if batch > 1 and isinstance(first_dim, int) and first_dim != batch:
             raise ModelError(

@@ -3,6 +3,10 @@
 Each source is probed with its own settings table from the config file (``--config``, or
 ``EDGEMETER_CONFIG``, as for ``bench``), the environment and ``--sysfs-root``, so a wall plug
 configured in ``[power.tasmota]`` is probed with its broker and topic.
+
+It then lists what this machine can run (:mod:`agent.capabilities`): each backend with its version
+and ONNX Runtime's execution providers, LiteRT delegates that load (the Edge TPU's libedgetpu) and
+attached accelerators (text output only: ``--json`` stays the sources' probes).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from agent.capabilities import describe, probe
 from agent.config import load_settings
 from agent.power import probe_all
 
@@ -30,9 +35,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({name: {"usable": why is None, "why_not": why} for name, why in found.items()},
                          indent=2))
         return 0
+    caps = probe(root=args.sysfs_root or Path("/"))
     width = max(len(name) for name in found)
     for name, why in found.items():
         print(f"{name:<{width}}  {'usable' if why is None else 'unusable: ' + why}")
+    for line in describe(caps):
+        print(line)
     return 0
 
 

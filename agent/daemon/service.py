@@ -57,7 +57,6 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from agent import __version__
 from agent.config import BenchSettings
 from agent.daemon.config import AgentSettings
 from agent.daemon.jobs import (
@@ -631,39 +630,7 @@ def _utc_now() -> Any:
 
 
 def default_manifest(settings: AgentSettings) -> Callable[[], AgentManifest]:
-    """The birth's manifest: device, runtimes installed, power sources usable, agent version."""
+    """The birth's manifest: device, what it can run (:mod:`agent.capabilities`), power sources."""
+    from agent.capabilities import manifest_builder
 
-    def build() -> AgentManifest:
-        from agent.manifest import collect_manifest
-        from shared.catalogue import load_catalogue
-
-        device = collect_manifest(_root(settings), load_catalogue(), None)
-        return AgentManifest(agent_version=__version__, device=device, runtimes=_runtimes(),
-                             power_sources=_power_sources(), telemetry_s=settings.telemetry_s,
-                             keepalive_s=settings.mqtt.keepalive_s)
-
-    return build
-
-
-def _root(settings: AgentSettings) -> Any:
-    return settings.bench.sysfs_root
-
-
-def _runtimes() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for dist in ("onnxruntime", "ai-edge-litert", "tflite-runtime"):
-        with contextlib.suppress(PackageNotFoundError):
-            found[dist] = version(dist)
-    return found
-
-
-def _power_sources() -> list[str]:
-    try:
-        from agent.power.registry import probe_all
-
-        return sorted(name for name, why in probe_all().items() if why is None)
-    except Exception:  # probing never stops a birth
-        logger.debug("power probe failed", exc_info=True)
-        return []
+    return manifest_builder(settings)

@@ -28,11 +28,11 @@ from agent.power.base import (
     SourceSettings,
     stamp,
 )
+from shared.install_hint import install_command
 from shared.schema import PowerScope
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install nvidia-ml-py"
 
 
 class NvmlSettings(SourceSettings):
@@ -83,7 +83,7 @@ class NvmlSource(PowerSource):
         try:
             nvml = self._module()
         except ImportError:
-            return f"pynvml is not installed ({INSTALL_HINT})"
+            return f"pynvml is not installed (the 'gpu' extra: {install_command('gpu')})"
         try:
             nvml.nvmlInit()
             try:

@@ -24,6 +24,7 @@ from collector.compare.baselines import (
     read_cited_file,
     shipped_baselines,
 )
+from collector.compare.case_study import network_gaps
 from collector.compare.cost import CostSettings
 from collector.compare.engine import compare
 from collector.compare.matching import Baseline
@@ -70,6 +71,8 @@ def run_compare(args: argparse.Namespace) -> int:
               f"and scenario ({len(edges)} edge run(s), {len(measured)} measured baseline(s)); "
               "--runs-per-series 0 compares every run", file=sys.stderr)
     rows = compare(edges, baselines, catalogue.entries, settings)
+    for line in network_gaps(edges, baselines, rows):
+        print(line, file=sys.stderr)
     if args.json:
         print(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
     elif rows:

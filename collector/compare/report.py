@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from collector.compare.case_study import case_study_html
 from collector.compare.cost import CostSettings
 from collector.compare.engine import ComparisonRow, SideMetrics
 from shared.errors import ConfigError, MissingExtraError
@@ -536,6 +537,7 @@ def render_html(
         "<title>edgemeter: edge vs datacenter comparison</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>edgemeter: edge vs datacenter vs supercomputer</h1>",
+        case_study_html(rows, runs),
         f"<p>{len(rows)} comparison row(s), each an edge run against one baseline that ran the same "
         "network in the same scenario. Tariff "
         f"{settings.tariff_usd_per_kwh} USD/kWh, duty cycle {settings.duty_cycle}, lifetime "

@@ -24,6 +24,7 @@ from collector.http.fleet import SORT_KEYS, DeviceCache, ProgressBoard, device_o
 from collector.http.runs import BadCursor, RunQuery, decode_cursor, encode_cursor, list_runs
 from collector.http.store import ReadStore
 from collector.stores.base import Store
+from shared.capability import refusal, split
 from shared.catalogue import Catalogue
 from shared.errors import BrokerError
 from shared.messages import JobCommand, JobSettings, ModelRef
@@ -266,8 +267,10 @@ def get_jobs(request: Request, device: str | None = None,
 @router.post("/api/jobs", summary="Send a benchmark job to devices (needs the bearer token)")
 def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
     """Publishes one :class:`shared.messages.JobCommand` per device on its ``cmd`` topic (QoS 1)
-    and records it; returns ``{"job_ids": [...], "jobs": [{"job_id", "device_id", "fleet"}]}``.
-    Unknown device ids are refused (404) before anything is sent."""
+    and records it; returns ``{"job_ids": [...], "jobs": [{"job_id", "device_id", "fleet"}], "skipped": [...]}``.
+    Unknown device ids are refused (404) before anything is sent; devices whose birth says they
+    cannot run the model are skipped (``skipped``: device_id, fleet, reason), and when none can the
+    request is refused (422) naming each device and what it lacks."""
     ctx = _ctx(request)
     known = ctx.store.list_devices()  # not the cache: a device that just appeared counts
     if body.selector is not None:
@@ -282,6 +285,9 @@ def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
             raise HTTPException(404, f"unknown device(s): {', '.join(unknown[:10])}"
                                 + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
         chosen = [by_id[d] for d in wanted]
+    chosen, skipped = split(chosen, body.model.name, body.settings, lambda row: row.manifest)
+    if not chosen:
+        raise HTTPException(422, refusal(body.model.name, [(row.device_id, why) for row, why in skipped]))
     sent: list[dict[str, str]] = []
     for row in chosen:
         job = JobCommand(model=body.model, settings=body.settings)
@@ -294,7 +300,8 @@ def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
         ctx.store.record_job(job, device_id=row.device_id, fleet=row.fleet)
         logger.info("job %s sent to %s/%s", job.job_id, row.fleet, row.device_id)
         sent.append({"job_id": job.job_id, "device_id": row.device_id, "fleet": row.fleet})
-    return {"job_ids": [s["job_id"] for s in sent], "jobs": sent}
+    return {"job_ids": [s["job_id"] for s in sent], "jobs": sent,
+            "skipped": [{"device_id": row.device_id, "fleet": row.fleet, "reason": why} for row, why in skipped]}
 
 
 @router.get("/api/models", summary="Models the collector keeps for jobs (sha256, name, size)")

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.capability import refusal, split
 from shared.errors import ConfigError
 from shared.messages import JobAck, JobCommand, ModelRef, Progress, Receipt, Status, Telemetry
 from shared.presence import status_wins
@@ -184,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         if not targets:
             raise ConfigError(f"no online device matches {args.devices!r} "
                               f"({len(online)} online); see `edgemeter fleet ls`")
+        targets = _able(targets, ref.name, job_settings)
         jobs: dict[str, DeviceView] = {}
         for view in targets:
             job = JobCommand(job_id=f"{uuid.uuid4().hex[:12]}", model=ref, settings=job_settings)
@@ -204,6 +206,16 @@ def run_settings_from_args(args: argparse.Namespace) -> RunSettings:
         options = {spec.path: spec.option for spec in flag_specs(RunSettings)}
         flag = options.get(tuple(str(p) for p in first["loc"]), "settings")
         raise ConfigError(f"{flag}: {first['msg']}") from err
+
+
+def _able(targets: list[DeviceView], model_name: str, settings: RunSettings) -> list[DeviceView]:
+    """The devices whose birth says they can run the model; a line for each skipped one."""
+    able, unable = split(targets, model_name, settings, lambda v: v.status.manifest if v.status else None)
+    if not able:
+        raise ConfigError(refusal(model_name, [(v.device_id, why) for v, why in unable]))
+    for view, why in unable:
+        print(f"skipped {view.device_id}: {why}", file=sys.stderr)
+    return able
 
 
 def _say_whether_the_collector_has(ref: ModelRef, path: Path | None, models_url: str | None) -> None:

@@ -117,7 +117,8 @@ def test_collector_unit_receives_its_three_secrets_as_credentials() -> None:
 
 # -- shell scripts -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("script", [INSTALL_SH, ADD_DEVICE], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [INSTALL_SH, ADD_DEVICE, DEPLOY / "slurm" / "edgemeter-bench.sbatch",
+                                    DEPLOY.parent / "bench" / "gpu_baseline.sh"], ids=lambda p: p.name)
 def test_shell_script_passes_shellcheck(script: Path) -> None:
     done = subprocess.run([tool("shellcheck"), str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
@@ -249,7 +250,18 @@ def test_install_sh_sets_a_board_up_and_a_second_run_keeps_its_config(tmp_path: 
     assert (units / "multi-user.target.wants/edgemeter-agent.service").is_symlink()
     assert "SupplementaryGroups=gpio apex\n" in (units / "edgemeter-agent.service.d/10-groups.conf").read_text()
     assert (root / "etc/udev/rules.d/60-edgemeter-power.rules").read_text() == UDEV_RULES.read_text()
+    # A scratch root has no Python of its own: the board builds its venv at first boot.
+    assert "the board builds its venv at first boot" in first.stderr
+    assert (units / "multi-user.target.wants/edgemeter-firstboot.service").is_symlink()
+    assert "Requires=edgemeter-firstboot.service" in (units / "edgemeter-agent.service.d/20-firstboot.conf").read_text()
+    assert (root / "opt/edgemeter/dist" / wheel.name).is_file()
+    assert 'u edgemeter - "edgemeter agent"' in (root / "etc/sysusers.d/edgemeter.conf").read_text()
+    build = subprocess.run([str(root / "opt/edgemeter/build-venv.sh")], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "EDGEMETER_PREFIX": str(root / "opt/edgemeter")})
+    assert build.returncode == 0, build.stderr
     assert (root / VENV_EDGEMETER.lstrip("/")).is_file()  # what ExecStart runs
+    marker = (root / "opt/edgemeter/venv/edgemeter-install.txt").read_text()
+    assert f"wheel=/opt/edgemeter/dist/{wheel.name}" in marker  # the install hints read it
 
     # Again, with other arguments and a new password: the edited config stays, the password changes.
     (etc / "agent.toml").write_text((etc / "agent.toml").read_text() + "# edited by hand\n")

@@ -207,3 +207,38 @@ def test_an_unexpected_failure_is_a_500_with_a_json_error(make_api: Callable[...
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (RuntimeError); the collector's log has "
                                         "the details"}
+
+
+def _capable(api: Api, device_id: str, formats: list[str]) -> None:
+    backends = {"onnx": "onnxruntime", "tflite": "litert"}
+    manifest = AgentManifest(agent_version="1", device=DeviceManifest(hostname=device_id),
+                             formats=formats, backends={backends[f]: "1.0" for f in formats},
+                             execution_providers=["CPUExecutionProvider"] if "onnx" in formats else [])
+    api.writer.record_status(Status(device_id=device_id, fleet="lab", status="online", bd_seq=1,
+                                    sent_at=NOW, manifest=manifest), NOW)
+
+
+def test_post_job_skips_devices_whose_birth_says_they_cannot_run_the_model(
+        make_api: Callable[..., Api]) -> None:
+    api = make_api(token=TOKEN)
+    _capable(api, "pi-lite", ["tflite"])
+    _capable(api, "pi-both", ["onnx", "tflite"])
+    _online(api, "pi-old")  # an older agent's birth says nothing: it is given the job
+    onnx = {"sha256": MODEL["sha256"], "name": "m.onnx"}
+    body = api.client.post("/api/jobs", headers=AUTH, json={"selector": "pi-*", "model": onnx}).json()
+    assert sorted(j["device_id"] for j in body["jobs"]) == ["pi-both", "pi-old"]
+    (skipped,) = body["skipped"]
+    assert skipped["device_id"] == "pi-lite" and "'onnx' extra" in skipped["reason"]
+    assert len(api.published) == 2
+
+
+def test_post_job_no_selected_device_can_run_is_a_422_naming_each(make_api: Callable[..., Api]) -> None:
+    api = make_api(token=TOKEN)
+    _capable(api, "pi-1", ["tflite"])
+    _capable(api, "pi-2", ["tflite"])
+    response = api.client.post("/api/jobs", headers=AUTH, json={
+        "devices": ["pi-1", "pi-2"], "model": {"sha256": MODEL["sha256"], "name": "m.onnx"}})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert "no selected device can run m.onnx" in error and "pi-1: no onnxruntime" in error and "pi-2" in error
+    assert api.published == []

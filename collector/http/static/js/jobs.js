@@ -91,9 +91,11 @@ export async function openJobDialog(deviceIds, onStarted = () => {}) {
     status.className = "small";
     try {
       const body = await postJSON("/api/jobs", { devices: deviceIds, model: { sha256, name }, settings });
-      status.textContent = `Sent job ${body.job_ids.join(", ")}.`;
+      const skipped = body.skipped ?? [];
+      status.textContent = `Sent job ${body.job_ids.join(", ")}.`
+        + skipped.map((s) => ` Skipped ${s.device_id}: ${s.reason}.`).join("");
       onStarted(body.jobs ?? []);
-      dialog.close();
+      if (!skipped.length) dialog.close();  // else leave the skipped devices' reasons on screen
     } catch (err) {
       if (err instanceof ApiError && err.needsToken) {
         tokenRow.hidden = false;
