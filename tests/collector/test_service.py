@@ -241,7 +241,7 @@ def test_a_row_the_store_refuses_is_retried_and_never_becomes_a_dead_letter(
 
 def crash(service: CollectorService) -> None:
     """End the service's broker connection as a crash would: no DISCONNECT, no more acks."""
-    conn = service._conn
+    conn = service.intake.connection
     assert isinstance(conn, MqttConnection)
     conn.client.loop_stop()  # paho's network thread ends; nothing sent after this
     conn.client.socket().close()  # the broker sees the TCP connection drop
