@@ -28,10 +28,13 @@ keeps one copy).
 
 Disconnects. Every disconnect is logged with its MQTT reason code: ours (``close``) at INFO, any
 other at WARNING (paho reconnects by itself). A session taken over by another client with the same
-client id (MQTT v5 reason code 142, "Session taken over") is logged as an ERROR, at most every
-:data:`TAKEOVER_LOG_INTERVAL_S` (with a count of those in between), and counted in
-``edgemeter_collector_session_takeovers_total``: another collector or a device is using this
-collector's client id, and the two will keep knocking each other off. :func:`shared.mqtt.connect`
+client id is logged as an ERROR, at most every :data:`TAKEOVER_LOG_INTERVAL_S` (with a count of
+those in between), and counted in ``edgemeter_collector_session_takeovers_total``: another
+collector or a device is using this collector's client id, and the two will keep knocking each
+other off. A takeover is what an MQTT v5 broker says with reason code 142 ("Session taken
+over"); a broker that closes the old connection without a reason (Mosquitto before 2.0.15) is
+taken to report one when it drops :data:`SHORT_DROPS_TAKEOVER` connections in a row, each soon
+after it was made. :func:`shared.mqtt.connect`
 has no disconnect callback of its own, so the intake chains one onto the paho client of the
 connection it returns (``connection.client.on_disconnect``); a connection without one is not
 watched.
@@ -76,6 +79,12 @@ SESSION_TAKEN_OVER = 142
 NORMAL_DISCONNECTION = 0
 TAKEOVER_LOG_INTERVAL_S = 10.0
 """Takeovers are logged at most this often (two clients with one id fight about once a second)."""
+SHORT_LIVED_S = 5.0
+SHORT_DROPS_TAKEOVER = 2
+"""A broker that gives no reason (Mosquitto before 2.0.15 just closes the old connection) is taken
+to report a takeover when it closes this many connections in a row, each within
+:data:`SHORT_LIVED_S` of its CONNACK: two clients with one id knock each other off about once a
+second, while a network failure or a broker restart drops one established connection."""
 _COLLECTOR_PREFIX = f"{ROOT}/{COLLECTOR_FLEET}/"
 
 
@@ -170,6 +179,8 @@ class Intake:
         self._closing = False
         self._takeover_logged_s: float | None = None
         self._takeovers_unlogged = 0
+        self._connected_at_s = 0.0
+        self._short_drops = 0  # drops in a row, each soon after connecting, without a reason
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -186,6 +197,11 @@ class Intake:
         if self.group and (conn is None or offers_shares(conn)):
             return Topics.shared_subscription(kind, self.group, self.fleet)
         return Topics.subscription(kind, self.fleet)
+
+    @property
+    def subscribed(self) -> bool:
+        """True while connected with every subscription granted."""
+        return self._all_subscribed.is_set()
 
     @property
     def connection(self) -> BrokerConnection | None:
@@ -290,9 +306,11 @@ class Intake:
             )
         with self._lock:
             reconnected = self._connection > 0
+            self._connected_at_s = self._clock()
             self._conn = conn
             self._connection += 1
             self._subscribed.clear()
+            self._all_subscribed.clear()
         if reconnected:
             logger.info("collector %s reconnected to %s", self.client_id, self.broker)
         self._on_connected()
@@ -352,25 +370,42 @@ class Intake:
         def on_disconnect(*args: Any) -> None:  # paho: (client, userdata, flags, reason, props)
             if previous is not None:
                 previous(*args)
-            self.disconnected(args[3] if len(args) > 3 else None)
+            flags = args[2] if len(args) > 2 else None
+            self.disconnected(args[3] if len(args) > 3 else None,
+                              getattr(flags, "is_disconnect_packet_from_server", None))
 
         client.on_disconnect = on_disconnect
 
-    def disconnected(self, reason: Any) -> None:
-        """Log a disconnect with its reason code; count and report a session takeover."""
+    def disconnected(self, reason: Any, from_server: bool | None = None) -> None:
+        """Log a disconnect with its reason code; count and report a session takeover.
+
+        ``from_server``: whether the broker sent a DISCONNECT packet (paho's
+        ``DisconnectFlags.is_disconnect_packet_from_server``); ``None`` when unknown."""
         code, name = reason_of(reason)
+        now_s = self._clock()
         with self._lock:
             closing = self._closing
+            self._subscribed.clear()
+            self._all_subscribed.clear()
+            lived_s = now_s - self._connected_at_s
+            short = from_server is not True and lived_s < SHORT_LIVED_S
+            self._short_drops = self._short_drops + 1 if short else 0
+            suspected = self._short_drops >= SHORT_DROPS_TAKEOVER
         if closing and code in (NORMAL_DISCONNECTION, None):
             logger.info("collector %s disconnected from %s", self.client_id, self.broker)
             return
         self.metrics.broker_disconnects.inc()
-        if code != SESSION_TAKEN_OVER:
+        if code == SESSION_TAKEN_OVER:
+            why = f"MQTT reason code {SESSION_TAKEN_OVER}, {name}"
+        elif suspected:
+            why = (f"the broker closed it without a reason {self._short_drops} times in a row, "
+                   f"each within {SHORT_LIVED_S:.0f} s of connecting (MQTT reason code {code}, "
+                   f"{name}), as Mosquitto before 2.0.15 does on a takeover")
+        else:
             logger.warning("broker %s dropped collector %s: %s (MQTT reason code %s); "
                            "reconnecting", self.broker, self.client_id, name, code)
             return
         self.metrics.session_takeovers.inc()
-        now_s = self._clock()
         with self._lock:
             last_s = self._takeover_logged_s
             if last_s is not None and now_s - last_s < TAKEOVER_LOG_INTERVAL_S:
@@ -381,6 +416,6 @@ class Intake:
         more = f" ({unlogged} more since the last report)" if unlogged else ""
         logger.error(
             "broker %s dropped collector %s because another client connected with the same "
-            "client id (MQTT reason code %d, %s)%s: messages may be lost. Give every collector "
-            "its own client id, and bind client ids to logins on the broker (deploy/mosquitto)",
-            self.broker, self.client_id, SESSION_TAKEN_OVER, name, more)
+            "client id (%s)%s: messages may be lost. Give every collector its own client id, "
+            "and bind client ids to logins on the broker (deploy/mosquitto)",
+            self.broker, self.client_id, why, more)

@@ -250,6 +250,8 @@ class Writer:
                     return
                 break
             self._wait(backoff.next_s())
+            if self._stopping.is_set():
+                continue  # to the last try
             self._listener.store_retried()
             pending = self.write(pending)
         backoff.reset()
