@@ -297,8 +297,10 @@ class Intake:
     # -- network thread ------------------------------------------------------------------------
 
     def _on_connect(self, conn: BrokerConnection) -> None:
-        if self.group and not offers_shares(conn) and not self._warned_group:
-            self._warned_group = True
+        with self._lock:
+            warn = bool(self.group) and not offers_shares(conn) and not self._warned_group
+            self._warned_group = self._warned_group or warn
+        if warn:
             logger.warning(
                 "broker %s (MQTT %s) offers no shared subscriptions, so group %r is ignored "
                 "and every collector receives every message", self.broker, conn.protocol,
