@@ -15,6 +15,12 @@ own state (its module docstring says which thread touches what):
 * :class:`collector.announcer.Announcer`: receipts (run_ids and final job acks), the collector's
   retained status, live events and metrics.
 
+Threads: paho's network thread runs the intake's callbacks (they only sort and queue, and block
+while the receive window is full); ``collector-writer`` parses and ``collector-committer`` stores,
+announces and acknowledges; the caller's thread starts and stops the service; HTTP threads
+publish jobs (:meth:`CollectorService.publish`) and read :attr:`CollectorService.stats` and the
+metrics. Whatever two of them share sits behind its owner's lock or passes through a queue.
+
 Delivery: at least once into the store. Messages are acknowledged (PUBACK, ``manual_ack=True``)
 only once committed. Until then the broker keeps them in the persistent session, so a crash, or a
 store outage that outlasts the collector, loses nothing: the broker sends every unacknowledged
