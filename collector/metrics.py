@@ -23,6 +23,12 @@ edgemeter_collector_ingest_lag_seconds                    histogram  result ``cr
 edgemeter_collector_devices_online                        gauge      devices whose status is online
 edgemeter_collector_agent_spool_depth                     gauge      results waiting in agents'
                                                                      spools (latest telemetry, sum)
+edgemeter_collector_broker_disconnects_total              counter    connections the broker
+                                                                     dropped (not the collector's
+                                                                     own stop)
+edgemeter_collector_session_takeovers_total               counter    of those, by another client
+                                                                     with the collector's client
+                                                                     id (MQTT v5 reason code 142)
 ========================================================  =========  ===========================
 """
 
@@ -84,6 +90,13 @@ class CollectorMetrics:
         self.spool_depth = Gauge("edgemeter_collector_agent_spool_depth",
                                  "Results waiting in agents' spools (sum of the latest telemetry)",
                                  registry=r)
+        self.broker_disconnects = Counter(
+            "edgemeter_collector_broker_disconnects_total",
+            "Connections to the broker lost (not the collector's own stop)", registry=r)
+        self.session_takeovers = Counter(
+            "edgemeter_collector_session_takeovers_total",
+            "Sessions taken over by another client with the collector's client id "
+            "(MQTT v5 reason code 142)", registry=r)
         for kind in MESSAGE_KINDS:
             self.received.labels(kind=kind)
         for reason in DEAD_LETTER_REASONS:

@@ -4,6 +4,7 @@ a real SQLite store and a paho publisher."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -241,7 +242,7 @@ def test_a_row_the_store_refuses_is_retried_and_never_becomes_a_dead_letter(
 
 def crash(service: CollectorService) -> None:
     """End the service's broker connection as a crash would: no DISCONNECT, no more acks."""
-    conn = service._conn
+    conn = service.intake.connection
     assert isinstance(conn, MqttConnection)
     conn.client.loop_stop()  # paho's network thread ends; nothing sent after this
     conn.client.socket().close()  # the broker sees the TCP connection drop
@@ -571,3 +572,30 @@ def test_a_gc_threshold_of_0_leaves_pythons_settings_alone(
     service.start()
     service.stop()
     assert gc.get_threshold()[0] == 700 and gc.get_freeze_count() == 0
+
+
+@pytest.mark.mqtt
+def test_a_session_taken_over_by_the_same_client_id_is_logged_as_an_error_and_counted(
+    sqlite_store: Store, make_service: ServiceFactory, publisher: MqttConnection,
+    mosquitto_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from shared.mqtt import connect
+
+    client_id = f"edgemeter-collector-taken-{uuid.uuid4().hex[:8]}"
+    service = make_service(sqlite_store, client_id=client_id)
+    intruder = connect(mosquitto_url, client_id)  # e.g. a device login using the collector's id
+    try:
+        assert wait_for(lambda: service.metrics.registry.get_sample_value(
+            "edgemeter_collector_session_takeovers_total") == 1)
+    finally:
+        intruder.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("same client id" in e and client_id in e for e in errors), errors
+    # paho reconnects and the collector goes on storing; what was published while it was away
+    # is lost with the session the intruder wiped (clean start), so publish until one arrives
+    for seq in range(30):
+        publish(publisher, [make_result(seq=seq)])
+        if wait_for(lambda: service.stats["stored"] >= 1, timeout_s=0.5):
+            break
+    assert service.stats["stored"] >= 1, service.stats
+    assert service.intake.subscribed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -13,6 +13,7 @@ from collector.config import IngestSettings, MqttSettings
 from collector.errors import StoreError
 from collector.events import EventBus
 from collector.health import CollectorStatus
+from collector.inbox import Delivery, Item
 from collector.metrics import CollectorMetrics
 from collector.service import CollectorService
 from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
@@ -246,3 +247,102 @@ def test_two_services_keep_their_metrics_apart() -> None:
     one = make_service(FakeBroker(), MemoryStore())
     two = make_service(FakeBroker(), MemoryStore())
     assert one.metrics.registry is not two.metrics.registry
+
+
+# -- final job acks get receipts -----------------------------------------------------------------
+
+
+def test_a_final_job_ack_is_stored_once_and_receipted_each_time_it_is_announced(
+        sqlite_url: str) -> None:
+    from collector.stores.base import open_store
+
+    store = open_store(sqlite_url)
+    broker = FakeBroker()
+    service = make_service(broker, store)  # type: ignore[arg-type]
+    service.start()
+    try:
+        running = JobAck(device_id="pi-01", fleet="default", job_id="j1", state="running")
+        done = JobAck(device_id="pi-01", fleet="default", job_id="j1", state="done",
+                      sent_at=running.sent_at + timedelta(seconds=1))
+        send(broker, TopicKind.ACK, running, 1)
+        send(broker, TopicKind.ACK, done, 2)
+        assert wait_for(lambda: len(publishes(broker, "receipt")) == 1)
+        send(broker, TopicKind.ACK, done, 3)  # the agent re-announces it after a reconnect
+        assert wait_for(lambda: len(publishes(broker, "receipt")) == 2)
+        assert service.wait_idle(5)
+        jobs = store.list_jobs()
+    finally:
+        service.stop()
+        store.close()
+    assert [(j.job_id, j.state) for j in jobs] == [("j1", "done")]
+    for topic, payload, retain in publishes(broker, "receipt"):
+        receipt = Receipt.model_validate_json(payload)
+        assert topic == Topics.build("default", "pi-01", TopicKind.RECEIPT) and not retain
+        assert receipt.job_ids == ["j1"] and receipt.run_ids == [] and receipt.collector == "c1"
+    kinds = [(c[0], c[1]) for c in broker.calls if c[0] == "ack" or
+             (c[0] == "publish" and c[1].endswith("/receipt"))]
+    receipt_topic = Topics.build("default", "pi-01", TopicKind.RECEIPT)
+    assert kinds.index(("publish", receipt_topic)) < kinds.index(("ack", 2))  # receipt, then ack
+
+
+def test_a_batch_with_results_and_a_final_ack_of_one_device_gets_one_receipt_naming_both() -> None:
+    broker, store = FakeBroker(), FleetStore()
+    service = make_service(broker, store)
+    result = make_result(device_id="pi-01", seq=0)
+
+    items = [Item(Topics.result("default", "pi-01"), result.model_dump_json().encode(),
+                  Delivery(1, 1, 1), datetime.now(timezone.utc)),
+             Item(Topics.build("default", "pi-01", TopicKind.ACK),
+                  JobAck(device_id="pi-01", fleet="default", job_id="j7", state="failed",
+                         reason="out of memory").model_dump_json().encode(),
+                  Delivery(1, 2, 1), datetime.now(timezone.utc))]
+    service.start()
+    try:
+        assert service.writer.write(items) == []  # one batch, as the writer takes it
+    finally:
+        service.stop()
+    assert sorted(broker.acks()) == [1, 2]
+    (receipt,) = [Receipt.model_validate_json(p) for _, p, _ in publishes(broker, "receipt")]
+    assert receipt.run_ids == [result.run_id] and receipt.job_ids == ["j7"]
+
+
+# -- a store outage closes the receive window ----------------------------------------------------
+
+
+def test_a_store_outage_closes_the_window_sends_no_receipt_and_drains_once_the_store_is_back() \
+        -> None:
+    import threading
+
+    broker, store, clock = FakeBroker(), FleetStore(), FakeClock()
+    service = CollectorService(
+        store,  # type: ignore[arg-type]
+        MqttSettings(url="mqtt://broker.example:1883", client_id="c1"),
+        IngestSettings(retry_interval_s=5.0, retry_max_interval_s=5.0, receive_maximum=4),
+        connect=broker, clock=clock, metrics=CollectorMetrics(),
+    )
+    service.start()
+    results = [make_result(seq=i) for i in range(6)]
+    try:
+        store.down = True
+        network = threading.Thread(target=deliver, args=(broker, results), daemon=True)
+        network.start()
+        assert wait_for(lambda: service.store_down and service.stats["received"] == 4)
+        assert network.is_alive()  # the window is full: the network thread reads no more
+        assert publishes(broker, "receipt") == [] and broker.acks() == []
+        assert CollectorStatus.model_validate_json(publishes(broker, "status")[-1][1]).state \
+            == "store-down"
+        store.down = False
+        clock.now_s += 5.0
+        network.join(10)
+        assert wait_for(lambda: service.stats["stored"] == 6), service.stats
+        assert not service.store_down
+    finally:
+        service.stop()
+    assert sorted(broker.acks()) == [1, 2, 3, 4, 5, 6]
+    stored_ids = {str(r.run_id) for r in results}
+    receipted = {str(run_id) for _, payload, _ in publishes(broker, "receipt")
+                 for run_id in Receipt.model_validate_json(payload).run_ids}
+    assert receipted == stored_ids
+    calls = [c[0] if c[0] == "ack" else c[1].rpartition("/")[2] for c in broker.calls
+             if c[0] == "ack" or (c[0] == "publish" and c[1].endswith("/receipt"))]
+    assert calls[0] == "receipt"  # nothing acknowledged before the first commit's receipt
