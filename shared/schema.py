@@ -336,7 +336,8 @@ class LatencySummary(Strict):
         None, description="MLPerf early-stopping conservative estimate of p90 (single-stream)"
     )
     p99_early_stop: NonNegative | None = Field(
-        None, description="MLPerf early-stopping conservative estimate of p99 (multi-stream, server)"
+        None, description="MLPerf early-stopping conservative estimate of p99 (every scenario "
+        "but offline; single-stream reports it beside p90, as LoadGen does)"
     )
 
     @model_validator(mode="after")
@@ -539,14 +540,48 @@ class LatencyBoundCheck(Strict):
         return self
 
 
+class ServerQps(Strict):
+    """The server scenario's rates, as MLPerf LoadGen reports them (``loadgen/results.cc``).
+
+    ``scheduled_qps`` is (queries - 1) / the last query's scheduled arrival and ``completed_qps``
+    (queries - 1) / the last completion, both from the start of the timed phase. The run keeps up
+    (``passed``) when it completes at no less than ``min_ratio`` of the rate its queries arrived.
+    """
+
+    target_qps: NonNegative
+    scheduled_qps: NonNegative
+    completed_qps: NonNegative
+    min_ratio: Real = Field(ge=0, le=1)
+    passed: bool
+
+
 class Validity(Strict):
+    """The verdict, by MLPerf LoadGen's rules (minimum duration and queries, early stopping, the
+    server's latency bound and rate); ``warnings`` are shown and warned about but do not make a
+    run invalid (throughput stability, a warm-up that did not settle, outputs that do not depend
+    on the input)."""
+
     valid: bool
     reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="shown beside the verdict; never make a run invalid"
+    )
     mlperf_valid: bool | None = Field(
         None, description="valid under MLPerf LoadGen's minimums; only the mlperf profile can be"
     )
+    profile_minimums_met: bool | None = Field(
+        None, description="the run lasted its profile's minimum duration and query count; false: "
+        "a custom run (--iterations, --duration-s below them), never valid *for* the profile"
+    )
+    custom: str | None = Field(
+        None, description="why the run is custom, e.g. \"custom: below the standard profile's "
+        "10 s / 100 queries\""
+    )
     latency_bound: LatencyBoundCheck | None = Field(
         None, description="server scenario: the early-stopping test against --latency-bound-ms"
+    )
+    server_qps: ServerQps | None = Field(
+        None, description="server scenario: the completed rate against the scheduled one"
     )
 
 
@@ -565,6 +600,11 @@ class Stability(Strict):
         None, description="coefficient of variation over windows"
     )
     p50_cv: NonNegative | None = None
+    stable: bool | None = Field(
+        None, description="throughput_cv within cv_limit; null where not judged (a server run's "
+        "Poisson arrivals, or windows too short). A verdict of its own: never makes a run invalid"
+    )
+    cv_limit: NonNegative | None = Field(None, description="the throughput CV stable is judged by")
 
 
 class RailEnergy(Strict):

@@ -27,6 +27,7 @@ from agent.analyze._result import (
     model_precision,
     numel,
     op_precision,
+    per_sample,
 )
 from agent.analyze.onnx_ops import (
     FORMULA_OPS,
@@ -196,6 +197,45 @@ def analyze_onnx(path: Path) -> ModelAnalysis:
     """Analyze the ONNX model at ``path``; see :func:`agent.analyze.analyze_model`."""
     onnx = _import_onnx()
     model = _load(onnx, path)
+    batch, axes = fixed_batch(model.graph)
+    return per_sample(_analyze_graph(onnx, model, path), batch, axes)
+
+
+_TIME_MAJOR_OPS = frozenset({"LSTM", "GRU", "RNN"})
+
+
+def fixed_batch(graph: Any) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Samples per call the graph fixes, and each input's batch axis.
+
+    The batch axis is 0, except for an input read only as the sequence (input 0) of recurrent ops
+    (LSTM, GRU, RNN) in their default time-major layout, where it is 1. The first input decides
+    the batch: a fixed dimension there is the batch; a dynamic one (pinned to 1 for counting) is 1.
+    """
+    initializers = {init.name for init in graph.initializer}
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, index))
+    axes: list[tuple[str, int]] = []
+    batch = 1
+    for value in graph.input:
+        if value.name in initializers:
+            continue
+        users = consumers.get(value.name, [])
+        time_major = bool(users) and all(
+            node.op_type in _TIME_MAJOR_OPS and index == 0 and not any(
+                attr.name == "layout" and attr.i for attr in node.attribute)
+            for node, index in users
+        )
+        axis = 1 if time_major else 0
+        dims = value.type.tensor_type.shape.dim if value.type.tensor_type.HasField("shape") else []
+        if not axes and len(dims) > axis and dims[axis].dim_value > 0:
+            batch = int(dims[axis].dim_value)
+        axes.append((value.name, axis))
+    return batch, tuple(axes)
+
+
+def _analyze_graph(onnx: Any, model: Any, path: Path) -> ModelAnalysis:
     shapes, dtypes, dynamic = _infer_shapes(onnx, model, path)
     try:
         return _count(onnx, model, shapes, dtypes, path)

@@ -51,6 +51,7 @@ from agent.analyze._result import (
     model_precision,
     numel,
     op_precision,
+    per_sample,
 )
 from agent.errors import ModelError
 from shared.errors import MissingExtraError
@@ -359,9 +360,26 @@ def analyze_tflite(path: Path) -> ModelAnalysis:
             "cannot be counted from the graph; analyze the CPU .tflite it was compiled from"
         )
     try:
-        return _count(tensors, ops)
+        batch, axes = _fixed_batch(schema, buf)
+        return per_sample(_count(tensors, ops), batch, axes)
     except (IndexError, ValueError, TypeError) as err:
         raise ModelError(f"{path}: inconsistent TFLite graph ({type(err).__name__}: {err})") from err
+
+
+def _fixed_batch(schema: Any, buf: bytes) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Samples per call the main subgraph fixes (its first input's first dimension, 1 where the
+    shape signature makes it dynamic), and each input's batch axis (0)."""
+    graph = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
+    axes: list[tuple[str, int]] = []
+    batch = 1
+    for i in range(graph.InputsLength()):
+        tensor = graph.Tensors(graph.Inputs(i))
+        name = (tensor.Name() or b"").decode("utf-8", "replace")
+        if not axes and tensor.ShapeLength() > 0:
+            dynamic = tensor.ShapeSignatureLength() > 0 and tensor.ShapeSignature(0) == -1
+            batch = 1 if dynamic else max(int(tensor.Shape(0)), 1)
+        axes.append((name, 0))
+    return batch, tuple(axes)
 
 
 def _read(schema: Any, buf: bytes) -> tuple[list[_Tensor], list[_Op]]:
