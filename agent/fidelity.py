@@ -190,7 +190,8 @@ def degenerate_outputs(digest: FidelityDigest, inputs: Sequence[np.ndarray]) -> 
         if rows and all(len(set(r)) == 1 for r in rows):
             warnings.append(
                 f"outputs do not depend on the input: {distinct} distinct inputs gave identical "
-                "outputs (a mis-configured runtime or emulator?)"
+                "outputs (a mis-configured runtime or emulator, or inputs the model cannot tell "
+                "apart: check --input-range)"
             )
     return warnings
 

@@ -423,8 +423,9 @@ class Runner:
             return None, []
         own = plan.model_batch == 1 and loaded.first.batch != 1
         single: Session = self._load_one(plan, 1) if own else loaded.first
-        if plan.analysis is not None and plan.model_batch > 1:
-            single = OneSampleSession(single, plan.model_batch, dict(plan.analysis.batch_axes))
+        axes = dict(plan.analysis.batch_axes) if plan.analysis is not None else {}
+        if plan.model_batch > 1 or any(axes.values()):  # a fixed batch, or a time-major input
+            single = OneSampleSession(single, plan.model_batch, axes)
         try:
             arrays, source = _fidelity_inputs(settings, single)
             digest = measure_fidelity(single, arrays, settings.seed, source,
