@@ -206,7 +206,9 @@ class PowerScope(str, Enum):
 
 class DeviceManifest(Strict):
     hostname: str
-    board: str | None = Field(None, description="/proc/device-tree/model when present")
+    board: str | None = Field(
+        None, description="the device tree's model; else /proc/cpuinfo's Model line; else a "
+        "Jetson's L4T release (and module)")
     cpu_model: str | None = None
     cpu_cores: Integer | None = Field(None, ge=1, le=1_048_576, description="logical cores")
     ram_bytes: Count | None = None
