@@ -150,7 +150,20 @@ def format_table(rows: Sequence[ComparisonRow]) -> str:
         labels = {r.baseline.source: r.baseline.label for r in rows if r.baseline.source}
         lines += ["", "Sources of the cited rows:"]
         lines += [f"[{n}] {labels[src]}: {src}" for src, n in numbers.items()]
+    shares = share_notes(rows)
+    if shares:
+        lines += ["", "Share of a catalogue machine charged (a run on a slice of it):"]
+        lines += [f"{label}: {note}" for label, note in shares.items()]
     return "\n".join(lines)
+
+
+def share_notes(rows: Sequence[ComparisonRow]) -> dict[str, str]:
+    """Which share of its catalogue machine each side was charged, for the sides on a slice."""
+    notes: dict[str, str] = {}
+    for side in unique_sides(rows):
+        if side.metrics.share_note:
+            notes.setdefault(f"{side.label} ({KIND_NAME[side.kind]})", side.metrics.share_note)
+    return notes
 
 
 # ------------------------------------------------------------------------------------ plotting
