@@ -219,6 +219,17 @@ def report_extension(settings: BenchSettings, stop: scenarios.StopRule,
                        "see the stability verdict", settings.profile, cap_s, wall_s)
 
 
+def planned_duration(stop: scenarios.StopRule) -> dict[str, float]:
+    """How long the timed phase will last, for progress: ``min_s`` (its minimum duration) and
+    ``at_most_s`` (a settling profile's cap); empty for a run of a fixed number of queries."""
+    if stop.min_duration_ns <= 0:
+        return {}
+    planned = {"min_s": stop.min_duration_ns / 1e9}
+    if stop.settled is not None and stop.max_duration_ns:
+        planned["at_most_s"] = stop.max_duration_ns / 1e9
+    return planned
+
+
 @contextmanager
 def _native_stderr_silenced(enabled: bool) -> Iterator[None]:
     """Point file descriptor 2 at /dev/null: native runtimes (LiteRT's XNNPACK line) print there."""
@@ -290,7 +301,7 @@ class Runner:
                 monitor.measure_idle()
                 self.progress({"phase": "warmup"})
                 warmed = self.warm_up(loaded)
-                self.progress({"phase": "measure"})
+                self.progress({"phase": "measure", **planned_duration(plan.stop)})
                 measured = self.measure(plan, loaded, warmed, monitor)
             self.progress({"phase": "fidelity"})
             fidelity, fidelity_warnings = self.fidelity(plan, loaded)
