@@ -30,6 +30,7 @@ from collector.compare.matching import Baseline
 from collector.stores.base import Store, open_store
 from shared.catalogue import load_catalogue
 from shared.errors import ConfigError, require_module
+from shared.paths import check_output_path
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     catalogue = load_catalogue(override)
     if args.html:
+        check_output_path(args.html, "--html")  # before the comparison, not after it
         require_module("matplotlib", "collector")
     with opened_store(args.db) as store:
         per_series = args.runs_per_series or None
