@@ -161,7 +161,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
     cmp.set_defaults(func=run_compare)
 
-    base = sub.add_parser("baselines", help="import and list comparison baselines")
+    base = sub.add_parser(
+        "baselines", help="import and list comparison baselines",
+        description="Cited baselines are published results (MLPerf Inference and Tiny rows ship "
+        "with edgemeter, each with its round and the URL of its results file) that `compare` "
+        "sets edge runs against. `baselines list` shows them beside the measured datacenter runs; "
+        "`baselines import FILE` adds your own (JSON list or CSV), `--shipped` stores the "
+        "shipped ones in the database.")
 
     def _usage(_: argparse.Namespace) -> int:
         base.print_help(sys.stderr)
