@@ -46,7 +46,7 @@ def test_the_collectors_own_presence_is_not_listed_as_a_device() -> None:
 
 
 class _NoModels(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         self.send_error(404)
 
     def log_message(self, *args: object) -> None:
