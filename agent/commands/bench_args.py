@@ -14,7 +14,7 @@ from shared.schema import Role, Scenario
 
 PROFILE_HELP = (
     "quick (>=1 s, 100 queries: a smoke test), standard (the default: >=10 s, extended up to 3x "
-    "while throughput is unsettled, and INVALID if still unsettled), mlperf (LoadGen's minimums: "
+    "while throughput is unsettled, then called unstable, a warning), mlperf (LoadGen's minimums: "
     ">=600 s and its query counts). Only mlperf can be MLPerf-valid"
 )
 
