@@ -9,9 +9,12 @@ model: the runner owns the clock; backends never time themselves)::
                                         iterations or until the windowed median settles
     measure    WarmedUp -> Measured     the scenario's timed phase; the energy monitor's window and
                                         the system sampler open and close exactly around it
-    fidelity   Loaded -> FidelityDigest outputs on a fixed input set
-    assemble   all of them -> result    the summary, the verdict and the effective settings, each
-                                        computed once, then the result is built once
+    fidelity   Loaded -> FidelityDigest outputs on a fixed input set, and the warnings they raise
+    assemble   all of them -> result    the summary, the verdict (:mod:`agent.verdict`) and the
+                                        effective settings, each computed once, then the result
+
+A model whose file fixes a batch of N (:attr:`Plan.model_batch`, from the graph analysis made in
+the plan) runs N samples a call whatever ``--batch`` says, and every per-sample figure counts so.
 
 The energy monitor's idle baseline is taken between load and warm-up. A run without power
 sampling gets the null monitor (:func:`agent.power.monitor.open_energy_monitor`), so no phase

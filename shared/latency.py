@@ -41,7 +41,8 @@ MAX_BRIDGED_ZEROS = 3
 def percentile_index(n: int, q: float) -> int:
     """0-based index of the ``q`` quantile (0..1) among ``n`` ascending values, as LoadGen takes it.
 
-    MLPerf LoadGen (``loadgen/results.cc``, ``PerformanceSummary::ProcessLatencies``) reads
+    MLPerf LoadGen (mlcommons/inference ``loadgen/results.cc`` at 05a9cec,
+    ``PerformanceSummary::ProcessLatencies``) reads
     ``pr.sample_latencies[sample_count * percentile]`` from the sorted latencies: the double
     ``n * q`` truncated to an index. Where ``n * q`` is whole that is ``sorted[n * q]``, one rank
     above the nearest-rank rule (``ceil(n * q) - 1``); elsewhere the two agree. ``q = 1`` (which
