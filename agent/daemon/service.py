@@ -5,7 +5,8 @@ Threads: the link's network loop (:mod:`agent.daemon.link`), one job worker, and
 ``tick`` themselves with a fake clock and a fake link.
 
 Every connect: ``bd_seq`` + 1 (persisted in the spool), a retained Last Will
-``{"status": "offline", "bd_seq": n}``, then a retained birth with the manifest, and the
+``{"status": "offline", "bd_seq": n}`` (with the manifest, so a retained death still names the
+board and runtimes), then a retained birth with the manifest, and the
 subscriptions to this device's ``cmd`` and ``receipt`` topics. A graceful stop publishes the
 ``offline`` status itself. Jobs run one at a time in arrival order, each in a child process; their
 acks (accepted, rejected, running, done, failed, cancelled) wait in memory while the broker is
@@ -168,7 +169,7 @@ class AgentDaemon:
             device_id=self.settings.device_id, fleet=self.settings.fleet, status=status,
             bd_seq=self.bd_seq, reason=None if online else reason,
             sent_at=None if reason == "connection lost" else _utc_now(),
-            manifest=self._manifest() if online else None,
+            manifest=self._manifest(),  # a retained death keeps the board and runtime known
         )
         return message.model_dump_json(exclude_none=True).encode()
 
