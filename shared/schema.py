@@ -318,7 +318,7 @@ class RunSpecPair(Strict):
 
 
 class LatencySummary(Strict):
-    """Per-query latency in milliseconds (nearest-rank percentiles).
+    """Per-query latency in milliseconds (percentiles by LoadGen's index, ``sorted[int(n * q)]``).
 
     All are taken from one sorted array, so ``min <= p50 <= p90 <= p95 <= p99 <= p999 <= max``
     holds exactly; ``mean`` lies in ``[min, max]`` up to :data:`MEAN_REL_TOLERANCE`.
@@ -410,7 +410,7 @@ class RawLatencies(Strict):
                 latency_codec.bucket_bounds_ns(occupied[-1], rel)[1])
 
     def quantile_ms(self, q: float) -> float:
-        """Nearest-rank ``q`` quantile (0..1), within :attr:`rel_error` of the exact one."""
+        """The ``q`` quantile (0..1) by LoadGen's index, within :attr:`rel_error` of the exact one."""
         return latency_codec.quantile(self.buckets, self.counts, q, self.rel_resolution) / 1e6
 
     @property
@@ -491,7 +491,7 @@ class LatencyHistogram(Strict):
                 latency_codec.log_bounds_ns(buckets[-1], self.rel_error)[1])
 
     def quantile_ms(self, q: float) -> float:
-        """Nearest-rank ``q`` quantile (0..1), within :attr:`rel_error` of the exact one."""
+        """The ``q`` quantile (0..1) by LoadGen's index, within :attr:`rel_error` of the exact one."""
         occupied = self.occupied_ns()
         return latency_codec.quantile_ns([v for v, _ in occupied], [c for _, c in occupied],
                                          q) / 1e6
@@ -520,7 +520,8 @@ class LatencyBoundCheck(Strict):
 
     The run passes when, with ``over_bound`` of ``queries`` slower than ``bound_ms``, it would be
     unlikely (below 1 - confidence) to see so few over-bound queries if the true rate were
-    1 - ``percentile``; not when the nearest-rank percentile is merely under the bound.
+    1 - ``percentile``; the percentile itself under the bound (LoadGen's performance constraint)
+    is checked beside it, not instead of it.
     """
 
     bound_ms: NonNegative
