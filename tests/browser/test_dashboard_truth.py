@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from shared.schema import Stability, StabilityWindow, Validity
+from shared.schema import (
+    DeviceManifest,
+    RunSpec,
+    RunSpecPair,
+    Stability,
+    StabilityWindow,
+    Validity,
+)
 from tests.browser.conftest import Dashboard, assert_clean
 from tests.browser.test_dashboard import birth, expect, result
 from tests.factories import make_result
@@ -44,8 +51,10 @@ def test_compare_ratios_far_below_one_keep_their_digits(dashboard: Dashboard, pa
     model = "vww_96_int8.tflite"
     birth(dashboard, "pi5-ratio")
     result(dashboard, "pi5-ratio", model_name=model, network="vww_96", throughput_sps=15.0)
+    slice_of_a_server = DeviceManifest(hostname="vm", hardware_key="xeon-8380-2s", cpu_cores=2)
     result(dashboard, "gpu-ratio", model_name=model, network="vww_96", role="datacenter",
-           throughput_sps=4000.0)
+           throughput_sps=4000.0, device=slice_of_a_server,
+           spec=RunSpecPair(requested=RunSpec(), effective=RunSpec(threads=2)))
     dashboard.wait_stored("pi5-ratio", runs=1)
     dashboard.wait_stored("gpu-ratio", runs=1)
     page.goto(f"{dashboard.url}/#/compare?model={model}")
@@ -53,4 +62,5 @@ def test_compare_ratios_far_below_one_keep_their_digits(dashboard: Dashboard, pa
     times = "\u00d7"  # the multiplication sign the page writes after a ratio
     expect(table).to_contain_text(f"0.00375{times}", timeout=10_000)  # 15 / 4000, not zero
     expect(table.locator("td", has_text=re.compile(rf"^0{times}$"))).to_have_count(0)
+    expect(table).to_contain_text("gpu-ratio: 1.3 % of xeon-8380-2s charged")  # 2 of 160 cores
     assert_clean(page)

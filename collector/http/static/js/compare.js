@@ -67,6 +67,13 @@ function ratio(v, better) {
   return h("span", { title: `edge ÷ baseline = ${v}; ${better} is better` }, `${sig(v, 3)}×`);
 }
 
+/** Which share of a catalogue machine a side was charged (a run on a slice of it), or nothing. */
+function shareNote(side) {
+  if (!side || !side.share_note) return null;
+  return h("div", { class: "small muted", title: side.share_note },
+    `${side.label}: ${sig(side.hardware_share * 100, 2)} % of ${side.hardware_key} charged`);
+}
+
 /** A header: its name, and under it in small print which way is better. */
 function head(name, hint, title) {
   return h("th", { class: "num", title }, name, h("br"), h("span", { class: "small muted" }, hint));
@@ -89,7 +96,8 @@ function rowsTable(rows, better) {
       h("td", { "data-label": "Throughput ratio", class: "num" }, ratio(r.ratios.throughput, better["ratios.throughput"])),
       h("td", { "data-label": "Energy ratio", class: "num" }, ratio(r.ratios.joules_per_inference, better["ratios.joules_per_inference"])),
       h("td", { "data-label": "USD per million", class: "num" }, usd(r.cost_per_million_usd.edge), h("br"),
-        h("span", { class: "small muted" }, `vs ${usd(r.cost_per_million_usd.baseline ?? r.cost_per_million_usd.baseline_cloud)}`)),
+        h("span", { class: "small muted" }, `vs ${usd(r.cost_per_million_usd.baseline ?? r.cost_per_million_usd.baseline_cloud)}`),
+        shareNote(r.edge_metrics), shareNote(r.baseline_metrics)),
       h("td", { "data-label": "Break-even", class: "small" }, r.break_even.inferences != null
         ? `${num(r.break_even.inferences, 0)} inferences${r.break_even.days != null ? ` (${num(r.break_even.days, 1)} days)` : ""}`
         : r.break_even.reason ?? "–")))));
