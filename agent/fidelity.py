@@ -23,6 +23,14 @@ int8 output's step is 1/256 = 0.004, far above that), which is what MAE and cosi
 need, and a row costs a few bytes per element. ``full=True`` (``bench --full-fidelity``) sends
 every value of every output, unrounded. NaN and infinities, which JSON cannot carry (a log-softmax
 gives -inf), become 0 and the float64 extremes, and ``non_finite`` says how many there were.
+
+A model whose file fixes a batch of N samples per call is run through :class:`OneSampleSession`:
+each fidelity sample is repeated into the N slots of its batch axis and the outputs of the first
+slot are kept, so the digest is per sample whatever the batch.
+
+:func:`degenerate_outputs` says when outputs do not depend on the input (every distinct input gave
+the same output, or an output holds NaN or infinities): a mis-configured runtime or emulator does
+that, and the run carries it as a validity warning.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -120,6 +128,78 @@ def digest_output(rows: Sequence[np.ndarray], seed: int, *, k: int = TOP_K,
         top_scores=[rounded(flat[top], digits) for flat, top in zip(finite, tops, strict=True)],
         sketch=sketches,
     )
+
+
+class OneSampleSession:
+    """A session of a model with a fixed batch of ``batch`` samples per call, seen one sample at a
+    time: inputs take a leading sample axis of 1, which is repeated into the input's batch axis
+    (``batch_axes``: input name -> axis); each output keeps the first slot of the axis its batch
+    lies on (the first axis of length ``batch`` whose slots agree)."""
+
+    def __init__(self, session: Session, batch: int, batch_axes: dict[str, int]) -> None:
+        self._session = session
+        self.batch = 1
+        self.runtime = session.runtime
+        self.outputs = session.outputs
+        self._axes = [batch_axes.get(t.name, 0) for t in session.inputs]
+        self._n = batch
+        self.inputs = [
+            t.model_copy(update={"shape": [1, *(d for i, d in enumerate(t.shape) if i != axis)]})
+            for t, axis in zip(session.inputs, self._axes, strict=True)
+        ]
+
+    def _batched(self, feed: Sequence[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for array, axis in zip(feed, self._axes, strict=True):
+            one = np.moveaxis(np.asarray(array), 0, axis)
+            out.append(np.ascontiguousarray(np.repeat(one, self._n, axis=axis)))
+        return out
+
+    def _first_slot(self, array: np.ndarray) -> np.ndarray:
+        for axis, size in enumerate(array.shape):
+            if size == self._n:
+                slots = np.moveaxis(array, axis, 0)
+                if all(np.array_equal(slots[0], slot, equal_nan=True) for slot in slots[1:]):
+                    return np.expand_dims(slots[0], 0)
+        return array
+
+    def bind(self, feed: Sequence[np.ndarray]) -> Callable[[], object]:
+        return self._session.bind(self._batched(feed))
+
+    def run(self, feed: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self._first_slot(np.asarray(a)) for a in self._session.run(self._batched(feed))]
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def degenerate_outputs(digest: FidelityDigest, inputs: Sequence[np.ndarray]) -> list[str]:
+    """Why the outputs look independent of the input (empty: they do not).
+
+    Every distinct fidelity input giving one identical output (by each input's values), or any
+    NaN or infinity in an output, is named; a single input or identical inputs prove nothing.
+    """
+    warnings = []
+    distinct = len({b"".join(np.ascontiguousarray(a[s]).tobytes() for a in inputs)
+                    for s in range(digest.n_inputs)})
+    for name, output in sorted(digest.outputs.items()):
+        if output.non_finite:
+            warnings.append(f"output {name} holds {output.non_finite} NaN or infinite value(s)")
+    if distinct > 1:
+        rows = [_digest_rows(output) for output in digest.outputs.values()]
+        if rows and all(len(set(r)) == 1 for r in rows):
+            warnings.append(
+                f"outputs do not depend on the input: {distinct} distinct inputs gave identical "
+                "outputs (a mis-configured runtime or emulator, or inputs the model cannot tell "
+                "apart: check --input-range)"
+            )
+    return warnings
+
+
+def _digest_rows(output: OutputDigest) -> list[str]:
+    """One comparable key per input of an output's digest."""
+    per_input = output.values or output.sketch or output.top_scores or []
+    return [repr(row) for row in per_input]
 
 
 def measure_fidelity(session: Session, inputs: Sequence[np.ndarray], seed: int,

@@ -9,9 +9,12 @@ model: the runner owns the clock; backends never time themselves)::
                                         iterations or until the windowed median settles
     measure    WarmedUp -> Measured     the scenario's timed phase; the energy monitor's window and
                                         the system sampler open and close exactly around it
-    fidelity   Loaded -> FidelityDigest outputs on a fixed input set
-    assemble   all of them -> result    the summary, the verdict and the effective settings, each
-                                        computed once, then the result is built once
+    fidelity   Loaded -> FidelityDigest outputs on a fixed input set, and the warnings they raise
+    assemble   all of them -> result    the summary, the verdict (:mod:`agent.verdict`) and the
+                                        effective settings, each computed once, then the result
+
+A model whose file fixes a batch of N (:attr:`Plan.model_batch`, from the graph analysis made in
+the plan) runs N samples a call whatever ``--batch`` says, and every per-sample figure counts so.
 
 The energy monitor's idle baseline is taken between load and warm-up. A run without power
 sampling gets the null monitor (:func:`agent.power.monitor.open_energy_monitor`), so no phase
@@ -21,7 +24,6 @@ rules in ``shared/mlperf_rules.toml``.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import sys
@@ -37,21 +39,17 @@ import psutil
 
 from agent import __version__, scenarios
 from agent import inputs as inputs_mod
-from agent.analyze import detect_format
+from agent.analyze import ModelAnalysis, detect_format
 from agent.backends import Backend, Session, backend_for
 from agent.config import BenchSettings
-from agent.fidelity import measure_fidelity
+from agent.fidelity import OneSampleSession, degenerate_outputs, measure_fidelity
 from agent.manifest import collect_manifest
 from agent.model_info import network_name, sha256_file
 from agent.power.monitor import EnergyMonitor, NullEnergyMonitor, open_energy_monitor
 from agent.progress import LiveLatencies, ProgressSink, null_sink
-from agent.stats import (
-    coefficient_of_variation,
-    early_stop_min_queries,
-    latency_bound_check,
-    summarize_ms,
-)
+from agent.stats import coefficient_of_variation, summarize_ms
 from agent.system import SystemSampler
+from agent.verdict import STABILITY_WINDOWS, UNSTABLE_CV, judge, judge_stability
 from agent.wire import lean_energy
 from shared.catalogue import HardwareEntry, load_catalogue
 from shared.errors import ConfigError, EdgemeterError
@@ -61,28 +59,16 @@ from shared.schema import (
     DeviceManifest,
     EnergyReport,
     FidelityDigest,
-    LatencyBoundCheck,
     LatencyHistogram,
-    LatencySummary,
     ModelInfo,
     RunSpec,
     RunSpecPair,
     Scenario,
-    Stability,
-    StabilityWindow,
     SystemState,
-    Validity,
 )
 
 logger = logging.getLogger(__name__)
 
-UNSTABLE_CV = 0.10
-MIN_POWER_COVERAGE = 0.9
-# Stability is judged only when each of the STABILITY_WINDOWS windows lasts at least this long
-# (a timed phase of 5 s or more): windows of a few hundred milliseconds on a shared machine measure
-# scheduler noise, not the model. Shorter runs still report the windows and their CV.
-MIN_STABILITY_WINDOW_NS = 1_000_000_000
-STABILITY_WINDOWS = 5
 # warm-up iterations of the second and later streams when --warmup is not given
 EXTRA_STREAM_WARMUP = 5
 
@@ -102,6 +88,13 @@ class Plan:
     stop: scenarios.StopRule
     manifest: DeviceManifest
     hardware: HardwareEntry | None
+    analysis: ModelAnalysis | None
+    """MACs per sample and the batch the file fixes; None where the graph could not be read"""
+
+    @property
+    def model_batch(self) -> int:
+        """Samples per call the model file fixes (1: its batch dimension is dynamic)."""
+        return self.analysis.batch if self.analysis is not None else 1
 
 
 @dataclass(frozen=True)
@@ -112,8 +105,9 @@ class Loaded:
     timed_sessions: tuple[Session, ...]
     """one per stream, each prepared for ``session_batch``"""
     session_batch: int
+    """samples per call of the timed sessions (a fixed-batch model's N whatever --batch says)"""
     calls_per_query: int
-    """multi-stream without a batched session: single-sample calls per query"""
+    """multi-stream without a batched session: calls per query"""
     init_ms: float
     load_rss_bytes: int
 
@@ -147,17 +141,24 @@ def _precision_from_tensors(session: Session) -> str:
     return dtypes.pop() if len(dtypes) == 1 else "mixed"
 
 
-def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings) -> ModelInfo:
-    macs = params = coverage = None
-    precision = _precision_from_tensors(session)
+def _analysis(path: Path) -> ModelAnalysis | None:
+    """The model's counts per sample and its fixed batch; None (with a warning) if unreadable."""
     try:
         from agent.analyze import analyze_model
 
-        analysis = analyze_model(path)
+        return analyze_model(path)
+    except (EdgemeterError, ImportError) as err:
+        logger.warning("MACs not counted for %s (its batch is taken as 1): %s", path.name, err)
+        return None
+
+
+def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings,
+                analysis: ModelAnalysis | None) -> ModelInfo:
+    macs = params = coverage = None
+    precision = _precision_from_tensors(session)
+    if analysis is not None:
         macs, params, precision = analysis.macs, analysis.params, analysis.precision
         coverage = analysis.macs_coverage
-    except (EdgemeterError, ImportError) as err:
-        logger.warning("MACs not counted for %s: %s", path.name, err)
     return ModelInfo(
         name=path.name,
         network=settings.network or network_name(path),
@@ -171,43 +172,6 @@ def _model_info(path: Path, fmt: str, session: Session, settings: BenchSettings)
         params=params,
         macs_coverage=coverage,
     )
-
-
-def _windows(timed: scenarios.Timed, samples_per_query: float,
-             count: int = STABILITY_WINDOWS) -> list[StabilityWindow]:
-    if len(timed.starts_ns) < count * 2:
-        return []
-    span = max(int(timed.starts_ns[-1]) + 1, 1)
-    edges = np.linspace(0, span, count + 1)
-    out = []
-    for lo, hi in itertools.pairwise(edges):
-        mask = (timed.starts_ns >= lo) & (timed.starts_ns < hi)
-        queries = int(mask.sum())
-        if queries == 0:
-            continue
-        out.append(
-            StabilityWindow(
-                start_s=float(lo / 1e9),
-                queries=queries,
-                throughput_sps=queries * samples_per_query / ((hi - lo) / 1e9),
-                p50_ms=float(np.median(timed.latencies_ns[mask]) / 1e6),
-            )
-        )
-    return out
-
-
-def stability_reasons(stability: Stability, wall_ns: int) -> list[str]:
-    """Why a run's stability makes it invalid (empty when it does not)."""
-    reasons = []
-    long_enough = wall_ns >= STABILITY_WINDOWS * MIN_STABILITY_WINDOW_NS
-    cv = stability.throughput_cv
-    if long_enough and cv is not None and cv > UNSTABLE_CV:
-        reasons.append(
-            f"unstable: throughput varies {cv:.0%} between windows (limit {UNSTABLE_CV:.0%})"
-        )
-    if not stability.warmup_settled:
-        reasons.append("warm-up did not settle within its time limit")
-    return reasons
 
 
 def throughput_settled(starts_ns: np.ndarray) -> bool:
@@ -255,7 +219,18 @@ def report_extension(settings: BenchSettings, stop: scenarios.StopRule,
                        "%.1f s, when it had (cap %.0f s)", settings.profile, min_s, wall_s, cap_s)
     else:
         logger.warning("%s profile: throughput still unsettled at the %.0f s cap (%.1f s run); "
-                       "see the validity verdict", settings.profile, cap_s, wall_s)
+                       "see the stability verdict", settings.profile, cap_s, wall_s)
+
+
+def planned_duration(stop: scenarios.StopRule) -> dict[str, float]:
+    """How long the timed phase will last, for progress: ``min_s`` (its minimum duration) and
+    ``at_most_s`` (a settling profile's cap); empty for a run of a fixed number of queries."""
+    if stop.min_duration_ns <= 0:
+        return {}
+    planned = {"min_s": stop.min_duration_ns / 1e9}
+    if stop.settled is not None and stop.max_duration_ns:
+        planned["at_most_s"] = stop.max_duration_ns / 1e9
+    return planned
 
 
 @contextmanager
@@ -288,68 +263,6 @@ def requested_spec(settings: BenchSettings) -> RunSpec:
         idle_s=settings.power.idle_s, fidelity=settings.fidelity,
         inputs=str(settings.inputs) if settings.inputs else None, seed=settings.seed,
     )
-
-
-def latency_bound_reasons(settings: BenchSettings, check: LatencyBoundCheck | None) -> list[str]:
-    """The server scenario's verdict: LoadGen's early-stopping test on over-bound queries."""
-    if settings.scenario != Scenario.SERVER:
-        return []
-    if check is None:
-        return ["a server run is judged against a latency bound: give --latency-bound-ms"]
-    if check.passed:
-        return []
-    return [
-        f"server: {check.over_bound} of {check.queries} queries over the latency bound of "
-        f"{check.bound_ms:g} ms; LoadGen's early-stopping test for p{check.percentile * 100:g} "
-        f"fails (it would need at least {check.queries_needed} queries, every further one under "
-        "the bound)"
-    ]
-
-
-def validity_reasons(
-    settings: BenchSettings,
-    rules: Rules,
-    summary: LatencySummary,
-    wall_ns: int,
-    stability: Stability,
-    system: SystemState,
-    energy: EnergyReport | None,
-    latency_bound: LatencyBoundCheck | None = None,
-) -> list[str]:
-    """Every reason the measured data make a run invalid (empty: valid).
-
-    A server run needs no minimum count for its p99 estimate: as in LoadGen, the early-stopping
-    test on queries over the bound decides (:func:`latency_bound_reasons`).
-    """
-    reasons: list[str] = []
-    scenario = settings.scenario
-    estimated = () if scenario == Scenario.SERVER else rules.early_stop_percentiles(scenario)
-    for pct in estimated:
-        need = early_stop_min_queries(pct, rules.early_stopping.confidence)
-        if summary.count < need:
-            reasons.append(
-                f"too few queries: {summary.count} < {need} needed for the "
-                f"early-stopping p{round(pct * 100)} estimate"
-            )
-    profile = rules.profile_rule(settings.profile)
-    if profile.mlperf:
-        min_s = rules.min_duration_s(settings.profile, scenario)
-        min_queries = rules.min_query_count(settings.profile, scenario)
-        if wall_ns / 1e9 < min_s:
-            reasons.append(f"too short: {wall_ns / 1e9:.1f} s < {min_s:.0f} s (mlperf profile)")
-        if summary.count < min_queries:
-            reasons.append(f"too few queries: {summary.count} < {min_queries} (mlperf profile)")
-    reasons.extend(stability_reasons(stability, wall_ns))
-    if system.throttled:
-        now = [r for r in system.throttle_reasons if "occurred" not in r]
-        if now:
-            reasons.append(f"throttling seen: {', '.join(now)}")
-    if energy is not None:
-        reasons.extend(f"power: {r}" for r in energy.reasons if not energy.valid)
-        if energy.coverage is not None and energy.coverage < MIN_POWER_COVERAGE:
-            reasons.append(f"power coverage low: {energy.coverage:.0%} < {MIN_POWER_COVERAGE:.0%}")
-    reasons.extend(latency_bound_reasons(settings, latency_bound))
-    return reasons
 
 
 # the runner -----------------------------------------------------------------------------------
@@ -392,13 +305,13 @@ class Runner:
                 monitor.measure_idle()
                 self.progress({"phase": "warmup"})
                 warmed = self.warm_up(loaded)
-                self.progress({"phase": "measure"})
+                self.progress({"phase": "measure", **planned_duration(plan.stop)})
                 measured = self.measure(plan, loaded, warmed, monitor)
             self.progress({"phase": "fidelity"})
-            fidelity = self.fidelity(plan, loaded)
+            fidelity, fidelity_warnings = self.fidelity(plan, loaded)
         finally:
             loaded.close()
-        return self.assemble(seq, plan, loaded, warmed, measured, fidelity)
+        return self.assemble(seq, plan, loaded, warmed, measured, fidelity, fidelity_warnings)
 
     # phases ---------------------------------------------------------------------------------
 
@@ -421,6 +334,7 @@ class Runner:
             stop=stop_rule(settings, self.rules),
             manifest=manifest,
             hardware=catalogue.entries.get(manifest.hardware_key or ""),
+            analysis=_analysis(self.model),
         )
 
     def _load_one(self, plan: Plan, batch: int) -> Session:
@@ -429,25 +343,38 @@ class Runner:
                                      settings=self.settings.backend_settings(plan.backend.name))
 
     def load(self, plan: Plan) -> Loaded:
-        """Load the sessions; multi-stream batches a query into one call where the model allows."""
+        """Load the sessions; multi-stream batches a query into one call where the model allows.
+
+        A model whose file fixes a batch of N takes N samples a call whatever ``--batch`` says
+        (it may say 1 or N); everything per sample counts N for each call.
+        """
         settings = self.settings
+        fixed = plan.model_batch
+        if fixed > 1 and settings.batch not in (1, fixed):
+            raise ConfigError(f"{self.model.name} has a fixed batch of {fixed}: use --batch 1 or "
+                              f"--batch {fixed} (each call runs {fixed} samples either way)")
+        requested = 1 if fixed > 1 else settings.batch
         process = psutil.Process()
         rss_before = process.memory_info().rss
         t0 = time.perf_counter_ns()
-        first = self._load_one(plan, settings.batch)
+        first = self._load_one(plan, requested)
         init_ms = (time.perf_counter_ns() - t0) / 1e6
         load_rss_bytes = max(process.memory_info().rss - rss_before, 0)
         timed: list[Session] = [first]
-        session_batch, calls_per_query = settings.batch, plan.samples_per_query
+        load_batch, session_batch = requested, max(fixed, settings.batch)
+        calls_per_query = plan.samples_per_query
         try:
-            if plan.samples_per_query > 1:
+            if fixed > 1:
+                calls_per_query = -(-plan.samples_per_query // fixed)
+            elif plan.samples_per_query > 1:
                 try:
                     timed = [self._load_one(plan, plan.samples_per_query)]
-                    session_batch, calls_per_query = plan.samples_per_query, 1
+                    load_batch = session_batch = plan.samples_per_query
+                    calls_per_query = 1
                 except EdgemeterError:
                     logger.info("model takes no batch of %d: a query is %d calls",
                                 plan.samples_per_query, plan.samples_per_query)
-            timed.extend(self._load_one(plan, session_batch) for _ in range(plan.streams - 1))
+            timed.extend(self._load_one(plan, load_batch) for _ in range(plan.streams - 1))
         except BaseException:
             for session in {id(s): s for s in (first, *timed)}.values():
                 session.close()
@@ -495,62 +422,57 @@ class Runner:
             assert settings.target_qps is not None  # BenchSettings checks it
             return scenarios.server(calls, plan.stop, settings.target_qps, settings.seed,
                                     loaded.session_batch)
-        samples = (plan.samples_per_query if settings.scenario == Scenario.MULTI_STREAM
-                   else loaded.session_batch)
+        samples = loaded.session_batch
+        if settings.scenario == Scenario.MULTI_STREAM:
+            samples = (loaded.calls_per_query * loaded.session_batch if plan.model_batch > 1
+                       else plan.samples_per_query)
         with LiveLatencies(self.progress) as live:
             return scenarios.single_stream(calls[0], plan.stop, samples, record=live.record)
 
-    def fidelity(self, plan: Plan, loaded: Loaded) -> FidelityDigest | None:
-        """Outputs on the fixed input set, one sample per call."""
+    def fidelity(self, plan: Plan, loaded: Loaded) -> tuple[FidelityDigest | None, list[str]]:
+        """Outputs on the fixed input set, one sample per call, and the warnings they raise
+        (outputs that do not depend on the input)."""
         settings = self.settings
         if settings.fidelity <= 0:
-            return None
-        own = loaded.first.batch != 1
-        single = self._load_one(plan, 1) if own else loaded.first
+            return None, []
+        own = plan.model_batch == 1 and loaded.first.batch != 1
+        single: Session = self._load_one(plan, 1) if own else loaded.first
+        axes = dict(plan.analysis.batch_axes) if plan.analysis is not None else {}
+        if plan.model_batch > 1 or any(axes.values()):  # a fixed batch, or a time-major input
+            single = OneSampleSession(single, plan.model_batch, axes)
         try:
             arrays, source = _fidelity_inputs(settings, single)
-            return measure_fidelity(single, arrays, settings.seed, source,
-                                    full=settings.full_fidelity)
+            digest = measure_fidelity(single, arrays, settings.seed, source,
+                                      full=settings.full_fidelity)
+            return digest, degenerate_outputs(digest, arrays)
         finally:
             if own:
                 single.close()
 
     def assemble(self, seq: int, plan: Plan, loaded: Loaded, warmed: WarmedUp,
-                 measured: Measured, fidelity: FidelityDigest | None) -> BenchmarkResult:
+                 measured: Measured, fidelity: FidelityDigest | None,
+                 fidelity_warnings: list[str] | None = None) -> BenchmarkResult:
         """Summary, verdict and effective settings from the measured data; the result, once."""
         settings = self.settings
         timed = measured.timed
-        summary = summarize_ms(timed.latencies_ns, self.rules.early_stop_percentiles(
+        summary = summarize_ms(timed.latencies_ns, self.rules.reported_percentiles(
             settings.scenario), self.rules.early_stopping.confidence)
         throughput = timed.samples / (timed.wall_ns / 1e9)
-        windows = _windows(timed, timed.samples / max(len(timed.latencies_ns), 1))
-        stability = Stability(
-            warmup_iterations=warmed.iterations,
-            warmup_settled=warmed.settled,
-            windows=windows,
-            throughput_cv=coefficient_of_variation([w.throughput_sps for w in windows]),
-            p50_cv=coefficient_of_variation([w.p50_ms for w in windows]),
-        )
-        bound_check = None
-        if settings.scenario == Scenario.SERVER and settings.latency_bound_ms is not None:
-            (percentile,) = self.rules.early_stop_percentiles(Scenario.SERVER)
-            bound_check = latency_bound_check(timed.latencies_ns, settings.latency_bound_ms,
-                                              percentile, self.rules.early_stopping.confidence)
-        reasons = validity_reasons(settings, self.rules, summary, timed.wall_ns, stability,
-                                   measured.system, measured.energy, bound_check)
-        validity = Validity(
-            valid=not reasons,
-            reasons=reasons,
-            mlperf_valid=self.rules.profile_rule(settings.profile).mlperf and not reasons,
-            latency_bound=bound_check,
-        )
+        stability = judge_stability(timed, settings.scenario, warmed.iterations, warmed.settled)
+        validity = judge(settings, self.rules, timed, summary, stability, measured.system,
+                         measured.energy, fidelity_warnings)
+        for warning in validity.warnings:
+            logger.warning("%s: %s", self.model.name, warning)
         requested = requested_spec(settings)
         effective = RunSpec.model_validate({
             **requested.model_dump(),
             "threads": plan.threads,
             "streams": plan.streams,
-            "samples_per_query": plan.samples_per_query,
-            "batch": 1 if settings.scenario == Scenario.MULTI_STREAM else loaded.session_batch,
+            "samples_per_query": (loaded.calls_per_query * loaded.session_batch
+                                  if settings.scenario == Scenario.MULTI_STREAM
+                                  and plan.model_batch > 1 else plan.samples_per_query),
+            "batch": (1 if settings.scenario == Scenario.MULTI_STREAM and plan.model_batch == 1
+                      else loaded.session_batch),
             "iterations": len(timed.latencies_ns),
             "duration_s": timed.wall_ns / 1e9,
             "min_queries": plan.stop.min_queries,
@@ -558,7 +480,7 @@ class Runner:
             "power": measured.power_source,
             "backend": plan.backend.name,
         })
-        model_info = _model_info(self.model, plan.fmt, loaded.first, settings)
+        model_info = _model_info(self.model, plan.fmt, loaded.first, settings, plan.analysis)
         return BenchmarkResult(
             device_id=settings.device_id,
             fleet=settings.fleet,

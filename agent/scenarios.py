@@ -189,6 +189,21 @@ def poisson_arrivals_ns(target_qps: float, count: int, seed: int) -> np.ndarray:
     return np.cumsum(gaps).astype(np.int64)
 
 
+def server_schedule_ns(rule: StopRule, target_qps: float, seed: int) -> np.ndarray:
+    """The seeded arrivals of a server run: ``max_queries`` of them when set, else (as LoadGen
+    schedules) at least ``min_queries`` and until one is scheduled at or after
+    ``min_duration_ns``, so the last scheduled query meets the minimum duration."""
+    if rule.max_queries is not None:
+        return poisson_arrivals_ns(target_qps, rule.max_queries, seed)
+    count = max(rule.min_queries, int(target_qps * rule.min_duration_ns / 1e9) + 1)
+    arrivals = poisson_arrivals_ns(target_qps, count, seed)
+    while arrivals[-1] < rule.min_duration_ns:
+        count += max(count // 8, 16)
+        arrivals = poisson_arrivals_ns(target_qps, count, seed)  # same seed: a longer prefix
+    last = max(rule.min_queries, int(np.searchsorted(arrivals, rule.min_duration_ns)) + 1)
+    return arrivals[:last]
+
+
 def _wait_until(deadline_ns: int) -> None:
     remaining = deadline_ns - clock()
     if remaining > 2_000_000:
@@ -200,10 +215,7 @@ def _wait_until(deadline_ns: int) -> None:
 def server(calls: Sequence[Call], rule: StopRule, target_qps: float, seed: int,
            samples_per_query: int = 1) -> Timed:
     """Poisson arrivals served by ``len(calls)`` workers in arrival order."""
-    expected = max(rule.min_queries, int(target_qps * rule.min_duration_ns / 1e9) + 1)
-    if rule.max_queries is not None:
-        expected = rule.max_queries
-    arrivals = poisson_arrivals_ns(target_qps, expected, seed)
+    arrivals = server_schedule_ns(rule, target_qps, seed)
     next_idx = [0]
     lock = threading.Lock()
     parts: list[tuple[array[int], array[int], int]] = [(array("q"), array("q"), 0)] * len(calls)

@@ -1,4 +1,7 @@
-"""Latency statistics: nearest-rank percentiles and MLPerf LoadGen's early-stopping estimate.
+"""Latency statistics: LoadGen's percentiles and its early-stopping estimate.
+
+Percentiles take LoadGen's index (``sorted[int(n * q)]``, :func:`shared.latency.percentile_index`),
+so the same latencies give LoadGen's numbers exactly.
 
 Early stopping (MLPerf LoadGen, ``loadgen/early_stopping.cc`` and ``results.cc``): with ``n``
 queries of which ``t`` were slower than the estimate, the estimate is accepted when seeing at most
@@ -17,7 +20,7 @@ import math
 
 import numpy as np
 
-from shared.latency import nearest_rank
+from shared.latency import percentile as loadgen_percentile
 from shared.mlperf_rules import load_rules
 from shared.schema import LatencyBoundCheck, LatencySummary
 
@@ -75,11 +78,11 @@ def summarize_ms(
     for pct in early_stop_percentiles:
         extra[f"p{round(pct * 100)}_early_stop"] = early_stop_estimate_ms(ms, pct, confidence)
     return LatencySummary(
-        p50=nearest_rank(ms, 0.50),
-        p90=nearest_rank(ms, 0.90),
-        p95=nearest_rank(ms, 0.95),
-        p99=nearest_rank(ms, 0.99),
-        p999=nearest_rank(ms, 0.999),
+        p50=loadgen_percentile(ms, 0.50),
+        p90=loadgen_percentile(ms, 0.90),
+        p95=loadgen_percentile(ms, 0.95),
+        p99=loadgen_percentile(ms, 0.99),
+        p999=loadgen_percentile(ms, 0.999),
         mean=float(ms.mean()),
         std=float(ms.std()),
         min=float(ms[0]),

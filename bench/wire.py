@@ -55,9 +55,10 @@ class KeepingRunner(Runner):
     measured: Measured | None = None
 
     def assemble(self, seq: int, plan: Plan, loaded: Loaded, warmed: WarmedUp,
-                 measured: Measured, fidelity: FidelityDigest | None) -> BenchmarkResult:
+                 measured: Measured, fidelity: FidelityDigest | None,
+                 fidelity_warnings: list[str] | None = None) -> BenchmarkResult:
         self.measured = measured
-        return super().assemble(seq, plan, loaded, warmed, measured, fidelity)
+        return super().assemble(seq, plan, loaded, warmed, measured, fidelity, fidelity_warnings)
 
 
 def v1_fingerprint(flat: np.ndarray, seed: int) -> OutputFingerprint:

@@ -28,7 +28,7 @@
 #   --cert-file FILE --key-file FILE   this board's client certificate and key (mutual TLS)
 #   --password-file FILE  the board's broker password (from add-device); or --password-stdin
 #   --models-url URL      the collector's HTTP server, where jobs fetch their models
-#   --telemetry-s N       seconds between telemetry messages (default 60)
+#   --telemetry-s N       seconds between telemetry messages (default 10)
 #   --extra NAMES         pip extras: auto (default: every runtime with a wheel here), litert,
 #                         onnx, litert,onnx, gpu (onnxruntime-gpu instead of onnx), or '' (none)
 #   --python PATH         interpreter for the venv (default python3; >= 3.10)
@@ -67,7 +67,7 @@ key_file=""
 password_file=""
 password_stdin=false
 models_url=""
-telemetry_s=60
+telemetry_s=10
 extra=auto
 python=python3
 pip_options=()

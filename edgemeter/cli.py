@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("agent.commands.analyze",
                 "count MACs, FLOPs, params and weight bytes of a model (ONNX or TFLite)"),
     "power": ("agent.commands.power", "probe the power sources this machine offers"),
-    "schema": ("agent.commands.schema", "print the JSON Schema of a result (wire schema v1)"),
+    "schema": ("agent.commands.schema", "print the JSON Schema of a result (wire schema v2)"),
     "config": ("agent.commands.config", "agent configuration helpers"),
     "agent": ("agent.commands.agent",
               "the fleet agent daemon (presence, telemetry, remote jobs, delivery)"),
@@ -109,6 +109,25 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     return parser
 
 
+def _deepest_parser(parser: argparse.ArgumentParser,
+                    argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)parser the command line reaches: ``edgemeter fleet run ...`` -> ``fleet run``."""
+    for word in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs and word in subs[0].choices:
+            parser = subs[0].choices[word]
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; an unknown argument is reported by the subcommand it was given to, so
+    every hint names that subcommand's ``--help``."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _deepest_parser(parser, argv).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _command_in(argv: Sequence[str]) -> str | None:
     """The subcommand named on the command line: the first argument that is not a flag."""
     return next((a for a in argv if not a.startswith("-")), None)
@@ -118,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(argv))
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except UsageError as err:
         print(err, file=sys.stderr)
         return EXIT_ERROR

@@ -6,8 +6,9 @@ with an existing key replaces the shipped one field by field. Every figure carri
 ``sources`` (field name -> citation); a figure without a source is not allowed in the shipped file.
 
 An agent maps itself to an entry by, in order: ``--hardware KEY``; a regular expression in
-``match_board`` against ``/proc/device-tree/model``; one in ``match_cpu`` against the CPU model;
-else the generic entry of its architecture (``generic-x86_64`` / ``generic-aarch64``).
+``match_board`` against the board name (the device tree's model, else ``/proc/cpuinfo``'s
+``Model`` line, else a Jetson's L4T release and module); one in ``match_cpu`` against the CPU
+model; else the generic entry of its architecture (``generic-x86_64`` / ``generic-aarch64``).
 """
 
 from __future__ import annotations

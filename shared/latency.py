@@ -16,10 +16,10 @@ length. Occupied buckets travel as runs ``[first_index, count, count, ...]`` of 
 buckets; gaps of at most :data:`MAX_BRIDGED_ZEROS` empty buckets are written as zeros inside a
 run, because a zero is shorter than a new run's index.
 
-Percentiles use the nearest-rank rule (the value at sorted index ``ceil(q * n) - 1``, as MLPerf
-LoadGen does). From a histogram, :func:`quantile_ns` finds the bucket holding that exact sample
-and returns its representative, so the answer is within the encoding's bound of the exact
-nearest-rank percentile (v2: 1 %). The summary's percentiles (``latency_ms``) are computed on the
+Percentiles use MLPerf LoadGen's index convention (:func:`percentile_index`: the value at sorted
+index ``floor(q * n)``). From a histogram, :func:`quantile_ns` finds the bucket holding that exact
+sample and returns its representative, so the answer is within the encoding's bound of the exact
+percentile (v2: 1 %). The summary's percentiles (``latency_ms``) are computed on the
 device from the raw latencies and are exact.
 
 Latencies under 1 ns are counted as 1 ns (bucket 0).
@@ -38,18 +38,24 @@ MAX_BRIDGED_ZEROS = 3
 """A gap of up to this many empty buckets stays inside a run (``0,`` is shorter than a new run)."""
 
 
-def nearest_rank(sorted_values: Sequence[float] | np.ndarray, q: float) -> float:
-    """The ``q`` quantile (0..1) of already sorted values by the nearest-rank rule."""
-    n = len(sorted_values)
-    if n == 0:
+def percentile_index(n: int, q: float) -> int:
+    """0-based index of the ``q`` quantile (0..1) among ``n`` ascending values, as LoadGen takes it.
+
+    MLPerf LoadGen (mlcommons/inference ``loadgen/results.cc`` at 05a9cec,
+    ``PerformanceSummary::ProcessLatencies``) reads
+    ``pr.sample_latencies[sample_count * percentile]`` from the sorted latencies: the double
+    ``n * q`` truncated to an index. Where ``n * q`` is whole that is ``sorted[n * q]``, one rank
+    above the nearest-rank rule (``ceil(n * q) - 1``); elsewhere the two agree. ``q = 1`` (which
+    LoadGen never asks for) gives the maximum.
+    """
+    if n <= 0:
         raise ValueError("no values")
-    idx = max(0, min(n - 1, math.ceil(q * n) - 1))
-    return float(sorted_values[idx])
+    return max(0, min(n - 1, int(n * q)))
 
 
-def _rank(q: float, total: int) -> int:
-    """1-based nearest rank of quantile ``q`` among ``total`` values."""
-    return max(1, min(total, math.ceil(q * total)))
+def percentile(sorted_values: Sequence[float] | np.ndarray, q: float) -> float:
+    """The ``q`` quantile (0..1) of already sorted values (LoadGen's :func:`percentile_index`)."""
+    return float(sorted_values[percentile_index(len(sorted_values), q)])
 
 
 # -- log-hist-v1 ----------------------------------------------------------------------------------
@@ -75,7 +81,7 @@ def bucket_bounds_ns(bucket: int, rel: float = 0.001) -> tuple[float, float]:
 
 
 def quantile(buckets: Sequence[int], counts: Sequence[int], q: float, rel: float = 0.001) -> float:
-    """``log-hist-v1``: nearest-rank quantile in nanoseconds."""
+    """``log-hist-v1``: the ``q`` quantile in nanoseconds (LoadGen's index convention)."""
     return quantile_ns([bucket_value_ns(int(b), rel) for b in buckets], counts, q)
 
 
@@ -145,11 +151,12 @@ def from_runs(runs: Iterable[Sequence[int]]) -> tuple[list[int], list[int]]:
 
 
 def quantile_ns(values_ns: Sequence[float], counts: Sequence[int], q: float) -> float:
-    """Nearest-rank quantile from ascending representative values and their counts."""
+    """The ``q`` quantile from ascending representative values and their counts (the value of the
+    sample at LoadGen's :func:`percentile_index`)."""
     total = int(sum(counts))
     if total == 0:
         raise ValueError("empty histogram")
-    rank = _rank(q, total)
+    rank = percentile_index(total, q) + 1
     seen = 0
     for value, count in zip(values_ns, counts, strict=True):
         seen += int(count)

@@ -108,7 +108,9 @@ class Status(Strict):
     bd_seq: Count = Field(description="birth/death sequence number; grows on every connect")
     sent_at: UtcTime | None = Field(None, description="null in a Last Will (fixed at connect)")
     reason: str | None = Field(None, max_length=200, description="why offline, when known")
-    manifest: AgentManifest | None = Field(None, description="on births only")
+    manifest: AgentManifest | None = Field(
+        None, description="on births; agents send it on deaths too, so a retained death still "
+        "names the board and runtimes (older agents: births only)")
 
 
 class Telemetry(Strict):

@@ -58,6 +58,12 @@ class ScenarioRule(_Cited):
     min_duration_s: float = Field(gt=0)
     min_query_count: int = Field(ge=1)
     early_stop_percentile: float | None = Field(None, gt=0, lt=1)
+    also_estimated_percentile: float | None = Field(
+        None, gt=0, lt=1, description="estimated and reported too, never judged"
+    )
+    min_completed_ratio: float | None = Field(
+        None, gt=0, le=1, description="server: completed rate / scheduled rate a run must reach"
+    )
 
 
 class ProfileRule(_Cited):
@@ -112,8 +118,14 @@ class Rules(BaseModel):
         return self.scenario[scenario].min_query_count
 
     def early_stop_percentiles(self, scenario: Scenario) -> tuple[float, ...]:
+        """The percentile a scenario is judged by (its early-stopping estimate must exist)."""
         pct = self.scenario[scenario].early_stop_percentile
         return () if pct is None else (pct,)
+
+    def reported_percentiles(self, scenario: Scenario) -> tuple[float, ...]:
+        """Every early-stopping estimate a scenario reports: the judged one, then any other."""
+        extra = self.scenario[scenario].also_estimated_percentile
+        return self.early_stop_percentiles(scenario) + (() if extra is None else (extra,))
 
 
 def parse_rules(text: str, origin: str = "shipped") -> Rules:

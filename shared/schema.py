@@ -206,7 +206,9 @@ class PowerScope(str, Enum):
 
 class DeviceManifest(Strict):
     hostname: str
-    board: str | None = Field(None, description="/proc/device-tree/model when present")
+    board: str | None = Field(
+        None, description="the device tree's model; else /proc/cpuinfo's Model line; else a "
+        "Jetson's L4T release (and module)")
     cpu_model: str | None = None
     cpu_cores: Integer | None = Field(None, ge=1, le=1_048_576, description="logical cores")
     ram_bytes: Count | None = None
@@ -316,7 +318,7 @@ class RunSpecPair(Strict):
 
 
 class LatencySummary(Strict):
-    """Per-query latency in milliseconds (nearest-rank percentiles).
+    """Per-query latency in milliseconds (percentiles by LoadGen's index, ``sorted[int(n * q)]``).
 
     All are taken from one sorted array, so ``min <= p50 <= p90 <= p95 <= p99 <= p999 <= max``
     holds exactly; ``mean`` lies in ``[min, max]`` up to :data:`MEAN_REL_TOLERANCE`.
@@ -336,7 +338,8 @@ class LatencySummary(Strict):
         None, description="MLPerf early-stopping conservative estimate of p90 (single-stream)"
     )
     p99_early_stop: NonNegative | None = Field(
-        None, description="MLPerf early-stopping conservative estimate of p99 (multi-stream, server)"
+        None, description="MLPerf early-stopping conservative estimate of p99 (every scenario "
+        "but offline; single-stream reports it beside p90, as LoadGen does)"
     )
 
     @model_validator(mode="after")
@@ -407,7 +410,7 @@ class RawLatencies(Strict):
                 latency_codec.bucket_bounds_ns(occupied[-1], rel)[1])
 
     def quantile_ms(self, q: float) -> float:
-        """Nearest-rank ``q`` quantile (0..1), within :attr:`rel_error` of the exact one."""
+        """The ``q`` quantile (0..1) by LoadGen's index, within :attr:`rel_error` of the exact one."""
         return latency_codec.quantile(self.buckets, self.counts, q, self.rel_resolution) / 1e6
 
     @property
@@ -488,7 +491,7 @@ class LatencyHistogram(Strict):
                 latency_codec.log_bounds_ns(buckets[-1], self.rel_error)[1])
 
     def quantile_ms(self, q: float) -> float:
-        """Nearest-rank ``q`` quantile (0..1), within :attr:`rel_error` of the exact one."""
+        """The ``q`` quantile (0..1) by LoadGen's index, within :attr:`rel_error` of the exact one."""
         occupied = self.occupied_ns()
         return latency_codec.quantile_ns([v for v, _ in occupied], [c for _, c in occupied],
                                          q) / 1e6
@@ -517,7 +520,8 @@ class LatencyBoundCheck(Strict):
 
     The run passes when, with ``over_bound`` of ``queries`` slower than ``bound_ms``, it would be
     unlikely (below 1 - confidence) to see so few over-bound queries if the true rate were
-    1 - ``percentile``; not when the nearest-rank percentile is merely under the bound.
+    1 - ``percentile``; the percentile itself under the bound (LoadGen's performance constraint)
+    is checked beside it, not instead of it.
     """
 
     bound_ms: NonNegative
@@ -539,14 +543,48 @@ class LatencyBoundCheck(Strict):
         return self
 
 
+class ServerQps(Strict):
+    """The server scenario's rates, as MLPerf LoadGen reports them (``loadgen/results.cc``).
+
+    ``scheduled_qps`` is (queries - 1) / the last query's scheduled arrival and ``completed_qps``
+    (queries - 1) / the last completion, both from the start of the timed phase. The run keeps up
+    (``passed``) when it completes at no less than ``min_ratio`` of the rate its queries arrived.
+    """
+
+    target_qps: NonNegative
+    scheduled_qps: NonNegative
+    completed_qps: NonNegative
+    min_ratio: Real = Field(ge=0, le=1)
+    passed: bool
+
+
 class Validity(Strict):
+    """The verdict, by MLPerf LoadGen's rules (minimum duration and queries, early stopping, the
+    server's latency bound and rate); ``warnings`` are shown and warned about but do not make a
+    run invalid (throughput stability, a warm-up that did not settle, outputs that do not depend
+    on the input)."""
+
     valid: bool
     reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="shown beside the verdict; never make a run invalid"
+    )
     mlperf_valid: bool | None = Field(
         None, description="valid under MLPerf LoadGen's minimums; only the mlperf profile can be"
     )
+    profile_minimums_met: bool | None = Field(
+        None, description="the run lasted its profile's minimum duration and query count; false: "
+        "a custom run (--iterations, --duration-s below them), never valid *for* the profile"
+    )
+    custom: str | None = Field(
+        None, description="why the run is custom, e.g. \"custom: below the standard profile's "
+        "10 s / 100 queries\""
+    )
     latency_bound: LatencyBoundCheck | None = Field(
         None, description="server scenario: the early-stopping test against --latency-bound-ms"
+    )
+    server_qps: ServerQps | None = Field(
+        None, description="server scenario: the completed rate against the scheduled one"
     )
 
 
@@ -565,6 +603,11 @@ class Stability(Strict):
         None, description="coefficient of variation over windows"
     )
     p50_cv: NonNegative | None = None
+    stable: bool | None = Field(
+        None, description="throughput_cv within cv_limit; null where not judged (a server run's "
+        "Poisson arrivals, or windows too short). A verdict of its own: never makes a run invalid"
+    )
+    cv_limit: NonNegative | None = Field(None, description="the throughput CV stable is judged by")
 
 
 class RailEnergy(Strict):

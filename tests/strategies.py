@@ -3,7 +3,7 @@
 Valid strategies (:func:`results`, :func:`telemetry`, :func:`statuses`, :func:`progress`,
 :func:`job_commands`, :func:`job_acks`, :func:`receipts`; :data:`VALID` maps each model to its
 strategy) build messages the way a real agent or collector would: latency summaries are
-nearest-rank percentiles of one drawn sample with its histogram encoded from the same sample,
+percentiles (LoadGen's index convention) of one drawn sample with its histogram encoded from the same sample,
 timestamps lie between 2020 and :data:`LATEST`, every number is finite and in range.
 
 :func:`hostile_payloads` turns a strategy of valid messages into ``(what, bytes)`` pairs that no
@@ -93,14 +93,14 @@ uuids = st.uuids()
 
 
 def summarize(latencies_ns: list[int]) -> tuple[LatencySummary, RawLatencies]:
-    """The summary and histogram an agent sends for these latencies (nearest rank, one array)."""
+    """The summary and histogram an agent sends for these latencies (LoadGen's percentiles, one array)."""
     ms = np.sort(np.asarray(latencies_ns, dtype=np.float64)) / 1e6
     summary = LatencySummary(
-        p50=latency.nearest_rank(ms, 0.50),
-        p90=latency.nearest_rank(ms, 0.90),
-        p95=latency.nearest_rank(ms, 0.95),
-        p99=latency.nearest_rank(ms, 0.99),
-        p999=latency.nearest_rank(ms, 0.999),
+        p50=latency.percentile(ms, 0.50),
+        p90=latency.percentile(ms, 0.90),
+        p95=latency.percentile(ms, 0.95),
+        p99=latency.percentile(ms, 0.99),
+        p999=latency.percentile(ms, 0.999),
         mean=float(ms.mean()),
         std=float(ms.std()),
         min=float(ms[0]),

@@ -7,7 +7,10 @@ MAC op's shapes unknown does the ONNX reader run onnxruntime once on zeros to re
 
 Convention (``edgemeter-macs-v1``, the ``convention`` key of the JSON output)
 -------------------------------------------------------------------------------
-* **MACs** are the multiply-accumulates of the ops that multiply and accumulate, for one sample:
+* **MACs** are the multiply-accumulates of the ops that multiply and accumulate, for one sample
+  (a batch the file fixes is counted whole and divided by it: the first input of rank 2 or more
+  holds the batch on axis 0, or 1 when it is only a time-major recurrent op's sequence, and a
+  dimension counts as the batch when every output carries it too):
 
   - ONNX ``Conv``, ``ConvTranspose``, ``DeformConv``, ``Gemm``, ``MatMul``, ``Einsum``,
     ``LSTM``, ``GRU``, ``RNN``, ``Attention`` and the QOperator forms ``QLinearConv``,
@@ -112,7 +115,10 @@ def detect_format(path: Path) -> Literal["onnx", "tflite"]:
 
 
 def analyze_model(path: Path) -> ModelAnalysis:
-    """Count MACs, other ops, params and weight bytes of the model at ``path`` (batch 1).
+    """Count MACs, other ops, params and weight bytes of the model at ``path``, per sample.
+
+    A dynamic batch is counted as 1; a batch the file fixes (N samples per call, see
+    :attr:`ModelAnalysis.batch`) is counted for the whole graph and divided by N.
 
     Raises :class:`ModelError` for a missing, corrupt or unsupported file and
     :class:`~shared.errors.MissingExtraError` when the reader's library is not installed.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from shared.schema import MacsCoverage
@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 
 CONVENTION = (
     "edgemeter-macs-v1: MACs of conv/deconv/gemm/matmul/fully-connected, einsum, recurrent cells "
-    "and attention, flops=2*macs, batch 1, other_ops=1 per output element"
+    "and attention, flops=2*macs, per sample (a graph with a fixed batch N is counted and divided "
+    "by N), other_ops=1 per output element"
 )
 
 CoverageGroup = Literal["counted", "uncounted", "no_macs"]
@@ -47,7 +48,12 @@ class LayerCount:
 
 @dataclass(frozen=True)
 class ModelAnalysis:
-    """Counts for one model file, for one sample (batch 1)."""
+    """Counts for one model file, for one sample.
+
+    ``batch`` is the number of samples one call of the model takes as the file fixes it (1 when
+    the batch dimension is dynamic); the counts are the graph's divided by it. ``batch_axes`` names
+    the batch axis of each graph input (0, or 1 for a recurrent op's time-major input).
+    """
 
     format: Literal["onnx", "tflite"]
     macs: int
@@ -57,6 +63,8 @@ class ModelAnalysis:
     precision: str
     layers: tuple[LayerCount, ...]
     macs_coverage: MacsCoverage
+    batch: int = 1
+    batch_axes: tuple[tuple[str, int], ...] = ()
 
     @property
     def flops(self) -> int:
@@ -72,6 +80,7 @@ class ModelAnalysis:
             "weight_bytes": self.weight_bytes,
             "precision": self.precision,
             "other_ops": self.other_ops,
+            "batch": self.batch,
             "convention": CONVENTION,
             "macs_coverage": self.macs_coverage.model_dump(),
         }
@@ -97,6 +106,26 @@ def build_analysis(
         precision=precision,
         layers=tuple(layers),
         macs_coverage=coverage,
+    )
+
+
+def per_sample(analysis: ModelAnalysis, batch: int,
+               batch_axes: Iterable[tuple[str, int]]) -> ModelAnalysis:
+    """``analysis`` of a graph whose calls take ``batch`` samples, counted per sample.
+
+    Each layer's MACs and other ops are divided by ``batch`` (they grow linearly with it); params
+    and weights do not change. A count that does not divide evenly is rounded.
+    """
+    axes = tuple(batch_axes)
+    if batch <= 1:
+        return replace(analysis, batch=1, batch_axes=axes)
+    layers = tuple(
+        replace(layer, macs=round(layer.macs / batch), other_ops=round(layer.other_ops / batch))
+        for layer in analysis.layers
+    )
+    return replace(
+        analysis, layers=layers, macs=sum(layer.macs for layer in layers),
+        other_ops=sum(layer.other_ops for layer in layers), batch=batch, batch_axes=axes,
     )
 
 

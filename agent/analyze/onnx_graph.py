@@ -27,6 +27,7 @@ from agent.analyze._result import (
     model_precision,
     numel,
     op_precision,
+    per_sample,
 )
 from agent.analyze.onnx_ops import (
     FORMULA_OPS,
@@ -196,9 +197,57 @@ def analyze_onnx(path: Path) -> ModelAnalysis:
     """Analyze the ONNX model at ``path``; see :func:`agent.analyze.analyze_model`."""
     onnx = _import_onnx()
     model = _load(onnx, path)
+    analysis, shapes = _analyze_graph(onnx, model, path)
+    batch, axes = fixed_batch(model.graph, shapes)
+    return per_sample(analysis, batch, axes)
+
+
+_TIME_MAJOR_OPS = frozenset({"LSTM", "GRU", "RNN"})
+
+
+def fixed_batch(graph: Any, shapes: dict[str, Shape]) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Samples per call the graph fixes, and each input's batch axis.
+
+    The batch axis is 0, except for an input read only as the sequence (input 0) of recurrent ops
+    (LSTM, GRU, RNN) in their default time-major layout, where it is 1. The first input of rank 2
+    or more decides the batch (a shape or a scalar setting has none): a fixed dimension N > 1 there
+    is the batch when every graph output (``shapes``: the inferred shapes) carries N too, as a
+    batch flows through to the outputs; a dimension that does not reach them (a contraction, a
+    transposed matrix) is no batch. A dynamic dimension (pinned to 1 for counting) is 1.
+    """
+    initializers = {init.name for init in graph.initializer}
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, index))
+    axes: list[tuple[str, int]] = []
+    batch, decided = 1, False
+    for value in graph.input:
+        if value.name in initializers:
+            continue
+        users = consumers.get(value.name, [])
+        time_major = bool(users) and all(
+            node.op_type in _TIME_MAJOR_OPS and index == 0 and not any(
+                attr.name == "layout" and attr.i for attr in node.attribute)
+            for node, index in users
+        )
+        axis = 1 if time_major else 0
+        dims = value.type.tensor_type.shape.dim if value.type.tensor_type.HasField("shape") else []
+        if not decided and len(dims) >= 2:
+            decided = True
+            batch = int(dims[axis].dim_value) if dims[axis].dim_value > 0 else 1
+        axes.append((value.name, axis))
+    outputs = [shapes.get(value.name) for value in graph.output]
+    if batch > 1 and not all(shape is not None and batch in shape for shape in outputs):
+        batch = 1
+    return batch, tuple(axes)
+
+
+def _analyze_graph(onnx: Any, model: Any, path: Path) -> tuple[ModelAnalysis, dict[str, Shape]]:
+    """The counts of the whole graph, and the shapes they were counted from."""
     shapes, dtypes, dynamic = _infer_shapes(onnx, model, path)
     try:
-        return _count(onnx, model, shapes, dtypes, path)
+        return _count(onnx, model, shapes, dtypes, path), shapes
     except _MissingShapes as missing:
         logger.info(
             "%s: graph shape inference left %d shapes unknown; reading them from onnxruntime",
@@ -212,7 +261,7 @@ def analyze_onnx(path: Path) -> ModelAnalysis:
             ) from None
         shapes.update(_shapes_from_onnxruntime(onnx, model, missing.names, path))
     try:
-        return _count(onnx, model, shapes, dtypes, path)
+        return _count(onnx, model, shapes, dtypes, path), shapes
     except _MissingShapes as missing:
         raise ModelError(
             f"{path}: cannot determine the shapes of {', '.join(missing.names[:3])}; "

@@ -51,6 +51,7 @@ from agent.analyze._result import (
     model_precision,
     numel,
     op_precision,
+    per_sample,
 )
 from agent.errors import ModelError
 from shared.errors import MissingExtraError
@@ -359,9 +360,45 @@ def analyze_tflite(path: Path) -> ModelAnalysis:
             "cannot be counted from the graph; analyze the CPU .tflite it was compiled from"
         )
     try:
-        return _count(tensors, ops)
+        batch, axes = _fixed_batch(schema, buf, tensors, ops)
+        return per_sample(_count(tensors, ops), batch, axes)
     except (IndexError, ValueError, TypeError) as err:
         raise ModelError(f"{path}: inconsistent TFLite graph ({type(err).__name__}: {err})") from err
+
+
+def _fixed_batch(schema: Any, buf: bytes, tensors: list[_Tensor],
+                 ops: list[_Op]) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """Samples per call the main subgraph fixes, and each input's batch axis.
+
+    The batch axis is 0, except for an input read only as the sequence (input 0) of sequence ops
+    whose ``timeMajor`` option is set, where it is 1. The first input of rank 2 or more decides
+    (a shape or a scalar setting has no batch): its batch dimension is the batch when the shape
+    signature does not make it dynamic and every graph output carries it too (a batch flows
+    through to the outputs); otherwise 1.
+    """
+    graph = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
+    axes: list[tuple[str, int]] = []
+    batch, decided = 1, False
+    for i in range(graph.InputsLength()):
+        index = graph.Inputs(i)
+        tensor = graph.Tensors(index)
+        name = (tensor.Name() or b"").decode("utf-8", "replace")
+        users = [(op, op.inputs.index(index)) for op in ops if index in op.inputs]
+        time_major = bool(users) and all(
+            "SEQUENCE" in op.name and at == 0 and bool(getattr(op.options, "timeMajor", False))
+            for op, at in users)
+        axis = 1 if time_major else 0
+        if not decided and tensor.ShapeLength() >= 2:
+            decided = True
+            dynamic = (tensor.ShapeSignatureLength() > axis
+                       and tensor.ShapeSignature(axis) == -1)
+            batch = 1 if dynamic else max(int(tensor.Shape(axis)), 1)
+        axes.append((name, axis))
+    outputs = [tensors[graph.Outputs(i)].shape for i in range(graph.OutputsLength())
+               if 0 <= graph.Outputs(i) < len(tensors)]
+    if batch > 1 and not (outputs and all(batch in shape for shape in outputs)):
+        batch = 1
+    return batch, tuple(axes)
 
 
 def _read(schema: Any, buf: bytes) -> tuple[list[_Tensor], list[_Op]]:

@@ -67,11 +67,13 @@ def format_summary(path: Path, analysis: ModelAnalysis) -> str:
     rows = [
         ("model", f"{path.name} ({analysis.format})"),
         ("precision", analysis.precision),
-        ("MACs", f"{analysis.macs / 1e6:,.3f} M  ({analysis.macs:,}){lower_bound}"),
+        ("MACs", f"{analysis.macs / 1e6:,.3f} M  ({analysis.macs:,}) per sample{lower_bound}"),
         ("MAC coverage", _coverage_text(analysis)),
         ("FLOPs", f"{analysis.flops / 1e6:,.3f} M  (2 x MACs)"),
         ("other ops", f"{analysis.other_ops / 1e6:,.3f} M  ({analysis.other_ops:,})"),
         ("params", f"{analysis.params:,}"),
+        ("batch", f"{analysis.batch} samples per call, fixed by the file: counts are the graph's / "
+                  f"{analysis.batch}" if analysis.batch > 1 else "1 (or dynamic)"),
         ("weight bytes", f"{analysis.weight_bytes:,}  ({analysis.weight_bytes / 1024:,.1f} KiB)"),
     ]
     width = max(len(label) for label, _ in rows)

@@ -7,14 +7,16 @@ import logging
 import sys
 from pathlib import Path
 
-from agent.commands.bench_args import add_bench_flags, check_output_path, settings_from_args
+from agent.commands.bench_args import add_bench_flags, settings_from_args
 from agent.errors import PublishError
 from agent.progress import TerminalProgress, null_sink
 from agent.publish import publish_via_spool
 from agent.runner import Runner
 from agent.spool import Spool
+from agent.verdict import stability_line, verdict_line
 from shared.errors import EdgemeterError
 from shared.mqtt import parse_broker_url
+from shared.paths import check_output_path
 from shared.redact import redact_url
 from shared.schema import BenchmarkResult
 
@@ -38,7 +40,8 @@ def render(result: BenchmarkResult) -> str:
                     f"{', '.join(result.runtime.providers)}"),
         ("scenario", f"{eff.scenario.value}, batch {eff.batch}, streams {eff.streams}, "
                      f"{lat.count} queries in {eff.duration_s or 0:.2f} s"),
-        ("MACs", f"{m.macs / 1e6:.2f} M (FLOPs {2 * m.macs / 1e6:.2f} M)" if m.macs else "-"),
+        ("MACs", f"{m.macs / 1e6:.2f} M per sample (FLOPs {2 * m.macs / 1e6:.2f} M)"
+         if m.macs else "-"),
         ("init / first", f"{result.init_ms:.1f} ms / {result.first_inference_ms:.2f} ms"),
         ("latency ms", f"p50 {lat.p50:.3f}  p90 {lat.p90:.3f}  p99 {lat.p99:.3f}  "
                        f"p99.9 {lat.p999:.3f}  mean {lat.mean:.3f} ± {lat.std:.3f}"),
@@ -64,19 +67,19 @@ def render(result: BenchmarkResult) -> str:
         rows.append(("latency bound", f"{check.over_bound} of {check.queries} queries over "
                      f"{check.bound_ms:g} ms; early-stopping p{check.percentile * 100:g} "
                      f"{_fmt(check.early_stop_ms, ' ms')}; {'passed' if check.passed else 'failed'}"))
+    qps = result.validity.server_qps
+    if qps is not None:
+        rows.append(("server rate", f"target {qps.target_qps:g}/s, scheduled "
+                     f"{qps.scheduled_qps:.1f}/s, completed {qps.completed_qps:.1f}/s"))
     rows.append(("validity", _verdict(result)))
+    rows.append(("stability", stability_line(result.stability)))
+    rows.extend(("warning", w) for w in result.validity.warnings)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def _verdict(result: BenchmarkResult) -> str:
-    validity = result.validity
-    if not validity.valid:
-        return "INVALID: " + "; ".join(validity.reasons)
-    if validity.mlperf_valid:
-        return "VALID (MLPerf LoadGen's minimums met)"
-    profile = result.spec.requested.profile
-    return f"VALID for the {profile} profile (not MLPerf-valid: only --profile mlperf can be)"
+    return verdict_line(result.validity, result.spec.requested.profile)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,13 +13,11 @@ Use: ``add_bench_flags(parser)`` when building a command, then ``settings_from_a
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from agent.config import BenchSettings, backend_settings_models, load_settings
-from shared.errors import ConfigError
 from shared.settings_flags import add_settings_flags, given
 
 
@@ -73,20 +71,6 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, name, None) is not None:
             cli[name] = getattr(args, name)
     return cli
-
-
-def check_output_path(path: str | None, flag: str) -> None:
-    """Fail before any work when an output file could not be written (missing folder, no rights)."""
-    if not path:
-        return
-    target = Path(path)
-    folder = target.resolve().parent
-    if target.is_dir():
-        raise ConfigError(f"{flag} {path}: is a folder; give a file name")
-    if not folder.is_dir():
-        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{flag} {path}: the folder {folder} is not writable")
 
 
 def settings_from_args(args: argparse.Namespace, **fixed: Any) -> BenchSettings:

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.commands.bench_args import add_bench_flags, check_output_path, settings_from_args
+from agent.commands.bench_args import add_bench_flags, settings_from_args
 from agent.config import BenchSettings
 from agent.progress import TerminalProgress, null_sink
 from agent.runner import Runner
 from shared.errors import ConfigError, EdgemeterError, MissingExtraError, require_module
+from shared.paths import check_output_path
 
 #: sweep's own defaults, where they differ from bench's (they win over env and file, as flags do)
 SWEEP_DEFAULTS = {"scenario": "offline", "duration_s": 3.0, "fidelity": 0,

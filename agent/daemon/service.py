@@ -30,7 +30,8 @@ running and queued jobs with "agent stopping". The child process never outlives 
 (:mod:`agent.daemon.jobs`).
 
 Presence: every connect ``bd_seq`` + 1 (persisted in the spool), a retained Last Will
-``{"status": "offline", "bd_seq": n}``, then a retained birth with the manifest, and the
+``{"status": "offline", "bd_seq": n}`` (with the last birth's manifest, so a retained death still
+names the board and runtimes), then a retained birth with the manifest, and the
 subscriptions to this device's ``cmd`` and ``receipt`` topics. A graceful stop publishes the
 ``offline`` status itself. Results go to the spool first and leave it only on the collector's
 receipt (:mod:`agent.delivery`).
@@ -187,6 +188,7 @@ class AgentDaemon:
         # -- written on the link's thread (the Will), read by the loop -------------------------
         self._will_lock = threading.Lock()
         self._will_bd_seq = 0
+        self._births_manifest: AgentManifest | None = None  # the newest manifest, for deaths
         # -- owned by the loop -----------------------------------------------------------------
         self.bd_seq = 0
         self._jobs: collections.deque[JobCommand] = collections.deque()
@@ -212,6 +214,9 @@ class AgentDaemon:
             self._record(job_id, "failed", RESTARTED)
         self.link.subscribe(self.topics[TopicKind.CMD], qos=1)
         self.link.subscribe(self.topics[TopicKind.RECEIPT], qos=1)
+        manifest = self._manifest()  # before the first Will, so every death names the board
+        with self._will_lock:
+            self._births_manifest = manifest
         self.link.start()
         if loop:
             self._loop_thread = threading.Thread(target=self._serve, args=(1.0,),
@@ -353,11 +358,19 @@ class AgentDaemon:
 
     def _status(self, status: str, reason: str | None = None, bd_seq: int | None = None) -> bytes:
         online = status == "online"
+        manifest: AgentManifest | None
+        if online:
+            manifest = self._manifest()
+            with self._will_lock:
+                self._births_manifest = manifest
+        else:  # a retained death keeps the board and runtimes known (the newest manifest)
+            with self._will_lock:
+                manifest = self._births_manifest
         message = Status(
             device_id=self.settings.device_id, fleet=self.settings.fleet, status=status,
             bd_seq=self.bd_seq if bd_seq is None else bd_seq, reason=None if online else reason,
             sent_at=None if reason == "connection lost" else _utc_now(),
-            manifest=self._manifest() if online else None,
+            manifest=manifest,
         )
         return message.model_dump_json(exclude_none=True).encode()
 

@@ -31,6 +31,7 @@ from collector.compare.matching import Baseline
 from collector.stores.base import Store, open_store
 from shared.catalogue import load_catalogue
 from shared.errors import ConfigError, require_module
+from shared.paths import check_output_path
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     catalogue = load_catalogue(override)
     if args.html:
+        check_output_path(args.html, "--html")  # before the comparison, not after it
         require_module("matplotlib", "collector")
     with opened_store(args.db) as store:
         per_series = args.runs_per_series or None
@@ -162,7 +164,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML report")
     cmp.set_defaults(func=run_compare)
 
-    base = sub.add_parser("baselines", help="import and list comparison baselines")
+    base = sub.add_parser(
+        "baselines", help="import and list comparison baselines",
+        description="Cited baselines are published results (MLPerf Inference and Tiny rows ship "
+        "with edgemeter, each with its round and the URL of its results file) that `compare` "
+        "sets edge runs against. `baselines list` shows them beside the measured datacenter runs; "
+        "`baselines import FILE` adds your own (JSON list or CSV), `--shipped` stores the "
+        "shipped ones in the database.")
 
     def _usage(_: argparse.Namespace) -> int:
         base.print_help(sys.stderr)

@@ -111,6 +111,11 @@ class SideMetrics(_Row):
     cost_per_million_usd: float | None = None
     cloud_per_million_usd: float | None = None
     cost_reason: str | None = Field(None, description="why cost_per_million_usd is null")
+    hardware_share: float | None = Field(
+        None, description="share of the catalogue entry's price, cloud rate and TDP charged: the "
+        "cores used / the entry's cores when the run used a slice of that machine; null: all"
+    )
+    share_note: str | None = Field(None, description="which share was charged, in words")
 
 
 class ComparisonRow(_Row):
@@ -204,6 +209,23 @@ def fidelity_agreement(edge: Fidelity | FidelityDigest | None,
 # ------------------------------------------------------------------------------------- sides
 
 
+def machine_share(result: BenchmarkResult, entry: HardwareEntry | None) -> tuple[float, str | None]:
+    """The share of ``entry`` a run used, and why: cores used (threads x streams, at most the
+    host's) / the entry's cores, when the entry states its cores and the host has another count
+    (``--hardware xeon-8380-2s`` on a 2-core VM); else 1 (the whole machine, no note). As the
+    agent's energy estimate scales idle and TDP, cost scales price, cloud rate and TDP."""
+    if entry is None or entry.cores is None:
+        return 1.0, None
+    host = result.device.cpu_cores
+    if host is None or host == entry.cores:
+        return 1.0, None
+    eff = result.spec.effective
+    used = min((eff.threads or host) * (eff.streams or 1), host, entry.cores)
+    share = used / entry.cores
+    return share, (f"{used} of {entry.key}'s {entry.cores} cores used: {share:.4g} of its price, "
+                   "cloud rate and TDP charged")
+
+
 def _power_of_result(
     result: BenchmarkResult, entry: HardwareEntry | None
 ) -> tuple[float | None, PowerBasis | None, str | None]:
@@ -211,7 +233,7 @@ def _power_of_result(
     if energy is not None and energy.avg_power_w is not None:
         return energy.avg_power_w, ("estimated" if energy.estimated else "measured"), energy.scope.value
     if entry is not None and entry.tdp_w is not None:
-        return entry.tdp_w, "tdp-assumed", "tdp"
+        return entry.tdp_w * machine_share(result, entry)[0], "tdp-assumed", "tdp"
     cores = result.runtime.threads or result.device.cpu_cores
     if entry is not None and entry.per_core_w is not None and cores:
         return entry.per_core_w * cores, "per-core-share", "tdp"
@@ -224,8 +246,10 @@ def _finish_side(
     settings: CostSettings,
     *,
     batch: int = 1,
+    share: float = 1.0,
 ) -> SideMetrics:
-    """Fill the figures derived from throughput, power, MACs and the catalogue entry."""
+    """Fill the figures derived from throughput, power, MACs and the catalogue entry; ``share``
+    of the entry's price and cloud rate is charged (a slice of the machine)."""
     thr = side.throughput_sps if side.throughput_sps else None
     if side.joules_per_inference is None and side.avg_power_w is not None and thr:
         side.joules_per_inference = side.avg_power_w / thr
@@ -249,8 +273,11 @@ def _finish_side(
         side.peak_ops_per_s = entry.peak_ops_per_s(side.precision)
     if side.ops_per_s is not None and side.peak_ops_per_s:
         side.utilisation = side.ops_per_s / side.peak_ops_per_s
+    if share != 1.0:
+        side.hardware_share = share
     if entry.cloud_usd_per_hour is not None and thr:
-        side.cloud_per_million_usd = cloud_cost_per_million_usd(entry.cloud_usd_per_hour, thr)
+        side.cloud_per_million_usd = cloud_cost_per_million_usd(
+            entry.cloud_usd_per_hour * share, thr)
     if entry.price_usd is None:
         side.cost_reason = f"no price for {entry.key} in the catalogue"
     elif side.avg_power_w is None:
@@ -259,7 +286,7 @@ def _finish_side(
         side.cost_reason = "no throughput"
     else:
         side.cost_per_million_usd = cost_per_million_usd(
-            price_usd=entry.price_usd,
+            price_usd=entry.price_usd * share,
             lifetime_years=settings.lifetime_years or entry.lifetime_years,
             duty_cycle=settings.duty_cycle,
             avg_power_w=side.avg_power_w,
@@ -289,7 +316,9 @@ def side_of_result(
         macs=result.model.macs,
         weight_bytes=result.model.size_bytes or None,
     )
-    return _finish_side(side, entry, settings, batch=result.spec.effective.batch)
+    share, note = machine_share(result, entry)
+    side.share_note = note
+    return _finish_side(side, entry, settings, batch=result.spec.effective.batch, share=share)
 
 
 def side_of_cited(

@@ -151,7 +151,20 @@ def format_table(rows: Sequence[ComparisonRow]) -> str:
         labels = {r.baseline.source: r.baseline.label for r in rows if r.baseline.source}
         lines += ["", "Sources of the cited rows:"]
         lines += [f"[{n}] {labels[src]}: {src}" for src, n in numbers.items()]
+    shares = share_notes(rows)
+    if shares:
+        lines += ["", "Share of a catalogue machine charged (a run on a slice of it):"]
+        lines += [f"{label}: {note}" for label, note in shares.items()]
     return "\n".join(lines)
+
+
+def share_notes(rows: Sequence[ComparisonRow]) -> dict[str, str]:
+    """Which share of its catalogue machine each side was charged, for the sides on a slice."""
+    notes: dict[str, str] = {}
+    for side in unique_sides(rows):
+        if side.metrics.share_note:
+            notes.setdefault(f"{side.label} ({KIND_NAME[side.kind]})", side.metrics.share_note)
+    return notes
 
 
 # ------------------------------------------------------------------------------------ plotting
@@ -249,22 +262,44 @@ def _kind_legend(ax: Axes, kinds: Sequence[SideKind], extra: Sequence[tuple[str,
     ax.legend(handles=handles, fontsize="small", loc="lower right")
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def line_styles(count: int) -> list[tuple[tuple[float, float, float, float], str]]:
+    """``count`` distinct (colour, line style) pairs: colours spread over a qualitative map (20
+    of them, then a continuous one), and the style changes with every round of colours, so no
+    two legend entries look alike however many runs there are."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        colours = [colormaps["tab10"](i) for i in range(count)]
+    elif count <= 20:
+        colours = [colormaps["tab20"](i) for i in range(count)]
+    else:
+        colours = [colormaps["turbo"](i / max(count - 1, 1)) for i in range(count)]
+    per_round = 10 if count <= 10 else 20 if count <= 20 else count
+    return [(colours[i], LINE_STYLES[(i // per_round) % len(LINE_STYLES)] if count > 20
+             else LINE_STYLES[0]) for i in range(count)]
+
+
 def plot_latency_cdf(rows: Sequence[ComparisonRow], runs: Mapping[str, BenchmarkResult]) -> Figure:
     fig = _new_figure()
     ax = fig.add_subplot()
     drawn = 0
-    for side in unique_sides(rows):
+    sides = unique_sides(rows)
+    for side, (colour, style) in zip(sides, line_styles(len(sides)), strict=True):
         run = runs.get(side.key)
         if run is not None:
             xs, ys = _cdf_of_run(run)
-            ax.step(xs, ys, where="post", label=f"{side.label} ({KIND_NAME[side.kind]})")
+            ax.step(xs, ys, where="post", color=colour, linestyle=style,
+                    label=f"{side.label} ({KIND_NAME[side.kind]})")
             drawn += 1
             continue
         m = side.metrics
         points = [(v, q) for v, q in ((m.latency_p50_ms, 0.5), (m.latency_p90_ms, 0.9)) if v is not None]
         if points:
             what = "cited p50 and p90" if len(points) == 2 else "cited median, drawn at 0.5"
-            ax.plot(*zip(*points, strict=True), "o", label=f"{side.label} ({what})")
+            ax.plot(*zip(*points, strict=True), "o", color=colour, label=f"{side.label} ({what})")
             drawn += 1
     if not drawn:
         _no_data(ax, "latencies")
@@ -511,15 +546,48 @@ def _linked(text: str) -> str:
     return "".join(out)
 
 
-def _about_row(row: ComparisonRow, number: int | None) -> str:
-    """The line under a row: its notes and, for a cited baseline, its source."""
-    items = [html.escape(n) for n in row.notes]
+def shared_notes(rows: Sequence[ComparisonRow]) -> dict[str, int]:
+    """Notes that more than one row carries, numbered in order: said once under the table."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for note in dict.fromkeys(row.notes):
+            counts[note] = counts.get(note, 0) + 1
+    return {note: i for i, note in enumerate((n for n, c in counts.items() if c > 1), start=1)}
+
+
+def _about_row(row: ComparisonRow, number: int | None, shared: Mapping[str, int]) -> str:
+    """The line under a row: its own notes, the numbers of the notes it shares with other rows,
+    and for a cited baseline the number of its source (each said once, under the table)."""
+    items = [html.escape(n) for n in dict.fromkeys(row.notes) if n not in shared]
+    refs = sorted({shared[n] for n in row.notes if n in shared})
+    if refs:
+        items.append("also notes " + ", ".join(f"N{r}" for r in refs) + " (under the table)")
     if row.baseline.source:
-        items.append(f"source [{number}]: {_linked(row.baseline.source)}")
+        items.append(f"source [{number}] (under the table)")
     if not items:
         return ""
     body = "".join(f"<li>{i}</li>" for i in items)
     return f'<tr class="about"><td colspan="{len(COLUMNS)}"><ul>{body}</ul></td></tr>'
+
+
+def _said_once(rows: Sequence[ComparisonRow], numbers: Mapping[str, int],
+               shared: Mapping[str, int]) -> list[str]:
+    """The shared notes and the cited sources, each once, numbered as the rows refer to them."""
+    parts = []
+    if shared:
+        parts.append("<h3>Notes shared by several rows</h3><ul>")
+        parts += [f"<li>N{n}: {html.escape(note)}</li>" for note, n in shared.items()]
+        parts.append("</ul>")
+    if numbers:
+        parts.append("<h3>Sources of the cited rows</h3><ul>")
+        parts += [f"<li>[{n}] {_linked(src)}</li>" for src, n in numbers.items()]
+        parts.append("</ul>")
+    shares = share_notes(rows)
+    if shares:
+        parts.append("<h3>Share of a catalogue machine charged</h3><ul>")
+        parts += [f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in shares.items()]
+        parts.append("</ul>")
+    return parts
 
 
 def render_html(
@@ -531,6 +599,7 @@ def render_html(
     settings = settings or CostSettings()
     esc = html.escape
     numbers = _source_numbers(rows)
+    shared = shared_notes(rows)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -545,7 +614,8 @@ def render_html(
            else "each catalogue entry's") + "; generated "
         f"{esc(datetime.now(timezone.utc).isoformat(timespec='seconds'))}.</p>",
         f"<p>How to read it: {esc(LEGEND)} The line under a row holds its notes and, for a cited "
-        "baseline, where the figures come from.</p>",
+        "baseline, where the figures come from; a note several rows share and every source are said "
+        "once, under the table.</p>",
         "<table><thead><tr>",
         *(f'<th title="{esc(c.long)}">{esc(c.long)}</th>' for c in COLUMNS),
         "</tr></thead><tbody>",
@@ -554,8 +624,9 @@ def render_html(
         number = numbers.get(row.baseline.source or "")
         cells = table_cells(row, footnote=number, full_labels=True)
         parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-        parts.append(_about_row(row, number))
+        parts.append(_about_row(row, number, shared))
     parts.append("</tbody></table>")
+    parts += _said_once(rows, numbers, shared)
     for plot in PLOTS:
         fig = plot.draw(rows, runs) if plot.draw is plot_latency_cdf else plot.draw(rows)
         parts.append(f"<h2>{esc(plot.title)}</h2>")

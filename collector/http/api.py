@@ -28,7 +28,7 @@ from shared.capability import refusal, split
 from shared.catalogue import Catalogue
 from shared.errors import BrokerError
 from shared.messages import JobCommand, JobSettings, ModelRef
-from shared.schema import Role
+from shared.schema import BenchmarkResult, Role
 from shared.topics import TopicKind, Topics
 
 __all__ = ["BETTER", "ApiContext", "CompareAnswer", "JobRequest", "Publisher", "compare_answer",
@@ -172,9 +172,21 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
 def get_run(request: Request, run_id: str) -> dict[str, Any]:
     ctx = _ctx(request)
     result = ctx.store.get_result(run_id)
+    if result is None:  # a short id, as the results table prints it
+        result = _by_short_id(ctx.store, run_id)
     if result is None:
         raise HTTPException(404, f"no run {run_id!r} in this collector's database")
     return run_detail(result, ctx.catalogue)
+
+
+def _by_short_id(store: ReadStore, short: str) -> BenchmarkResult | None:
+    from collector.http.short_ids import AmbiguousRunId, resolve_run_id
+
+    try:
+        full = resolve_run_id(store, short)
+    except AmbiguousRunId as err:
+        raise HTTPException(409, str(err)) from err
+    return store.get_result(full) if full else None
 
 
 class CompareAnswer(BaseModel):

@@ -510,8 +510,10 @@ class SqlStore:
             })
 
     def list_jobs(self, *, device_id: str | None = None, limit: int = 100) -> list[JobRecord]:
-        """Jobs, newest first (by the command's ``created_at``), at most ``limit``."""
-        query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()) \
+        """Jobs, newest first (by the command's ``created_at``), at most ``limit``. A job this
+        store only knows from its acks (sent by ``fleet run``, not through the API) takes its
+        model from the result it produced."""
+        query = select(*_jobs_with_models()).order_by(jobs.c.created_at.desc(), jobs.c.id.desc()) \
             .limit(max(int(limit), 0))
         if device_id is not None:
             query = query.where(jobs.c.device_id == device_id)
@@ -725,6 +727,17 @@ def _series_rows(batch: Sequence[BenchmarkResult],
 def _month_of(value: datetime) -> Month:
     utc = value.astimezone(timezone.utc)
     return utc.year, utc.month
+
+
+def _jobs_with_models() -> list[Any]:
+    """The jobs' columns, the model's name and sha256 falling back to the job's stored result."""
+    def from_result(column: str) -> Any:
+        return (select(results.c[column]).where(results.c.run_id == jobs.c.run_id)
+                .limit(1).scalar_subquery())
+
+    return [*(c for c in jobs.c if c.name not in ("model_name", "model_sha256")),
+            func.coalesce(jobs.c.model_name, from_result("model_name")).label("model_name"),
+            func.coalesce(jobs.c.model_sha256, from_result("model_sha256")).label("model_sha256")]
 
 
 def _job_record(row: Row[Any]) -> JobRecord:

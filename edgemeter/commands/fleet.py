@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from shared.capability import refusal, split
 from shared.errors import ConfigError
-from shared.messages import JobAck, JobCommand, ModelRef, Progress, Receipt, Status, Telemetry
+from shared.messages import AgentManifest, JobAck, JobCommand, ModelRef, Progress, Receipt, Status, Telemetry
 from shared.presence import status_wins
 from shared.run_settings import RunSettings
 from shared.selector import Candidate
@@ -56,9 +56,11 @@ class DeviceView:
     status: Status | None = None
     telemetry: Telemetry | None = None
     last_seen: float | None = None
+    manifest: AgentManifest | None = None
+    """the newest birth's manifest: a death (no manifest) keeps the board and runtime known"""
 
     def row(self) -> dict[str, Any]:
-        manifest = self.status.manifest if self.status else None
+        manifest = (self.status.manifest if self.status else None) or self.manifest
         runtime = ", ".join(f"{k} {v}" for k, v in manifest.runtimes.items()) if manifest else None
         board = (manifest.device.board or manifest.device.cpu_model) if manifest else None
         return {
@@ -86,7 +88,7 @@ class FleetWatch:
 
     def on_message(self, topic: str, payload: bytes) -> None:
         address = Topics.parse(topic)
-        if address is None:
+        if address is None or _not_a_device(address.fleet):
             return
         key = (address.fleet, address.device_id)
         try:
@@ -96,6 +98,7 @@ class FleetWatch:
                     status = Status.model_validate_json(payload)
                     if status_wins(view.status, status):
                         view.status = status
+                        view.manifest = status.manifest or view.manifest
                         if status.sent_at:
                             view.last_seen = status.sent_at.timestamp()
                 elif address.kind == TopicKind.TELEMETRY:
@@ -110,6 +113,13 @@ class FleetWatch:
         except ValidationError:
             return  # someone else's malformed message is not ours to report
         self.changed.set()
+
+
+def _not_a_device(fleet: str) -> bool:
+    """The collector announces itself under its own reserved fleet: it is not a device."""
+    from collector.health import COLLECTOR_FLEET  # a constant; pydantic is loaded already
+
+    return fleet == COLLECTOR_FLEET
 
 
 def _watch(args: argparse.Namespace, kinds: list[TopicKind], fleet: str = "+") -> tuple[Any, FleetWatch]:
@@ -236,8 +246,9 @@ def _say_whether_the_collector_has(ref: ModelRef, path: Path | None, models_url:
         if err.code != 404:
             raise ConfigError(f"cannot ask {url}: HTTP {err.code}") from err
         add = f"edgemeter models add {path if path is not None else 'FILE'} --db URL"
-        print(f"model {shown}: sha256 {ref.sha256}: the collector does not have it yet, so the "
-              f"jobs will fail; add it first: {add}", file=sys.stderr)
+        raise ConfigError(f"model {shown} (sha256 {ref.sha256}): the collector at {models_url} "
+                          f"does not have it yet, so every job would fail; add it first: {add}"
+                          ) from err
     except (OSError, urllib.error.URLError) as err:
         raise ConfigError(f"cannot reach the collector at {models_url}: {err}") from err
 

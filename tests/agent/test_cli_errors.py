@@ -94,3 +94,24 @@ def test_verbose_and_quiet_are_accepted_after_the_subcommand() -> None:
     assert parser.parse_args(["sweep", "m.onnx", "-q"]).quiet is True
     assert parser.parse_args(["results", "--db", "sqlite:///x", "-v"]).sub_verbose == 1
     assert parser.parse_args(["bench", "m.tflite"]).quiet is False
+
+
+@pytest.mark.parametrize(("argv", "prog"), [
+    (["bench", "model.tflite", "--no-such-flag"], "edgemeter bench"),
+    (["fleet", "ls", "--mqtt", "mqtt://x", "--no-such-flag"], "edgemeter fleet ls"),
+])
+def test_an_unknown_flag_is_hinted_with_its_own_subcommands_help(
+    capsys: pytest.CaptureFixture[str], argv: list[str], prog: str,
+) -> None:
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"{prog}: error: unrecognized arguments: --no-such-flag")
+    assert line.endswith(f"(see {prog} --help)")
+
+
+def test_help_names_the_wire_schema_version_schema_prints() -> None:
+    from edgemeter.cli import COMMANDS
+    from shared.schema import SCHEMA_VERSION, json_schema
+
+    assert f"wire schema v{SCHEMA_VERSION})" in COMMANDS["schema"][1]
+    assert json_schema()["properties"]["schema_version"]["default"] == SCHEMA_VERSION

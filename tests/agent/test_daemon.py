@@ -188,6 +188,7 @@ def test_every_connect_registers_a_will_with_a_new_bd_seq_and_publishes_a_retain
     daemon.pump()
     wills = [Status.model_validate_json(w) for w in link.wills]
     assert [(w.status, w.bd_seq) for w in wills] == [("offline", 1), ("offline", 2)]
+    assert all(w.manifest is not None for w in wills)  # `fleet ls` after a death shows the board
     births = [(t, Status.model_validate_json(p), r) for t, p, r in link.published
               if t == f"{TOPIC}/status"]
     assert [(b.status, b.bd_seq, r) for _, b, r in births] == [("online", 1, True), ("online", 2, True)]

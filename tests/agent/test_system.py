@@ -95,3 +95,40 @@ def test_jetson_clock_below_its_maximum_is_reported_as_throttling(tmp_path: Path
     pinned = SystemSampler(tmp_path, hz=50, runner=lambda argv: None)
     pinned.start()
     assert pinned.stop().throttled is None
+
+
+PI4_CPUINFO = (  # /proc/cpuinfo of a Raspberry Pi 4 (64-bit OS), one core shown
+    "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+    "CPU revision\t: 3\n\nRevision\t: c03114\nSerial\t\t: 100000001234abcd\n"
+    "Model\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+)
+
+
+def test_without_a_device_tree_the_board_comes_from_cpuinfos_model_line(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cpuinfo").write_text(PI4_CPUINFO)
+    manifest = collect_manifest(tmp_path, load_catalogue())
+    assert manifest.board == "Raspberry Pi 4 Model B Rev 1.4"
+    assert manifest.hardware_key == "raspberry-pi-4"
+
+
+def test_without_a_device_tree_a_jetson_is_named_from_its_l4t_files(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/nv_tegra_release").write_text(
+        "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64, "
+        "DATE: Fri Jul 19 23:24:25 UTC 2024\n# KERNEL_VARIANT: oot\n")
+    assert collect_manifest(tmp_path).board == "NVIDIA Jetson (L4T R36.3.0)"
+    (tmp_path / "etc/nv_boot_control.conf").write_text(
+        "TNSPEC 3767-300-0005-K.2-1-1-jetson-orin-nano-devkit-\n"
+        "COMPATIBLE_SPEC 3767-000-0000--1--jetson-orin-nano-devkit-\nTEGRA_LEGACY_UPDATE false\n")
+    manifest = collect_manifest(tmp_path, load_catalogue())
+    assert manifest.board == "NVIDIA Jetson Orin Nano 8GB (L4T R36.3.0)"
+    assert manifest.hardware_key == "jetson-orin-nano-8gb"
+
+
+def test_the_device_tree_model_wins_over_cpuinfo(tmp_path: Path) -> None:
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
+    (tmp_path / "proc/cpuinfo").write_text(PI4_CPUINFO)
+    assert collect_manifest(tmp_path).board == "Raspberry Pi 5 Model B Rev 1.0"

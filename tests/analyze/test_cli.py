@@ -29,7 +29,7 @@ def test_json_output(main: Main, models: Path, capsys: pytest.CaptureFixture[str
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {
         "format", "macs", "flops", "params", "weight_bytes", "precision", "other_ops",
-        "convention", "macs_coverage",
+        "convention", "macs_coverage", "batch",
     }
     assert out["macs_coverage"] == {
         "counted": {"CONV_2D": 9, "FULLY_CONNECTED": 1},

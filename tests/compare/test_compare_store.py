@@ -112,3 +112,17 @@ def test_root_cli_prints_one_line_errors(monkeypatch: pytest.MonkeyPatch,
     assert root.main(["baselines", "import", "--db", "sqlite:///unused.db"]) == root.EXIT_ERROR
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("edgemeter: error: ") for line in err)
+
+
+def test_an_html_path_in_a_missing_folder_fails_before_anything_is_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import collector.compare.commands as commands
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    store_pair(url)
+    compared: list[int] = []
+    monkeypatch.setattr(commands, "compare", lambda *a, **k: compared.append(1) or [])
+    with pytest.raises(ConfigError, match=r"--html .*missing/x\.html: the folder .* does not exist"):
+        cli(["compare", "--db", url, "--html", str(tmp_path / "missing" / "x.html")])
+    assert compared == [] and capsys.readouterr().out == ""

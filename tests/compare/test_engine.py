@@ -16,7 +16,7 @@ from collector.compare import (
 )
 from collector.records import CitedBaseline
 from shared.catalogue import load_catalogue
-from shared.schema import BenchmarkResult
+from shared.schema import BenchmarkResult, DeviceManifest, RunSpec, RunSpecPair
 from tests.compare.helpers import dc_float, edge_int8, fidelity, fingerprint
 
 HW = load_catalogue().entries
@@ -195,3 +195,36 @@ def test_rows_serialise_to_json_and_validate_back() -> None:
     assert set(doc["cost_per_million_usd"]) >= {"edge", "baseline"}
     assert doc["baseline"]["kind"] == "measured" and doc["baseline"]["run_id"] == str(base.run_id)
     assert ComparisonRow.model_validate(doc) == row
+
+
+def test_a_slice_of_a_catalogue_server_is_charged_its_share_of_price_cloud_rate_and_tdp() -> None:
+    # xeon-8380-2s: 160 logical cores. A run on a 2-core VM with 2 threads uses 2 / 160 of it.
+    entry = HW["xeon-8380-2s"]
+    assert entry.cores == 160 and entry.price_usd and entry.tdp_w
+    spec = RunSpecPair(requested=RunSpec(), effective=RunSpec(threads=2))
+    base = dc_float(hardware_key="xeon-8380-2s", throughput_sps=1000.0, spec=spec,
+                    device=DeviceManifest(hostname="vm", hardware_key="xeon-8380-2s", cpu_cores=2))
+    row = compare_pair(edge_int8(), base, "network", HW, CostSettings())
+    m = row.baseline_metrics
+    share = 2 / 160
+    assert m.hardware_share == pytest.approx(share)
+    assert m.avg_power_w == pytest.approx(entry.tdp_w * share)
+    owned = (entry.price_usd * share / (entry.lifetime_years * 365.25 * 86400)
+             + entry.tdp_w * share * 0.15 / 3.6e6) * 1e6 / 1000.0
+    assert row.cost_per_million_usd.baseline == pytest.approx(owned, rel=1e-9)
+    if entry.cloud_usd_per_hour is not None:
+        assert row.cost_per_million_usd.baseline_cloud == pytest.approx(
+            entry.cloud_usd_per_hour * share / 3600 * 1e6 / 1000.0, rel=1e-9)
+    assert m.share_note is not None and "2 of xeon-8380-2s's 160 cores" in m.share_note
+    from collector.compare.report import format_table
+
+    assert "2 of xeon-8380-2s's 160 cores used" in format_table([row])
+
+
+def test_the_whole_catalogue_machine_is_charged_when_the_host_is_that_machine() -> None:
+    spec = RunSpecPair(requested=RunSpec(), effective=RunSpec(threads=2))
+    base = dc_float(hardware_key="xeon-8380-2s", spec=spec,
+                    device=DeviceManifest(hostname="big", hardware_key="xeon-8380-2s",
+                                          cpu_cores=160))
+    row = compare_pair(edge_int8(), base, "network", HW, CostSettings())
+    assert row.baseline_metrics.hardware_share is None and row.baseline_metrics.share_note is None

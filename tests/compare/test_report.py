@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import struct
 import sys
@@ -153,15 +154,30 @@ def test_summary_only_runs_plot_from_percentiles() -> None:
     check_page(render_html(rows, {str(edge.run_id): edge}))
 
 
-def test_each_row_is_followed_by_its_own_notes_and_source() -> None:
+def test_each_row_is_followed_by_its_own_notes_and_a_shared_note_is_said_once() -> None:
     rows, runs = sample_rows()
-    page = parse(render_html(rows, runs))
+    common = [n for n in rows[0].notes if n in rows[1].notes]
+    assert common  # the sample's rows share a note
+    text = render_html(rows, runs)
+    page = parse(text)
     body = [r for r in page.rows if r[0] in ("", "about")][1:]        # skip the header row
     assert [kind for kind, _ in body] == ["", "about", "", "about"]
     measured_notes, cited_notes = body[1][1], body[3][1]
-    assert "baseline power is the catalogue's tdp-assumed figure" in measured_notes
-    assert "vendor table <1> & co" in cited_notes and "vendor table" not in measured_notes
+    assert "baseline MACs not cited" in cited_notes and "MACs" not in measured_notes
+    assert "vendor table" not in measured_notes
     assert "source [1]" in cited_notes and "[1]" in body[2][1]
+    for note in common:
+        assert text.count(html.escape(note)) == 1                    # once, under the table
+        assert "also notes N1" in measured_notes and "also notes N1" in cited_notes
+    assert text.count("vendor table &lt;1&gt; &amp; co") == 1
+
+
+def test_the_cdf_gives_seventeen_runs_seventeen_different_looks() -> None:
+    from collector.compare.report import line_styles
+
+    for count in (3, 17, 25):
+        styles = line_styles(count)
+        assert len(set(styles)) == count
 
 
 def test_cited_figures_notes_travel_with_the_row() -> None:

@@ -1,4 +1,5 @@
-"""The wire's latency histograms: v2 percentiles within the stated 1 % of numpy's nearest rank,
+"""The wire's latency histograms: v2 percentiles within the stated 1 % of the exact percentile
+(LoadGen's index convention),
 runs that round-trip, a size that follows the latencies' spread and not the run's length."""
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ QUANTILES = [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9
 
 
 def _exact_ns(values: np.ndarray, q: float) -> float:
-    """numpy's nearest rank ("inverted_cdf": the smallest value whose CDF reaches q)."""
-    return float(np.quantile(values, q, method="inverted_cdf"))
+    """LoadGen's percentile: ``sorted[int(n * q)]`` (``loadgen/results.cc``), the last for q = 1."""
+    ordered = np.sort(values)
+    return float(ordered[min(len(ordered) - 1, int(len(ordered) * q))])
 
 
 def _synthetic() -> dict[str, np.ndarray]:
@@ -38,14 +40,23 @@ def _synthetic() -> dict[str, np.ndarray]:
 SYNTHETIC = _synthetic()
 
 
-def test_nearest_rank_is_numpys_inverted_cdf() -> None:
+def test_percentile_takes_loadgens_index_one_rank_above_nearest_rank_where_n_q_is_whole() -> None:
+    values = np.arange(1.0, 101.0)  # n = 100: n * 0.9 = 90 is whole
+    assert latency.percentile(values, 0.90) == 91.0  # LoadGen: sorted[90]
+    assert float(np.quantile(values, 0.90, method="inverted_cdf")) == 90.0  # nearest rank
+    odd = np.arange(1.0, 102.0)  # n = 101: n * 0.9 = 90.9, both rules give sorted[90]
+    assert latency.percentile(odd, 0.90) == float(np.quantile(odd, 0.90, method="inverted_cdf"))
+    assert latency.percentile(values, 1.0) == 100.0
+
+
+def test_percentile_matches_loadgens_index_at_every_quantile() -> None:
     values = np.sort(SYNTHETIC["pareto-tail"])
     for q in QUANTILES:
-        assert latency.nearest_rank(values, q) == _exact_ns(values, q)
+        assert latency.percentile(values, q) == _exact_ns(values, q)
 
 
 @pytest.mark.parametrize("name", list(SYNTHETIC))
-def test_v2_percentiles_are_within_the_stated_error_of_numpys_nearest_rank(name: str) -> None:
+def test_v2_percentiles_are_within_the_stated_error_of_the_exact_percentile(name: str) -> None:
     values = SYNTHETIC[name]
     hist = LatencyHistogram.of(values)
     assert hist.rel_error == latency.REL_ERROR == 0.01

@@ -4,7 +4,7 @@
 // charts, each saying its unit and whether lower or higher is better, then the pairwise rows.
 
 import { getJSON, query } from "./api.js";
-import { h, clear, empty, ms, joules, usd, num, shortId } from "./dom.js";
+import { h, clear, empty, ms, joules, usd, num, sig, shortId } from "./dom.js";
 import { failure, setParams } from "./nav.js";
 
 const KIND_NAME = { edge: "edge", datacenter: "datacenter", hpc: "HPC", cited: "cited (MLPerf)", measured: "measured" };
@@ -64,16 +64,29 @@ function short(label) { return label.length > 42 ? `${label.split(" (")[0].slice
 
 function ratio(v, better) {
   if (v === null || v === undefined) return "–";
-  return h("span", { title: `edge ÷ baseline; ${better} is better` }, `${num(v, 2)}×`);
+  return h("span", { title: `edge ÷ baseline = ${v}; ${better} is better` }, `${sig(v, 3)}×`);
+}
+
+/** Which share of a catalogue machine a side was charged (a run on a slice of it), or nothing. */
+function shareNote(side) {
+  if (!side || !side.share_note) return null;
+  return h("div", { class: "small muted", title: side.share_note },
+    `${side.label}: ${sig(side.hardware_share * 100, 2)} % of ${side.hardware_key} charged`);
+}
+
+/** A header: its name, and under it in small print which way is better. */
+function head(name, hint, title) {
+  return h("th", { class: "num", title }, name, h("br"), h("span", { class: "small muted" }, hint));
 }
 
 function rowsTable(rows, better) {
-  return h("table", { class: "cards" },
+  return h("table", { class: "cards pairs" },
     h("thead", {}, h("tr", {}, h("th", {}, "Edge run"), h("th", {}, "Baseline"), h("th", {}, "Matched by"),
-      h("th", { class: "num", title: "edge ÷ baseline" }, "p50 latency ratio (lower is better)"),
-      h("th", { class: "num", title: "edge ÷ baseline" }, "Throughput ratio (higher is better)"),
-      h("th", { class: "num", title: "edge ÷ baseline" }, "Energy/inference ratio (lower is better)"),
-      h("th", { class: "num" }, "Cost per million, edge vs baseline (USD)"), h("th", {}, "Break-even"))),
+      head("p50 ×", "lower is better", "p50 latency, edge ÷ baseline"),
+      head("Throughput ×", "higher is better", "throughput, edge ÷ baseline"),
+      head("J/inference ×", "lower is better", "energy per inference, edge ÷ baseline"),
+      head("USD per million", "edge / baseline", "cost per million inferences: edge owned, then the baseline owned (or rented)"),
+      h("th", {}, "Break-even"))),
     h("tbody", {}, rows.map((r) => h("tr", {},
       h("td", { "data-label": "Edge run" }, h("a", { href: `#/run/${r.edge_run_id}` }, `${r.edge_device_id} · ${shortId(r.edge_run_id)}`)),
       h("td", { "data-label": "Baseline" }, r.baseline.run_id ? h("a", { href: `#/run/${r.baseline.run_id}` }, r.baseline.label)
@@ -82,7 +95,9 @@ function rowsTable(rows, better) {
       h("td", { "data-label": "p50 ratio", class: "num" }, ratio(r.ratios.latency_p50, better["ratios.latency_p50"])),
       h("td", { "data-label": "Throughput ratio", class: "num" }, ratio(r.ratios.throughput, better["ratios.throughput"])),
       h("td", { "data-label": "Energy ratio", class: "num" }, ratio(r.ratios.joules_per_inference, better["ratios.joules_per_inference"])),
-      h("td", { "data-label": "Cost per million", class: "num" }, `${usd(r.cost_per_million_usd.edge)} vs ${usd(r.cost_per_million_usd.baseline ?? r.cost_per_million_usd.baseline_cloud)}`),
+      h("td", { "data-label": "USD per million", class: "num" }, usd(r.cost_per_million_usd.edge), h("br"),
+        h("span", { class: "small muted" }, `vs ${usd(r.cost_per_million_usd.baseline ?? r.cost_per_million_usd.baseline_cloud)}`),
+        shareNote(r.edge_metrics), shareNote(r.baseline_metrics)),
       h("td", { "data-label": "Break-even", class: "small" }, r.break_even.inferences != null
         ? `${num(r.break_even.inferences, 0)} inferences${r.break_even.days != null ? ` (${num(r.break_even.days, 1)} days)` : ""}`
         : r.break_even.reason ?? "–")))));

@@ -37,6 +37,14 @@ export function num(value, digits = 2) {
   return value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
 
+/** A number to ``digits`` significant digits (a ratio of 0.0037 stays 0.0037, never "0"). */
+export function sig(value, digits = 3) {
+  if (value === null || value === undefined || Number.isNaN(value)) return DASH;
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs >= 1e6 || abs < 1e-4)) return value.toExponential(digits - 1);
+  return value.toLocaleString("en-US", { maximumSignificantDigits: digits });
+}
+
 /** Value with its unit, or a dash when unmeasured (null is never shown as 0). */
 export function withUnit(value, unit, digits = 2) {
   return value === null || value === undefined ? DASH : `${num(value, digits)} ${unit}`;

@@ -93,20 +93,35 @@ function computePanel(result, catalogue) {
         : `${num(peak, 1)} GMAC/s (${catalogue.name ?? catalogue.hardware_key}, ${result.model.precision})`],
       ["Share of peak", share === null ? null : `${num(share * 100, 2)} %`],
       ["Memory bandwidth (catalogue)", catalogue?.memory_gbps ? `${num(catalogue.memory_gbps, 1)} GB/s` : null],
-      ["Parameters", result.model.params ? `${num(result.model.params / 1e6, 2)} M` : null],
+      ["Parameters", paramsText(result.model.params)],
       ["Model size", bytes(result.model.size_bytes)],
     ]));
+}
+
+/** The stability verdict beside validity: stable or unstable with the windows' CV. */
+function stabilityText(st) {
+  if (!st || st.throughput_cv === null || st.throughput_cv === undefined) return "not judged (too few queries)";
+  const cv = `throughput CV ${num(st.throughput_cv * 100, 1)} % over ${st.windows?.length ?? 0} windows`;
+  if (st.stable === null || st.stable === undefined) return `not judged (${cv}; server arrivals or a run under 5 s)`;
+  return `${st.stable ? "stable" : "unstable"} (${cv}, limit ${num((st.cv_limit ?? 0.1) * 100, 0)} %)`;
 }
 
 function validityPanel(result) {
   const v = result.validity;
   const bound = v.latency_bound;
+  const qps = v.server_qps;
   return h("section", { class: "panel" }, h("h2", {}, "Validity"),
     h("p", {}, v.valid ? badge("valid") : badge("invalid"),
+      v.custom ? h("span", {}, " ", badge("custom", "warn"), " ", h("span", { class: "small" }, v.custom)) : null,
       v.mlperf_valid === true ? h("span", {}, " ", badge("MLPerf-valid", "valid"))
         : v.mlperf_valid === false ? h("span", { class: "small muted" }, " not MLPerf-valid") : null),
     v.reasons?.length ? h("ul", { class: "reasons" }, v.reasons.map((r) => h("li", {}, r)))
-      : h("p", { class: "small muted" }, "No reasons against it: the run met its profile's rules."),
+      : h("p", { class: "small muted" }, v.custom ? "No reasons against it by LoadGen's rules; shorter than its profile."
+        : "No reasons against it: the run met its profile's rules."),
+    v.warnings?.length ? h("ul", { class: "warnings" }, v.warnings.map((w) => h("li", {}, `warning: ${w}`))) : null,
+    kv([["Stability", stabilityText(result.stability)]]),
+    qps ? kv([["Server rate", `target ${num(qps.target_qps, 1)}/s, scheduled ${num(qps.scheduled_qps, 1)}/s, `
+      + `completed ${num(qps.completed_qps, 1)}/s`]]) : null,
     bound ? kv([["Latency bound", `${ms(bound.bound_ms)} at p${num(bound.percentile * 100, 1)}`],
       ["Queries over the bound", `${bound.over_bound} of ${bound.queries}`],
       ["Early-stopping estimate", ms(bound.early_stop_ms)], ["Passed", bound.passed ? "yes" : "no"]]) : null);
@@ -133,6 +148,12 @@ function settingsPanel(result) {
       return h("tr", {}, h("td", {}, k), h("td", { class: "mono" }, show(requested[k])),
         h("td", { class: "mono" }, differs ? h("strong", {}, show(effective[k])) : show(effective[k])));
     }))));
+}
+
+/** 5.3 M, or the count itself under a million (a 21,432-parameter model is not "0.02 M"). */
+function paramsText(params) {
+  if (params === null || params === undefined) return null;
+  return params >= 1e6 ? `${num(params / 1e6, 2)} M` : num(params, 0);
 }
 
 export async function render(root, { id }, ctx) {
