@@ -107,6 +107,13 @@ def _number_not_text(value: Any) -> Any:
     return value
 
 
+def _integer_not_float(value: Any) -> Any:
+    """Refuse ``2.0`` where a version number belongs (pydantic would quietly take it as 2)."""
+    if isinstance(value, float):
+        raise ValueError("must be an integer, not a decimal number")
+    return value
+
+
 _NUMBER = BeforeValidator(_number_not_text)
 Real = Annotated[float, _NUMBER]
 """Any finite float (every model refuses NaN and infinities), given as a number."""
@@ -119,7 +126,10 @@ Count = Annotated[int, _NUMBER, Field(ge=0, le=INT64_MAX)]
 Threads = Annotated[int, _NUMBER, Field(ge=0, le=65_536)]
 Celsius = Annotated[float, _NUMBER, Field(ge=ABSOLUTE_ZERO_C)]
 Percent = Annotated[float, _NUMBER, Field(ge=0, le=100)]
-WireVersion = Annotated[Literal[1], _NUMBER]
+SchemaVersion = Annotated[int, _NUMBER, BeforeValidator(_integer_not_float),
+                          Field(ge=1, le=INT64_MAX)]
+"""A ``schema_version``: an integer written as one (``2.0`` is refused, as are ``"2"`` and ``true``)."""
+WireVersion = Annotated[Literal[1], _NUMBER, BeforeValidator(_integer_not_float)]
 """``schema_version`` 1 of a fleet message, as the number 1 (not ``true``, not ``"1"``)."""
 
 
@@ -775,7 +785,7 @@ class BenchmarkResult(Strict):
     ``schema_version`` 1 or 2 (see the module docstring); built in Python without one, it is 2.
     """
 
-    schema_version: Integer = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     run_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     device_id: str
     fleet: str = "default"

@@ -71,6 +71,11 @@ class Store(Protocol):
     ) -> int:
         """Store results in one transaction; returns how many were new (a known run_id is skipped).
 
+        Only new results move a device's latest result and its series. A result whose run_id is
+        known with other content (another device, a changed measurement; ``replayed`` aside) is
+        refused: it becomes a dead letter with the reason "conflicting duplicate of run_id ..."
+        in the same transaction, and the first one is kept.
+
         ``topics``, when given, holds the MQTT topic each result arrived on (same order).
         ``payloads``, when given, holds each result's JSON exactly as received (UTF-8, already
         validated into ``results``), stored as the result's document instead of serialising the
