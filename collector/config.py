@@ -81,6 +81,8 @@ CONFIG_ENV = "EDGEMETER_COLLECTOR_CONFIG"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 CREDENTIAL_NAMES = {"mqtt": "mqtt-password", "db": "db-password", "http": "http-token"}
 """systemd credential file names (``LoadCredential=NAME:...``) per table."""
+MODELS_CREDENTIAL = "models-token"
+"""systemd credential of ``[http] models_token``."""
 
 
 class MqttSettings(SettingsTable):
@@ -132,6 +134,18 @@ class HttpSettings(SettingsTable):
     listen: str = Field("127.0.0.1:8080", description="HOST:PORT the HTTP server listens on")
     token: SecretStr | None = Field(None, description="bearer token; prefer token_file")
     token_file: Path | None = Field(None, description="file holding the bearer token")
+    models_token: SecretStr | None = Field(
+        None, description="what agents send to fetch models off loopback ([models] token_file "
+        "on the boards); prefer models_token_file")
+    models_token_file: Path | None = Field(None, description="file holding the models token")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="names clients may reach this server by (Host header), "
+        "besides the listen address, localhost and 127.0.0.1; others get 400",
+        json_schema_extra={"example": ["collector.lab.example"]})
+    max_event_readers: int = Field(64, ge=1, le=100_000,
+                                   description="open /api/events streams at most; 503 beyond")
+    max_downloads: int = Field(8, ge=1, le=10_000,
+                               description="model downloads at once at most; 503 beyond")
 
     @field_validator("listen")
     @classmethod
@@ -154,6 +168,9 @@ class IngestSettings(SettingsTable):
         60.0, gt=0, description="retries back off (doubling) up to this interval, for ever"
     )
     stats_interval_s: float = Field(60.0, gt=0, description="print the counters this often")
+    metrics_max_devices: int = Field(
+        10_000, ge=1, description="devices (per fleet) whose figures /metrics keeps, at most: "
+        "bounds what boards inventing ids or fleets can add")
     gc_threshold: int = Field(
         10_000, ge=0,
         description="the collector process's first garbage-collection threshold (Python's default "
@@ -346,19 +363,25 @@ def _resolve(
     secret_file: Path | None,
     url: str | None,
     credentials_dir: Path | None,
+    *,
+    key: str | None = None,
+    credential: str | None = None,
 ) -> SecretStr | None:
-    key = "token" if table == "http" else "password"
+    key = key or ("token" if table == "http" else "password")
     if secret is not None and secret_file is not None:
         raise ConfigError(f"[{table}] has both {key} and {key}_file (from flags, environment or "
                           f"config file): keep one")
     if secret is not None:
+        if not secret.get_secret_value():
+            raise ConfigError(f"[{table}] {key} is empty (from a flag, the environment or the "
+                              f"config file): set a non-empty one or remove it")
         return secret
     if secret_file is not None:
         return _read_secret(secret_file, f"[{table}] {key}_file")
     if _url_has_password(url):
         return None  # the URL's own, for compatibility
     if credentials_dir is not None:
-        path = credentials_dir / CREDENTIAL_NAMES[table]
+        path = credentials_dir / (credential or CREDENTIAL_NAMES[table])
         if path.is_file():
             logger.debug("[%s] %s from the systemd credential %s", table, key, path.name)
             return _read_secret(path, "systemd credential")
@@ -371,6 +394,8 @@ def resolve_secrets(settings: CollectorSettings, credentials_dir: Path | None) -
     mqtt_pw = _resolve("mqtt", mqtt.password, mqtt.password_file, mqtt.url, credentials_dir)
     db_pw = _resolve("db", db.password, db.password_file, db.url, credentials_dir)
     token = _resolve("http", http.token, http.token_file, None, credentials_dir)
+    models_token = _resolve("http", http.models_token, http.models_token_file, None,
+                            credentials_dir, key="models_token", credential=MODELS_CREDENTIAL)
     if db_pw is not None and db.url is not None and _is_sqlite(db.url):
         if db.password is not None or db.password_file is not None:
             logger.warning("ignoring the database password: SQLite (%s) has none", db.url)
@@ -378,7 +403,7 @@ def resolve_secrets(settings: CollectorSettings, credentials_dir: Path | None) -
     return settings.model_copy(update={
         "mqtt": mqtt.model_copy(update={"password": mqtt_pw}),
         "db": db.model_copy(update={"password": db_pw}),
-        "http": http.model_copy(update={"token": token}),
+        "http": http.model_copy(update={"token": token, "models_token": models_token}),
     })
 
 
@@ -431,6 +456,8 @@ def load_settings(
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -450,7 +477,7 @@ def _sample_table(model: type[BaseModel], name: str, lines: list[str]) -> None:
         lines.append(f"# {field.description}")
         default = field.get_default(call_default_factory=True)
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if default is None:
+        if default is None or default == []:
             example = extra.get("example")
             lines.append(f"# {key} = {_toml_value(example) if example else '...'}")
         else:

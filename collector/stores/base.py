@@ -134,6 +134,12 @@ class Store(Protocol):
 
     def get_model(self, sha256: str) -> tuple[str, bytes] | None: ...
 
+    def model_record(self, sha256: str) -> ModelRecord | None:
+        """A stored model's name and size, without its content (None when not stored)."""
+
+    def read_model(self, sha256: str, chunk_bytes: int = ...) -> Iterator[bytes]:
+        """A stored model's content in chunks, never whole in memory (nothing when not stored)."""
+
     def list_models(self) -> list[ModelRecord]: ...
 
     def seq_gaps(self, *, device_id: str | None = None) -> list[SeqGap]:

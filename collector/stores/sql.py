@@ -45,6 +45,7 @@ from sqlalchemy import (
     Table,
     case,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -80,7 +81,7 @@ from shared.messages import AgentManifest, JobAck, JobCommand, Status, Telemetry
 from shared.presence import status_wins
 from shared.schema import BenchmarkResult
 
-__all__ = ["DEAD_LETTER_MAX_BYTES", "STREAM_BATCH_ROWS", "SqlStore"]
+__all__ = ["DEAD_LETTER_MAX_BYTES", "MODEL_CHUNK_BYTES", "STREAM_BATCH_ROWS", "SqlStore"]
 
 #: A dead letter keeps at most this much of its payload (with the full size and sha256).
 DEAD_LETTER_MAX_BYTES = 64 * 1024
@@ -102,6 +103,8 @@ logger = logging.getLogger(__name__)
 
 _Doc = TypeVar("_Doc", bound=BaseModel)
 
+#: Bytes of a model read at a time when it is downloaded.
+MODEL_CHUNK_BYTES = 1 << 20
 #: Rows fetched at a time when streaming results (a server-side cursor on PostgreSQL).
 STREAM_BATCH_ROWS = 500
 
@@ -614,6 +617,41 @@ class SqlStore:
             row = conn.execute(select(models.c.name, models.c.content)
                                .where(models.c.sha256 == sha256)).one_or_none()
         return None if row is None else (row.name, bytes(row.content))
+
+    def model_record(self, sha256: str) -> ModelRecord | None:
+        """The stored model with this sha256 (lower-case hex), without its content, or None."""
+        with self._transaction("reading a model", write=False) as conn:
+            r = conn.execute(select(models.c.sha256, models.c.name, models.c.size_bytes,
+                                    models.c.added_at).where(models.c.sha256 == sha256)
+                             ).one_or_none()
+        return None if r is None else ModelRecord(sha256=r.sha256, name=r.name,
+                                                  size_bytes=r.size_bytes, added_at=r.added_at)
+
+    def read_model(self, sha256: str, chunk_bytes: int = MODEL_CHUNK_BYTES) -> Iterator[bytes]:
+        """The content of a stored model, ``chunk_bytes`` at a time, never whole in memory:
+        SQLite's incremental blob reads, PostgreSQL ``substr`` slices. Nothing when it is not
+        stored. A read transaction stays open until the iterator ends or is closed."""
+        with self._transaction("reading a model", write=False) as conn:
+            if self._db.engine.dialect.name == "sqlite":
+                rowid = conn.execute(select(literal_column("rowid"))
+                                     .select_from(models).where(models.c.sha256 == sha256)
+                                     ).scalar_one_or_none()
+                if rowid is None:
+                    return
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                with raw.blobopen("models", "content", rowid, readonly=True) as blob:
+                    while chunk := blob.read(chunk_bytes):
+                        yield chunk
+                return
+            offset = 0
+            while True:
+                chunk = conn.execute(select(func.substr(models.c.content, offset + 1, chunk_bytes))
+                                     .where(models.c.sha256 == sha256)).scalar_one_or_none()
+                if not chunk:
+                    return
+                yield bytes(chunk)
+                offset += len(chunk)
 
     def list_models(self) -> list[ModelRecord]:
         """Stored models, oldest first, without their content."""
