@@ -814,7 +814,7 @@ def _dead_letter_row(topic: str, reason: str, payload: bytes, device_id: str | N
 
 
 #: Fields two results with one run_id may differ in and still be the same run.
-_RESENT_FIELDS = frozenset({"replayed"})
+_RESENT_FIELDS = {"replayed"}
 
 
 def _same_content(stored: Any, document: str, result: BenchmarkResult) -> bool:
