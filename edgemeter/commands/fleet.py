@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from shared.errors import ConfigError
 from shared.messages import JobAck, JobCommand, JobSettings, ModelRef, Progress, Receipt, Status, Telemetry
 from shared.presence import status_wins
+from shared.redact import argv_password_warning, redact_url
 from shared.topics import TopicKind, Topics
 
 LISTEN_S = 3.0
@@ -102,6 +103,9 @@ def _watch(args: argparse.Namespace, kinds: list[TopicKind], fleet: str = "+") -
     from shared.mqtt import connect
 
     watch = FleetWatch()
+    warning = argv_password_warning(args.mqtt, "--mqtt", "--password-file")
+    if warning is not None:
+        print(f"edgemeter fleet: {warning}", file=sys.stderr, flush=True)
     password = None
     if args.password_file is not None:
         try:
@@ -129,7 +133,7 @@ def _ls(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"no devices seen on {args.mqtt} in {args.listen_s:g} s", file=sys.stderr)
+        print(f"no devices seen on {redact_url(args.mqtt)} in {args.listen_s:g} s", file=sys.stderr)
         return 0
     columns = ["device_id", "fleet", "status", "bd_seq", "last_seen", "board", "runtime",
                "current_job", "spool_depth"]
