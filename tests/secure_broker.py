@@ -29,7 +29,8 @@ started :class:`SecureBroker` with devices ``dev-a`` and ``dev-b`` in fleet ``la
 
 The ACL lets a device write ``edgemeter/v1/<its fleet>/<id>/{result,status,telemetry,progress,ack}``
 and read its own ``cmd`` and ``receipt``; the collector reads ``edgemeter/v1/#`` and writes ``cmd``,
-``receipt`` and its presence. The broker takes each login's username as its client id. Over MQTT v5 a denied QoS 1 publish is answered with PUBACK reason code 135
+``receipt`` and its presence. The broker takes each login's username as its client id.
+Over MQTT v5 a denied QoS 1 publish is answered with PUBACK reason code 135
 (not authorized) and is not delivered. A test that wants a broker of its own (to restart it, say)
 builds one: ``with SecureBroker(tmp_path) as broker: ...``.
 """
