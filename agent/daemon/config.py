@@ -86,6 +86,22 @@ class ModelsSettings(SettingsTable):
     url: str | None = Field(None, description="the collector's HTTP server, http://host:8080")
     cache_dir: Path = Field(STATE_DIR / "models", description="verified models, least used evicted")
     max_mb: float = Field(512.0, gt=0, description="size of the model cache")
+    token_file: Path | None = Field(
+        None, description="the collector's models token ([http] models_token_file there), "
+        "needed when it is not on this machine")
+
+    def token(self) -> str | None:
+        """The models token from :attr:`token_file`, or None without one."""
+        if self.token_file is None:
+            return None
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read [models] token_file {self.token_file}: "
+                              f"{err.strerror or err}") from err
+        if not token:
+            raise ConfigError(f"[models] token_file {self.token_file} is empty")
+        return token
 
     @field_validator("url")
     @classmethod
@@ -199,6 +215,8 @@ resend_after_s = 60
 # url = "http://collector-host:8080"
 cache_dir = "{models}"
 max_mb = 512
+# the collector's models token, when it is not on this machine ([http] models_token_file there)
+# token_file = "/etc/edgemeter/credentials/models-token"
 
 [bench]
 # defaults for every job: any key `edgemeter bench` takes in its config file
