@@ -104,7 +104,7 @@ logger = logging.getLogger(__name__)
 _Doc = TypeVar("_Doc", bound=BaseModel)
 
 #: Bytes of a model read at a time when it is downloaded.
-MODEL_CHUNK_BYTES = 1 << 20
+MODEL_CHUNK_BYTES = 1 << 18
 #: Rows fetched at a time when streaming results (a server-side cursor on PostgreSQL).
 STREAM_BATCH_ROWS = 500
 
