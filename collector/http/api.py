@@ -203,8 +203,9 @@ def compare_answer(store: Store, catalogue: Catalogue, *, model: str | None = No
     """The JSON body of ``GET /api/compare`` (also what ``bench/store.py`` times): serialised by
     pydantic in one pass (dicts of every row that FastAPI then encoded took about 4x as long:
     41 against 9 ms for 765 rows)."""
-    per_series = runs_per_series or None
-    edges, measured = compare_runs(store, model=model, device=device, per_series=per_series)
+    if runs_per_series == 0:
+        return b"".join(compare_stream(store, catalogue, model=model, device=device, role=role))
+    edges, measured = compare_runs(store, model=model, device=device, per_series=runs_per_series)
     baselines: list[Baseline] = []
     if role in (None, "datacenter", "hpc"):
         baselines += [b for b in measured if role is None or b.role.value == role]
@@ -220,16 +221,18 @@ def compare_stream(store: Store, catalogue: Catalogue, *, model: str | None = No
                    device: str | None = None,
                    role: Literal["datacenter", "hpc", "cited"] | None = None,
                    chunk_runs: int = COMPARE_CHUNK_RUNS) -> Iterator[bytes]:
-    """The body of ``GET /api/compare?runs_per_series=0`` (every run), as :func:`compare_answer`
-    gives it, in pieces: the edge runs are read from a streaming query and compared
-    ``chunk_runs`` at a time, so memory holds the baselines and one chunk, whatever the store's
-    size. The baselines (every measured one sharing a model with the edge runs asked for, and the
-    cited ones) are read first."""
+    """The body of ``GET /api/compare?runs_per_series=0``: every edge run (of ``device``, or of
+    the fleet) against the baselines, in pieces. The edge runs are read from a streaming query and
+    compared ``chunk_runs`` at a time, so memory holds the baselines and one chunk whatever the
+    store's size. The baselines are read first, the same as every compare's: each hardware
+    group's newest measured run per model and scenario among those sharing a model with the edge
+    runs, and the cited rows."""
     measured: list[BenchmarkResult] = []
     if role in (None, "datacenter", "hpc"):
         names = _edge_model_names(store, model=model, device=device)
         if names:
-            measured = [b for b in measured_baselines(store, shares_model=names)
+            measured = [b for b in measured_baselines(store, representatives=True,
+                                                      shares_model=names)
                         if role is None or b.role.value == role]
     baselines: list[Baseline] = list(measured)
     if role in (None, "cited"):
@@ -293,8 +296,9 @@ def get_compare(
                     Query(description="only baselines of this kind")] = None,
     runs_per_series: Annotated[int, Query(
         ge=0, le=100_000, description="with device: that device's newest N runs per model and "
-        f"scenario (default {RUNS_PER_SERIES}); 0: every run of every device, edge and baseline, "
-        "not one per hardware group, streamed in chunks (slow with many results)")] = RUNS_PER_SERIES,
+        f"scenario (default {RUNS_PER_SERIES}); 0: every edge run (of the device, or of the whole "
+        "fleet), streamed in chunks, against the usual baselines (slow with many results)")]
+        = RUNS_PER_SERIES,
 ) -> Response:
     """The rows of ``edgemeter compare --json`` (the same engine), and ``better``: which way is
     better for each metric. Baselines: each hardware group's newest datacenter and HPC run per
