@@ -5,7 +5,9 @@ A job names its model by content (:class:`shared.messages.ModelRef`). The cache 
 missing one from ``GET {models_url}/models/{sha256}`` on the collector's HTTP server. A download
 is written to a temporary file, hashed while it streams, refused past ``max_bytes`` or on a
 checksum mismatch, and renamed into place only when it verifies. Least recently used models are
-evicted to keep the folder under ``max_bytes``. The folder is owner-only.
+evicted to keep the folder under ``max_bytes``. The folder is owner-only. With a ``token`` (the
+``[models] token_file`` a collector off loopback asks for) each fetch sends
+``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -28,23 +30,25 @@ from shared.messages import ModelRef
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 16
-Opener = Callable[[str, float], BinaryIO]
-"""``(url, timeout_s) -> readable response``; raises OSError (or urllib's errors) on failure."""
+Opener = Callable[[urllib.request.Request, float], BinaryIO]
+"""``(request, timeout_s) -> readable response``; raises OSError (or urllib's errors) on failure."""
 
 
-def _urlopen(url: str, timeout_s: float) -> BinaryIO:
-    response: BinaryIO = urllib.request.urlopen(url, timeout=timeout_s)
+def _urlopen(request: urllib.request.Request, timeout_s: float) -> BinaryIO:
+    response: BinaryIO = urllib.request.urlopen(request, timeout=timeout_s)
     return response
 
 
 class ModelCache:
     def __init__(self, folder: Path, *, max_bytes: int = 512 * 2**20, models_url: str | None = None,
-                 opener: Opener = _urlopen, timeout_s: float = 60.0) -> None:
+                 opener: Opener = _urlopen, timeout_s: float = 60.0,
+                 token: str | None = None) -> None:
         self.folder = Path(folder).expanduser()
         self.max_bytes = max_bytes
         self.models_url = models_url.rstrip("/") if models_url else None
         self._open = opener
         self.timeout_s = timeout_s
+        self._token = token
 
     def path_for(self, ref: ModelRef) -> Path:
         suffix = ref.name.rsplit(".", 1)[1]
@@ -80,7 +84,9 @@ class ModelCache:
         fd, tmp_name = tempfile.mkstemp(dir=self.folder, prefix=".fetch-")
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, self._open(url, self.timeout_s) as response:
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._token}"}
+                                             if self._token else {})
+            with os.fdopen(fd, "wb") as out, self._open(request, self.timeout_s) as response:
                 while chunk := response.read(CHUNK_BYTES):
                     size += len(chunk)
                     if size > self.max_bytes:
@@ -98,7 +104,9 @@ class ModelCache:
             os.replace(tmp, path)
         except urllib.error.HTTPError as err:
             hint = "the collector does not have it: `edgemeter models add FILE --db URL`" \
-                if err.code == 404 else f"HTTP {err.code}"
+                if err.code == 404 else ("the collector wants its models token: set [models] "
+                                         "token_file") if err.code in (401, 403) \
+                else f"HTTP {err.code}"
             raise ModelFetchError(f"cannot fetch model {ref.sha256[:12]} from {url}: {hint}") from err
         except (OSError, urllib.error.URLError) as err:
             raise ModelFetchError(f"cannot fetch model {ref.sha256[:12]} from {url}: {err}") from err

@@ -18,14 +18,23 @@ one Server-Sent Events client reading every event, and a poller fetching ``/api/
 ``/api/runs`` every second as the page does). Prints the median stored results/s of each and the
 median of each round's open/closed ratio, with its range (target at least 0.9).
 
+Idle readers: the same ingest (``--reader-results`` results per round) with no event stream open,
+then with ``--readers`` (the ``[http] max_event_readers`` cap, 64) idle ``/api/events`` streams
+open (raw sockets that never read), alternating over ``--rounds`` rounds; prints the median time
+ratio with/without (target at most 1.2), ``/api/devices`` p50/p99 while they are open (target p99
+under 100 ms), the process's RSS before they open and after they close (target: back within 32
+MiB), its thread count with them open, and that one reader past the cap gets 503.
+
     .venv/bin/python bench/api.py [--db postgresql://postgres@127.0.0.1:5432/test]
         [--devices 1000] [--results 100000] [--calls 50] [--ingest 3000] [--rounds 5]
+        [--readers 64] [--reader-results 1000] [--skip-reads] [--skip-ingest] [--skip-readers]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import socket
 import statistics
 import sys
 import threading
@@ -303,6 +312,105 @@ def bench_ingest(base_url: str, count: int, rounds: int) -> None:
           "(target >= 0.9)")
 
 
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def open_idle_readers(port: int, count: int) -> list[socket.socket]:
+    """``count`` event streams that never read: sockets that sent the request and sit."""
+    readers = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        readers.append(sock)
+    return readers
+
+
+def stored_in(service: CollectorService, publisher: Any, payloads: list[tuple[str, bytes]]) -> float:
+    before = service.stats["stored"]
+    started = time.perf_counter()
+    for topic, payload in payloads:
+        publisher.publish(topic, payload, qos=1, wait=False)
+    while service.stats["stored"] - before < len(payloads):
+        time.sleep(0.005)
+        if time.perf_counter() - started > 300:
+            raise SystemExit(f"ingest stalled at {service.stats}")
+    return time.perf_counter() - started
+
+
+def bench_readers(base_url: str, readers: int, count: int, rounds: int, calls: int) -> None:
+    kinds = templates()
+
+    def batch() -> list[tuple[str, bytes]]:
+        out = []
+        for n in range(count):
+            _, text = kinds[n % len(kinds)]
+            device = f"idle-{n % 50:03d}"
+            out.append((Topics.result(FLEET, device), text.replace(SENTINEL_RUN, str(uuid.uuid4()))
+                        .replace(SENTINEL_DEVICE, device).replace(SENTINEL_TIME, datetime.now(
+                            timezone.utc).isoformat().replace("+00:00", "Z")).encode()))
+        return out
+
+    with PrivateBroker(prefer="mosquitto") as broker, schema(base_url) as url:
+        store = open_store(url)
+        events, metrics = EventBus(), CollectorMetrics()
+        service = CollectorService(store, MqttSettings(url=broker.url, client_id="bench-idle"),
+                                   metrics=metrics, events=events)
+        service.start()
+        reader = open_read_store(url)
+        app = create_app(reader, events=events, metrics=metrics, publisher=service.publish,
+                         settings=HttpSettings(max_event_readers=readers), device_cache_s=1.0)
+        server = HttpServer(app, "127.0.0.1", 0, on_stop=reader.close)
+        server.start()
+        port = server.port
+        without: list[float] = []
+        with_readers: list[float] = []
+        try:
+            with connect(broker.url, "bench-idle-pub") as pub, \
+                    httpx.Client(base_url=server.url, timeout=30) as client:
+                stored_in(service, pub, batch())  # warm-up: the store, the app, the pool
+                client.get("/api/devices").raise_for_status()
+                rss_before = rss_mib()
+                threads_before = threading.active_count()
+                for r in range(rounds):
+                    for opened in ([False, True] if r % 2 == 0 else [True, False]):
+                        if not opened:
+                            without.append(stored_in(service, pub, batch()))
+                            continue
+                        idle = open_idle_readers(port, readers)
+                        time.sleep(0.5)  # the server has subscribed them all
+                        with_readers.append(stored_in(service, pub, batch()))
+                        if r == 0:
+                            refused = client.get("/api/events")
+                            threads_open = threading.active_count()
+                            p50, p99 = percentiles(time_calls(
+                                client, lambda _i: "/api/devices?limit=100", calls))
+                        for sock in idle:
+                            sock.close()
+                        time.sleep(1.0)  # the server sees them go
+                time.sleep(1.0)
+                rss_after = rss_mib()
+        finally:
+            server.stop()
+            service.stop()
+            store.close()
+    ratio = statistics.median(w / o for w, o in zip(with_readers, without, strict=True))
+    print(f"\n{readers} idle /api/events readers (the cap) on PostgreSQL, {count} results per "
+          f"round, {rounds} rounds:")
+    print(f"  storing {count} results: {statistics.median(without):.2f} s without readers, "
+          f"{statistics.median(with_readers):.2f} s with them (medians); with/without ratio "
+          f"{ratio:.2f} (target <= 1.2)")
+    print(f"  /api/devices with them open: p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 100)")
+    print(f"  threads: {threads_before} before, {threads_open} with them open; one more reader: "
+          f"HTTP {refused.status_code} (Retry-After {refused.headers.get('retry-after')})")
+    print(f"  RSS: {rss_before:.0f} MiB before they opened, {rss_after:.0f} MiB after they closed "
+          f"(difference {rss_after - rss_before:+.0f} MiB, target within 32)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -314,11 +422,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--readers", type=int, default=64)
+    parser.add_argument("--reader-results", type=int, default=1000)
+    parser.add_argument("--skip-readers", action="store_true")
     args = parser.parse_args()
     if not args.skip_reads:
         bench_reads(args.db, args.devices, args.results, args.calls)
     if not args.skip_ingest:
         bench_ingest(args.db, args.ingest, args.rounds)
+    if not args.skip_readers:
+        bench_readers(args.db, args.readers, args.reader_results, args.rounds, args.calls)
     return 0
 
 

@@ -34,7 +34,9 @@ and prints p50/p99 in ms (target: p99 under 100 ms). The process tunes its garba
 ``collector serve``, whose process answers the dashboard, does when it starts. It also times
 ``add_results`` batches of 250 into the full table, and measures ``export --format jsonl`` peak
 RSS (``VmHWM``) for a small and a ten times larger export (each in a fresh subprocess): bounded
-memory means both peaks are about equal.
+memory means both peaks are about equal. Last, ``GET /api/compare?runs_per_series=0`` over the
+whole store (every edge run, its streamed body read and dropped, in a fresh subprocess): its RSS
+growth, sampled every 50 ms (target under 64 MiB at 100,000 results).
 
     .venv/bin/python bench/store.py [--results 1000000] [--devices 1000] [--runs 50]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
@@ -360,6 +362,53 @@ def export_child(url: str, limit: int) -> None:
     print(count, f"{spent:.1f}", f"{peak_mib:.0f}")
 
 
+def compare_every_run_rss(url: str) -> tuple[int, float, float, float]:
+    """(bytes, seconds, RSS before MiB, RSS growth MiB) of ``GET /api/compare?runs_per_series=0``
+    over the whole store (its streamed body, read and dropped), in a fresh subprocess."""
+    out = subprocess.run([sys.executable, __file__, "--compare-child", url],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return int(out[0]), float(out[1]), float(out[2]), float(out[3])
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def compare_child(url: str) -> None:
+    import threading
+
+    from collector.http.api import compare_stream
+    from collector.stores.base import open_store
+    from shared.catalogue import load_catalogue
+
+    store = open_store(url, migrate=False)
+    catalogue = load_catalogue()
+    for _ in compare_stream(store, catalogue, model="no-such-model"):  # imports, first queries
+        pass
+    before = rss_kib()
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, rss_kib())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    sent = sum(len(piece) for piece in compare_stream(store, catalogue))
+    spent = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    store.close()
+    print(sent, f"{spent:.1f}", f"{before / 1024:.0f}", f"{max(peak, rss_kib()) / 1024 - before / 1024:.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default=DEFAULT_ADMIN_URL, help="server (its admin database)")
@@ -369,9 +418,13 @@ def main() -> int:
     parser.add_argument("--export-rows", type=int, default=20_000,
                         help="the small export; the large one is ten times this")
     parser.add_argument("--export-child", nargs=2, metavar=("URL", "ROWS"), help=argparse.SUPPRESS)
+    parser.add_argument("--compare-child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_child:
         export_child(args.export_child[0], int(args.export_child[1]))
+        return 0
+    if args.compare_child:
+        compare_child(args.compare_child)
         return 0
 
     from collector.stores.base import open_store
@@ -400,6 +453,7 @@ def main() -> int:
             store.close()
         small = export_peak_rss(url, args.export_rows)
         large = export_peak_rss(url, args.export_rows * 10)
+        every = compare_every_run_rss(url)
     finally:
         admin(args.postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(f"PostgreSQL, {args.results} results, {args.devices} devices, {args.runs} runs each")
@@ -410,6 +464,10 @@ def main() -> int:
     for count, spent, peak in (small, large):
         print(f"export jsonl of {count} results: {spent:.1f} s, peak RSS {peak:.0f} MiB")
     print(f"peak RSS ratio large/small export: {large[2] / small[2]:.2f} (bounded: about 1)")
+    sent, spent, before, growth = every
+    print(f"compare of every run (runs_per_series=0), streamed: {sent / 2**20:.0f} MiB in "
+          f"{spent:.0f} s; RSS {before:.0f} MiB before, growth {growth:.0f} MiB "
+          f"(target < 64 MiB: {'met' if growth < 64 else 'MISSED'})")
     return 0
 
 

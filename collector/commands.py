@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from collector.commands_fleet import register_prune
 from collector.stores.base import ResultFilter, Store, open_store
 from shared.errors import ConfigError, EdgemeterError, require_module
-from shared.redact import redact_url
+from shared.redact import argv_password_warning, redact_url
 from shared.schema import BenchmarkResult
 
 if TYPE_CHECKING:
@@ -188,8 +188,12 @@ def _sample_config(_args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from collector.config import load_settings
+    from collector.metrics import CollectorMetrics
     from collector.service import CollectorService
 
+    warning = argv_password_warning(args.mqtt, "--mqtt", "--mqtt-password-file")
+    if warning is not None:
+        print(f"edgemeter collector: {warning}", file=sys.stderr, flush=True)
     settings = load_settings(_serve_flags(args), args.config)
     try:
         store = open_store(settings.db.connect_url())
@@ -204,7 +208,8 @@ def _serve(args: argparse.Namespace) -> int:
               flush=True)
 
     try:
-        service = CollectorService(store, settings.mqtt, settings.ingest)
+        metrics = CollectorMetrics(max_devices=settings.ingest.metrics_max_devices)
+        service = CollectorService(store, settings.mqtt, settings.ingest, metrics=metrics)
         print(f"edgemeter collector {service.client_id}: {service.broker} -> "
               f"{redact_url(store.url)} (Ctrl-C to stop)", file=sys.stderr)
         http = _start_http(settings, service, getattr(args, "http", None))

@@ -18,6 +18,7 @@ All need the ``collector`` extra and never create a database (a missing SQLite f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import string
@@ -37,6 +38,8 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}\.(onnx|tflite)$")
 #: The largest ONNX ``ir_version`` taken as plausible (version 11 is current in 2026).
 MAX_ONNX_IR_VERSION = 100
 SHOW_BYTES = 4096
+#: ``models add`` refuses larger files unless ``--max-mb`` says otherwise.
+MAX_MODEL_MB = 256.0
 
 
 def model_format(content: bytes) -> str | None:
@@ -71,6 +74,11 @@ def register(subparsers: Any) -> None:
                                 "again changes nothing.")
     add.add_argument("file", type=Path, metavar="FILE", help="NAME.onnx or NAME.tflite")
     add.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
+    add.add_argument("--sha256", metavar="HEX", type=str.lower,
+                     help="refuse the file unless its sha256 is this (as published with it)")
+    add.add_argument("--max-mb", type=float, default=MAX_MODEL_MB, metavar="MB",
+                     help=f"refuse files larger than this (default {MAX_MODEL_MB:g} MiB): every "
+                     "model is served to boards and kept in their caches")
     add.set_defaults(func=_models_add)
     ls = models_sub.add_parser("ls", help="list stored models", description="List stored models.")
     ls.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
@@ -126,10 +134,21 @@ def _open(url: str) -> Store:
 
 def _models_add(args: argparse.Namespace) -> int:
     path: Path = args.file
+    max_bytes = int(args.max_mb * 2**20)
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ConfigError(f"{path} is {size / 2**20:.1f} MiB, over the {args.max_mb:g} MiB "
+                              "limit for models: give --max-mb if boards should fetch it")
         content = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror or err}") from err
+    if len(content) > max_bytes:  # it grew since stat
+        raise ConfigError(f"{path} is over the {args.max_mb:g} MiB limit for models")
+    sha256 = hashlib.sha256(content).hexdigest()
+    if args.sha256 is not None and args.sha256 != sha256:
+        raise ConfigError(f"{path} has sha256 {sha256}, not the {args.sha256} given with "
+                          "--sha256: refused (a damaged or different file)")
     kind = model_format(content)
     if kind is None:
         raise ConfigError(f"{path} is not an ONNX or TFLite model (neither an ONNX protobuf nor a "
@@ -139,7 +158,8 @@ def _models_add(args: argparse.Namespace) -> int:
                           "'.', '_', '-'), as jobs name the models agents fetch")
     store = open_store(args.db)
     try:
-        sha256 = store.add_model(path.name, content)
+        stored = store.add_model(path.name, content)
+        assert stored == sha256
     finally:
         store.close()
     print(f"{sha256}  {path.name} ({len(content)} bytes, {kind}); run it with "

@@ -79,6 +79,8 @@ ENV_PREFIX = "EDGEMETER_COLLECTOR__"
 CONFIG_ENV = "EDGEMETER_COLLECTOR_CONFIG"
 CREDENTIAL_NAMES = {"mqtt": "mqtt-password", "db": "db-password", "http": "http-token"}
 """systemd credential file names (``LoadCredential=NAME:...``) per table."""
+MODELS_CREDENTIAL = "models-token"
+"""systemd credential of ``[http] models_token``."""
 
 
 class MqttSettings(SettingsTable):
@@ -130,6 +132,18 @@ class HttpSettings(SettingsTable):
     listen: str = Field("127.0.0.1:8080", description="HOST:PORT the HTTP server listens on")
     token: SecretStr | None = Field(None, description="bearer token; prefer token_file")
     token_file: Path | None = Field(None, description="file holding the bearer token")
+    models_token: SecretStr | None = Field(
+        None, description="what agents send to fetch models off loopback ([models] token_file "
+        "on the boards); prefer models_token_file")
+    models_token_file: Path | None = Field(None, description="file holding the models token")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="names clients may reach this server by (Host header), "
+        "besides the listen address, localhost and 127.0.0.1; others get 400",
+        json_schema_extra={"example": ["collector.lab.example"]})
+    max_event_readers: int = Field(64, ge=1, le=100_000,
+                                   description="open /api/events streams at most; 503 beyond")
+    max_downloads: int = Field(8, ge=1, le=10_000,
+                               description="model downloads at once at most; 503 beyond")
 
     @field_validator("listen")
     @classmethod
@@ -152,6 +166,9 @@ class IngestSettings(SettingsTable):
         60.0, gt=0, description="retries back off (doubling) up to this interval, for ever"
     )
     stats_interval_s: float = Field(60.0, gt=0, description="print the counters this often")
+    metrics_max_devices: int = Field(
+        10_000, ge=1, description="devices (per fleet) whose figures /metrics keeps, at most: "
+        "bounds what boards inventing ids or fleets can add")
     gc_threshold: int = Field(
         10_000, ge=0,
         description="the collector process's first garbage-collection threshold (Python's default "
@@ -247,6 +264,9 @@ def resolve_secrets(settings: CollectorSettings, credentials_dir: Path | None) -
                            elsewhere=_url_has_password(db.url))
     token = resolve_secret(table="http", key="token", value=http.token, file=http.token_file,
                            credential=CREDENTIAL_NAMES["http"], folder=credentials_dir)
+    models_token = resolve_secret(table="http", key="models_token", value=http.models_token,
+                                  file=http.models_token_file, credential=MODELS_CREDENTIAL,
+                                  folder=credentials_dir)
     if db_pw is not None and db.url is not None and _is_sqlite(db.url):
         if db.password is not None or db.password_file is not None:
             logger.warning("ignoring the database password: SQLite (%s) has none", db.url)
@@ -254,7 +274,7 @@ def resolve_secrets(settings: CollectorSettings, credentials_dir: Path | None) -
     return settings.model_copy(update={
         "mqtt": mqtt.model_copy(update={"password": mqtt_pw}),
         "db": db.model_copy(update={"password": db_pw}),
-        "http": http.model_copy(update={"token": token}),
+        "http": http.model_copy(update={"token": token, "models_token": models_token}),
     })
 
 
@@ -287,6 +307,8 @@ def load_settings(
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -306,7 +328,7 @@ def _sample_table(model: type[BaseModel], name: str, lines: list[str]) -> None:
         lines.append(f"# {field.description}")
         default = field.get_default(call_default_factory=True)
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if default is None:
+        if default is None or default == []:
             example = extra.get("example")
             lines.append(f"# {key} = {_toml_value(example) if example else '...'}")
         else:

@@ -16,6 +16,8 @@
   ``progress``, ``ack`` (each the wire message as JSON) and ``result`` (a summary: ``run_id``,
   ``fleet``, ``device_id``, ``model``, ``p50_ms``, ``throughput_sps``, ``watts``).
 * :attr:`EventBus.active` is False while nobody listens, so a publisher can skip building data.
+* ``subscribe(on_event=f)``: ``f()`` is called (on the publisher's thread, after the event is
+  queued) for each event, so an asyncio reader can wake without a thread of its own.
 
 Thread-safe; no threads of its own.
 """
@@ -26,7 +28,7 @@ import collections
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +48,10 @@ class Event:
 class Subscription:
     """One reader's bounded queue. Iterate (blocking) or :meth:`get`; :meth:`close` when done."""
 
-    def __init__(self, bus: EventBus, maxlen: int) -> None:
+    def __init__(self, bus: EventBus, maxlen: int,
+                 on_event: Callable[[], None] | None = None) -> None:
         self._bus = bus
+        self._on_event = on_event
         self._events: collections.deque[Event] = collections.deque(maxlen=maxlen)
         self._ready = threading.Condition()
         self._closed = False
@@ -60,6 +64,8 @@ class Subscription:
                 self.dropped += 1  # the deque drops the oldest itself
             self._events.append(event)
             self._ready.notify()
+        if self._on_event is not None:
+            self._on_event()
 
     def get(self, timeout_s: float | None = None) -> Event | None:
         """The next event; ``None`` after ``timeout_s`` without one, or once closed."""
@@ -106,9 +112,11 @@ class EventBus:
         """True while at least one subscriber listens."""
         return bool(self._subscribers)
 
-    def subscribe(self, queue_events: int | None = None) -> Subscription:
-        """A new reader that receives every event published from now on."""
-        sub = Subscription(self, queue_events or self.queue_events)
+    def subscribe(self, queue_events: int | None = None,
+                  on_event: Callable[[], None] | None = None) -> Subscription:
+        """A new reader that receives every event published from now on; ``on_event`` (which
+        must not block) is called after each event is queued for it."""
+        sub = Subscription(self, queue_events or self.queue_events, on_event)
         with self._lock:
             self._subscribers = (*self._subscribers, sub)
         return sub

@@ -15,8 +15,10 @@ not-utf8        the payload is not UTF-8
 not-json        not strict JSON (``NaN``, ``Infinity``, numbers that overflow a double, nesting
                 deeper than the parser allows)
 not-object      JSON, but not an object
-schema-version  ``schema_version`` missing or not one this collector reads (results: 1 and 2; the
-                reason says which)
+duplicate-key   an object names the same key twice (readers disagree on which one counts: the
+                store's ``run_id`` column would take the last, SQL's ``json_extract`` the first)
+schema-version  ``schema_version`` missing, not an integer (``2.0`` is refused) or not one this
+                collector reads (results: 1 and 2; the reason says which)
 invalid         schema validation failed (the reason names the first failing fields)
 unstorable      valid, but holds what a database cannot keep: NUL or unpaired surrogate characters
                 in a string, or a ``seq`` beyond 64 bits
@@ -31,7 +33,9 @@ Speed. A valid message is parsed and validated once, by pydantic's own JSON pars
 (``Model.model_validate_json``), which already refuses invalid UTF-8, unpaired surrogates, and
 (through the schema's ``allow_inf_nan=False`` on every float) ``NaN`` and infinities; integers are
 bounded to 64 bits by the schema. What it lets through and a database cannot keep is a NUL
-character, which JSON can only spell ``\\u0000``: one byte search finds it. Only a message that
+character, which JSON can only spell ``\\u0000``: one byte search finds it, and a key given twice,
+which only a second parse by the standard library's C scanner (with a hook that sees each object's
+pairs) finds. Only a message that
 fails takes the slow path (:func:`_diagnose`), which parses it again step by step to say exactly
 why, with the codes above.
 """
@@ -112,6 +116,31 @@ def _show(value: Any, limit: int = 40) -> str:
 
 class _NotStrictJson(ValueError):
     pass
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of :func:`json.loads` that refuses an object naming a key twice."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"the key {_show(key)} appears twice in one object")
+            seen.add(key)
+    return data
+
+
+def _duplicate_key(payload: bytes) -> str | None:
+    """Why ``payload`` (JSON that already validated) is refused for a repeated key, or None."""
+    try:
+        json.loads(payload, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        return str(err)
+    return None
 
 
 def _constant(name: str) -> Any:
@@ -233,6 +262,9 @@ def _read(topic: str, payload: bytes, kinds: frozenset[TopicKind]) -> Message | 
         return _diagnose(address.kind, payload, err)
     if "schema_version" not in message.model_fields_set:  # the models default it; the wire may not
         return Rejection("schema-version", "payload has no schema_version")
+    duplicate = _duplicate_key(payload)
+    if duplicate is not None:
+        return Rejection("duplicate-key", f"payload is ambiguous JSON: {duplicate}")
     if _NUL_ESCAPE in payload:  # rare: look closer (an escaped backslash may precede it)
         why = _unstorable(json.loads(payload))
         if why is not None:

@@ -29,7 +29,13 @@ edgemeter_collector_broker_disconnects_total              counter    connections
 edgemeter_collector_session_takeovers_total               counter    of those, by another client
                                                                      with the collector's client
                                                                      id (MQTT v5 reason code 142)
+edgemeter_collector_untracked_devices_total               counter    telemetry of devices past
+                                                                     ``max_devices`` (not summed)
 ========================================================  =========  ===========================
+
+The spool gauge sums one figure per (fleet, device); at most ``max_devices`` of them are kept
+(``[ingest] metrics_max_devices``), so devices (or fleets) invented by a board cannot grow the
+collector's memory or the gauge without bound.
 """
 
 from __future__ import annotations
@@ -38,12 +44,15 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["DEAD_LETTER_REASONS", "MESSAGE_KINDS", "CollectorMetrics"]
+__all__ = ["DEAD_LETTER_REASONS", "DEFAULT_MAX_DEVICES", "MESSAGE_KINDS", "CollectorMetrics"]
+
+DEFAULT_MAX_DEVICES = 10_000
+"""(fleet, device) pairs whose spool depth the gauge sums, at most."""
 
 MESSAGE_KINDS = ("result", "status", "telemetry", "progress", "ack")
 DEAD_LETTER_REASONS = (
     "too-large", "topic", "not-utf8", "not-json", "not-object", "schema-version", "invalid",
-    "unstorable", "mismatch", "error",
+    "unstorable", "mismatch", "duplicate-key", "error",
 )
 """The codes of :class:`collector.ingest.Rejection`; any other is counted as ``error``."""
 
@@ -56,7 +65,9 @@ _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 class CollectorMetrics:
     """Every collector metric, registered on :attr:`registry` (a new one unless given)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 max_devices: int = DEFAULT_MAX_DEVICES) -> None:
+        self.max_devices = max_devices
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.received = Counter("edgemeter_collector_messages_received_total",
@@ -97,6 +108,9 @@ class CollectorMetrics:
             "edgemeter_collector_session_takeovers_total",
             "Sessions taken over by another client with the collector's client id "
             "(MQTT v5 reason code 142)", registry=r)
+        self.untracked = Counter("edgemeter_collector_untracked_devices_total",
+                                 "Telemetry from devices past the tracked maximum (not summed)",
+                                 registry=r)
         for kind in MESSAGE_KINDS:
             self.received.labels(kind=kind)
         for reason in DEAD_LETTER_REASONS:
@@ -110,7 +124,14 @@ class CollectorMetrics:
 
     def agent_spool(self, fleet: str, device_id: str, depth: int) -> None:
         """Record a device's latest spool depth; the gauge is the sum over devices."""
+        key = (fleet, device_id)
         with self._lock:
-            self._spools[(fleet, device_id)] = depth
+            if key not in self._spools and len(self._spools) >= self.max_devices:
+                untracked = True
+            else:
+                untracked = False
+                self._spools[key] = depth
             total = sum(self._spools.values())
+        if untracked:
+            self.untracked.inc()
         self.spool_depth.set(total)

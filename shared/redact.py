@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "redact_url"]
+__all__ = ["MASK", "argv_password_warning", "redact_url"]
 
 MASK = "***"
 
@@ -26,3 +26,13 @@ def redact_url(url: object) -> str:
     anything without a password unchanged; it never raises, since it sits in error paths.
     """
     return _USERINFO.sub(rf"\1:{MASK}@", str(url))
+
+
+def argv_password_warning(url: str | None, flag: str, file_flag: str) -> str | None:
+    """A one-line warning when a URL given on the command line as ``flag`` carries a password
+    (every user of the machine can read a process's arguments), else None; ``file_flag`` is the
+    option that reads it from a file instead."""
+    if url is None or redact_url(url) == url:
+        return None
+    return (f"warning: the password in {flag} is visible to other users of this machine (ps, "
+            f"/proc); put it in a file instead: {file_flag} FILE (password_file)")

@@ -107,19 +107,32 @@ def _number_not_text(value: Any) -> Any:
     return value
 
 
+def _integer_not_float(value: Any) -> Any:
+    """Refuse ``2.0`` where a version number belongs (pydantic would quietly take it as 2)."""
+    if isinstance(value, float):
+        raise ValueError("must be an integer, not a decimal number")
+    return value
+
+
 _NUMBER = BeforeValidator(_number_not_text)
+# In the aliases below the bounds come before _NUMBER: bounds on the plain number become JSON
+# Schema's minimum/maximum, while bounds on a validator-wrapped one would leak pydantic's own
+# ge/le keys into `edgemeter schema`; a BeforeValidator runs first wherever it stands.
 Real = Annotated[float, _NUMBER]
 """Any finite float (every model refuses NaN and infinities), given as a number."""
-Integer = Annotated[int, _NUMBER, Field(ge=-(2**63), le=INT64_MAX)]
+Integer = Annotated[int, Field(ge=-(2**63), le=INT64_MAX), _NUMBER]
 """Any integer within 64 bits, given as a number."""
-NonNegative = Annotated[float, _NUMBER, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0), _NUMBER]
 """A time, rate, energy or power: finite and >= 0."""
-Count = Annotated[int, _NUMBER, Field(ge=0, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX), _NUMBER]
 """A count, size or sequence number: >= 0 and within 64 bits."""
-Threads = Annotated[int, _NUMBER, Field(ge=0, le=65_536)]
-Celsius = Annotated[float, _NUMBER, Field(ge=ABSOLUTE_ZERO_C)]
-Percent = Annotated[float, _NUMBER, Field(ge=0, le=100)]
-WireVersion = Annotated[Literal[1], _NUMBER]
+Threads = Annotated[int, Field(ge=0, le=65_536), _NUMBER]
+Celsius = Annotated[float, Field(ge=ABSOLUTE_ZERO_C), _NUMBER]
+Percent = Annotated[float, Field(ge=0, le=100), _NUMBER]
+SchemaVersion = Annotated[int, Field(ge=1, le=INT64_MAX), BeforeValidator(_integer_not_float),
+                          _NUMBER]
+"""A ``schema_version``: an integer written as one (``2.0`` is refused, as are ``"2"`` and ``true``)."""
+WireVersion = Annotated[Literal[1], BeforeValidator(_integer_not_float), _NUMBER]
 """``schema_version`` 1 of a fleet message, as the number 1 (not ``true``, not ``"1"``)."""
 
 
@@ -210,7 +223,8 @@ class DeviceManifest(Strict):
         None, description="the device tree's model; else /proc/cpuinfo's Model line; else a "
         "Jetson's L4T release (and module)")
     cpu_model: str | None = None
-    cpu_cores: Integer | None = Field(None, ge=1, le=1_048_576, description="logical cores")
+    cpu_cores: Annotated[int, Field(ge=1, le=1_048_576), _NUMBER] | None = Field(
+        None, description="logical cores")
     ram_bytes: Count | None = None
     os: str | None = None
     kernel: str | None = None
@@ -636,7 +650,7 @@ class EnergyReport(Strict):
     rails: list[RailEnergy] = Field(default_factory=list)
     sample_hz: NonNegative | None = None
     samples: Count = 0
-    coverage: Real | None = Field(None, ge=0, le=1.0001)
+    coverage: Annotated[float, Field(ge=0, le=1.0001), _NUMBER] | None = None
     window_s: NonNegative | None = None
     avg_power_w: NonNegative | None = None
     peak_power_w: NonNegative | None = Field(
@@ -785,8 +799,8 @@ class FidelityDigest(Strict):
     input_source: str = Field(description="'seeded' or the user's inputs")
     n_inputs: Count
     k: Count
-    digits: Integer | None = Field(
-        4, ge=1, le=17,
+    digits: Annotated[int, Field(ge=1, le=17), _NUMBER] | None = Field(
+        4,
         description="values, scores and sketches were rounded, row by row, to this many "
         "significant digits of the row's largest magnitude; null: unrounded (--full-fidelity)",
     )
@@ -818,7 +832,7 @@ class BenchmarkResult(Strict):
     ``schema_version`` 1 or 2 (see the module docstring); built in Python without one, it is 2.
     """
 
-    schema_version: Integer = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     run_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     device_id: str
     fleet: str = "default"

@@ -331,6 +331,9 @@ def resolve_secret(
         raise ConfigError(f"[{table}] has both {key} and {key}_file (from flags, environment or "
                           f"config file): keep one")
     if value is not None:
+        if not value.get_secret_value():
+            raise ConfigError(f"[{table}] {key} is empty (from a flag, the environment or the config "
+                              f"file): set a non-empty one or remove it")
         return value
     if file is not None:
         return _read_secret(file, f"[{table}] {key}_file")

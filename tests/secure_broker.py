@@ -25,10 +25,12 @@ started :class:`SecureBroker` with devices ``dev-a`` and ``dev-b`` in fleet ``la
         secure_broker.ca_file               # Path: the CA to trust ([mqtt.tls] ca_file)
         secure_broker.fleet                 # "lab"
         secure_broker.add_device("dev-c")   # runs deploy/mosquitto/add-device, reloads (SIGHUP)
+        secure_broker.add_device("col-2", collector=True)  # a second collector's login
 
-The ACL lets a device write ``edgemeter/v1/+/<id>/{result,status,telemetry,progress,ack}`` and
-read its own ``cmd`` and ``receipt``; the collector reads ``edgemeter/v1/#`` and writes ``cmd``
-and ``receipt``. Over MQTT v5 a denied QoS 1 publish is answered with PUBACK reason code 135
+The ACL lets a device write ``edgemeter/v1/<its fleet>/<id>/{result,status,telemetry,progress,ack}``
+and read its own ``cmd`` and ``receipt``; the collector reads ``edgemeter/v1/#`` and writes ``cmd``,
+``receipt`` and its presence. The broker takes each login's username as its client id.
+Over MQTT v5 a denied QoS 1 publish is answered with PUBACK reason code 135
 (not authorized) and is not delivered. A test that wants a broker of its own (to restart it, say)
 builds one: ``with SecureBroker(tmp_path) as broker: ...``.
 """
@@ -301,8 +303,11 @@ class SecureBroker:
         self.passwd_file.chmod(0o600)
         for username in (COLLECTOR, *self.devices):
             password = secrets.token_urlsafe(18)
-            _run(["mosquitto_passwd", "-b", str(self.passwd_file), username, password],
-                 what=f"mosquitto_passwd {username}")
+            if username == COLLECTOR:  # edgemeter.acl has its block
+                _run(["mosquitto_passwd", "-b", str(self.passwd_file), username, password],
+                     what=f"mosquitto_passwd {username}")
+            else:  # a board's ACL lines bind it to its fleet: add-device writes them
+                self._run_add_device(username, password, ["--fleet", self.fleet])
             self._add_user(username, password)
         user = getpass.getuser() if os.geteuid() == 0 else None
         self.conf_file.write_text(render_mosquitto_conf(
@@ -362,18 +367,25 @@ class SecureBroker:
             raise SecureBrokerError("the broker is not running")
         self._process.send_signal(signal.SIGHUP)
 
-    def add_device(self, device_id: str) -> BrokerUser:
-        """A new device through ``deploy/mosquitto/add-device``, then a reload; returns its account.
+    def add_device(self, device_id: str, *, fleet: str | None = None,
+                   collector: bool = False) -> BrokerUser:
+        """A new device (in ``fleet``, default :attr:`fleet`), or with ``collector`` a collector's
+        login, through ``deploy/mosquitto/add-device``, then a reload; returns its account.
 
         The reload is asynchronous: a client may need to retry its first connection briefly.
         """
         password = secrets.token_urlsafe(18)
-        _run(
-            [str(ADD_DEVICE), "--passwd", str(self.passwd_file), "--password-stdin", device_id],
-            stdin=password + "\n", what=f"add-device {device_id}",
-        )
+        self._run_add_device(device_id, password,
+                             ["--collector"] if collector else ["--fleet", fleet or self.fleet])
         self.reload()
         return self._add_user(device_id, password)
+
+    def _run_add_device(self, name: str, password: str, options: list[str]) -> None:
+        _run(
+            [str(ADD_DEVICE), "--passwd", str(self.passwd_file), "--acl", str(self.acl_file),
+             *options, "--password-stdin", name],
+            stdin=password + "\n", what=f"add-device {name}",
+        )
 
     def __enter__(self) -> SecureBroker:
         return self.start()

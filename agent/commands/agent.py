@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         return Link(urls, options, **callbacks)  # type: ignore[arg-type]  # will, on_connect, on_message
 
     cache = ModelCache(settings.models.cache_dir, max_bytes=int(settings.models.max_mb * 2**20),
-                       models_url=settings.models.url)
+                       models_url=settings.models.url, token=settings.models.token())
     power = TelemetryPower(settings.bench)
     daemon = AgentDaemon(settings, spool=spool, link_factory=link_factory,
                          job_runner=ChildProcessJobRunner(), model_cache=cache,

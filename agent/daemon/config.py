@@ -86,6 +86,15 @@ class ModelsSettings(SettingsTable):
     url: str | None = Field(None, description="the collector's HTTP server, http://host:8080")
     cache_dir: Path = Field(STATE_DIR / "models", description="verified models, least used evicted")
     max_mb: float = Field(512.0, gt=0, description="size of the model cache")
+    token_file: Path | None = Field(
+        None, description="the collector's models token ([http] models_token_file there), "
+        "needed when it is not on this machine")
+
+    def token(self) -> str | None:
+        """The models token from :attr:`token_file` (the one secret rule), or None without one."""
+        secret = resolve_secret(table="models", key="token", value=None, file=self.token_file,
+                                credential=None, folder=None)
+        return None if secret is None else secret.get_secret_value()
 
     @field_validator("url")
     @classmethod
@@ -191,6 +200,8 @@ resend_after_s = 60
 # url = "http://collector-host:8080"
 cache_dir = "{models}"
 max_mb = 512
+# the collector's models token, when it is not on this machine ([http] models_token_file there)
+# token_file = "/etc/edgemeter/credentials/models-token"
 
 [bench]
 # defaults for every job: any key `edgemeter bench` takes in its config file

@@ -7,23 +7,27 @@ never stalls the event loop that streams ``/api/events``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.types import Receive, Scope, Send
 
 from collector.compare import ComparisonRow, CostSettings, cited_baselines, compare
-from collector.compare.baselines import RUNS_PER_SERIES, compare_runs
+from collector.compare.baselines import RUNS_PER_SERIES, compare_runs, measured_baselines
 from collector.compare.matching import Baseline
 from collector.http.detail import run_detail
 from collector.http.fleet import SORT_KEYS, DeviceCache, ProgressBoard, device_object, select_devices, sort_and_filter
 from collector.http.runs import BadCursor, RunQuery, decode_cursor, encode_cursor, list_runs
 from collector.http.store import ReadStore
-from collector.stores.base import Store
+from collector.stores.base import ResultFilter, Store
 from shared.capability import refusal, split
 from shared.catalogue import Catalogue
 from shared.errors import BrokerError
@@ -31,8 +35,8 @@ from shared.messages import JobCommand, JobSettings, ModelRef
 from shared.schema import BenchmarkResult, Role
 from shared.topics import TopicKind, Topics
 
-__all__ = ["BETTER", "ApiContext", "CompareAnswer", "JobRequest", "Publisher", "compare_answer",
-           "router"]
+__all__ = ["BETTER", "COMPARE_CHUNK_RUNS", "DOWNLOAD_RETRY_AFTER_S", "ApiContext", "CompareAnswer",
+           "DownloadSlots", "JobRequest", "Publisher", "compare_answer", "compare_stream", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,10 @@ Publisher = Callable[[str, bytes], None]
 
 DEVICE_RUNS = 50
 DEVICE_JOBS = 20
+COMPARE_CHUNK_RUNS = 200
+"""Edge runs compared at a time when a compare streams every run (``runs_per_series=0``)."""
+DOWNLOAD_RETRY_AFTER_S = 5
+"""What a model download refused for want of a slot is told to wait."""
 
 BETTER: dict[str, Literal["lower", "higher"]] = {
     "latency_p50_ms": "lower",
@@ -208,8 +216,9 @@ def compare_answer(store: Store, catalogue: Catalogue, *, model: str | None = No
     """The JSON body of ``GET /api/compare`` (also what ``bench/store.py`` times): serialised by
     pydantic in one pass (dicts of every row that FastAPI then encoded took about 4x as long:
     41 against 9 ms for 765 rows)."""
-    per_series = runs_per_series or None
-    edges, measured = compare_runs(store, model=model, device=device, per_series=per_series)
+    if runs_per_series == 0:
+        return b"".join(compare_stream(store, catalogue, model=model, device=device, role=role))
+    edges, measured = compare_runs(store, model=model, device=device, per_series=runs_per_series)
     baselines: list[Baseline] = []
     if role in (None, "datacenter", "hpc"):
         baselines += [b for b in measured if role is None or b.role.value == role]
@@ -219,6 +228,73 @@ def compare_answer(store: Store, catalogue: Catalogue, *, model: str | None = No
     return CompareAnswer(rows=rows, better=BETTER,
                          roles={str(r.run_id): r.role.value for r in measured},
                          runs_per_series=runs_per_series).model_dump_json().encode()
+
+
+def compare_stream(store: Store, catalogue: Catalogue, *, model: str | None = None,
+                   device: str | None = None,
+                   role: Literal["datacenter", "hpc", "cited"] | None = None,
+                   chunk_runs: int = COMPARE_CHUNK_RUNS) -> Iterator[bytes]:
+    """The body of ``GET /api/compare?runs_per_series=0``: every edge run (of ``device``, or of
+    the fleet) against the baselines, in pieces. The edge runs are read from a streaming query and
+    compared ``chunk_runs`` at a time, so memory holds the baselines and one chunk whatever the
+    store's size. The baselines are read first, the same as every compare's: each hardware
+    group's newest measured run per model and scenario among those sharing a model with the edge
+    runs, and the cited rows."""
+    measured: list[BenchmarkResult] = []
+    if role in (None, "datacenter", "hpc"):
+        names = _edge_model_names(store, model=model, device=device)
+        if names:
+            measured = [b for b in measured_baselines(store, representatives=True,
+                                                      shares_model=names)
+                        if role is None or b.role.value == role]
+    baselines: list[Baseline] = list(measured)
+    if role in (None, "cited"):
+        baselines += [row for row, _ in cited_baselines(store, include_shipped=True)]
+    settings = CostSettings()
+    yield b'{"rows":['
+    first = True
+    chunk: list[BenchmarkResult] = []
+    edges = store.iter_results(ResultFilter(model=model, device_id=device, role=Role.EDGE.value))
+    try:
+        for edge in edges:
+            chunk.append(edge)
+            if len(chunk) < chunk_runs:
+                continue
+            piece = _rows_json(compare(chunk, baselines, catalogue.entries, settings), first)
+            first = first and not piece
+            chunk = []
+            if piece:
+                yield piece
+        if chunk:
+            piece = _rows_json(compare(chunk, baselines, catalogue.entries, settings), first)
+            if piece:
+                yield piece
+    finally:
+        close = getattr(edges, "close", None)
+        if close is not None:
+            close()
+    tail = CompareAnswer(rows=[], better=BETTER, roles={str(r.run_id): r.role.value
+                                                        for r in measured}, runs_per_series=0)
+    yield b"]," + tail.model_dump_json(exclude={"rows"}).encode()[1:]
+
+
+def _rows_json(rows: list[ComparisonRow], first: bool) -> bytes:
+    if not rows:
+        return b""
+    body = b",".join(row.model_dump_json().encode() for row in rows)
+    return body if first else b"," + body
+
+
+def _edge_model_names(store: Store, *, model: str | None, device: str | None) -> frozenset[str]:
+    """Every model sha256 and network among the edge runs asked for (read from the per-series
+    table, never from the runs themselves): what a baseline must share to match any of them."""
+    representatives = store.list_results(ResultFilter(model=model, role=Role.EDGE.value,
+                                                      newest_per_hardware=True))
+    if device is not None:
+        representatives = store.list_results(ResultFilter(model=model, device_id=device,
+                                                          role=Role.EDGE.value, per_series=1))
+    return frozenset({r.model.sha256 for r in representatives}
+                     | {r.model.network for r in representatives if r.model.network})
 
 
 @router.get("/api/compare", summary="Edge runs against datacenter, HPC and cited baselines",
@@ -233,8 +309,9 @@ def get_compare(
                     Query(description="only baselines of this kind")] = None,
     runs_per_series: Annotated[int, Query(
         ge=0, le=100_000, description="with device: that device's newest N runs per model and "
-        f"scenario (default {RUNS_PER_SERIES}); 0: every run of every device, edge and baseline, "
-        "not one per hardware group (slow with many results)")] = RUNS_PER_SERIES,
+        f"scenario (default {RUNS_PER_SERIES}); 0: every edge run (of the device, or of the whole "
+        "fleet), streamed in chunks, against the usual baselines (slow with many results)")]
+        = RUNS_PER_SERIES,
 ) -> Response:
     """The rows of ``edgemeter compare --json`` (the same engine), and ``better``: which way is
     better for each metric. Baselines: each hardware group's newest datacenter and HPC run per
@@ -243,6 +320,10 @@ def get_compare(
     answer). See :func:`collector.compare.baselines.compare_runs`. ``roles``: each measured
     baseline's role by run_id (datacenter or hpc)."""
     ctx = _ctx(request)
+    if runs_per_series == 0:
+        return StreamingResponse(compare_stream(ctx.store, ctx.catalogue, model=model,
+                                                device=device, role=role),
+                                 media_type="application/json")
     return Response(compare_answer(ctx.store, ctx.catalogue, model=model, device=device,
                                    role=role, runs_per_series=runs_per_series),
                     media_type="application/json")
@@ -279,11 +360,17 @@ def get_jobs(request: Request, device: str | None = None,
 @router.post("/api/jobs", summary="Send a benchmark job to devices (needs the bearer token)")
 def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
     """Publishes one :class:`shared.messages.JobCommand` per device on its ``cmd`` topic (QoS 1)
-    and records it; returns ``{"job_ids": [...], "jobs": [{"job_id", "device_id", "fleet"}], "skipped": [...]}``.
-    Unknown device ids are refused (404) before anything is sent; devices whose birth says they
-    cannot run the model are skipped (``skipped``: device_id, fleet, reason), and when none can the
-    request is refused (422) naming each device and what it lacks."""
+    and records it; returns ``{"job_ids": [...], "jobs": [{"job_id", "device_id", "fleet"}],
+    "skipped": [...], "offline": [...]}``. Unknown device ids are refused (404), and a model the
+    collector does not keep (422), before anything is sent; devices whose birth says they cannot
+    run the model are skipped (``skipped``: device_id, fleet, reason), and when none can the
+    request is refused (422) naming each device and what it lacks; ``offline`` lists the chosen
+    devices not online now (their job waits in the broker until they connect)."""
     ctx = _ctx(request)
+    if ctx.store.model_record(body.model.sha256) is None:
+        raise HTTPException(422, f"model.sha256 {body.model.sha256[:12]}... is not a model this "
+                            "collector keeps, so no device could fetch it: `edgemeter models add "
+                            "FILE --db URL` first")
     known = ctx.store.list_devices()  # not the cache: a device that just appeared counts
     if body.selector is not None:
         chosen = select_devices(known, body.selector)
@@ -312,8 +399,13 @@ def post_jobs(request: Request, body: JobRequest) -> dict[str, Any]:
         ctx.store.record_job(job, device_id=row.device_id, fleet=row.fleet)
         logger.info("job %s sent to %s/%s", job.job_id, row.fleet, row.device_id)
         sent.append({"job_id": job.job_id, "device_id": row.device_id, "fleet": row.fleet})
+    offline = [row.device_id for row in chosen if row.status != "online"]
+    if offline:
+        logger.warning("job sent to %d device(s) not online (it waits in the broker until they "
+                       "connect): %s", len(offline), ", ".join(offline[:10]))
     return {"job_ids": [s["job_id"] for s in sent], "jobs": sent,
-            "skipped": [{"device_id": row.device_id, "fleet": row.fleet, "reason": why} for row, why in skipped]}
+            "skipped": [{"device_id": row.device_id, "fleet": row.fleet, "reason": why} for row, why in skipped],
+            "offline": offline}
 
 
 @router.get("/api/models", summary="Models the collector keeps for jobs (sha256, name, size)")
@@ -322,17 +414,68 @@ def get_models(request: Request) -> dict[str, Any]:
     return {"models": [_plain(model) for model in _ctx(request).store.list_models()]}
 
 
+class DownloadSlots:
+    """How many model downloads run at once, at most ``limit`` (thread-safe)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+class _Download(StreamingResponse):
+    """A model's bytes as the store reads them, chunk by chunk; the download slot and the read
+    transaction are given back however the response ends."""
+
+    def __init__(self, chunks: Iterator[bytes], headers: dict[str, str],
+                 slots: DownloadSlots) -> None:
+        super().__init__(chunks, media_type="application/octet-stream", headers=headers)
+        self._chunks = chunks
+        self._slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slots.give_back()
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(ValueError):  # still running in a worker: it ends there
+                    close()
+
+
 @router.get("/models/{sha256}", summary="A model file by content (agents fetch jobs' models here)",
-            response_class=Response)
+            response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
 def get_model(request: Request, sha256: str) -> Response:
-    found = _ctx(request).store.get_model(sha256.lower())
-    if found is None:
+    """The model's bytes, streamed (never whole in memory). Off loopback it needs the models
+    token (``[http] models_token``); at most ``[http] max_downloads`` run at once (503 with
+    ``Retry-After`` beyond)."""
+    ctx = _ctx(request)
+    record = ctx.store.model_record(sha256.lower())
+    if record is None:
         raise HTTPException(404, f"no model {sha256[:64]!r} here: "
                             "`edgemeter models add FILE --db URL` stores one")
-    name, content = found
-    safe = "".join(c for c in name if c.isalnum() or c in "._-") or "model"
-    return Response(content, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+    slots: DownloadSlots = request.app.state.downloads
+    if not slots.take():
+        return JSONResponse({"error": f"{slots.limit} model downloads are running, the most this "
+                             "collector serves at once ([http] max_downloads); try again later"},
+                            status_code=503,
+                            headers={"Retry-After": str(DOWNLOAD_RETRY_AFTER_S)})
+    safe = "".join(c for c in record.name if c.isalnum() or c in "._-") or "model"
+    return _Download(ctx.store.read_model(record.sha256), slots=slots, headers={
+        "Content-Disposition": f'attachment; filename="{safe}"',
+        "Content-Length": str(record.size_bytes)})
 
 
 def _plain(record: Any) -> dict[str, Any]:

@@ -18,7 +18,11 @@ registry, the MQTT connection as a publisher) plus a store opened for reading. R
 ``GET /openapi.json``       the OpenAPI schema (no ``/docs``: Swagger UI would load from a CDN)
 ==========================  ==================================================================
 
-Access rules: :mod:`collector.http.auth`. Errors are ``{"error": "<one line>"}``.
+Access rules: :mod:`collector.http.auth`. Errors are ``{"error": "<one line>"}``, with the statuses
+the OpenAPI document lists for every route (:data:`ERROR_RESPONSES`). A request whose ``Host``
+header names another server gets 400 (:class:`collector.http.auth.HostCheck`). Limits (503 with
+``Retry-After`` beyond): ``[http] max_event_readers`` open event streams, ``[http] max_downloads``
+model downloads at once.
 """
 
 from __future__ import annotations
@@ -34,24 +38,49 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector.config import HttpSettings
 from collector.errors import StoreError
 from collector.events import EventBus
 from collector.http import api, live
-from collector.http.api import ApiContext, Publisher
-from collector.http.auth import AccessPolicy, is_loopback, split_listen
+from collector.http.api import ApiContext, DownloadSlots, Publisher
+from collector.http.auth import AccessPolicy, HostCheck, is_loopback, split_listen
 from collector.http.fleet import DEVICE_CACHE_S, DeviceCache, ProgressBoard
+from collector.http.live import ReaderSlots
 from collector.http.store import ReadStore
 from collector.metrics import CollectorMetrics
 from shared.catalogue import Catalogue, load_catalogue
 
-__all__ = ["STATIC_DIR", "create_app"]
+__all__ = ["ERROR_RESPONSES", "STATIC_DIR", "ErrorAnswer", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
+
+
+class ErrorAnswer(BaseModel):
+    """Every refusal and failure: one line saying what went wrong and what to do."""
+
+    error: str
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait (a limit was reached)",
+                                "schema": {"type": "integer"}}}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorAnswer, "description": "bad request: a Host header naming another "
+          "server, a cursor this server did not give out"},
+    401: {"model": ErrorAnswer, "description": "a bearer token is needed, or the one given is "
+          "wrong"},
+    403: {"model": ErrorAnswer, "description": "no token is configured for this request"},
+    404: {"model": ErrorAnswer, "description": "no such device, run, model or route"},
+    422: {"model": ErrorAnswer, "description": "a parameter or the body is invalid"},
+    503: {"model": ErrorAnswer, "headers": _RETRY_AFTER,
+          "description": "the database is unavailable, the broker refused a job, or a limit "
+          "(event streams, model downloads) is reached"},
+}
+"""The error answers every route may give, as the OpenAPI document lists them."""
 
 
 def create_app(
@@ -71,7 +100,9 @@ def create_app(
     """
     host, _ = split_listen(settings.listen)
     token = settings.token.get_secret_value() if settings.token else None
-    policy = AccessPolicy(loopback=is_loopback(host), token=token)
+    models_token = settings.models_token.get_secret_value() if settings.models_token else None
+    policy = AccessPolicy(loopback=is_loopback(host), token=token, models_token=models_token)
+    hosts = HostCheck(host, settings.allowed_hosts)
     progress = ProgressBoard(events)
 
     @asynccontextmanager
@@ -81,7 +112,7 @@ def create_app(
         progress.close()
 
     app = FastAPI(title="edgemeter collector", version=_version(), docs_url=None, redoc_url=None,
-                  lifespan=lifespan,
+                  lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="The fleet's devices, runs, comparisons and jobs; live events as "
                   "Server-Sent Events; Prometheus metrics at /metrics.")
     stopping = threading.Event()
@@ -92,12 +123,18 @@ def create_app(
     app.state.metrics = metrics
     app.state.stopping = stopping
     app.state.policy = policy
+    app.state.event_readers = ReaderSlots(settings.max_event_readers)
+    app.state.downloads = DownloadSlots(settings.max_downloads)
     app.include_router(api.router)
     app.include_router(live.router)
 
     @app.middleware("http")
     async def check_access(request: Request,
                            call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if not hosts.allows(request.headers.get("host")):
+            return JSONResponse({"error": "this server is not reached by that name (Host header): "
+                                 "use its address, or add the name to [http] allowed_hosts"},
+                                status_code=400)
         refusal = policy.refusal(request.method, request.url.path,
                                  request.headers.get("authorization"),
                                  request.query_params.get("token"))

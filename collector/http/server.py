@@ -127,6 +127,10 @@ def start_http(http: HttpSettings, db_url: str, *, events: EventBus, metrics: Co
         raise ConfigError(f"--http {http.listen} is not a loopback address: set a token first "
                           "([http] token_file, EDGEMETER_COLLECTOR__HTTP__TOKEN or the systemd "
                           "credential http-token), or listen on 127.0.0.1")
+    if http.models_token is None and not is_loopback(host):
+        logger.warning("--http %s is not a loopback address and no models token is set: agents "
+                       "cannot fetch models until [http] models_token_file is set (and [models] "
+                       "token_file on the boards)", http.listen)
     reader = open_read_store(db_url)
     try:
         app = create_app(reader, events=events, metrics=metrics, publisher=publisher,

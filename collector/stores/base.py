@@ -71,6 +71,11 @@ class Store(Protocol):
     ) -> int:
         """Store results in one transaction; returns how many were new (a known run_id is skipped).
 
+        Only new results move a device's latest result and its series. A result whose run_id is
+        known with other content (another device, a changed measurement; ``replayed`` aside) is
+        refused: it becomes a dead letter with the reason "conflicting duplicate of run_id ..."
+        in the same transaction, and the first one is kept.
+
         ``topics``, when given, holds the MQTT topic each result arrived on (same order).
         ``payloads``, when given, holds each result's JSON exactly as received (UTF-8, already
         validated into ``results``), stored as the result's document instead of serialising the
@@ -128,6 +133,12 @@ class Store(Protocol):
         """Keep a model file by content; returns its sha256 (idempotent)."""
 
     def get_model(self, sha256: str) -> tuple[str, bytes] | None: ...
+
+    def model_record(self, sha256: str) -> ModelRecord | None:
+        """A stored model's name and size, without its content (None when not stored)."""
+
+    def read_model(self, sha256: str, chunk_bytes: int = ...) -> Iterator[bytes]:
+        """A stored model's content in chunks, never whole in memory (nothing when not stored)."""
 
     def list_models(self) -> list[ModelRecord]: ...
 

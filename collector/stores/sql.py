@@ -45,6 +45,7 @@ from sqlalchemy import (
     Table,
     case,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -80,7 +81,7 @@ from shared.messages import AgentManifest, JobAck, JobCommand, Status, Telemetry
 from shared.presence import status_wins
 from shared.schema import BenchmarkResult
 
-__all__ = ["DEAD_LETTER_MAX_BYTES", "STREAM_BATCH_ROWS", "SqlStore"]
+__all__ = ["DEAD_LETTER_MAX_BYTES", "MODEL_CHUNK_BYTES", "STREAM_BATCH_ROWS", "SqlStore"]
 
 #: A dead letter keeps at most this much of its payload (with the full size and sha256).
 DEAD_LETTER_MAX_BYTES = 64 * 1024
@@ -102,6 +103,8 @@ logger = logging.getLogger(__name__)
 
 _Doc = TypeVar("_Doc", bound=BaseModel)
 
+#: Bytes of a model read at a time when it is downloaded.
+MODEL_CHUNK_BYTES = 1 << 18
 #: Rows fetched at a time when streaming results (a server-side cursor on PostgreSQL).
 STREAM_BATCH_ROWS = 500
 
@@ -282,6 +285,8 @@ class SqlStore:
         timestamp = bulk.processor("created_at")  # the same type as received_at
         now = self._clock()
         received_at = timestamp(now)
+        documents = [payloads[i].decode() if payloads is not None else r.model_dump_json()
+                     for i, r in enumerate(batch)]
         rows = [  # in tables.results' column order (bulk.columns)
             (
                 str(r.run_id),
@@ -296,28 +301,101 @@ class SqlStore:
                 r.seq,
                 received_at,
                 topics[i] if topics is not None else None,
-                payloads[i].decode() if payloads is not None else r.model_dump_json(),
+                documents[i],
             )
             for i, r in enumerate(batch)
         ]
-        newest = _series_rows(batch, rows)  # before the sort: row i is batch[i]
-        if self._db.concurrent_writers:
-            # run_id order: two collectors storing overlapping batches (redeliveries) take the
-            # run_ids' locks in the same order and never deadlock; within one batch, results
-            # with the very same created_at then tie-break by run_id, not arrival
-            rows.sort(key=_run_id_of)
         self._make_partitions({_month_of(r.created_at) for r in batch})
         with self._transaction(f"storing {len(rows)} results", write=True) as conn:
-            added = bulk.run(conn, rows)
+            fresh, conflicts = self._without_duplicates(conn, batch, documents,
+                                                        list(range(len(batch))))
+            insert = [rows[i] for i in fresh]
+            if self._db.concurrent_writers:
+                # run_id order: two collectors storing overlapping batches (redeliveries) take
+                # the run_ids' locks in the same order and never deadlock; within one batch,
+                # results with the very same created_at then tie-break by run_id, not arrival
+                insert.sort(key=_run_id_of)
+            added = bulk.run(conn, insert) if insert else 0
             for then in self._insert_results[1:]:
-                then.run(conn, rows)
-            self._note_latest(conn, batch, now)
-            # each series' newest result of the batch; the statement keeps the newer of it and
-            # the one known. In key order: concurrent batches lock the same rows in the same
-            # order (and after the devices rows, as every batch does), so collectors never
-            # deadlock here
-            self._note_series_upsert.run(conn, newest)
+                if insert:
+                    then.run(conn, insert)
+            if added < len(fresh):  # another collector stored some of them meanwhile
+                fresh, raced = self._without_duplicates(conn, batch, documents, fresh,
+                                                        racing=True)
+                conflicts += raced
+            if fresh:
+                kept = [batch[i] for i in fresh]
+                self._note_latest(conn, kept, now)
+                # each series' newest result of the batch; the statement keeps the newer of it
+                # and the one known. In key order: concurrent batches lock the same rows in the
+                # same order (and after the devices rows, as every batch does), so collectors
+                # never deadlock here
+                self._note_series_upsert.run(conn, _series_rows(kept, [rows[i] for i in fresh]))
+            self._dead_letter_conflicts(conn, conflicts, batch, documents, topics, now)
             return added
+
+    def _without_duplicates(self, conn: Connection, batch: Sequence[BenchmarkResult],
+                            documents: Sequence[str], candidates: list[int], *,
+                            racing: bool = False) -> tuple[list[int], list[int]]:
+        """``(fresh, conflicts)``: the indices of ``candidates`` whose run_id is neither stored
+        nor earlier in the batch, and those of duplicates whose content differs from the first
+        (stored or earlier in the batch), for :meth:`_dead_letter_conflicts`. An identical one
+        (a redelivery, a re-sent result whose only change is ``replayed``) is dropped silently. ``racing``: the
+        candidates were just inserted and some were stored by another writer meanwhile; those
+        with our content stay (their devices and series rows get the same values again).
+        """
+        conflicts: list[int] = []
+        stored = self._stored_documents(conn, [str(batch[i].run_id) for i in candidates])
+        first_in_batch: dict[str, int] = {}
+        fresh: list[int] = []
+        for i in candidates:
+            run_id = str(batch[i].run_id)
+            known = stored.get(run_id)
+            if racing:
+                if known is None or _same_content(known, documents[i], batch[i]):
+                    fresh.append(i)
+                else:
+                    conflicts.append(i)
+                continue
+            if known is None and run_id in first_in_batch:
+                first = first_in_batch[run_id]
+                known = documents[first]
+            if known is None:
+                first_in_batch[run_id] = i
+                fresh.append(i)
+            elif not _same_content(known, documents[i], batch[i]):
+                conflicts.append(i)
+        return fresh, conflicts
+
+    def _stored_documents(self, conn: Connection, run_ids: Sequence[str]) -> dict[str, str]:
+        """run_id -> stored document, for those of ``run_ids`` already stored."""
+        found: dict[str, str] = {}
+        unique = sorted(set(run_ids))
+        for start in range(0, len(unique), _FETCH_CHUNK):
+            chunk = unique[start:start + _FETCH_CHUNK]
+            for run_id, document in conn.execute(
+                select(results.c.run_id, results.c.result).where(results.c.run_id.in_(chunk))
+            ):
+                found[run_id] = document
+        return found
+
+    def _dead_letter_conflicts(self, conn: Connection, conflicts: Sequence[int],
+                               batch: Sequence[BenchmarkResult],
+                               documents: Sequence[str], topics: Sequence[str | None] | None,
+                               now: datetime) -> None:
+        """Keep each conflicting duplicate found by :meth:`_without_duplicates` as a dead letter:
+        the first result with that run_id stays, this one is refused with a reason."""
+        for i in conflicts:
+            result = batch[i]
+            run_id = str(result.run_id)
+            logger.warning("result %s from %s/%s differs from the stored result with that run_id: "
+                           "kept the first, dead-lettered this one", run_id, result.fleet,
+                           result.device_id)
+            topic = (topics[i] if topics is not None else None) or \
+                f"edgemeter/v1/{result.fleet}/{result.device_id}/result"
+            conn.execute(self._dead_letter_statement(retained=False), _dead_letter_row(
+                topic, f"conflicting duplicate of run_id {run_id} (the first one is kept)",
+                documents[i].encode(), result.device_id, now))
 
     def _note_latest(self, conn: Connection, batch: Sequence[BenchmarkResult],
                      now: datetime) -> None:
@@ -542,6 +620,41 @@ class SqlStore:
                                .where(models.c.sha256 == sha256)).one_or_none()
         return None if row is None else (row.name, bytes(row.content))
 
+    def model_record(self, sha256: str) -> ModelRecord | None:
+        """The stored model with this sha256 (lower-case hex), without its content, or None."""
+        with self._transaction("reading a model", write=False) as conn:
+            r = conn.execute(select(models.c.sha256, models.c.name, models.c.size_bytes,
+                                    models.c.added_at).where(models.c.sha256 == sha256)
+                             ).one_or_none()
+        return None if r is None else ModelRecord(sha256=r.sha256, name=r.name,
+                                                  size_bytes=r.size_bytes, added_at=r.added_at)
+
+    def read_model(self, sha256: str, chunk_bytes: int = MODEL_CHUNK_BYTES) -> Iterator[bytes]:
+        """The content of a stored model, ``chunk_bytes`` at a time, never whole in memory:
+        SQLite's incremental blob reads, PostgreSQL ``substr`` slices. Nothing when it is not
+        stored. A read transaction stays open until the iterator ends or is closed."""
+        with self._transaction("reading a model", write=False) as conn:
+            if self._db.engine.dialect.name == "sqlite":
+                rowid = conn.execute(select(literal_column("rowid"))
+                                     .select_from(models).where(models.c.sha256 == sha256)
+                                     ).scalar_one_or_none()
+                if rowid is None:
+                    return
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                with raw.blobopen("models", "content", rowid, readonly=True) as blob:
+                    while chunk := blob.read(chunk_bytes):
+                        yield chunk
+                return
+            offset = 0
+            while True:
+                chunk = conn.execute(select(func.substr(models.c.content, offset + 1, chunk_bytes))
+                                     .where(models.c.sha256 == sha256)).scalar_one_or_none()
+                if not chunk:
+                    return
+                yield bytes(chunk)
+                offset += len(chunk)
+
     def list_models(self) -> list[ModelRecord]:
         """Stored models, oldest first, without their content."""
         with self._transaction("listing models", write=False) as conn:
@@ -560,18 +673,16 @@ class SqlStore:
         (topic and reason stay the first ones), unless it is a retained message: a broker hands
         those out again on every subscribe, so one already stored is not counted again."""
         now = self._clock()
+        with self._transaction("storing a dead letter", write=True) as conn:
+            conn.execute(self._dead_letter_statement(retained=retained),
+                         _dead_letter_row(topic, reason, payload, device_id, now))
+
+    def _dead_letter_statement(self, *, retained: bool) -> Insert:
         insert = self._db.insert(dead_letters)
         key = ["device_id", "sha256"]
-        statement = insert.on_conflict_do_nothing(index_elements=key) if retained else \
+        return insert.on_conflict_do_nothing(index_elements=key) if retained else \
             insert.on_conflict_do_update(index_elements=key, set_={
                 "count": dead_letters.c["count"] + 1, "last_seen": insert.excluded.last_seen})
-        with self._transaction("storing a dead letter", write=True) as conn:
-            conn.execute(statement, {
-                "received_at": now, "last_seen": now, "topic": topic, "reason": reason,
-                "payload": bytes(payload[:DEAD_LETTER_MAX_BYTES]),
-                "device_id": device_id or NO_DEVICE, "size_bytes": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(), "count": 1,
-            })
 
     def list_results(self, flt: ResultFilter | None = None) -> list[BenchmarkResult]:
         """Results, oldest first (with ``flt.limit``: the newest N, still oldest first)."""
@@ -692,6 +803,34 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self._db.name} {self._db.where})"
+
+
+def _dead_letter_row(topic: str, reason: str, payload: bytes, device_id: str | None,
+                     now: datetime) -> dict[str, Any]:
+    return {
+        "received_at": now, "last_seen": now, "topic": topic, "reason": reason,
+        "payload": bytes(payload[:DEAD_LETTER_MAX_BYTES]),
+        "device_id": device_id or NO_DEVICE, "size_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(), "count": 1,
+    }
+
+
+#: Fields two results with one run_id may differ in and still be the same run.
+_RESENT_FIELDS = {"replayed"}
+
+
+def _same_content(stored: Any, document: str, result: BenchmarkResult) -> bool:
+    """Whether ``result`` (sent as ``document``) is the run already stored as ``stored`` (the
+    document as the database gives it back): byte-equal, or equal as parsed but for the fields an
+    agent changes when it sends a result again."""
+    if isinstance(stored, str) and stored == document:
+        return True
+    try:
+        first = BenchmarkResult.model_validate_json(stored) if isinstance(stored, (str, bytes)) \
+            else BenchmarkResult.model_validate(stored)
+    except ValueError:
+        return False  # the stored one no longer validates: not the same, keep it anyway
+    return first.model_dump(exclude=_RESENT_FIELDS) == result.model_dump(exclude=_RESENT_FIELDS)
 
 
 def _run_id_of(row: tuple[Any, ...]) -> str:

@@ -28,6 +28,7 @@ from shared.capability import refusal, split
 from shared.errors import ConfigError
 from shared.messages import AgentManifest, JobAck, JobCommand, ModelRef, Progress, Receipt, Status, Telemetry
 from shared.presence import status_wins
+from shared.redact import argv_password_warning, redact_url
 from shared.run_settings import RunSettings
 from shared.selector import Candidate
 from shared.selector import select as selector_select
@@ -126,6 +127,9 @@ def _watch(args: argparse.Namespace, kinds: list[TopicKind], fleet: str = "+") -
     from shared.mqtt import MqttOptions, connect_with
 
     watch = FleetWatch()
+    warning = argv_password_warning(args.mqtt, "--mqtt", "--password-file")
+    if warning is not None:
+        print(f"edgemeter fleet: {warning}", file=sys.stderr, flush=True)
     env_password = os.environ.get("EDGEMETER_MQTT__PASSWORD") or None
     options = MqttOptions(
         urls=[args.mqtt], client_id=f"edgemeter-fleet-{uuid.uuid4().hex[:8]}",
@@ -149,7 +153,7 @@ def _ls(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"no devices seen on {args.mqtt} in {args.listen_s:g} s", file=sys.stderr)
+        print(f"no devices seen on {redact_url(args.mqtt)} in {args.listen_s:g} s", file=sys.stderr)
         return 0
     columns = ["device_id", "fleet", "status", "bd_seq", "last_seen", "board", "runtime",
                "current_job", "spool_depth"]

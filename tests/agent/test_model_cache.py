@@ -106,3 +106,32 @@ def test_a_cached_file_that_no_longer_matches_is_fetched_again(server: Server, t
     cache.get(ref).write_bytes(b"tampered")
     assert cache.get(ref).read_bytes() == b"model bytes"
     assert server.requests == 2
+
+
+def test_the_models_token_is_sent_to_a_collector_that_wants_it(tmp_path: Path) -> None:
+    """Against the collector's own app served off loopback (its policy), not a stand-in."""
+    pytest.importorskip("fastapi")
+    from collector.config import HttpSettings
+    from collector.events import EventBus
+    from collector.http.app import create_app
+    from collector.http.server import HttpServer
+    from collector.http.store import open_read_store
+    from collector.metrics import CollectorMetrics
+    from collector.stores.base import open_store
+
+    url = f"sqlite:///{tmp_path}/results.db"
+    content = b"TFL3" + os.urandom(3000)
+    writer = open_store(url)
+    ref = ModelRef(sha256=writer.add_model("m.tflite", content), name="m.tflite")
+    writer.close()
+    reader = open_read_store(url)
+    app = create_app(reader, events=EventBus(), metrics=CollectorMetrics(),
+                     publisher=lambda _t, _p: None,
+                     settings=HttpSettings(listen="0.0.0.0:8080", token="operator",
+                                           models_token="boards"))
+    with HttpServer(app, "127.0.0.1", 0, on_stop=reader.close) as served:
+        without = ModelCache(tmp_path / "a", models_url=served.url)
+        with pytest.raises(ModelFetchError, match=r"\[models\] token_file"):
+            without.get(ref)
+        cache = ModelCache(tmp_path / "b", models_url=served.url, token="boards")
+        assert cache.get(ref).read_bytes() == content

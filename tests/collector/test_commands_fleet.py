@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from collector.commands_fleet import model_format
-from collector.stores.base import open_store
+from collector.stores.base import Store, open_store
 from edgemeter.cli import main
 from tests.factories import make_result
 
@@ -63,6 +63,32 @@ def test_models_add_wants_the_name_to_match_the_content(
     shutil.copy(shared_models / "vww_96_int8.tflite", renamed)
     code, _, err = run(["models", "add", str(renamed), "--db", sqlite_url], capsys)
     assert code == 2 and "holds a tflite model: name it NAME.tflite" in err
+
+
+def test_models_add_refuses_a_file_over_the_size_cap_and_a_wrong_sha256(
+    shared_models: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    tflite = shared_models / "vww_96_int8.tflite"
+    code, out, err = run(["models", "add", str(tflite), "--db", sqlite_url, "--max-mb", "0.01"],
+                         capsys)
+    assert code == 2 and out == "" and "over the 0.01 MiB limit" in err and "--max-mb" in err
+    code, out, err = run(["models", "add", str(tflite), "--db", sqlite_url, "--sha256", "ab" * 32],
+                         capsys)
+    assert code == 2 and out == "" and "not the " + "ab" * 32 in err
+    sha = hashlib.sha256(tflite.read_bytes()).hexdigest()
+    code, out, _ = run(["models", "add", str(tflite), "--db", sqlite_url, "--sha256", sha.upper()],
+                       capsys)
+    assert code == 0 and out.startswith(sha)
+
+
+def test_a_stored_model_reads_back_in_chunks(shared_models: Path, store: Store) -> None:
+    content = (shared_models / "vww_96_int8.tflite").read_bytes()
+    sha = store.add_model("vww_96_int8.tflite", content)
+    chunks = list(store.read_model(sha, chunk_bytes=4096))
+    assert b"".join(chunks) == content and max(map(len, chunks)) == 4096
+    record = store.model_record(sha)
+    assert record is not None and record.size_bytes == len(content)
+    assert list(store.read_model("0" * 64)) == [] and store.model_record("0" * 64) is None
 
 
 def test_model_format_reads_the_magic_not_the_name(shared_models: Path) -> None:

@@ -201,6 +201,40 @@ def test_unreadable_or_empty_password_files_are_config_errors(tmp_path: Path) ->
         load_settings({"mqtt": {"password_file": write(tmp_path / "empty", "\n")}})
 
 
+def test_an_empty_token_from_the_environment_is_refused_at_start_like_an_empty_file(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGEMETER_COLLECTOR__HTTP__TOKEN", "")
+    with pytest.raises(ConfigError, match=r"\[http\] token is empty"):
+        load_settings({"db": {"url": "sqlite:////tmp/x.db"}})
+
+
+def test_the_models_token_comes_from_its_file_or_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings({"http": {"models_token_file": write(tmp_path / "mt", "boards\n")}})
+    assert settings.http.models_token is not None
+    assert settings.http.models_token.get_secret_value() == "boards"
+    folder = credentials(tmp_path)
+    write(folder / "models-token", "cred-models")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(folder))
+    settings = load_settings({})
+    assert settings.http.models_token is not None
+    assert settings.http.models_token.get_secret_value() == "cred-models"
+
+
+def test_a_password_inside_mqtt_on_the_command_line_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgemeter.cli import main
+
+    # stops at the missing database, after the warning
+    assert main(["collector", "serve", "--mqtt", "mqtt://u:hunter2@127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "visible to other users" in err and "--mqtt-password-file" in err
+    assert "password_file" in err and "hunter2" not in err
+
+
 def credentials(tmp_path: Path) -> Path:
     folder = tmp_path / "creds"
     folder.mkdir()

@@ -70,6 +70,12 @@ HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("version-3", TOPIC, with_(schema_version=3), "schema-version"),
     ("version-string", TOPIC, with_(schema_version="1"), "schema-version"),
     ("version-bool", TOPIC, with_(schema_version=True), "schema-version"),
+    ("version-float", TOPIC, with_(schema_version=2.0), "schema-version"),
+    ("duplicate-run-id-key", TOPIC,
+     with_().replace(b'"run_id":', b'"run_id": "00000000-0000-4000-8000-000000000000", "run_id":', 1),
+     "duplicate-key"),
+    ("duplicate-nested-key", TOPIC,
+     with_().replace(b'"p50":', b'"p50": 1.0, "p50":', 1), "duplicate-key"),
     ("empty-object", TOPIC, b"{}", "schema-version"),
     ("wrong-types", TOPIC, with_(seq="many", model=3), "invalid"),
     ("missing-field", TOPIC, without("latency_ms"), "invalid"),
@@ -112,6 +118,12 @@ def test_reasons_name_the_version_and_the_failing_fields() -> None:
     assert isinstance(nested, Rejection) and "latency_ms.p50" in nested.reason
     mismatch = ingest("edgemeter/v1/default/pi-02/result", with_())
     assert isinstance(mismatch, Rejection) and "pi-02" in mismatch.reason
+
+
+def test_a_duplicate_key_is_named_in_the_reason() -> None:
+    out = ingest(TOPIC, with_().replace(b'"seq":', b'"seq": 5, "seq":', 1))
+    assert isinstance(out, Rejection) and out.code == "duplicate-key"
+    assert "'seq' appears twice" in out.reason
 
 
 def test_many_errors_are_summarised_in_one_short_line() -> None:

@@ -199,12 +199,13 @@ def test_add_device_gives_a_new_board_an_account_after_a_reload(
 # -- what a device may write ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["result", "status", "telemetry", "progress", "ack"])
-def test_device_publishes_every_agent_kind_under_its_own_id(
+def test_device_publishes_every_agent_kind_under_its_own_fleet_and_id_only(
     secure_broker: SecureBroker, probes: Any, kind: str
 ) -> None:
     dev = connected(probes(secure_broker.ports.plain, secure_broker.user("dev-a")))
     assert dev.publish(topic("dev-a", kind)) in ACCEPTED
-    assert dev.publish(topic("dev-a", kind, fleet="other-fleet")) in ACCEPTED
+    assert dev.publish(topic("dev-a", kind, fleet="other-fleet")) == NOT_AUTHORIZED
+    assert dev.publish(topic("dev-a", kind, fleet="_collector")) == NOT_AUTHORIZED
 
 
 def test_device_publish_under_another_id_is_refused_with_135_and_never_delivered(
@@ -260,6 +261,55 @@ def test_collector_reads_everything_also_through_a_shared_subscription(
     assert collector.publish(topic("dev-a", "cmd")) in ACCEPTED
     sent.append(topic("dev-a", "cmd"))
     assert sorted(collector.topics_until(topic("dev-a", "cmd"))) == sorted(sent)
+
+
+def test_add_device_moves_a_board_to_its_new_fleet(secure_broker: SecureBroker, probes: Any) -> None:
+    name = f"dev-{uuid.uuid4().hex[:6]}"
+    secure_broker.add_device(name, fleet="north")
+    moved = secure_broker.add_device(name, fleet="south")  # again: a new password, a new fleet
+    probe = retry_connect(secure_broker, probes, moved)
+    assert probe.publish(topic(name, "result", fleet="south")) in ACCEPTED
+    assert probe.publish(topic(name, "result", fleet="north")) == NOT_AUTHORIZED
+
+
+def retry_connect(broker: SecureBroker, probes: Any, user: BrokerUser, **kwargs: Any) -> Probe:
+    """Connect ``user`` once the broker has re-read its files after a reload (SIGHUP)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        probe = probes(broker.ports.plain, user, **kwargs)
+        if probe.connect() == SUCCESS:
+            return probe
+        probe.close()
+        assert time.monotonic() < deadline, f"{user.username} cannot connect after the reload"
+
+
+# -- client ids ----------------------------------------------------------------------------------
+
+def test_a_login_cannot_take_over_another_clients_session_by_its_client_id(
+    secure_broker: SecureBroker, probes: Any
+) -> None:
+    collector = probes(secure_broker.ports.plain, secure_broker.collector,
+                       client_id="edgemeter-collector-host")
+    assert collector.connect() == SUCCESS
+    collector.subscribe("edgemeter/v1/+/+/result")
+    for stolen in ("edgemeter-collector-host", "collector", "edgemeter-agent-dev-b", "dev-b"):
+        thief = probes(secure_broker.ports.plain, secure_broker.user("dev-a"), client_id=stolen)
+        assert thief.connect() == SUCCESS  # connected, but as client "dev-a"
+        thief.close()
+    dev = connected(probes(secure_broker.ports.plain, secure_broker.user("dev-b")))
+    assert dev.publish(topic("dev-b", "result")) in ACCEPTED
+    assert collector.next_topic() == topic("dev-b", "result")  # never disconnected
+    assert not collector._disconnected.is_set()
+
+
+def test_collector_publishes_its_presence_and_last_will(
+    secure_broker: SecureBroker, probes: Any
+) -> None:
+    status = "edgemeter/v1/_collector/collector/status"
+    collector = connected(probes(secure_broker.ports.plain, secure_broker.collector))
+    assert collector.publish(status, b'{"status":"online"}') in ACCEPTED
+    dev = connected(probes(secure_broker.ports.plain, secure_broker.user("dev-a")))
+    assert dev.publish(status, b'{"status":"offline"}') == NOT_AUTHORIZED
 
 
 # -- TLS -----------------------------------------------------------------------------------------

@@ -126,8 +126,10 @@ def test_shell_script_passes_shellcheck(script: Path) -> None:
 
 @pytest.mark.parametrize("device_id", ["a+b", "a/b", "fleet#", "", "collector", "x" * 129])
 def test_add_device_refuses_ids_the_acl_could_not_confine(device_id: str, tmp_path: Path) -> None:
-    passwd = tmp_path / "passwd"
-    done = subprocess.run([str(ADD_DEVICE), "--passwd", str(passwd), device_id], capture_output=True, text=True)
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    shutil.copyfile(DEPLOY / "mosquitto" / "edgemeter.acl", acl)
+    done = subprocess.run([str(ADD_DEVICE), "--passwd", str(passwd), "--acl", str(acl), device_id],
+                          capture_output=True, text=True)
     assert done.returncode == 2
     assert not passwd.exists()
 
@@ -135,7 +137,8 @@ def test_add_device_refuses_ids_the_acl_could_not_confine(device_id: str, tmp_pa
 def test_add_device_prints_a_new_password_and_writes_acl_lines_once(tmp_path: Path) -> None:
     tool("mosquitto_passwd")
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
-    args = [str(ADD_DEVICE), "--passwd", str(passwd), "--acl", str(acl), "pi-017"]
+    shutil.copyfile(DEPLOY / "mosquitto" / "edgemeter.acl", acl)
+    args = [str(ADD_DEVICE), "--passwd", str(passwd), "--acl", str(acl), "--fleet", "lab", "pi-017"]
     first = subprocess.run(args, capture_output=True, text=True, check=True)
     second = subprocess.run(args, capture_output=True, text=True, check=True)
     assert re.fullmatch(r"[A-Za-z0-9]{20,}\n", first.stdout)
@@ -144,7 +147,16 @@ def test_add_device_prints_a_new_password_and_writes_acl_lines_once(tmp_path: Pa
     assert stat.S_IMODE(passwd.stat().st_mode) & 0o007 == 0
     lines = acl.read_text().split()
     assert acl.read_text().count("user pi-017") == 1
-    assert "edgemeter/v1/+/pi-017/result" in lines and "edgemeter/v1/+/pi-017/cmd" in lines
+    assert "edgemeter/v1/lab/pi-017/result" in lines and "edgemeter/v1/+/pi-017/result" not in lines
+
+
+@pytest.mark.parametrize("fleet", ["_collector", "a/b", "+", ""])
+def test_add_device_refuses_fleets_a_board_could_escape_with(fleet: str, tmp_path: Path) -> None:
+    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
+    shutil.copyfile(DEPLOY / "mosquitto" / "edgemeter.acl", acl)
+    done = subprocess.run([str(ADD_DEVICE), "--passwd", str(passwd), "--acl", str(acl),
+                           "--fleet", fleet, "pi-1"], capture_output=True, text=True)
+    assert done.returncode == 2 and not passwd.exists()
 
 
 # -- udev ----------------------------------------------------------------------------------------
@@ -310,7 +322,8 @@ def test_compose_runs_broker_database_and_collector_from_the_deploy_files() -> N
     assert set(spec["services"]) == {"mosquitto", "postgres", "collector"}
     mounts = {v.split(":")[1]: v.split(":")[0] for v in spec["services"]["mosquitto"]["volumes"] if v.startswith(".")}
     assert (CONTAINER / mounts["/etc/mosquitto/mosquitto.conf"]).resolve() == DEPLOY / "mosquitto/edgemeter.conf"
-    assert (CONTAINER / mounts["/etc/mosquitto/edgemeter.acl"]).resolve() == DEPLOY / "mosquitto/edgemeter.acl"
+    # a copy of edgemeter.acl that add-device appends the boards' lines to
+    assert mounts["/etc/mosquitto/edgemeter.acl"] == "./secrets/edgemeter.acl"
     build = spec["services"]["collector"]["build"]
     assert (CONTAINER / build["context"] / build["dockerfile"]).resolve() == CONTAINER / "Dockerfile.collector"
     config = tomllib.loads((CONTAINER / "collector.toml").read_text())

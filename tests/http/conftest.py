@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +42,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture()
 def make_api(db_url: str) -> Iterator[Callable[..., Api]]:
-    """``make_api(listen=..., token=..., static_dir=..., device_cache_s=..., publisher=...)``:
+    """``make_api(listen=..., token=..., static_dir=..., device_cache_s=..., publisher=...,
+    **other [http] settings)``:
     a served app whose policy follows ``listen`` (it is
     always served on 127.0.0.1, so a test can play an exposed server safely)."""
     writer = open_store(db_url)
@@ -49,14 +51,14 @@ def make_api(db_url: str) -> Iterator[Callable[..., Api]]:
 
     def make(listen: str = "127.0.0.1:8080", token: str | None = None,
              static_dir: Path | None = None, device_cache_s: float = 0.0,
-             publisher: Callable[[str, bytes], None] | None = None) -> Api:
+             publisher: Callable[[str, bytes], None] | None = None, **settings: Any) -> Api:
         reader = open_read_store(db_url)
         events, metrics = EventBus(), CollectorMetrics()
         published: list[tuple[str, bytes]] = []
         app = create_app(reader, events=events, metrics=metrics,
                          publisher=publisher or (lambda topic, payload:
                                                  published.append((topic, payload))),
-                         settings=HttpSettings(listen=listen, token=token),
+                         settings=HttpSettings(listen=listen, token=token, **settings),
                          device_cache_s=device_cache_s,
                          **({"static_dir": static_dir} if static_dir else {}))
         server = HttpServer(app, "127.0.0.1", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.http.auth import AccessPolicy, is_loopback, split_listen
+from tests.collector.conftest import wait_for
 from tests.http.conftest import TOKEN, Api
 
 JOB = {"devices": ["pi-01"], "model": {"sha256": "a" * 64, "name": "m.tflite"}}
@@ -161,3 +163,70 @@ def test_served_connections_have_nagle_off(make_api: Callable[..., Api]) -> None
     for connection in connections:
         sock = connection.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+# -- Host header, event stream cap, OpenAPI answers ------------------------------------------------
+
+
+@pytest.mark.parametrize(("listen", "host", "allowed"), [
+    ("127.0.0.1:8080", "127.0.0.1:8080", True),
+    ("127.0.0.1:8080", "localhost:8080", True),
+    ("127.0.0.1:8080", "[::1]:8080", True),
+    ("127.0.0.1:8080", "evil.example:8080", False),
+    ("127.0.0.1:8080", "rebind.attacker.test", False),
+    ("127.0.0.1:8080", "collector.lab:8080", True),     # configured below
+    ("0.0.0.0:8080", "192.168.1.5:8080", True),         # bound everywhere: any address
+    ("0.0.0.0:8080", "evil.example", False),
+    ("192.168.1.5:8080", "10.0.0.9:8080", False),
+])
+def test_host_check_allows_this_servers_names_only(listen: str, host: str, allowed: bool) -> None:
+    from collector.http.auth import HostCheck
+
+    check = HostCheck(split_listen(listen)[0], ["collector.lab"])
+    assert check.allows(host) is allowed
+
+
+def test_a_request_for_another_host_name_gets_a_400(make_api: Callable[..., Api]) -> None:
+    api = make_api(allowed_hosts=["collector.lab"])
+    refused = api.client.get("/api/devices", headers={"Host": "rebind.attacker.test"})
+    assert refused.status_code == 400 and "allowed_hosts" in refused.json()["error"]
+    assert api.client.get("/api/devices", headers={"Host": "collector.lab:8080"}).status_code == 200
+    assert api.client.get("/api/devices").status_code == 200  # 127.0.0.1:PORT
+
+
+def test_event_streams_past_the_cap_get_a_503_and_a_closed_one_frees_its_slot(
+        make_api: Callable[..., Api]) -> None:
+    api = make_api(max_event_readers=2)
+    with api.client.stream("GET", "/api/events") as one, \
+            api.client.stream("GET", "/api/events") as two:
+        assert (one.status_code, two.status_code) == (200, 200)
+        third = api.client.get("/api/events")
+        assert third.status_code == 503 and third.headers["retry-after"].isdigit()
+        assert "max_event_readers" in third.json()["error"]
+
+    def frees() -> bool:
+        with api.client.stream("GET", "/api/events") as again:
+            return again.status_code == 200
+
+    assert wait_for(frees)
+
+
+def test_event_readers_take_no_thread_each(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_event_readers=40)
+    before = threading.active_count()
+    with contextlib.ExitStack() as streams:
+        for _ in range(30):
+            response = streams.enter_context(api.client.stream("GET", "/api/events"))
+            assert response.status_code == 200
+        api.events.publish("status", {"device_id": "pi-01"})
+        assert threading.active_count() - before < 10
+
+
+def test_openapi_lists_the_error_answers_of_every_route(api: Api) -> None:
+    document = api.client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            listed = set(operation["responses"])
+            assert {"400", "401", "404", "422", "503"} <= listed, (method, path, listed)
+    error = document["components"]["schemas"]["ErrorAnswer"]
+    assert error["required"] == ["error"]

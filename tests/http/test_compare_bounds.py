@@ -46,3 +46,33 @@ def test_the_fleet_compare_pairs_each_hardware_groups_newest_run_and_names_basel
                         (str(pis[-1].run_id), str(lumi.run_id))]
     assert body["roles"] == {str(gpus[-1].run_id): "datacenter",
                              str(lumi.run_id): "hpc"}
+
+
+def test_every_run_streams_in_chunks_the_same_answer_as_in_one_piece(api: Api) -> None:
+    import json
+
+    from collector.http.api import compare_stream
+    from shared.catalogue import load_catalogue
+
+    runs = [make_result(device_id=f"pi-{i % 3}", seq=i, created_at=T0 + timedelta(minutes=i))
+            for i in range(7)]
+    older = make_result(device_id="xeon", role="datacenter", seq=1, created_at=T0)
+    newest = make_result(device_id="xeon", role="datacenter", seq=2,
+                         created_at=T0 + timedelta(hours=1))
+    api.writer.add_results([*runs, older, newest])
+    catalogue = load_catalogue()
+    pieces = list(compare_stream(api.reader, catalogue, chunk_runs=2))
+    assert len(pieces) > 4  # the rows went out a chunk at a time
+    whole = json.loads(b"".join(compare_stream(api.reader, catalogue, chunk_runs=10**6)))
+    assert json.loads(b"".join(pieces)) == whole
+    measured = [r for r in whole["rows"] if r["baseline"]["kind"] == "measured"]
+    # every edge run, oldest first, against the baseline group's newest run
+    assert [r["edge_run_id"] for r in measured] == [str(r.run_id) for r in runs]
+    assert {r["baseline"]["run_id"] for r in measured} == {str(newest.run_id)}
+    assert whole["runs_per_series"] == 0 and whole["roles"] == {str(newest.run_id): "datacenter"}
+    served = api.client.get("/api/compare", params={"runs_per_series": 0}).json()
+    assert served == whole
+    one = json.loads(b"".join(compare_stream(api.reader, catalogue, device="pi-1",
+                                             role="datacenter", chunk_runs=1)))
+    assert [r["edge_run_id"] for r in one["rows"]] == [str(r.run_id) for r in runs
+                                                        if r.device_id == "pi-1"]

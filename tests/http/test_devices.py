@@ -11,12 +11,14 @@ import pytest
 from shared.errors import BrokerError
 from shared.messages import AgentManifest, JobCommand, Status, Telemetry
 from shared.schema import DeviceManifest, EnergyReport, PowerScope
+from tests.collector.conftest import wait_for
 from tests.factories import make_result
 from tests.http.conftest import TOKEN, Api
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MODEL = {"sha256": hashlib.sha256(b"model").hexdigest(), "name": "m.tflite"}
+MODEL_CONTENT = b"model"
+MODEL = {"sha256": hashlib.sha256(MODEL_CONTENT).hexdigest(), "name": "m.tflite"}
 
 
 def _online(api: Api, device_id: str, fleet: str = "lab", board: str = "Raspberry Pi 5",
@@ -124,6 +126,7 @@ def test_unknown_device_is_a_404(api: Api) -> None:
 def test_post_job_publishes_a_job_command_to_each_device_and_records_it(
         make_api: Callable[..., Api]) -> None:
     api = make_api(token=TOKEN)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)
     _online(api, "pi-01")
     _online(api, "pi-02", fleet="field")
     response = api.client.post("/api/jobs", headers=AUTH, json={
@@ -144,6 +147,7 @@ def test_post_job_publishes_a_job_command_to_each_device_and_records_it(
 
 def test_post_job_by_selector(make_api: Callable[..., Api]) -> None:
     api = make_api(token=TOKEN)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)
     for device in ("pi-01", "pi-02", "jet-01"):
         _online(api, device)
     body = api.client.post("/api/jobs", headers=AUTH,
@@ -156,6 +160,7 @@ def test_post_job_by_selector(make_api: Callable[..., Api]) -> None:
 def test_post_job_refuses_unknown_devices_and_bad_bodies_before_sending(
         make_api: Callable[..., Api]) -> None:
     api = make_api(token=TOKEN)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)
     _online(api, "pi-01")
     unknown = api.client.post("/api/jobs", headers=AUTH,
                               json={"devices": ["pi-01", "ghost"], "model": MODEL})
@@ -174,6 +179,7 @@ def test_post_job_when_the_broker_refuses_is_a_503(make_api: Callable[..., Api])
         raise BrokerError("broker mqtt://b did not acknowledge within 10 s")
 
     api = make_api(token=TOKEN, publisher=refuse)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)
     _online(api, "pi-01")
     response = api.client.post("/api/jobs", headers=AUTH, json={"devices": ["pi-01"], "model": MODEL})
     assert response.status_code == 503
@@ -181,15 +187,15 @@ def test_post_job_when_the_broker_refuses_is_a_503(make_api: Callable[..., Api])
     assert api.client.get("/api/jobs").json()["jobs"] == []
 
 
-def test_models_are_served_by_sha256_even_off_loopback(make_api: Callable[..., Api]) -> None:
-    api = make_api(listen="0.0.0.0:8080", token=TOKEN)
+def test_models_are_served_by_sha256_on_loopback_without_a_token(api: Api) -> None:
     content = b"TFL3" + bytes(range(256)) * 4
     sha = api.writer.add_model("kws.tflite", content)
     response = api.client.get(f"/models/{sha}")
     assert response.status_code == 200
     assert response.content == content
     assert response.headers["content-type"] == "application/octet-stream"
-    listed = api.client.get("/api/models", headers=AUTH).json()["models"]
+    assert response.headers["content-length"] == str(len(content))
+    listed = api.client.get("/api/models").json()["models"]
     assert [(m["sha256"], m["name"], m["size_bytes"]) for m in listed] == \
         [(sha, "kws.tflite", len(content))]
     missing = api.client.get(f"/models/{'0' * 64}")
@@ -197,11 +203,62 @@ def test_models_are_served_by_sha256_even_off_loopback(make_api: Callable[..., A
     assert "edgemeter models add" in missing.json()["error"]
 
 
+def test_off_loopback_models_need_the_models_token_not_nothing(
+        make_api: Callable[..., Api]) -> None:
+    api = make_api(listen="0.0.0.0:8080", token=TOKEN, models_token="boards-secret")
+    sha = api.writer.add_model("kws.tflite", b"TFL3" + bytes(64))
+    url = f"/models/{sha}"
+    assert api.client.get(url).status_code == 401
+    wrong = api.client.get(url, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "\n" not in wrong.json()["error"]
+    assert api.client.get(url, headers={"Authorization": "Bearer boards-secret"}).status_code == 200
+    # the models token opens nothing else
+    assert api.client.get("/api/devices",
+                          headers={"Authorization": "Bearer boards-secret"}).status_code == 401
+    without = make_api(listen="0.0.0.0:8080", token=None)
+    refused = without.client.get(url)
+    assert refused.status_code == 403 and "models_token_file" in refused.json()["error"]
+
+
+def test_downloads_past_the_cap_get_a_503_with_retry_after(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_downloads=1)
+    sha = api.writer.add_model("big.onnx", b"\x08\x07" + bytes(48 * 2**20))  # past socket buffers
+    with api.client.stream("GET", f"/models/{sha}") as first:
+        assert first.status_code == 200
+        chunks = first.iter_bytes(4096)
+        next(chunks)  # the first download is under way (keep the iterator: closing it hangs up)
+        second = api.client.get(f"/models/{sha}")
+        assert second.status_code == 503 and second.headers["retry-after"].isdigit()
+    # the server sees the hang-up on its next write, then gives the slot back
+    assert wait_for(lambda: api.client.get(f"/models/{sha}").status_code == 200)
+
+
+def test_post_job_refuses_a_model_the_collector_does_not_keep(
+        make_api: Callable[..., Api]) -> None:
+    api = make_api(token=TOKEN)
+    _online(api, "pi-01")
+    response = api.client.post("/api/jobs", headers=AUTH, json={"devices": ["pi-01"], "model": MODEL})
+    assert response.status_code == 422 and "edgemeter models add" in response.json()["error"]
+    assert api.published == []
+
+
+def test_post_job_says_which_devices_are_offline(make_api: Callable[..., Api]) -> None:
+    api = make_api(token=TOKEN)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)
+    _online(api, "pi-01")
+    _online(api, "pi-02", status="offline")
+    body = api.client.post("/api/jobs", headers=AUTH,
+                           json={"devices": ["pi-01", "pi-02"], "model": MODEL}).json()
+    assert body["offline"] == ["pi-02"]
+    assert len(body["jobs"]) == 2
+
+
 def test_an_unexpected_failure_is_a_500_with_a_json_error(make_api: Callable[..., Api]) -> None:
     def broken(_topic: str, _payload: bytes) -> None:
         raise RuntimeError("bug")
 
     api = make_api(token=TOKEN, publisher=broken)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)
     _online(api, "pi-01")
     response = api.client.post("/api/jobs", headers=AUTH, json={"devices": ["pi-01"], "model": MODEL})
     assert response.status_code == 500
@@ -221,6 +278,7 @@ def _capable(api: Api, device_id: str, formats: list[str]) -> None:
 def test_post_job_skips_devices_whose_birth_says_they_cannot_run_the_model(
         make_api: Callable[..., Api]) -> None:
     api = make_api(token=TOKEN)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)  # the collector keeps it: only capability decides
     _capable(api, "pi-lite", ["tflite"])
     _capable(api, "pi-both", ["onnx", "tflite"])
     _online(api, "pi-old")  # an older agent's birth says nothing: it is given the job
@@ -234,6 +292,7 @@ def test_post_job_skips_devices_whose_birth_says_they_cannot_run_the_model(
 
 def test_post_job_no_selected_device_can_run_is_a_422_naming_each(make_api: Callable[..., Api]) -> None:
     api = make_api(token=TOKEN)
+    api.writer.add_model(MODEL["name"], MODEL_CONTENT)
     _capable(api, "pi-1", ["tflite"])
     _capable(api, "pi-2", ["tflite"])
     response = api.client.post("/api/jobs", headers=AUTH, json={
