@@ -50,6 +50,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from collector.monitoring_settings import AlertSettings, HistoryRetention
 from shared.errors import ConfigError
 from shared.mqtt import parse_broker_url
 from shared.redact import redact_url
@@ -173,6 +174,8 @@ class CollectorSettings(BaseSettings):
     db: DbSettings = Field(default_factory=DbSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    history: HistoryRetention = Field(default_factory=HistoryRetention)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -435,6 +438,8 @@ def _toml_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, list) and not value:  # e.g. [alerts] rules: [[alerts.rules]] tables
+        return "[]"
     text = str(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -227,7 +227,8 @@ class JobAck(Strict):
 class Receipt(Strict):
     """The collector's word that it has committed these results and job states (``.../receipt``).
 
-    ``run_ids`` releases results from the agent's spool; ``job_ids`` releases final job acks
+    ``run_ids`` releases results, and monitor windows by their ``window_id``
+    (:mod:`shared.monitoring`), from the agent's spool; ``job_ids`` releases final job acks
     (``done``, ``failed``, ``cancelled``) the agent keeps and re-announces after every reconnect
     until the collector has stored them. At least one of the two lists is non-empty.
     """

@@ -64,6 +64,7 @@ from collector.records import (
 )
 from collector.stores.base import ResultFilter
 from collector.stores.dialects import WRITE_OPTION, Database, database_for
+from collector.stores.history import HistoryMixin
 from collector.stores.partitions import Month, Partitions, PruneOutcome, prune
 from collector.stores.schema import SchemaChange, upgrade
 from collector.stores.tables import (
@@ -172,8 +173,9 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class SqlStore:
-    """The :class:`collector.stores.base.Store` on any database :mod:`~.dialects` supports."""
+class SqlStore(HistoryMixin):
+    """The :class:`collector.stores.base.Store` on any database :mod:`~.dialects` supports
+    (telemetry history, monitor windows and alerts: :mod:`~.history`)."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = _utc_now) -> None:
         """``clock`` gives the time of receipt for rows that need one (results, dead letters,
@@ -239,6 +241,7 @@ class SqlStore:
         change = upgrade(self._db)
         self._partitions.forget()
         self._make_partitions(self._partitions.ahead())
+        self._history_ahead()
         return change
 
     def _make_partitions(self, months: set[Month] | list[Month]) -> None:
@@ -426,12 +429,14 @@ class SqlStore:
                                    insert.excluded.last_seen), else_=devices.c.last_seen),
             },
         )
+        self._before_telemetry(telemetry.sent_at)  # history partitions (PostgreSQL)
         with self._transaction("recording telemetry", write=True) as conn:
             conn.execute(statement, {
                 "device_id": telemetry.device_id, "fleet": telemetry.fleet, "status": "unknown",
                 "first_seen": received_at, "last_seen": received_at,
                 "telemetry": telemetry.model_dump_json(), "telemetry_sent_at": telemetry.sent_at,
             })
+            self._note_telemetry(conn, telemetry, received_at)  # history: collector.stores.history
 
     def list_devices(self, *, fleet: str | None = None) -> list[DeviceRecord]:
         """Every device (of ``fleet``), ordered by device_id.
