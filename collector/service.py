@@ -117,8 +117,10 @@ from collector.health import (
 from collector.ingest import Message, Rejection, read
 from collector.metrics import CollectorMetrics
 from collector.stores.base import Store
+from collector.windows import store_window, window_event
 from shared.errors import BrokerError
 from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
+from shared.monitoring import MonitorWindow
 from shared.mqtt import SubscribeHandler, Will
 from shared.mqtt import connect as mqtt_connect
 from shared.payload import unpack
@@ -132,7 +134,7 @@ __all__ = ["SUBSCRIBED_KINDS", "BrokerConnection", "CollectorService", "ConnectF
            "default_client_id"]
 
 SUBSCRIBED_KINDS = (TopicKind.RESULT, TopicKind.STATUS, TopicKind.TELEMETRY,
-                    TopicKind.PROGRESS, TopicKind.ACK)
+                    TopicKind.PROGRESS, TopicKind.ACK, TopicKind.MONITOR)
 DEVICES_ONLINE_TTL_S = 5.0
 """The devices-online gauge reads the store at most this often, however often it is scraped."""
 RETRY_POLL_S = 0.1
@@ -816,6 +818,15 @@ class CollectorService:
             store.record_telemetry(message, received_at)
         elif isinstance(message, JobAck):
             store.record_ack(message, received_at)
+        elif isinstance(message, MonitorWindow):  # stored once, then receipted: collector.windows
+            topic, receipt = store_window(store, message, collector=self.client_id)  # type: ignore[arg-type]
+            if self._conn is not None:
+                try:
+                    self._conn.publish(topic, receipt, qos=1, wait=False)
+                except Exception as err:  # no receipt: the agent re-sends, the store dedups
+                    logger.warning("could not send a window receipt to %s: %s", topic, err)
+            if self.events.active:
+                self.events.publish("monitor", window_event(message))
         if isinstance(message, Telemetry):
             self.metrics.agent_spool(message.fleet, message.device_id, message.spool_depth)
         if self.events.active and isinstance(message, (Status, Telemetry, JobAck)):
