@@ -11,6 +11,8 @@ registry, the MQTT connection as a publisher) plus a store opened for reading. R
 ``GET /api/compare``        the compare engine's rows, with which way is better per metric
 ``GET|POST /api/jobs``      jobs sent to devices; POST sends one (token needed)
 ``GET /api/models``         models kept for jobs (sha256, name, size)
+``GET /api/devices/{id}/telemetry``, ``.../monitor``, ``GET /api/alerts``: history, monitor
+                            windows and alerts; :mod:`collector.http.monitoring`
 ``GET /models/{sha256}``    model bytes for agents' jobs
 ``GET /api/events``         Server-Sent Events from the bus; :mod:`collector.http.live`
 ``GET /metrics``            Prometheus text
@@ -39,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from collector.config import HttpSettings
 from collector.errors import StoreError
 from collector.events import EventBus
-from collector.http import api, live
+from collector.http import api, live, monitoring
 from collector.http.api import ApiContext, Publisher
 from collector.http.auth import AccessPolicy, is_loopback, split_listen
 from collector.http.fleet import DEVICE_CACHE_S, DeviceCache, ProgressBoard
@@ -94,6 +96,7 @@ def create_app(
     app.state.policy = policy
     app.include_router(api.router)
     app.include_router(live.router)
+    app.include_router(monitoring.router)  # telemetry history, monitor windows, alerts
 
     @app.middleware("http")
     async def check_access(request: Request,

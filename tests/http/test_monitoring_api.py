@@ -1,0 +1,76 @@
+"""The monitoring routes: telemetry points, monitor windows (merged exactly), alerts."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from shared.schema import LatencyHistogram
+from tests.factories_monitor import make_telemetry, make_window
+from tests.http.conftest import Api
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def test_telemetry_comes_back_as_aligned_points(api: Api) -> None:
+    now = _now()
+    start = now - timedelta(minutes=2)
+    writer: Any = api.writer
+    for n in range(6):
+        writer.record_telemetry(make_telemetry(start + timedelta(seconds=10 * n),
+                                               cpu_util_pct=float(n), power_w=2.0), now)
+    answer = api.client.get("/api/devices/pi-01/telemetry",
+                            params={"since": "3m", "step": 30}).json()
+    points = answer["points"]
+    assert answer["step_s"] == 30
+    times = [datetime.fromisoformat(p["t"]) for p in points]
+    assert all(int(t.timestamp()) % 30 == 0 for t in times)
+    assert all(b - a == timedelta(seconds=30) for a, b in itertools.pairwise(times))
+    assert sum(p["messages"] for p in points) == 6
+    assert {p["power_w"] for p in points if p["messages"]} == {2.0}
+
+
+def test_monitor_windows_are_served_with_histograms_and_merge_per_step(api: Api) -> None:
+    now = _now().replace(second=0) - timedelta(minutes=2)
+    writer: Any = api.writer
+    windows = [make_window([1.0 + n] * 10, start=now + timedelta(seconds=10 * n), job_id="j1")
+               for n in range(12)]
+    writer.add_windows(windows)
+    answer = api.client.get("/api/devices/pi-01/monitor",
+                            params={"since": "10m", "name": "vww"}).json()
+    got = answer["windows"]
+    assert len(got) == 12
+    first = got[0]
+    assert {"name", "job_id", "start", "end", "queries", "latency_ms",
+            "throughput_sps"} <= set(first)
+    assert first["latency_ms"]["p99"] == windows[0].latency_ms.p99  # type: ignore[union-attr]
+    assert LatencyHistogram.model_validate(first["latencies"]).count == 10
+    merged = api.client.get("/api/devices/pi-01/monitor",
+                            params={"since": "10m", "step": 60}).json()["windows"]
+    assert [w["queries"] for w in merged] == [60, 60]
+    assert api.client.get("/api/devices/pi-01/monitor",
+                          params={"since": "10m", "name": "nope"}).json()["windows"] == []
+
+
+def test_alerts_are_listed_by_state(api: Api) -> None:
+    writer: Any = api.writer
+    first = writer.open_alert(rule="hot", device_id="pi-01", fleet="default", severity="warning",
+                              metric="temperature_c", op=">", threshold=80.0, value=85.0,
+                              at=_now())
+    writer.open_alert(rule="hot", device_id="pi-02", fleet="default", severity="warning",
+                      metric="temperature_c", op=">", threshold=80.0, value=81.0, at=_now())
+    writer.resolve_alert(first, at=_now())
+    firing = api.client.get("/api/alerts", params={"state": "firing"}).json()["alerts"]
+    assert [a["device_id"] for a in firing] == ["pi-02"]
+    resolved = api.client.get("/api/alerts", params={"state": "resolved"}).json()["alerts"]
+    assert [a["device_id"] for a in resolved] == ["pi-01"]
+
+
+def test_a_bad_time_or_too_many_points_is_a_one_line_400(api: Api) -> None:
+    bad = api.client.get("/api/devices/pi-01/telemetry", params={"since": "yesterday"})
+    assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
+    many = api.client.get("/api/devices/pi-01/telemetry", params={"since": "30d", "step": 1})
+    assert many.status_code == 400 and "longer step" in many.json()["error"]
