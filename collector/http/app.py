@@ -47,6 +47,7 @@ from collector.http.auth import AccessPolicy, is_loopback, split_listen
 from collector.http.fleet import DEVICE_CACHE_S, DeviceCache, ProgressBoard
 from collector.http.store import ReadStore
 from collector.metrics import CollectorMetrics
+from collector.monitoring_metrics import register_device_metrics
 from shared.catalogue import Catalogue, load_catalogue
 
 __all__ = ["STATIC_DIR", "create_app"]
@@ -97,6 +98,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(live.router)
     app.include_router(monitoring.router)  # telemetry history, monitor windows, alerts
+    register_device_metrics(metrics.registry, read_store)  # per-device gauges on /metrics
 
     @app.middleware("http")
     async def check_access(request: Request,

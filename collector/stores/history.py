@@ -349,6 +349,19 @@ class HistoryMixin:
         with self._transaction("reading monitor windows", write=False) as conn:
             return {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(query)}
 
+    def latest_window_figures(self) -> list[dict[str, Any]]:
+        """The newest window of each (device, monitor): its figures (Prometheus gauges)."""
+        w = monitor_windows.c
+        newest = select(w.device_id, w.name, func.max(w.end_at).label("end_at")) \
+            .group_by(w.device_id, w.name).subquery("newest")
+        query = select(w.device_id, w.fleet, w.name, w.end_at, w.p50_ms, w.p99_ms,
+                       w.throughput_sps).join(newest, (newest.c.device_id == w.device_id)
+                                              & (newest.c.name == w.name)
+                                              & (newest.c.end_at == w.end_at)) \
+            .order_by(w.device_id, w.name)
+        with self._transaction("reading monitor windows", write=False) as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
     def window_figures(self, since: datetime) -> list[dict[str, Any]]:
         """Each window's headline figures ending after ``since``, oldest first (alerts)."""
         w = monitor_windows.c

@@ -74,3 +74,25 @@ def test_a_bad_time_or_too_many_points_is_a_one_line_400(api: Api) -> None:
     assert bad.status_code == 400 and "ISO 8601" in bad.json()["error"]
     many = api.client.get("/api/devices/pi-01/telemetry", params={"since": "30d", "step": 1})
     assert many.status_code == 400 and "longer step" in many.json()["error"]
+
+
+def test_metrics_carry_device_and_monitor_gauges_with_a_cardinality_cap(api: Api) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from collector.monitoring_metrics import DeviceMetrics
+
+    now = _now()
+    writer: Any = api.writer
+    for device in ("pi-01", "pi-02"):
+        writer.record_telemetry(make_telemetry(now, device_id=device, temps_c={"soc": 71.5},
+                                               throttled=True), now)
+    writer.add_windows([make_window([4.0] * 10, start=now - timedelta(seconds=10))])
+    text = api.client.get("/metrics").text
+    assert 'edgemeter_device_temperature_celsius{device_id="pi-01",fleet="default"} 71.5' in text
+    assert 'edgemeter_device_throttled{device_id="pi-02",fleet="default"} 1.0' in text
+    assert 'edgemeter_monitor_latency_p99_seconds{device_id="pi-01",fleet="default",' \
+           'monitor="vww"}' in text
+    capped = CollectorRegistry()
+    capped.register(DeviceMetrics(api.reader, max_devices=1))
+    out = generate_latest(capped).decode()
+    assert 'device_id="pi-02"' not in out and "edgemeter_device_series_omitted 1.0" in out
