@@ -190,21 +190,39 @@ class JobSettings(Strict):
     role: Literal["edge", "datacenter", "hpc"] | None = None
 
 
+class MonitorSpec(Strict):
+    """What a monitoring job (``JobCommand(kind="monitor")``) does: run the model continuously at
+    ``rate_qps`` and publish a window (:mod:`shared.monitoring`) every ``window_s``, until it is
+    cancelled or ``duration_s`` is over (``null``: until cancelled)."""
+
+    rate_qps: Real = Field(gt=0, le=100_000, description="queries per second to aim at")
+    window_s: Real = Field(10.0, ge=1, le=3600, description="seconds per window")
+    duration_s: Real | None = Field(None, gt=0, le=366 * 86_400,
+                                    description="end after this long; null: until cancelled")
+    name: Level | None = Field(None, description="the windows' monitor name (default: the "
+                               "model file's name without its extension)")
+
+
 class JobCommand(Strict):
-    """A message on ``.../cmd``: run a benchmark, or cancel one."""
+    """A message on ``.../cmd``: run a benchmark, start a monitoring job, or cancel either."""
 
     schema_version: WireVersion = 1
-    kind: Literal["benchmark", "cancel"] = "benchmark"
+    kind: Literal["benchmark", "cancel", "monitor"] = "benchmark"
     job_id: Level = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     created_at: UtcTime = Field(default_factory=_now)
     model: ModelRef | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
     labels: dict[str, str] = Field(default_factory=dict)
+    monitor: MonitorSpec | None = Field(None, description="a monitoring job's rate and windows")
 
     @model_validator(mode="after")
     def _benchmark_names_a_model(self) -> JobCommand:
-        if self.kind == "benchmark" and self.model is None:
-            raise ValueError("a benchmark job needs a model (sha256 and name)")
+        if self.kind in ("benchmark", "monitor") and self.model is None:
+            raise ValueError(f"a {self.kind} job needs a model (sha256 and name)")
+        if self.kind == "monitor" and self.monitor is None:
+            raise ValueError("a monitor job needs its monitor settings (rate_qps, window_s)")
+        if self.kind != "monitor" and self.monitor is not None:
+            raise ValueError("monitor settings belong to monitor jobs only")
         return self
 
 

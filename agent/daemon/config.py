@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.monitor_job import MonitorTable
 from shared.errors import ConfigError
 from shared.mqtt import BrokerUrl, parse_broker_url
 from shared.settings import SettingsTable, TlsSettings
@@ -109,6 +110,9 @@ class AgentSettings(BaseSettings):
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     bench: dict[str, Any] = Field(default_factory=dict,
                                   description="defaults for every job (power source, idle_s, ...)")
+    monitor: list[MonitorTable] = Field(
+        default_factory=list, description="[[monitor]] tables: monitoring jobs started with the "
+        "daemon (agent.monitor_job)")
 
     @field_validator("spool", mode="before")
     @classmethod
@@ -204,6 +208,14 @@ max_mb = 512
 # defaults for every job: any key `edgemeter bench` takes in its config file
 # power = "auto"
 # idle_s = 3.0
+
+# A monitoring job that runs while the daemon does: the model at rate_qps, one window every
+# window_s seconds, shown on the collector under name (default: the model file's stem).
+# [[monitor]]
+# model = "/opt/models/vww_96_int8.tflite"
+# rate_qps = 5
+# window_s = 10
+# name = "vww-canary"
 '''
 
 

@@ -28,13 +28,15 @@ from typing import Any, Protocol
 from agent import __version__
 from agent.daemon.config import AgentSettings
 from agent.daemon.jobs import JobOutcome, JobRunner, job_settings, parse_job, validate_job
+from agent.daemon.monitor_socket import MonitorSocket
 from agent.daemon.telemetry import TelemetryProbe
 from agent.delivery import Courier
 from agent.errors import SpoolError
 from agent.model_cache import ModelCache
+from agent.monitor_job import MonitorJobs
 from agent.spool import Spool
 from shared.errors import BrokerError, EdgemeterError
-from shared.messages import AgentManifest, JobAck, JobCommand, JobState, Progress, Status
+from shared.messages import AgentManifest, JobAck, JobCommand, JobState, Progress, Status, Telemetry
 from shared.topics import TopicKind, Topics
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class AgentDaemon:
         manifest: Callable[[], AgentManifest],
         telemetry: TelemetryProbe | None = None,
         clock_s: Callable[[], float] = time.monotonic,
+        monitor_socket: MonitorSocket | None = None,
     ) -> None:
         self.settings = settings
         self.spool = spool
@@ -106,6 +109,15 @@ class AgentDaemon:
                                  on_message=self._on_message)
         dev, fleet = settings.device_id, settings.fleet
         self.topics = {kind: Topics.build(fleet, dev, kind) for kind in TopicKind}
+        # monitoring (agent.monitor_job, agent.daemon.monitor_socket): jobs of kind "monitor"
+        # and [[monitor]] tables run beside benchmark jobs; applications' windows come in
+        # through the socket; both go to the spool as monitor windows
+        self._latest_telemetry: Telemetry | None = None
+        self.monitors = MonitorJobs(device_id=dev, fleet=fleet, spool=spool,
+                                    fetch=model_cache.get, ack=self._ack,
+                                    telemetry=lambda: self._latest_telemetry,
+                                    bench=settings.bench)
+        self.monitor_socket = monitor_socket
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -115,6 +127,14 @@ class AgentDaemon:
         self.link.start()
         self._worker = threading.Thread(target=self._work, name="edgemeter-jobs", daemon=True)
         self._worker.start()
+        for table in self.settings.monitor:
+            self.monitors.start_table(table)
+        if self.monitor_socket is not None:
+            try:
+                self.monitor_socket.start()
+            except OSError as err:
+                logger.warning("no monitor socket at %s (%s): applications' InferenceMonitor "
+                               "windows cannot reach this daemon", self.monitor_socket.path, err)
 
     def run_forever(self, stop: threading.Event, tick_s: float = 1.0) -> None:
         self.start()
@@ -134,6 +154,9 @@ class AgentDaemon:
             self._jobs_cv.notify_all()
         if self._worker is not None:
             self._worker.join(10)
+        self.monitors.stop_all()
+        if self.monitor_socket is not None:
+            self.monitor_socket.close()
         self._flush_acks()
         self.link.stop(last=(self.topics[TopicKind.STATUS], self._status("offline", reason)))
 
@@ -141,6 +164,13 @@ class AgentDaemon:
 
     def tick(self) -> None:
         """Flush acks, send due results, publish telemetry when due. Never raises."""
+        try:
+            if self.monitor_socket is not None:  # applications' windows into the spool
+                self.monitor_socket.drain(self.spool, device_id=self.settings.device_id,
+                                          fleet=self.settings.fleet,
+                                          telemetry=self._latest_telemetry)
+        except SpoolError as err:
+            logger.warning("spool: %s", err)
         if not self.link.connected:
             return
         try:
@@ -194,7 +224,11 @@ class AgentDaemon:
             self._ack(_job_id_of(payload), "rejected", str(err))
             return
         if job.kind == "cancel":
-            self._cancel(job.job_id)
+            if not self.monitors.cancel(job.job_id):
+                self._cancel(job.job_id)
+            return
+        if job.kind == "monitor":  # beside benchmark jobs, until cancelled or over
+            self.monitors.start(job)
             return
         seen = self._job_states.get(job.job_id)
         if seen is not None:
@@ -340,6 +374,7 @@ class AgentDaemon:
             spool_depth=self.spool.depth(), spool_dropped_total=self.spool.dropped_total,
             current_job=running.job.job_id if running else None, jobs_queued=len(self._jobs),
         )
+        self._latest_telemetry = message
         self.link.publish(self.topics[TopicKind.TELEMETRY],
                           message.model_dump_json(exclude_none=True).encode(), qos=0)
 
