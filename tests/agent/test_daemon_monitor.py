@@ -28,8 +28,8 @@ from tests.agent.test_daemon import (
 )
 
 
-def make(settings: AgentSettings, socket: MonitorSocket | None = None) -> tuple[AgentDaemon,
-                                                                                 FakeLink]:
+def make(config: AgentSettings, socket: MonitorSocket | None = None
+         ) -> tuple[AgentDaemon, FakeLink]:
     links: list[FakeLink] = []
 
     def factory(**kw: Any) -> FakeLink:
@@ -37,8 +37,8 @@ def make(settings: AgentSettings, socket: MonitorSocket | None = None) -> tuple[
         return links[0]
 
     daemon = AgentDaemon(
-        settings, spool=Spool(settings.spool.path), link_factory=factory, job_runner=StubRunner(),
-        model_cache=ModelCache(settings.models.cache_dir), manifest=manifest,
+        config, spool=Spool(config.spool.path), link_factory=factory, job_runner=StubRunner(),
+        model_cache=ModelCache(config.models.cache_dir), manifest=manifest,
         telemetry=TelemetryProbe(), monitor_socket=socket)
     return daemon, links[0]
 
