@@ -1,4 +1,4 @@
-"""``edgemeter fleet ls|run``: see and drive the fleet through the broker (no database needed).
+"""``edgemeter fleet ls|run|monitor|cancel``: see and drive the fleet through the broker (no database needed).
 
 ``fleet ls`` reads the retained ``status`` of every device and the telemetry that arrives while it
 listens (``--listen-s``, default 3 s; telemetry comes every ``telemetry_s``, 10 s by default).
@@ -335,6 +335,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     gaps.add_argument("--device", metavar="ID", help="one device only")
     gaps.add_argument("--json", action="store_true", help="print JSON")
     gaps.set_defaults(func=_gaps)
+
+    from edgemeter.commands.fleet_monitor import register_monitor  # fleet monitor, fleet cancel
+
+    register_monitor(inner)
 
 
 def _gaps(args: argparse.Namespace) -> int:
