@@ -60,7 +60,7 @@ export function historyPanels(deviceId, ctx) {
   function series() {
     const now = Date.now();
     const w = data.windows;
-    const t = data.points;
+    const t = data.points.filter((p) => p.messages);  // buckets with nothing measured: no point
     return {
       latency: [w.map((x) => minutesAgo(x.end, now)), w.map((x) => x.latency_ms?.p50 ?? null), w.map((x) => x.latency_ms?.p99 ?? null)],
       throughput: [w.map((x) => minutesAgo(x.end, now)), w.map((x) => x.throughput_sps)],
@@ -72,19 +72,22 @@ export function historyPanels(deviceId, ctx) {
   function draw() {
     const s = series();
     const x = "minutes (0 = now)";
+    const xRange = () => [-RANGES[range] / 60, 0];
+    const few = (s.latency[0].length + s.power[0].length) < 120;  // sparse: show the points
     note.replaceChildren(`${data.windows.length} monitor window(s), ${data.points.filter((p) => p.messages).length} telemetry point(s) `
       + `over the last ${range}, one point per ${data.step_s} s.`,
       data.windows.length ? "" : " No monitor windows: start one with `edgemeter fleet monitor` or InferenceMonitor in your app.");
     if (!charts) {
       charts = {
-        latency: lineChart(els.latency, { xLabel: x, yLabel: "ms", data: s.latency, height: 200,
-          series: [{ label: "p50 (ms)" }, { label: "p99 (ms)", stroke: "#dc2626" }] }),
-        throughput: lineChart(els.throughput, { xLabel: x, yLabel: "samples/s", data: s.throughput, height: 200, legend: false,
-          series: [{ label: "throughput (samples/s)", stroke: "#16a34a" }] }),
-        power: lineChart(els.power, { xLabel: x, yLabel: "W", data: s.power, height: 200, legend: false,
-          series: [{ label: "power (W)", stroke: "#dc2626" }] }),
-        heat: lineChart(els.heat, { xLabel: x, yLabel: "°C / %", data: s.heat, height: 200,
-          series: [{ label: "temperature (°C)", stroke: "#ea580c" }, { label: "CPU (%)", stroke: "#9333ea" }] }),
+        latency: lineChart(els.latency, { xLabel: x, yLabel: "ms", data: s.latency, height: 200, xRange,
+          series: [{ label: "p50 (ms)", points: few }, { label: "p99 (ms)", stroke: "#dc2626", points: few }] }),
+        throughput: lineChart(els.throughput, { xLabel: x, yLabel: "samples/s", data: s.throughput, height: 200,
+          legend: false, xRange, series: [{ label: "throughput (samples/s)", stroke: "#16a34a", points: few }] }),
+        power: lineChart(els.power, { xLabel: x, yLabel: "W", data: s.power, height: 200, legend: false, xRange,
+          series: [{ label: "power (W)", stroke: "#dc2626", points: few }] }),
+        heat: lineChart(els.heat, { xLabel: x, yLabel: "°C / %", data: s.heat, height: 200, xRange,
+          series: [{ label: "temperature (°C)", stroke: "#ea580c", points: few },
+            { label: "CPU (%)", stroke: "#9333ea", points: few }] }),
       };
       ctx.onLeave(() => Object.values(charts).forEach((c) => c.destroy()));
     } else {
