@@ -7,7 +7,10 @@ boards, runtimes and numbers from a seeded generator, so two runs with one seed 
 figures (run ids are always new). ``--messages`` is the total number of results, dealt to the
 devices in turn; ``--rate`` caps results per second over the whole fleet (0: as fast as the broker
 takes them). At the end every device says ``offline`` itself, unless ``--hold-s`` keeps the fleet
-online a while longer (0 with ``--hold-s -1``: until Ctrl-C).
+online a while longer (0 with ``--hold-s -1``: until Ctrl-C). With ``--window-s S`` every device also
+publishes a monitor window (monitor ``sim-canary``, ``--window-queries`` latencies drawn from the
+device's board) every S seconds at QoS 1, as a
+monitoring job would; telemetry and windows keep coming while the fleet is held.
 
 One thread drives every device (:class:`FleetLoop`: paho's clients over one epoll selector), so a
 thousand devices cost a thousand sockets, not a thousand threads; the simulator raises its own
@@ -140,6 +143,21 @@ class VirtualDevice:
                          memory_total_bytes=8 << 30, temps_c={"cpu": rng.uniform(40, 70)},
                          spool_depth=0).model_dump_json(exclude_none=True).encode()
 
+    def window(self, start: datetime, end: datetime, queries: int, rng: random.Random) -> bytes:
+        """A monitor window of ``queries`` latencies around this device's board's speed."""
+        from shared.monitoring import MonitorWindow, window_latency
+
+        speed = BOARDS[self.board_index % len(BOARDS)][4]
+        latencies_ns = [rng.lognormvariate(0.0, 0.25) * 2e6 * speed for _ in range(queries)]
+        histogram = LatencyHistogram.of(latencies_ns) if queries else None
+        seconds = (end - start).total_seconds()
+        return MonitorWindow(
+            device_id=self.device_id, fleet=self.fleet, name="sim-canary", start=start, end=end,
+            queries=queries, latencies=histogram, latency_ms=window_latency(histogram),
+            throughput_sps=queries / seconds if seconds > 0 else None,
+            temperature_c=rng.uniform(40, 70), throttled=False,
+        ).model_dump_json(exclude_none=True).encode()
+
     def publish(self, kind: TopicKind, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         info = self.client.publish(self.topic(kind), payload, qos=qos, retain=retain)
         if qos > 0:
@@ -250,7 +268,8 @@ class FleetLoop:
 def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet: str = "sim",
              prefix: str = "sim-", seed: int = 0, telemetry_s: float = 10.0, hold_s: float = 0.0,
              sent_file: Path | None = None, stop: threading.Event | None = None,
-             ready: threading.Event | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
+             ready: threading.Event | None = None, timeout_s: float = 60.0,
+             window_s: float = 0.0, window_queries: int = 100) -> dict[str, Any]:
     """Run the virtual fleet; returns the summary that the command prints.
 
     Everything runs on the calling thread (:class:`FleetLoop`). ``ready`` is set once every device
@@ -282,6 +301,27 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             ready.set()
         sent_ids: list[str] = []
         next_telemetry = time.monotonic() + telemetry_s
+        windows_sent = 0
+        next_window = time.monotonic() + window_s
+        window_start = datetime.now(timezone.utc)
+
+        def periodic() -> None:
+            """Telemetry and monitor windows that are due, for every device."""
+            nonlocal next_telemetry, next_window, window_start, windows_sent
+            now = time.monotonic()
+            if now >= next_telemetry:
+                next_telemetry += telemetry_s
+                for d in fleet_devices:
+                    d.publish(TopicKind.TELEMETRY, d.telemetry(now - started, rng), qos=0)
+            if window_s > 0 and now >= next_window:
+                next_window += window_s
+                end = datetime.now(timezone.utc)
+                for d in fleet_devices:
+                    d.publish(TopicKind.MONITOR, d.window(window_start, end, window_queries, rng))
+                    loop.poll(0)
+                window_start = end
+                windows_sent += len(fleet_devices)
+
         t0 = time.monotonic()
         for n in range(messages):
             if stop.is_set():
@@ -295,10 +335,7 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             if rate > 0:
                 while (delay := t0 + (n + 1) / rate - time.monotonic()) > 0 and not stop.is_set():
                     loop.poll(delay)
-            if time.monotonic() >= next_telemetry:
-                next_telemetry += telemetry_s
-                for d in fleet_devices:
-                    d.publish(TopicKind.TELEMETRY, d.telemetry(time.monotonic() - started, rng), qos=0)
+            periodic()
         with contextlib.suppress(BrokerError):  # counted below as not acknowledged
             loop.run_until(lambda: not any(d.unacknowledged() for d in fleet_devices), timeout_s,
                            "acknowledgements", stop)
@@ -310,6 +347,7 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             hold_until = time.monotonic() + (float("inf") if hold_s < 0 else hold_s)
             while time.monotonic() < hold_until and not stop.is_set():
                 loop.poll(min(0.5, hold_until - time.monotonic()))
+                periodic()
         for device in fleet_devices:
             if device.connected:
                 device.publish(TopicKind.STATUS, device.status("offline"), retain=True)
@@ -322,7 +360,7 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             "results_acknowledged": len(sent_ids) - unacknowledged,
             "connect_s": round(connected_s, 3), "send_s": round(send_s, 3),
             "results_per_s": round(len(sent_ids) / send_s, 1) if send_s > 0 else None,
-            "fleet": fleet}
+            "windows_sent": windows_sent, "fleet": fleet}
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -343,7 +381,8 @@ def _run(args: argparse.Namespace) -> int:
         summary = simulate(args.mqtt, args.devices, args.messages, rate=args.rate,
                            fleet=args.fleet, prefix=args.prefix, seed=args.seed,
                            telemetry_s=args.telemetry_s, hold_s=args.hold_s,
-                           sent_file=args.sent, stop=stop)
+                           sent_file=args.sent, stop=stop, window_s=args.window_s,
+                           window_queries=args.window_queries)
     except KeyboardInterrupt:
         stop.set()
         raise
@@ -374,5 +413,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--hold-s", type=float, default=0.0,
                         help="stay online this long after sending (-1: until Ctrl-C)")
     parser.add_argument("--sent", type=Path, metavar="FILE", help="write every run_id sent here")
+    parser.add_argument("--window-s", type=float, default=0.0,
+                        help="also publish a monitor window per device this often (default 0: none)")
+    parser.add_argument("--window-queries", type=int, default=100,
+                        help="latencies in each monitor window (default 100)")
     parser.set_defaults(func=_run)
 
