@@ -10,6 +10,10 @@
                                                 (histograms add)
 ``GET /api/alerts``                             ``{"alerts": [...]}``, newest first (``state``:
                                                 ``firing`` or ``resolved``; ``device``)
+``GET /api/fleet/trends?devices=a,b``            per device: the p99 of its monitor windows over
+                                                the last hour (30 points), and ``regressed``: the
+                                                last 10 minutes' mean p99 above 1.25 times the
+                                                24 hours' before
 ==============================================  ===================================================
 
 ``since`` and ``until`` are ISO 8601 times (a time without a zone is UTC) or an age before now:
@@ -35,6 +39,8 @@ __all__ = ["DEFAULT_POINTS", "parse_time", "router"]
 
 router = APIRouter()
 
+MAX_TREND_DEVICES = 200
+"""``/api/fleet/trends`` answers for one page of the fleet at a time."""
 DEFAULT_POINTS = 360
 """A chart's default resolution: the step that gives about this many points."""
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -124,6 +130,19 @@ def get_monitor(request: Request, device_id: str,
         out.append(item)
     return {"device_id": device_id, "since": start.isoformat(), "until": end.isoformat(),
             "windows": out}
+
+
+@router.get("/api/fleet/trends",
+            summary="Per device: p99 sparkline of the last hour and whether it regressed")
+def get_trends(request: Request,
+               devices: Annotated[str, Query(max_length=20_000, description="comma-separated "
+                                             "device ids (at most 200)")]) -> dict[str, Any]:
+    ids = [d for d in (part.strip() for part in devices.split(",")) if d]
+    if len(ids) > MAX_TREND_DEVICES:
+        raise HTTPException(400, f"{len(ids)} devices asked for; at most {MAX_TREND_DEVICES}")
+    now = datetime.now(timezone.utc)
+    trends = _store(request).window_trends(ids, now=now)
+    return {"now": now.isoformat(), "span_s": 3600, "devices": trends}
 
 
 @router.get("/api/alerts", summary="Alerts, newest first: firing or resolved")

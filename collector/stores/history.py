@@ -362,6 +362,46 @@ class HistoryMixin:
         with self._transaction("reading monitor windows", write=False) as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    def window_trends(self, device_ids: Sequence[str], *, now: datetime, points: int = 30,
+                      span: timedelta = timedelta(hours=1), recent: timedelta = timedelta(minutes=10),
+                      baseline: timedelta = timedelta(hours=24), regressed_ratio: float = 1.25,
+                      ) -> dict[str, dict[str, Any]]:
+        """Per device: the highest window p99 in each of ``points`` buckets over ``span`` (a
+        sparkline, ``None`` where no window ended), the mean p99 of the ``recent`` windows and of
+        the ``baseline`` before them, and ``regressed``: recent above ``regressed_ratio`` times
+        the baseline (the fleet page's filter)."""
+        if not device_ids:
+            return {}
+        w = monitor_windows.c
+        ids = list(dict.fromkeys(device_ids))
+        start = now - span
+        step_s = span.total_seconds() / points
+        out: dict[str, dict[str, Any]] = {
+            device: {"p99_ms": [None] * points, "recent_p99_ms": None, "baseline_p99_ms": None,
+                     "regressed": False} for device in ids}
+        recent_sums: dict[str, list[float]] = {}
+        with self._transaction("reading monitor trends", write=False) as conn:
+            rows = conn.execute(select(w.device_id, w.end_at, w.p99_ms).where(
+                w.device_id.in_(ids), w.end_at > start, w.end_at <= now, w.p99_ms.is_not(None)))
+            for device, end_at, p99 in rows:
+                slot = min(points - 1, int((end_at - start).total_seconds() // step_s))
+                line = out[device]["p99_ms"]
+                line[slot] = p99 if line[slot] is None else max(line[slot], p99)
+                if end_at > now - recent:
+                    recent_sums.setdefault(device, []).append(p99)
+            base = conn.execute(select(w.device_id, func.avg(w.p99_ms)).where(
+                w.device_id.in_(ids), w.end_at > now - recent - baseline,
+                w.end_at <= now - recent, w.p99_ms.is_not(None)).group_by(w.device_id))
+            for device, mean in base:
+                out[device]["baseline_p99_ms"] = float(mean) if mean is not None else None
+        for device, values in recent_sums.items():
+            entry = out[device]
+            entry["recent_p99_ms"] = sum(values) / len(values)
+            baseline_p99 = entry["baseline_p99_ms"]
+            entry["regressed"] = baseline_p99 is not None and \
+                entry["recent_p99_ms"] > regressed_ratio * baseline_p99
+        return out
+
     def window_figures(self, since: datetime) -> list[dict[str, Any]]:
         """Each window's headline figures ending after ``since``, oldest first (alerts)."""
         w = monitor_windows.c

@@ -37,3 +37,31 @@ def test_the_device_page_draws_latency_and_telemetry_over_time(dashboard: Dashbo
     expect(page.locator("main")).to_contain_text("over the last 24h")
     shoot(page, "device-history")
     assert_clean(page)
+
+
+def test_the_fleet_page_draws_sparklines_and_filters_regressed_devices(dashboard: Dashboard,
+                                                                       page: Any) -> None:
+    fleet = f"trend{dashboard.fleet[-6:]}"
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    for device, recent_ms in (("trend-steady", 2.0), ("trend-slower", 6.0)):
+        birth(dashboard, device, fleet=fleet)
+        for hours_ago in (3, 6, 12):
+            dashboard.publish(make_window([2.0] * 10, start=now - timedelta(hours=hours_ago),
+                                          device_id=device, fleet=fleet), TopicKind.MONITOR)
+        for minutes_ago in (8, 4):
+            dashboard.publish(make_window([recent_ms] * 10, device_id=device, fleet=fleet,
+                                          start=now - timedelta(minutes=minutes_ago)),
+                              TopicKind.MONITOR)
+    deadline = time.monotonic() + 20
+    while len(dashboard.get("/api/devices/trend-slower/monitor?since=1d")["windows"]) < 5:
+        assert time.monotonic() < deadline, "the collector did not store the windows"
+        time.sleep(0.2)
+    page.goto(f"{dashboard.url}/#/fleet?fleet={fleet}")
+    table = page.locator("#fleet-table")
+    expect(table.locator("tr[data-device='trend-slower'] .trend svg")).to_have_count(1, timeout=10_000)
+    expect(table.locator("tr[data-device='trend-slower'] .trend")).to_contain_text("regressed")
+    page.get_by_label("regressed only").check()
+    expect(table.locator("tr[data-device='trend-steady']")).to_be_hidden()
+    expect(table.locator("tr[data-device='trend-slower']")).to_be_visible()
+    shoot(page, "fleet-trends")
+    assert_clean(page)

@@ -96,3 +96,26 @@ def test_metrics_carry_device_and_monitor_gauges_with_a_cardinality_cap(api: Api
     capped.register(DeviceMetrics(api.reader, max_devices=1))
     out = generate_latest(capped).decode()
     assert 'device_id="pi-02"' not in out and "edgemeter_device_series_omitted 1.0" in out
+
+
+def test_trends_draw_the_last_hour_and_flag_a_regressed_device(api: Api) -> None:
+    now = _now()
+    writer: Any = api.writer
+    windows = []
+    for device, recent_ms in (("steady", 2.0), ("slower", 5.0)):
+        for hours_ago in range(2, 20, 2):  # the 24 h baseline
+            windows.append(make_window([2.0] * 20, device_id=device,
+                                       start=now - timedelta(hours=hours_ago)))
+        for minutes_ago in (9, 5, 1):  # the recent windows
+            windows.append(make_window([recent_ms] * 20, device_id=device,
+                                       start=now - timedelta(minutes=minutes_ago)))
+    writer.add_windows(windows)
+    body = api.client.get("/api/fleet/trends", params={"devices": "steady,slower,silent"}).json()
+    trends = body["devices"]
+    assert trends["slower"]["regressed"] is True and trends["steady"]["regressed"] is False
+    assert trends["silent"]["regressed"] is False and set(trends["silent"]["p99_ms"]) == {None}
+    line = trends["slower"]["p99_ms"]
+    assert len(line) == 30 and line[-1] is not None and line[0] is None
+    assert api.client.get("/api/fleet/trends",
+                          params={"devices": ",".join(f"d{i}" for i in range(201))}
+                          ).status_code == 400
