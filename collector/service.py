@@ -117,7 +117,7 @@ from collector.health import (
 from collector.ingest import Message, Rejection, read
 from collector.metrics import CollectorMetrics
 from collector.stores.base import Store
-from collector.windows import store_window, window_event
+from collector.windows import store_windows, window_event
 from shared.errors import BrokerError
 from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
 from shared.monitoring import MonitorWindow
@@ -699,9 +699,16 @@ class CollectorService:
             if item.outcome is None:
                 item.outcome = read(item.topic, item.payload)
         results = [i for i in items if isinstance(i.outcome, BenchmarkResult)]
-        others = [i for i in items if not isinstance(i.outcome, BenchmarkResult)]
+        windows = [i for i in items if isinstance(i.outcome, MonitorWindow)]
+        telemetry = [i for i in items if isinstance(i.outcome, Telemetry)]
+        others = [i for i in items
+                  if not isinstance(i.outcome, (BenchmarkResult, MonitorWindow, Telemetry))]
         if results and not self._store_results(results):
             return items
+        if windows and not self._store_windows(windows):  # one transaction, as results
+            return windows + telemetry + others
+        if telemetry and not self._store_telemetry(telemetry):  # one transaction too
+            return telemetry + others
         for n, item in enumerate(others):
             if not self._store_other(item):
                 return others[n:]
@@ -768,6 +775,49 @@ class CollectorService:
                 self.events.publish("result", result_summary(result))
         return True
 
+    def _store_windows(self, items: list[_Item]) -> bool:
+        """Monitor windows in one transaction (collector.windows); receipts, acks, events."""
+        windows = [cast(MonitorWindow, i.outcome) for i in items]
+        try:
+            receipts = store_windows(self.store, windows, collector=self.client_id,  # type: ignore[arg-type]
+                                     payloads=[unpack(i.payload) for i in items])
+        except Exception as err:  # any store failure: keep the messages, retry
+            self._store_failed(f"storing {len(items)} monitor windows", err)
+            return False
+        conn = self._conn
+        for topic, receipt in receipts:
+            if conn is None:
+                break
+            try:
+                conn.publish(topic, receipt, qos=1, wait=False)
+            except Exception as err:  # no receipt: the agent re-sends, the store dedups
+                logger.warning("could not send a window receipt to %s: %s", topic, err)
+        self._ack(items)
+        if self.events.active:
+            for window in windows:
+                self.events.publish("monitor", window_event(window))
+        return True
+
+    def _store_telemetry(self, items: list[_Item]) -> bool:
+        """Telemetry messages in one transaction (each also into the history); then acks."""
+        batch = [(cast(Telemetry, i.outcome), i.received_at) for i in items]
+        try:
+            record_batch = getattr(self.store, "record_telemetry_batch", None)
+            if record_batch is not None:  # SqlStore: one transaction
+                record_batch(batch)
+            else:  # a store with only the Store protocol's record_telemetry
+                for message, received_at in batch:
+                    self.store.record_telemetry(message, received_at)
+        except Exception as err:  # any store failure: keep the messages, retry
+            self._store_failed(f"storing {len(items)} telemetry messages", err)
+            return False
+        for message, _ in batch:
+            self.metrics.agent_spool(message.fleet, message.device_id, message.spool_depth)
+            if self.events.active:
+                self.events.publish("telemetry", message.model_dump(mode="json"))
+        self._ack(items)
+        return True
+
     def _send_receipts(self, results: Sequence[BenchmarkResult], stored_at: datetime) -> None:
         by_device: dict[tuple[str, str], list[Any]] = {}
         for result in results:
@@ -818,15 +868,6 @@ class CollectorService:
             store.record_telemetry(message, received_at)
         elif isinstance(message, JobAck):
             store.record_ack(message, received_at)
-        elif isinstance(message, MonitorWindow):  # stored once, then receipted: collector.windows
-            topic, receipt = store_window(store, message, collector=self.client_id)  # type: ignore[arg-type]
-            if self._conn is not None:
-                try:
-                    self._conn.publish(topic, receipt, qos=1, wait=False)
-                except Exception as err:  # no receipt: the agent re-sends, the store dedups
-                    logger.warning("could not send a window receipt to %s: %s", topic, err)
-            if self.events.active:
-                self.events.publish("monitor", window_event(message))
         if isinstance(message, Telemetry):
             self.metrics.agent_spool(message.fleet, message.device_id, message.spool_depth)
         if self.events.active and isinstance(message, (Status, Telemetry, JobAck)):

@@ -1,10 +1,11 @@
-"""Storing a monitor window the collector received, and the receipt that releases it.
+"""Storing monitor windows the collector received, and the receipts that release them.
 
-The collector's writer calls :func:`store_window` for each valid ``monitor`` message
-(:class:`shared.monitoring.MonitorWindow`) and publishes what it returns once it returns: the
-window is committed (a repeat by ``window_id`` is skipped, and receipted again, or the agent
-would keep re-sending it). :func:`window_event` is what the event bus (and so the dashboard's
-live stream) gets: the window's figures without its histogram.
+The collector's writer calls :func:`store_windows` for the valid ``monitor`` messages of a batch
+(:class:`shared.monitoring.MonitorWindow`; :func:`store_window` for one) and publishes what it
+returns once it returns: the windows are committed in one transaction (a repeat by ``window_id``
+is skipped, and receipted again, or the agent would keep re-sending it). :func:`window_event` is
+what the event bus (and so the dashboard's live stream) gets: the window's figures without its
+histogram.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from shared.messages import Receipt
 from shared.monitoring import MonitorWindow
 from shared.topics import TopicKind, Topics
 
-__all__ = ["WindowStore", "store_window", "window_event", "window_json"]
+__all__ = ["WindowStore", "store_window", "store_windows", "window_event", "window_json"]
 
 
 class WindowStore(Protocol):
@@ -32,6 +33,22 @@ def store_window(store: WindowStore, window: MonitorWindow, *, collector: str | 
                       collector=collector)
     return (Topics.build(window.fleet, window.device_id, TopicKind.RECEIPT),
             receipt.model_dump_json().encode())
+
+
+def store_windows(store: WindowStore, windows: list[MonitorWindow], *,
+                  collector: str | None = None, payloads: list[bytes] | None = None,
+                  ) -> list[tuple[str, bytes]]:
+    """Store a batch of windows in one transaction (each ``window_id`` once) and return the
+    receipts to publish, one per (fleet, device): ``[(topic, payload), ...]``."""
+    store.add_windows(windows, payloads=payloads)
+    by_device: dict[tuple[str, str], list[MonitorWindow]] = {}
+    for window in windows:
+        by_device.setdefault((window.fleet, window.device_id), []).append(window)
+    stored_at = datetime.now(timezone.utc)
+    return [(Topics.build(fleet, device_id, TopicKind.RECEIPT),
+             Receipt(run_ids=list(dict.fromkeys(w.window_id for w in group)), stored_at=stored_at,
+                     collector=collector).model_dump_json().encode())
+            for (fleet, device_id), group in by_device.items()]
 
 
 def window_json(window: MonitorWindow) -> dict[str, Any]:
