@@ -304,10 +304,11 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
         windows_sent = 0
         next_window = time.monotonic() + window_s
         window_start = datetime.now(timezone.utc)
+        window_starts: dict[str, datetime] = {}
 
         def periodic() -> None:
             """Telemetry and monitor windows that are due, for every device."""
-            nonlocal next_telemetry, next_window, window_start, windows_sent
+            nonlocal next_telemetry, next_window, windows_sent
             now = time.monotonic()
             if now >= next_telemetry:
                 next_telemetry += telemetry_s
@@ -315,11 +316,13 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
                     d.publish(TopicKind.TELEMETRY, d.telemetry(now - started, rng), qos=0)
             if window_s > 0 and now >= next_window:
                 next_window += window_s
-                end = datetime.now(timezone.utc)
-                for d in fleet_devices:
-                    d.publish(TopicKind.MONITOR, d.window(window_start, end, window_queries, rng))
+                for d in fleet_devices:  # each window ends as its device sends it
+                    end = datetime.now(timezone.utc)
+                    d.publish(TopicKind.MONITOR, d.window(window_starts.get(d.device_id,
+                                                                            window_start),
+                                                          end, window_queries, rng))
+                    window_starts[d.device_id] = end
                     loop.poll(0)
-                window_start = end
                 windows_sent += len(fleet_devices)
 
         t0 = time.monotonic()
