@@ -10,6 +10,12 @@ subscriptions to this device's ``cmd`` and ``receipt`` topics. A graceful stop p
 ``offline`` status itself. Jobs run one at a time in arrival order, each in a child process; their
 acks (accepted, rejected, running, done, failed, cancelled) wait in memory while the broker is
 away. Results go to the spool first and leave it only on the collector's receipt.
+
+Monitoring (:mod:`agent.monitor_job`): jobs of kind ``monitor`` and the config's ``[[monitor]]``
+tables run in threads of their own beside the benchmark queue (``self.monitors``); a ``cancel``
+reaches them first. Applications' windows arrive on the monitor socket
+(:mod:`agent.daemon.monitor_socket`, when one is given) and each tick moves them into the spool;
+monitor windows leave the spool on receipts like results.
 """
 
 from __future__ import annotations

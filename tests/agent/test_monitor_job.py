@@ -101,3 +101,15 @@ def test_a_monitor_job_needs_its_settings_and_a_model() -> None:
         JobCommand(kind="monitor", model=ModelRef(sha256="0" * 64, name="m.tflite"))
     with pytest.raises(ValueError, match="needs a model"):
         JobCommand(kind="monitor", monitor=MonitorSpec(rate_qps=1))
+
+
+def test_monitor_tables_in_the_daemon_config_parse(tmp_path: Path) -> None:
+    from agent.daemon.config import load_agent_settings, sample_config
+
+    config = tmp_path / "agent.toml"
+    config.write_text('device_id = "pi-01"\n[[monitor]]\nmodel = "/opt/m.tflite"\nrate_qps = 5\n'
+                      'window_s = 10\nname = "canary"\n')
+    settings = load_agent_settings(config)
+    assert [(m.model, m.rate_qps, m.name) for m in settings.monitor] == [
+        (Path("/opt/m.tflite"), 5.0, "canary")]
+    assert "[[monitor]]" in sample_config()

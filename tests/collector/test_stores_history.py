@@ -101,3 +101,21 @@ def test_an_alert_fires_and_resolves(clocked: SqlStore) -> None:
     assert clocked.list_alerts(state="firing") == []
     (resolved,) = clocked.list_alerts(state="resolved")
     assert resolved.resolved_at == NOW + timedelta(seconds=30)
+
+
+def test_collector_prune_applies_the_history_retention(sqlite_url: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime, timezone
+
+    from edgemeter.cli import main
+
+    store = SqlStore(sqlite_url)
+    store.migrate()
+    now = datetime.now(timezone.utc)
+    for age in (timedelta(hours=72), timedelta(hours=1)):
+        store.record_telemetry(make_telemetry(now - age), now)
+    store.close()
+    assert main(["collector", "prune", "--db", sqlite_url, "--telemetry-raw-hours", "24"]) == 0
+    assert "pruned 1 raw telemetry rows" in capsys.readouterr().out
+    assert main(["collector", "prune", "--db", sqlite_url, "--windows-days", "0"]) == 2
+    assert "must be above 0" in capsys.readouterr().err
