@@ -99,8 +99,7 @@ def main() -> int:
             stop_process(collector, timeout_s=30)
             broker.stop()
     lags = sorted((r.received_at - r.end_at).total_seconds() for r in rows)
-    ticks = int(args.seconds // args.period_s)
-    telemetry_sent = args.devices * (1 + ticks)
+    telemetry_sent = summary["telemetry_sent"]
     offered = (telemetry_sent + summary["windows_sent"]) / max(args.seconds, 1e-9)
 
     def q(p: float) -> float:
@@ -108,8 +107,15 @@ def main() -> int:
 
     print(f"devices {args.devices}, every {args.period_s:g} s for {args.seconds:g} s: "
           f"{offered:.0f} messages/s offered")
-    print(f"windows: {summary['windows_sent']} sent, {stored} stored")
-    print(f"telemetry: {telemetry_rows} of about {telemetry_sent} stored (QoS 0)")
+    print(f"windows: {summary['windows_sent']} sent, {stored} stored (the simulator sent them "
+          f"up to {summary['window_late_s_max']} s after their due time)")
+    by_second: dict[int, list[float]] = {}
+    for r in rows:
+        by_second.setdefault(int((r.end_at - rows[0].end_at).total_seconds() // args.period_s),
+                             []).append((r.received_at - r.end_at).total_seconds())
+    print("lag p99 per round: " + ", ".join(
+        f"{sorted(v)[max(0, round(0.99 * len(v)) - 1)]:.2f}" for _, v in sorted(by_second.items())))
+    print(f"telemetry: {telemetry_rows} of {telemetry_sent} stored (QoS 0)")
     if lags:
         print(f"publish -> stored lag of windows: p50 {q(0.5):.3f} s, p99 {q(0.99):.3f} s, "
               f"max {lags[-1]:.3f} s (median {statistics.median(lags):.3f})")

@@ -10,7 +10,8 @@ takes them). At the end every device says ``offline`` itself, unless ``--hold-s`
 online a while longer (0 with ``--hold-s -1``: until Ctrl-C). With ``--window-s S`` every device also
 publishes a monitor window (monitor ``sim-canary``, ``--window-queries`` latencies drawn from the
 device's board) every S seconds at QoS 1, as a
-monitoring job would; telemetry and windows keep coming while the fleet is held.
+monitoring job would. Each device sends its telemetry and windows at its own offset in the
+period (as devices that started at different times do), also while the fleet is held.
 
 One thread drives every device (:class:`FleetLoop`: paho's clients over one epoll selector), so a
 thousand devices cost a thousand sockets, not a thousand threads; the simulator raises its own
@@ -300,30 +301,51 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
         if ready is not None:
             ready.set()
         sent_ids: list[str] = []
-        next_telemetry = time.monotonic() + telemetry_s
+        # telemetry and windows are spread over their periods (device i at i/N of it), as devices
+        # that started at different times send them
         windows_sent = 0
-        next_window = time.monotonic() + window_s
+        window_round = 0
+        window_next = 0  # the next device to send a window
+        window_t0 = time.monotonic()
         window_start = datetime.now(timezone.utc)
         window_starts: dict[str, datetime] = {}
+        window_lateness_s: list[float] = []  # how late, after its due time, each window went
+
+        telemetry_round = 0
+        telemetry_next = 0
+        telemetry_sent = devices  # the first round, above
 
         def periodic() -> None:
-            """Telemetry and monitor windows that are due, for every device."""
-            nonlocal next_telemetry, next_window, windows_sent
-            now = time.monotonic()
-            if now >= next_telemetry:
-                next_telemetry += telemetry_s
-                for d in fleet_devices:
-                    d.publish(TopicKind.TELEMETRY, d.telemetry(now - started, rng), qos=0)
-            if window_s > 0 and now >= next_window:
-                next_window += window_s
-                for d in fleet_devices:  # each window ends as its device sends it
-                    end = datetime.now(timezone.utc)
-                    d.publish(TopicKind.MONITOR, d.window(window_starts.get(d.device_id,
-                                                                            window_start),
-                                                          end, window_queries, rng))
-                    window_starts[d.device_id] = end
-                    loop.poll(0)
-                windows_sent += len(fleet_devices)
+            """Telemetry and monitor windows that are due."""
+            nonlocal windows_sent, window_round, window_next, telemetry_round, telemetry_next, \
+                telemetry_sent
+            while True:  # telemetry spread the same way
+                due = window_t0 + telemetry_s * (telemetry_round + 1 + telemetry_next / devices)
+                now = time.monotonic()
+                if now < due:
+                    break
+                d = fleet_devices[telemetry_next]
+                d.publish(TopicKind.TELEMETRY, d.telemetry(now - started, rng), qos=0)
+                telemetry_sent += 1
+                telemetry_next += 1
+                if telemetry_next == devices:
+                    telemetry_next, telemetry_round = 0, telemetry_round + 1
+            while window_s > 0:
+                due = window_t0 + window_s * (window_round + 1 + window_next / devices)
+                now = time.monotonic()
+                if now < due:
+                    break
+                d = fleet_devices[window_next]
+                end = datetime.now(timezone.utc)  # each window ends as its device sends it
+                d.publish(TopicKind.MONITOR, d.window(window_starts.get(d.device_id, window_start),
+                                                      end, window_queries, rng))
+                loop.poll(0)
+                window_starts[d.device_id] = end
+                window_lateness_s.append(now - due)
+                windows_sent += 1
+                window_next += 1
+                if window_next == devices:
+                    window_next, window_round = 0, window_round + 1
 
         t0 = time.monotonic()
         for n in range(messages):
@@ -349,7 +371,7 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
         if hold_s:
             hold_until = time.monotonic() + (float("inf") if hold_s < 0 else hold_s)
             while time.monotonic() < hold_until and not stop.is_set():
-                loop.poll(min(0.5, hold_until - time.monotonic()))
+                loop.poll(min(0.05, hold_until - time.monotonic()))
                 periodic()
         for device in fleet_devices:
             if device.connected:
@@ -363,7 +385,9 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             "results_acknowledged": len(sent_ids) - unacknowledged,
             "connect_s": round(connected_s, 3), "send_s": round(send_s, 3),
             "results_per_s": round(len(sent_ids) / send_s, 1) if send_s > 0 else None,
-            "windows_sent": windows_sent, "fleet": fleet}
+            "windows_sent": windows_sent, "telemetry_sent": telemetry_sent,
+            "window_late_s_max": round(max(window_lateness_s), 3) if window_lateness_s else None,
+            "fleet": fleet}
 
 
 def raise_fd_limit(wanted: int) -> int:
