@@ -1,9 +1,9 @@
 """Storing monitor windows the collector received, and the receipts that release them.
 
 The collector's writer calls :func:`store_windows` for the valid ``monitor`` messages of a batch
-(:class:`shared.monitoring.MonitorWindow`; :func:`store_window` for one) and publishes what it
-returns once it returns: the windows are committed in one transaction (a repeat by ``window_id``
-is skipped, and receipted again, or the agent would keep re-sending it). :func:`window_event` is
+(:class:`shared.monitoring.MonitorWindow`) and publishes the receipts it returns once it returns:
+the windows are committed in one transaction (a repeat by ``window_id`` is skipped, and receipted
+again, or the agent would keep re-sending it). :func:`window_event` is
 what the event bus (and so the dashboard's live stream) gets: the window's figures without its
 histogram.
 """
@@ -17,22 +17,12 @@ from shared.messages import Receipt
 from shared.monitoring import MonitorWindow
 from shared.topics import TopicKind, Topics
 
-__all__ = ["WindowStore", "store_window", "store_windows", "window_event", "window_json"]
+__all__ = ["WindowStore", "store_windows", "window_event", "window_json"]
 
 
 class WindowStore(Protocol):
     def add_windows(self, windows: list[MonitorWindow], *,
                     payloads: list[bytes] | None = None) -> int: ...
-
-
-def store_window(store: WindowStore, window: MonitorWindow, *, collector: str | None = None,
-                 payload: bytes | None = None) -> tuple[str, bytes]:
-    """Store ``window`` (once) and return the receipt to publish: ``(topic, payload)``."""
-    store.add_windows([window], payloads=None if payload is None else [payload])
-    receipt = Receipt(run_ids=[window.window_id], stored_at=datetime.now(timezone.utc),
-                      collector=collector)
-    return (Topics.build(window.fleet, window.device_id, TopicKind.RECEIPT),
-            receipt.model_dump_json().encode())
 
 
 def store_windows(store: WindowStore, windows: list[MonitorWindow], *,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
@@ -196,9 +195,3 @@ def merge_windows(windows: Sequence[MonitorWindow]) -> MonitorWindow:
         dropped=sum(w.dropped for w in windows),
     )
 
-
-def span_of(windows: Sequence[MonitorWindow]) -> tuple[datetime, datetime] | None:
-    """The first start and last end of ``windows`` (``None`` when there are none)."""
-    if not windows:
-        return None
-    return min(w.start for w in windows), max(w.end for w in windows)

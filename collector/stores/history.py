@@ -287,13 +287,6 @@ class HistoryMixin:
                 acc["temperature_c_max"] = max(acc.get("temperature_c_max", -math.inf),
                                                row.temperature_c_max)
 
-    def latest_telemetry_at(self) -> dict[str, datetime]:
-        """device_id -> its newest telemetry's ``sent_at`` in the history (alerts: offline)."""
-        t = telemetry.c
-        with self._transaction("reading telemetry", write=False) as conn:
-            rows = conn.execute(select(t.device_id, func.max(t.sent_at)).group_by(t.device_id))
-            return {row[0]: row[1] for row in rows}
-
     # -- monitor windows -------------------------------------------------------------------------
 
     def add_windows(self, windows: Sequence[MonitorWindow], *,
