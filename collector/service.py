@@ -10,8 +10,8 @@ Data path::
                                                                                   status/telemetry/
                                                                                   acks/dead letters
 
-Subscriptions: ``result``, ``status``, ``telemetry``, ``progress`` and ``ack`` of ``fleet`` (``+``
-for every fleet), on one persistent session (``clean_start=False``, session expiry one day by
+Subscriptions: ``result``, ``status``, ``telemetry``, ``progress``, ``ack`` and ``monitor`` of
+``fleet`` (``+`` for every fleet), on one persistent session (``clean_start=False``, session expiry one day by
 default, a stable client id, ``edgemeter-collector-<hostname>`` by default), made in
 ``on_connect`` so they survive reconnects. With ``group`` and an MQTT v5 broker they are shared
 subscriptions (``$share/<group>/...``): several collectors split the streams. On a 3.1.1 broker,
@@ -31,9 +31,14 @@ What happens to each kind:
   :class:`shared.messages.Receipt` per (fleet, device_id) names every run_id of the batch now in the
   store, duplicates included (a re-sent result must be receipted, or the agent keeps re-sending
   it), on ``edgemeter/v1/<fleet>/<device>/receipt`` (QoS 1); then the messages are acknowledged.
+* ``monitor``: monitor windows (:mod:`shared.monitoring`), stored once per ``window_id`` in one
+  transaction per batch, then receipted like results (their window_ids among ``run_ids``) and
+  acknowledged (:mod:`collector.windows`).
+* ``telemetry``: every message of a batch in one transaction (``record_telemetry_batch``, which
+  also keeps the telemetry history; a store without it gets ``record_telemetry`` per message).
 * ``status`` (retained, so the broker re-sends every device's on each restart: harmless, as the
-  store keeps the winner by :func:`shared.presence.status_wins`), ``telemetry`` and ``ack``:
-  written through the store's ``record_status``, ``record_telemetry`` and ``record_ack``.
+  store keeps the winner by :func:`shared.presence.status_wins`) and ``ack``: written through the
+  store's ``record_status`` and ``record_ack``.
 * ``progress``: relayed to the event bus only; an invalid one is counted and dropped.
 * Anything that can never be stored (not JSON, not the schema, impossible values, topic and
   payload disagree: :mod:`collector.ingest`) is a dead letter. A valid message never is.
@@ -861,17 +866,14 @@ class CollectorService:
         return True
 
     def _record(self, message: Message, received_at: datetime) -> None:
+        """A status or job ack (telemetry goes in batches: :meth:`_store_telemetry`)."""
         store = self.store
         if isinstance(message, Status):
             store.record_status(message, received_at)
-        elif isinstance(message, Telemetry):
-            store.record_telemetry(message, received_at)
         elif isinstance(message, JobAck):
             store.record_ack(message, received_at)
-        if isinstance(message, Telemetry):
-            self.metrics.agent_spool(message.fleet, message.device_id, message.spool_depth)
-        if self.events.active and isinstance(message, (Status, Telemetry, JobAck)):
-            kind = {Status: "status", Telemetry: "telemetry", JobAck: "ack"}[type(message)]
+        if self.events.active and isinstance(message, (Status, JobAck)):
+            kind = "status" if isinstance(message, Status) else "ack"
             self.events.publish(kind, message.model_dump(mode="json"))
 
     def _ack(self, items: list[_Item]) -> None:
