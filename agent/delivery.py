@@ -1,5 +1,8 @@
 """Delivered means stored: send spooled results and forget each only on the collector's receipt.
 
+Monitor windows wait in the same spool and go the same way, each on its own kind's topic
+(``monitor``); a receipt naming a window's ``window_id`` releases it.
+
 :class:`Courier` is the one delivery path, used by the daemon (continuously) and by
 ``bench --publish`` and ``agent flush`` (once, waiting a few seconds for receipts). It publishes at
 QoS 1 what :meth:`Spool.due` returns — results never sent, then results sent more than
@@ -94,7 +97,7 @@ class Courier:
             batch = self.spool.due(resend_after_s=self.resend_after_s, limit=self.max_per_tick)
         sent = 0
         for entry in batch:
-            topic = Topics.result(entry.fleet, entry.device_id)
+            topic = Topics.build(entry.fleet, entry.device_id, TopicKind(entry.kind))
             payload = entry.payload if entry.attempts == 0 else replayed_payload(entry)
             conn.publish(topic, pack(payload), qos=1)  # zlib over 1 KiB: shared.payload
             self.spool.mark_sent([entry.run_id])

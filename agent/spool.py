@@ -21,6 +21,12 @@ that fit and counts every one it drops; before, it kept the oldest and refused e
 (``tests/reliability/test_spool_disk_full.py``). Receipts and re-send marks on a full disk use the
 reserve the same way; when even that fails, :class:`agent.errors.SpoolError` says where.
 
+Monitor windows (:class:`shared.monitoring.MonitorWindow`) wait here too, by their ``window_id``,
+with ``kind = 'monitor'`` (results have ``kind = 'result'``): :meth:`Spool.put_window`. The courier
+publishes each on its kind's topic, and a receipt naming the ``window_id`` among its ``run_ids``
+releases it, exactly as a result. A spool file of the earlier layout gains the ``kind`` column
+when it is opened.
+
 The same file keeps the device's counters: ``seq`` (one per result; gaps tell the collector that
 something went missing) and ``bd_seq`` (the birth/death sequence of :mod:`shared.messages`).
 An outbox folder of the earlier layout (one JSON file per result) is imported once.
@@ -40,6 +46,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from agent.errors import SpoolError
+from shared.monitoring import MonitorWindow
 from shared.schema import BenchmarkResult
 
 logger = logging.getLogger(__name__)
@@ -66,7 +73,8 @@ CREATE TABLE IF NOT EXISTS results (
     size_bytes INTEGER NOT NULL,
     created_s REAL NOT NULL,
     sent_s REAL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT 'result'
 );
 CREATE INDEX IF NOT EXISTS results_created ON results (created_s);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -81,6 +89,8 @@ class SpooledResult:
     payload: bytes
     attempts: int
     """how many times it has been published already (0: never)"""
+    kind: str = "result"
+    """the topic kind it goes out on: ``result`` or ``monitor`` (:class:`shared.topics.TopicKind`)"""
 
 
 class Spool:
@@ -108,6 +118,10 @@ class Spool:
             # a small WAL, its blocks reused: a nearly full disk still takes a result
             self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+            if "kind" not in columns:  # a spool of the layout before monitor windows
+                self._db.execute("ALTER TABLE results ADD COLUMN kind TEXT NOT NULL "
+                                 "DEFAULT 'result'")
         except (OSError, sqlite3.Error) as err:
             raise SpoolError(f"cannot open the spool at {self.path}: {err}; check the folder "
                              "exists and is writable by this user ([spool] path)") from err
@@ -144,11 +158,19 @@ class Spool:
 
     def put(self, result: BenchmarkResult) -> None:
         """Keep ``result`` until its receipt; drops the oldest when over ``max_bytes``."""
-        payload = result.model_dump_json().encode()
-        row = (str(result.run_id), result.fleet, result.device_id, result.seq, payload,
-               len(payload), self._clock_s())
+        self._put((str(result.run_id), result.fleet, result.device_id, result.seq,
+                   result.model_dump_json().encode(), "result"))
+
+    def put_window(self, window: MonitorWindow) -> None:
+        """Keep a monitor window until a receipt names its ``window_id`` (as :meth:`put`)."""
+        self._put((str(window.window_id), window.fleet, window.device_id, 0,
+                   window.model_dump_json().encode(), "monitor"))
+
+    def _put(self, entry: tuple[str, str, str, int, bytes, str]) -> None:
+        key, fleet, device_id, seq, payload, kind = entry
+        row = (key, fleet, device_id, seq, payload, len(payload), self._clock_s(), kind)
         insert = ("INSERT OR IGNORE INTO results (run_id, fleet, device_id, seq, payload, "
-                  "size_bytes, created_s) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                  "size_bytes, created_s, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         if self._capped:
             self._lift_cap_when_room()
         try:
@@ -184,12 +206,13 @@ class Spool:
         cutoff = self._clock_s() - resend_after_s
         with self._lock:
             rows = self._db.execute(
-                "SELECT run_id, fleet, device_id, payload, attempts FROM results "
+                "SELECT run_id, fleet, device_id, payload, attempts, kind FROM results "
                 "WHERE sent_s IS NULL OR sent_s <= ? "
                 "ORDER BY sent_s IS NOT NULL, created_s, seq LIMIT ?",
                 (cutoff, limit),
             ).fetchall()
-        return [SpooledResult(r[0], r[1], r[2], bytes(r[3]), int(r[4])) for r in rows]
+        return [SpooledResult(r[0], r[1], r[2], bytes(r[3]), int(r[4]), str(r[5]))
+                for r in rows]
 
     def pending(self) -> list[SpooledResult]:
         """Every result still waiting for its receipt: never sent first, each group oldest first."""

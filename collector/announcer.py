@@ -50,6 +50,7 @@ from collector.health import CollectorState, CollectorStatus, status_topic
 from collector.ingest import Rejection, read
 from collector.metrics import CollectorMetrics
 from collector.stores.base import Store
+from collector.windows import window_event
 from collector.writer import Committed, Outage, Record
 from shared.errors import BrokerError
 from shared.messages import JobAck, Progress, Receipt, Status, Telemetry
@@ -92,11 +93,14 @@ def result_summary(result: BenchmarkResult) -> dict[str, Any]:
 
 
 def receipts(batch: Committed, collector: str) -> dict[tuple[str, str], Receipt]:
-    """One receipt per (fleet, device_id) naming the batch's run_ids and final job acks."""
+    """One receipt per (fleet, device_id) naming the batch's run_ids and window_ids (as run_ids)
+    and its final job acks."""
     run_ids: dict[tuple[str, str], list[Any]] = {}
     job_ids: dict[tuple[str, str], list[str]] = {}
     for result in batch.results:
         run_ids.setdefault((result.fleet, result.device_id), []).append(result.run_id)
+    for window in batch.windows:  # a monitor window's id releases it from the agent's spool too
+        run_ids.setdefault((window.fleet, window.device_id), []).append(window.window_id)
     for ack in batch.final_acks:
         job_ids.setdefault((ack.fleet, ack.device_id), []).append(ack.job_id)
     return {
@@ -196,6 +200,8 @@ class Announcer:
         if self.events.active:
             for result in results:
                 self.events.publish("result", result_summary(result))
+            for window in batch.windows:
+                self.events.publish("monitor", window_event(window))
 
     def _send_receipts(self, batch: Committed) -> None:
         for (fleet, device_id), receipt in receipts(batch, self.client_id).items():

@@ -213,9 +213,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"edgemeter collector {service.client_id}: {service.broker} -> "
               f"{redact_url(store.url)} (Ctrl-C to stop)", file=sys.stderr)
         http = _start_http(settings, service, getattr(args, "http", None))
+        from collector.alerts import start_alerts  # [alerts] rules: collector.alerts
+
+        alerts = start_alerts(settings.alerts, settings.db.connect_url(),
+                              publish=service.events.publish)
         try:
             service.serve_forever(report=_print_stats)
         finally:
+            if alerts is not None:
+                alerts.stop()
             if http is not None:
                 http.stop()
         _print_stats(service.stats, "edgemeter collector stopped")

@@ -27,6 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from collector.monitoring_settings import HistoryRetention
 from collector.stores.base import Store, open_store
 from shared.errors import ConfigError
 
@@ -313,27 +316,50 @@ def fleet_gaps(args: argparse.Namespace) -> int:
 
 def register_prune(collector_sub: Any) -> None:
     """Add ``prune`` under ``edgemeter collector`` (called by :mod:`collector.commands`)."""
+    keep = HistoryRetention()
     prune = collector_sub.add_parser(
-        "prune", help="delete results older than a number of days",
-        description="Delete results created more than --older-than DAYS ago. PostgreSQL drops "
-        "whole month partitions (a month goes once all of it is older than the cutoff) and "
-        "deletes older rows from the default partition; SQLite deletes the rows.",
+        "prune", help="delete old results, and telemetry history past its retention",
+        description="Delete results created more than --older-than DAYS ago (results are kept "
+        "for ever without it). PostgreSQL drops whole month partitions (a month goes once all "
+        "of it is older than the cutoff) and deletes older rows from the default partition; "
+        "SQLite deletes the rows. Always applies the history retention: raw telemetry older "
+        f"than --telemetry-raw-hours (default {keep.telemetry_raw_h:g}), 1-minute telemetry "
+        f"aggregates older than --telemetry-1m-days ({keep.telemetry_1m_days:g}), monitor "
+        f"windows older than --windows-days ({keep.monitor_windows_days:g}) and alerts resolved "
+        f"more than --alerts-days ({keep.alerts_days:g}) ago. Run it from cron or a systemd "
+        "timer, e.g. hourly.",
     )
-    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+    prune.add_argument("--older-than", type=float, metavar="DAYS",
                        help="age in days (created_at) beyond which results go")
+    prune.add_argument("--telemetry-raw-hours", type=float, default=keep.telemetry_raw_h,
+                       metavar="HOURS", help="keep every telemetry message this long")
+    prune.add_argument("--telemetry-1m-days", type=float, default=keep.telemetry_1m_days,
+                       metavar="DAYS", help="keep 1-minute telemetry aggregates this long")
+    prune.add_argument("--windows-days", type=float, default=keep.monitor_windows_days,
+                       metavar="DAYS", help="keep monitor windows this long")
+    prune.add_argument("--alerts-days", type=float, default=keep.alerts_days,
+                       metavar="DAYS", help="keep resolved alerts this long")
     prune.add_argument("--db", required=True, metavar="URL", help=DB_HELP)
     prune.set_defaults(func=_prune)
 
 
 def _prune(args: argparse.Namespace) -> int:
-    if args.older_than < 0:
+    if args.older_than is not None and args.older_than < 0:
         raise ConfigError("--older-than must be a number of days, 0 or more")
+    try:
+        retention = HistoryRetention(
+            telemetry_raw_h=args.telemetry_raw_hours, telemetry_1m_days=args.telemetry_1m_days,
+            monitor_windows_days=args.windows_days, alerts_days=args.alerts_days)
+    except ValidationError as err:
+        raise ConfigError("--telemetry-raw-hours, --telemetry-1m-days, --windows-days and "
+                          "--alerts-days must be above 0") from err
     store = open_store(args.db, must_exist=True)
     try:
-        outcome = store.prune(older_than_days=args.older_than)
+        if args.older_than is not None:
+            print(store.prune(older_than_days=args.older_than))
+        print(store.prune_history(retention))  # type: ignore[attr-defined]
     finally:
         store.close()
-    print(outcome)
     return 0
 
 

@@ -46,6 +46,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from collector.monitoring_settings import AlertSettings, HistoryRetention
 from shared.errors import ConfigError
 from shared.mqtt import parse_broker_url
 from shared.redact import redact_url
@@ -189,6 +190,8 @@ class CollectorSettings(LayeredSettings):
     db: DbSettings = Field(default_factory=DbSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    history: HistoryRetention = Field(default_factory=HistoryRetention)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def toml_table(cls, doc: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -313,6 +316,8 @@ def _toml_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, list) and not value:  # e.g. [alerts] rules: [[alerts.rules]] tables
+        return "[]"
     text = str(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

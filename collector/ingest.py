@@ -1,7 +1,7 @@
 """Turn one MQTT message into a wire model or a :class:`Rejection`, never an error.
 
 :func:`read` handles every kind the collector subscribes to (``result``, ``status``,
-``telemetry``, ``progress``, ``ack``); :func:`ingest` is the same for result topics only. Both are
+``telemetry``, ``progress``, ``ack``, ``monitor``); :func:`ingest` is the same for result topics only. Both are
 pure: no I/O, no clock. Checks, in order (the first failing one is the reason):
 
 =============== =================================================================================
@@ -51,6 +51,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.messages import MESSAGES_VERSION, JobAck, Progress, Status, Telemetry
+from shared.monitoring import MonitorWindow
 from shared.payload import PayloadError, PayloadTooLarge, is_compressed, unpack
 from shared.schema import SUPPORTED_SCHEMA_VERSIONS, BenchmarkResult
 from shared.topics import TopicAddress, TopicKind, Topics
@@ -72,7 +73,7 @@ _MAX_INT64 = 2**63 - 1
 _SHOWN_ERRORS = 3
 _NUL_ESCAPE = b"\\u0000"
 
-Message = BenchmarkResult | Status | Telemetry | Progress | JobAck
+Message = BenchmarkResult | Status | Telemetry | Progress | JobAck | MonitorWindow
 """What :func:`read` returns for a valid message."""
 
 MODELS: dict[TopicKind, type[BaseModel]] = {
@@ -81,6 +82,7 @@ MODELS: dict[TopicKind, type[BaseModel]] = {
     TopicKind.TELEMETRY: Telemetry,
     TopicKind.PROGRESS: Progress,
     TopicKind.ACK: JobAck,
+    TopicKind.MONITOR: MonitorWindow,
 }
 """The topic kinds the collector reads, and the model of each."""
 

@@ -11,7 +11,7 @@
 Connection. One persistent session (``clean_start=False``, session expiry one day by default, a
 stable client id, :func:`default_client_id`) through :func:`shared.mqtt.connect` (or an injected
 function called the same way), with ``manual_ack=True`` and an MQTT v5 Receive Maximum of the
-inbox's window. Subscriptions to ``result``, ``status``, ``telemetry``, ``progress`` and ``ack`` of
+inbox's window. Subscriptions to ``result``, ``status``, ``telemetry``, ``progress``, ``ack`` and ``monitor`` of
 ``fleet`` (``+`` for every fleet) are made in ``on_connect``, so they survive reconnects. With
 ``group`` and an MQTT v5 broker they are shared subscriptions (``$share/<group>/...``): several
 collectors split the streams. On a 3.1.1 broker, or a v5 one whose CONNACK says Shared
@@ -73,7 +73,7 @@ __all__ = ["SESSION_TAKEN_OVER", "SUBSCRIBED_KINDS", "BrokerConnection", "Connec
            "Intake", "default_client_id"]
 
 SUBSCRIBED_KINDS = (TopicKind.RESULT, TopicKind.STATUS, TopicKind.TELEMETRY,
-                    TopicKind.PROGRESS, TopicKind.ACK)
+                    TopicKind.PROGRESS, TopicKind.ACK, TopicKind.MONITOR)
 SESSION_TAKEN_OVER = 142
 """MQTT v5 reason code: another connection with the same client id took the session over."""
 NORMAL_DISCONNECTION = 0

@@ -49,7 +49,7 @@ __all__ = ["DEAD_LETTER_REASONS", "DEFAULT_MAX_DEVICES", "MESSAGE_KINDS", "Colle
 DEFAULT_MAX_DEVICES = 10_000
 """(fleet, device) pairs whose spool depth the gauge sums, at most."""
 
-MESSAGE_KINDS = ("result", "status", "telemetry", "progress", "ack")
+MESSAGE_KINDS = ("result", "status", "telemetry", "progress", "ack", "monitor")
 DEAD_LETTER_REASONS = (
     "too-large", "topic", "not-utf8", "not-json", "not-object", "schema-version", "invalid",
     "unstorable", "mismatch", "duplicate-key", "error",

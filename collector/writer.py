@@ -15,12 +15,15 @@ overlaps the next batch's parsing. The committer stores a batch in this order:
 
 1. every result of the batch in one transaction (each run_id once: a duplicate is not stored
    again, and is counted);
-2. then each status, telemetry, job ack and dead letter in turn (anything that can never be
-   stored is a dead letter; a valid message never is);
-3. then it tells the listener what is committed (:meth:`WriterListener.committed`: metrics,
-   receipts naming every run_id of the batch, duplicates included, and every job whose final
-   ack, ``done``/``failed``/``cancelled``, is now in the store; events);
-4. then acknowledges those messages (:meth:`Acker.ack`). Receipts and acks only ever follow the
+2. every monitor window (:mod:`shared.monitoring`) in one transaction (each ``window_id`` once);
+3. every telemetry message in one transaction (``record_telemetry_batch``, which also keeps the
+   telemetry history; a store without it gets ``record_telemetry`` per message);
+4. then each status, job ack and dead letter in turn (anything that can never be stored is a
+   dead letter; a valid message never is);
+5. then it tells the listener what is committed (:meth:`WriterListener.committed`: metrics,
+   receipts naming every run_id and window_id of the batch, duplicates included, and every job
+   whose final ack, ``done``/``failed``/``cancelled``, is now in the store; events);
+6. then acknowledges those messages (:meth:`Acker.ack`). Receipts and acks only ever follow the
    commit.
 
 Store outages. A store error (:class:`collector.errors.StoreError`) is the store's problem, never
@@ -57,6 +60,7 @@ from collector.inbox import Delivery, Inbox, Item
 from collector.ingest import Rejection, read
 from collector.stores.base import Store
 from shared.messages import JobAck, Status, Telemetry
+from shared.monitoring import MonitorWindow
 from shared.payload import unpack
 from shared.redact import redact_url
 from shared.schema import BenchmarkResult
@@ -105,6 +109,8 @@ class Committed:
     """Seconds the results' transaction took."""
     final_acks: list[JobAck] = field(default_factory=list)
     """Final job acks (``done``, ``failed``, ``cancelled``) now in the store."""
+    windows: list[MonitorWindow] = field(default_factory=list)
+    """Every monitor window of the batch, duplicates included, in order."""
 
 
 class Acker(Protocol):
@@ -273,18 +279,28 @@ class Writer:
             if item.outcome is None:
                 item.outcome = read(item.topic, item.payload)
         results = [i for i in items if isinstance(i.outcome, BenchmarkResult)]
-        others = [i for i in items if not isinstance(i.outcome, BenchmarkResult)]
+        windows = [i for i in items if isinstance(i.outcome, MonitorWindow)]
+        telemetry = [i for i in items if isinstance(i.outcome, Telemetry)]
+        others = [i for i in items
+                  if not isinstance(i.outcome, (BenchmarkResult, MonitorWindow, Telemetry))]
         done = Committed(stored_at=_utc_now())
         if results and not self._store_results(results, done):
             return items
         stored: list[Item] = list(results)
         pending: list[Item] = []
-        for n, item in enumerate(others):
-            if not self._store_other(item, done):
-                pending = others[n:]
-                break
-            stored.append(item)
-        if done.results or done.final_acks:
+        if windows and not self._store_windows(windows, done):
+            pending = windows + telemetry + others
+        elif telemetry and not self._store_telemetry(telemetry):
+            stored += windows
+            pending = telemetry + others
+        else:
+            stored += windows + telemetry
+            for n, item in enumerate(others):
+                if not self._store_other(item, done):
+                    pending = others[n:]
+                    break
+                stored.append(item)
+        if done.results or done.final_acks or done.windows:
             self._listener.committed(done)
         if stored:
             self._acker.ack([item.delivery for item in stored])
@@ -307,6 +323,34 @@ class Writer:
         with self._lock:
             self._stats["stored"] += new
             self._stats["duplicates"] += len(results) - new
+        return True
+
+    def _store_windows(self, items: list[Item], done: Committed) -> bool:
+        """One transaction for every monitor window of ``items`` (each ``window_id`` once)."""
+        windows = [cast(MonitorWindow, i.outcome) for i in items]
+        try:
+            self.store.add_windows(windows, payloads=[unpack(i.payload) for i in items])
+        except StoreError as err:  # keep the messages, retry
+            self._store_failed(f"storing {len(items)} monitor windows", err)
+            return False
+        done.windows = windows
+        return True
+
+    def _store_telemetry(self, items: list[Item]) -> bool:
+        """One transaction for every telemetry message of ``items`` (each also into the history)."""
+        batch = [(cast(Telemetry, i.outcome), i.received_at) for i in items]
+        try:
+            record_batch = getattr(self.store, "record_telemetry_batch", None)
+            if record_batch is not None:  # the SQL store: one transaction
+                record_batch(batch)
+            else:  # a store with only the Store protocol's record_telemetry
+                for message, received_at in batch:
+                    self.store.record_telemetry(message, received_at)
+        except StoreError as err:  # keep the messages, retry
+            self._store_failed(f"storing {len(items)} telemetry messages", err)
+            return False
+        for message, _ in batch:
+            self._listener.recorded(message)
         return True
 
     def _store_other(self, item: Item, done: Committed) -> bool:

@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("agent.commands.analyze",
                 "count MACs, FLOPs, params and weight bytes of a model (ONNX or TFLite)"),
     "power": ("agent.commands.power", "probe the power sources this machine offers"),
+    "sustained": ("agent.commands.sustained",
+                  "burst vs sustained throughput: run a model until the board settles"),
     "schema": ("agent.commands.schema", "print the JSON Schema of a result (wire schema v2)"),
     "config": ("agent.commands.config", "agent configuration helpers"),
     "agent": ("agent.commands.agent",

@@ -184,16 +184,30 @@ JobSettings = RunSettings
 """The settings a remote job carries: :class:`shared.run_settings.RunSettings`, declared there."""
 
 
+class MonitorSpec(Strict):
+    """What a monitoring job (``JobCommand(kind="monitor")``) does: run the model continuously at
+    ``rate_qps`` and publish a window (:mod:`shared.monitoring`) every ``window_s``, until it is
+    cancelled or ``duration_s`` is over (``null``: until cancelled)."""
+
+    rate_qps: Real = Field(gt=0, le=100_000, description="queries per second to aim at")
+    window_s: Real = Field(10.0, ge=1, le=3600, description="seconds per window")
+    duration_s: Real | None = Field(None, gt=0, le=366 * 86_400,
+                                    description="end after this long; null: until cancelled")
+    name: Level | None = Field(None, description="the windows' monitor name (default: the "
+                               "model file's name without its extension)")
+
+
 class JobCommand(Strict):
-    """A message on ``.../cmd``: run a benchmark, or cancel one."""
+    """A message on ``.../cmd``: run a benchmark, start a monitoring job, or cancel either."""
 
     schema_version: WireVersion = 1
-    kind: Literal["benchmark", "cancel"] = "benchmark"
+    kind: Literal["benchmark", "cancel", "monitor"] = "benchmark"
     job_id: Level = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     created_at: UtcTime = Field(default_factory=_now)
     model: ModelRef | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
     labels: dict[str, str] = Field(default_factory=dict)
+    monitor: MonitorSpec | None = Field(None, description="a monitoring job's rate and windows")
 
     @field_serializer("settings")
     def _only_what_the_job_sets(self, settings: RunSettings) -> dict[str, Any]:
@@ -202,8 +216,12 @@ class JobCommand(Strict):
 
     @model_validator(mode="after")
     def _benchmark_names_a_model(self) -> JobCommand:
-        if self.kind == "benchmark" and self.model is None:
-            raise ValueError("a benchmark job needs a model (sha256 and name)")
+        if self.kind in ("benchmark", "monitor") and self.model is None:
+            raise ValueError(f"a {self.kind} job needs a model (sha256 and name)")
+        if self.kind == "monitor" and self.monitor is None:
+            raise ValueError("a monitor job needs its monitor settings (rate_qps, window_s)")
+        if self.kind != "monitor" and self.monitor is not None:
+            raise ValueError("monitor settings belong to monitor jobs only")
         return self
 
 
@@ -226,7 +244,8 @@ class JobAck(Strict):
 class Receipt(Strict):
     """The collector's word that it has committed these results and job states (``.../receipt``).
 
-    ``run_ids`` releases results from the agent's spool; ``job_ids`` releases final job acks
+    ``run_ids`` releases results, and monitor windows by their ``window_id``
+    (:mod:`shared.monitoring`), from the agent's spool; ``job_ids`` releases final job acks
     (``done``, ``failed``, ``cancelled``) the agent keeps and re-announces after every reconnect
     until the collector has stored them. At least one of the two lists is non-empty.
     """

@@ -19,9 +19,10 @@ class TopicKind(str, Enum):
     """What a topic carries, and who writes it.
 
     The agent writes ``result``, ``status`` (birth, death and its Last Will), ``telemetry``,
-    ``progress`` and ``ack``; the collector (or an operator's ``fleet run``) writes ``cmd`` and
-    the collector writes ``receipt`` (the run_ids it has stored). Payloads: :mod:`shared.schema`
-    for results, :mod:`shared.messages` for the rest.
+    ``progress``, ``ack`` and ``monitor`` (monitor windows); the collector (or an operator's
+    ``fleet run``) writes ``cmd`` and the collector writes ``receipt`` (the run_ids it has
+    stored). Payloads: :mod:`shared.schema` for results, :mod:`shared.monitoring` for monitor
+    windows, :mod:`shared.messages` for the rest.
     """
 
     RESULT = "result"
@@ -31,6 +32,7 @@ class TopicKind(str, Enum):
     CMD = "cmd"
     ACK = "ack"
     RECEIPT = "receipt"
+    MONITOR = "monitor"
 
 
 def valid_level(value: str) -> bool:
@@ -75,6 +77,11 @@ class Topics:
     @staticmethod
     def result(fleet: str, device_id: str) -> str:
         return Topics.build(fleet, device_id, TopicKind.RESULT)
+
+    @staticmethod
+    def monitor(fleet: str, device_id: str) -> str:
+        """Where a device's monitor windows go (:mod:`shared.monitoring`)."""
+        return Topics.build(fleet, device_id, TopicKind.MONITOR)
 
     @staticmethod
     def subscription(kind: TopicKind, fleet: str = "+") -> str:

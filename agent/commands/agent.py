@@ -20,9 +20,11 @@ def _run(args: argparse.Namespace) -> int:
     from agent.daemon.config import load_agent_settings
     from agent.daemon.jobs import ChildProcessJobRunner
     from agent.daemon.link import Link, LinkOptions
+    from agent.daemon.monitor_socket import MonitorSocket
     from agent.daemon.service import AgentDaemon, default_manifest, job_log
     from agent.daemon.telemetry import TelemetryPower, TelemetryProbe
     from agent.model_cache import ModelCache
+    from agent.monitor import default_socket
     from agent.spool import Spool
 
     if logging.getLogger().getEffectiveLevel() == logging.WARNING:  # the default verbosity
@@ -51,7 +53,8 @@ def _run(args: argparse.Namespace) -> int:
     daemon = AgentDaemon(settings, spool=spool, link_factory=link_factory,
                          job_runner=ChildProcessJobRunner(), model_cache=cache,
                          manifest=default_manifest(settings),
-                         telemetry=TelemetryProbe(power=power))
+                         telemetry=TelemetryProbe(power=power),
+                         monitor_socket=MonitorSocket(default_socket()))  # InferenceMonitor
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

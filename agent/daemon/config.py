@@ -27,6 +27,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from agent.config import BenchSettings, fold_old_keys
+from agent.monitor_job import MonitorTable
 from shared.mqtt import BrokerUrl, parse_broker_url
 from shared.settings import (
     LayeredSettings,
@@ -119,6 +120,9 @@ class AgentSettings(LayeredSettings):
     bench: BenchSettings = Field(default_factory=BenchSettings,
                                  description="defaults for every job (power source, idle_s, ...)")
     sample_hint: ClassVar[str] = "see `edgemeter agent sample-config`"
+    monitor: list[MonitorTable] = Field(
+        default_factory=list, description="[[monitor]] tables: monitoring jobs started with the "
+        "daemon (agent.monitor_job)")
 
     @field_validator("spool", mode="before")
     @classmethod
@@ -207,6 +211,14 @@ max_mb = 512
 # defaults for every job: any key `edgemeter bench` takes in its config file
 # power = "auto"
 # idle_s = 3.0
+
+# A monitoring job that runs while the daemon does: the model at rate_qps, one window every
+# window_s seconds, shown on the collector under name (default: the model file's stem).
+# [[monitor]]
+# model = "/opt/models/vww_96_int8.tflite"
+# rate_qps = 5
+# window_s = 10
+# name = "vww-canary"
 '''
 
 

@@ -39,6 +39,13 @@ receipt (:mod:`agent.delivery`).
 Logs: one line per job state change (``job_log``, at INFO: ``agent run`` shows it at its default
 verbosity) and a warning for a model that could not be fetched.
 
+Monitoring (:mod:`agent.monitor_job`): jobs of kind ``monitor`` and the config's ``[[monitor]]``
+tables run on threads of their own beside the benchmark queue (``self.monitors``), writing windows
+to the spool and posting their state changes to the loop as events; a ``cancel`` reaches them
+first. Applications' windows arrive on the monitor socket (:mod:`agent.daemon.monitor_socket`,
+when one is given) and each tick moves them into the spool; windows leave the spool on receipts
+like results.
+
 Tests drive the loop themselves: ``start(loop=False)``, then :meth:`AgentDaemon.pump` handles
 what is queued on the test's thread, with a fake link and an injected clock.
 """
@@ -70,13 +77,15 @@ from agent.daemon.jobs import (
     validate_job,
 )
 from agent.daemon.ledger import FINAL_STATES, JobLedger
+from agent.daemon.monitor_socket import MonitorSocket
 from agent.daemon.telemetry import TelemetryProbe
 from agent.delivery import Courier
 from agent.errors import SpoolError
 from agent.model_cache import ModelCache
+from agent.monitor_job import MonitorJobs
 from agent.spool import Spool
 from shared.errors import BrokerError, EdgemeterError, PublishRefusedError
-from shared.messages import AgentManifest, JobAck, JobCommand, Progress, Receipt, Status
+from shared.messages import AgentManifest, JobAck, JobCommand, Progress, Receipt, Status, Telemetry
 from shared.topics import TopicKind, Topics
 
 logger = logging.getLogger(__name__)
@@ -146,7 +155,16 @@ class _Stop:
     reason: str
 
 
-_Event = _Connected | _Message | _JobProgress | _JobEnded | _Tick | _Stop
+@dataclass(frozen=True)
+class _MonitorAck:
+    """A monitoring job's state change, posted by its thread (:mod:`agent.monitor_job`)."""
+
+    job_id: str
+    state: str
+    reason: str | None
+
+
+_Event = _Connected | _Message | _JobProgress | _JobEnded | _Tick | _Stop | _MonitorAck
 
 
 @dataclass
@@ -173,6 +191,7 @@ class AgentDaemon:
         clock_s: Callable[[], float] = time.monotonic,
         ledger: JobLedger | None = None,
         workdir: Path | None = None,
+        monitor_socket: MonitorSocket | None = None,
     ) -> None:
         self.settings = settings
         self.spool = spool
@@ -203,6 +222,17 @@ class AgentDaemon:
                                  on_message=self._on_message)
         dev, fleet = settings.device_id, settings.fleet
         self.topics = {kind: Topics.build(fleet, dev, kind) for kind in TopicKind}
+        # -- monitoring: jobs of kind "monitor" and [[monitor]] tables run on threads of their own
+        # (MonitorJobs owns them); they write windows to the spool (which has its own lock) and
+        # post their state changes here as events. The loop replaces _latest_telemetry whole; the
+        # monitor threads only read that reference.
+        self._latest_telemetry: Telemetry | None = None
+        self.monitors = MonitorJobs(
+            device_id=dev, fleet=fleet, spool=spool, fetch=model_cache.get,
+            ack=lambda job_id, state, reason: self._events.put(_MonitorAck(job_id, state, reason)),
+            telemetry=lambda: self._latest_telemetry,
+            bench={"backend": settings.bench.backend, "threads": settings.bench.threads})
+        self.monitor_socket = monitor_socket
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -218,6 +248,14 @@ class AgentDaemon:
         with self._will_lock:
             self._births_manifest = manifest
         self.link.start()
+        for table in self.settings.monitor:
+            self.monitors.start_table(table)
+        if self.monitor_socket is not None:
+            try:
+                self.monitor_socket.start()
+            except OSError as err:
+                logger.warning("no monitor socket at %s (%s): applications' InferenceMonitor "
+                               "windows cannot reach this daemon", self.monitor_socket.path, err)
         if loop:
             self._loop_thread = threading.Thread(target=self._serve, args=(1.0,),
                                                  name="edgemeter-daemon", daemon=True)
@@ -295,6 +333,8 @@ class AgentDaemon:
                 self._on_job_ended(event.job_id, event.outcome)
             elif isinstance(event, _Tick):
                 self._tick()
+            elif isinstance(event, _MonitorAck):
+                self._on_monitor_ack(event)
             elif isinstance(event, _Stop):
                 self._shutdown(STOPPING)
             self._flush_acks()
@@ -326,6 +366,7 @@ class AgentDaemon:
                                    STOP_GRACE_S)
                     self._running = None
                     self._record(running.job.job_id, "cancelled", reason)
+            self._stop_monitors()
             self._flush_acks()
         except Exception:  # stopping goes on: the offline status and the disconnect matter most
             logger.exception("stopping the daemon")
@@ -395,7 +436,15 @@ class AgentDaemon:
     # -- the tick -------------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        """Flush acks, send due results, publish telemetry when due. Never raises."""
+        """Move applications' monitor windows into the spool; flush acks, send due results,
+        publish telemetry when due. Never raises."""
+        try:
+            if self.monitor_socket is not None:
+                self.monitor_socket.drain(self.spool, device_id=self.settings.device_id,
+                                          fleet=self.settings.fleet,
+                                          telemetry=self._latest_telemetry)
+        except SpoolError as err:
+            logger.error("spool: %s", err)
         if not self.link.connected:
             return
         try:
@@ -439,7 +488,8 @@ class AgentDaemon:
             self._reject(job.job_id, STOPPING)
             return
         if job.kind == "cancel":
-            self._cancel(job.job_id)
+            if not self.monitors.cancel(job.job_id):
+                self._cancel(job.job_id)
             return
         seen = self.ledger.get(job.job_id)
         if seen is not None:
@@ -451,6 +501,10 @@ class AgentDaemon:
             elif seen.state in FINAL_STATES:  # confirmed before: said again, kept to its receipt
                 self.ledger.add_ack(job.job_id, seen.state, self._ack_payload(
                     job.job_id, seen.state, seen.reason, seen.run_id))
+            return
+        if job.kind == "monitor":  # beside benchmark jobs, until cancelled or over
+            self._record(job, "accepted")
+            self.monitors.start(job)
             return
         try:
             validate_job(job, self._job_base())
@@ -593,6 +647,24 @@ class AgentDaemon:
                            reason=reason, run_id=run_id)
         job_log.info("job %s: %s%s", job_id, state, f" ({reason})" if reason else "")
 
+    def _on_monitor_ack(self, ack: _MonitorAck) -> None:
+        """A monitoring job's state change (``accepted`` was recorded when the command came)."""
+        if ack.state != "accepted":
+            self._record(ack.job_id, ack.state, ack.reason)
+
+    def _stop_monitors(self) -> None:
+        """Stop the monitoring jobs and the socket, and record their last states."""
+        self.monitors.stop_all()
+        if self.monitor_socket is not None:
+            self.monitor_socket.close()
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, _MonitorAck):
+                self._on_monitor_ack(event)
+
     def _reject(self, job_id: str, reason: str) -> None:
         self.ledger.add_ack(job_id, "rejected", self._ack_payload(job_id, "rejected", reason))
         job_log.info("job %s: rejected (%s)", job_id, reason)
@@ -621,6 +693,7 @@ class AgentDaemon:
             spool_depth=self.spool.depth(), spool_dropped_total=self.spool.dropped_total,
             current_job=running.job.job_id if running else None, jobs_queued=len(self._jobs),
         )
+        self._latest_telemetry = message
         self.link.publish(self.topics[TopicKind.TELEMETRY],
                           message.model_dump_json(exclude_none=True).encode(), qos=0)
 

@@ -11,6 +11,8 @@ registry, the MQTT connection as a publisher) plus a store opened for reading. R
 ``GET /api/compare``        the compare engine's rows, with which way is better per metric
 ``GET|POST /api/jobs``      jobs sent to devices; POST sends one (token needed)
 ``GET /api/models``         models kept for jobs (sha256, name, size)
+``GET /api/devices/{id}/telemetry``, ``.../monitor``, ``GET /api/alerts``: history, monitor
+                            windows and alerts; :mod:`collector.http.monitoring`
 ``GET /models/{sha256}``    model bytes for agents' jobs
 ``GET /api/events``         Server-Sent Events from the bus; :mod:`collector.http.live`
 ``GET /metrics``            Prometheus text
@@ -44,13 +46,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from collector.config import HttpSettings
 from collector.errors import StoreError
 from collector.events import EventBus
-from collector.http import api, live
+from collector.http import api, live, monitoring
 from collector.http.api import ApiContext, DownloadSlots, Publisher
 from collector.http.auth import AccessPolicy, HostCheck, is_loopback, split_listen
 from collector.http.fleet import DEVICE_CACHE_S, DeviceCache, ProgressBoard
 from collector.http.live import ReaderSlots
 from collector.http.store import ReadStore
 from collector.metrics import CollectorMetrics
+from collector.monitoring_metrics import register_device_metrics
 from shared.catalogue import Catalogue, load_catalogue
 
 __all__ = ["ERROR_RESPONSES", "STATIC_DIR", "ErrorAnswer", "create_app"]
@@ -127,6 +130,8 @@ def create_app(
     app.state.downloads = DownloadSlots(settings.max_downloads)
     app.include_router(api.router)
     app.include_router(live.router)
+    app.include_router(monitoring.router)  # telemetry history, monitor windows, alerts
+    register_device_metrics(metrics.registry, read_store)  # per-device gauges on /metrics
 
     @app.middleware("http")
     async def check_access(request: Request,

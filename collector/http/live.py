@@ -1,9 +1,9 @@
 """``GET /api/events``: the collector's event bus as Server-Sent Events.
 
 Each event is ``id: <bus seq>``, ``event: <kind>`` (``status``, ``telemetry``, ``progress``,
-``ack``, ``result``) and ``data: <one line of JSON>``; a gap in the ids means this client fell more
-than the bus's queue behind and lost events (the bus drops them for this client alone: ingest
-never waits for a reader). A comment line (``: heartbeat``) goes out every
+``ack``, ``result``, ``monitor``, ``alert``) and ``data: <one line of JSON>``; a gap in the ids
+means this client fell more than the bus's queue behind and lost events (the bus drops them for
+this client alone: ingest never waits for a reader). A comment line (``: heartbeat``) goes out every
 :data:`HEARTBEAT_S` seconds so proxies keep the connection and the browser sees it alive. The
 stream starts with ``retry: 2000`` (reconnect after 2 s) and ends when the client goes away or the
 server stops.

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from collector.records import CitedBaseline, DeadLetter, DeviceRecord, JobRecord, ModelRecord, SeqGap
 from shared.errors import ConfigError, require_module
 from shared.messages import JobAck, JobCommand, Status, Telemetry
+from shared.monitoring import MonitorWindow
 from shared.plugins import load_plugin
 from shared.schema import BenchmarkResult
 
@@ -117,6 +118,10 @@ class Store(Protocol):
 
     def record_telemetry(self, telemetry: Telemetry, received_at: datetime) -> None:
         """Keep the device's newest telemetry and move ``last_seen``; creates unknown devices."""
+
+    def add_windows(self, windows: Sequence[MonitorWindow], *,
+                    payloads: Sequence[bytes] | None = None) -> int:
+        """Keep each monitor window once (by ``window_id``), in one transaction; how many were new."""
 
     def list_devices(self, *, fleet: str | None = None) -> list[DeviceRecord]:
         """Every device (of ``fleet``), by device_id, with its newest result's figures."""

@@ -1,5 +1,9 @@
 """Monthly partitions of ``results`` on PostgreSQL, and pruning old results on either database.
 
+The telemetry history tables (``telemetry``, ``telemetry_1m``; :mod:`collector.stores.history`)
+are partitioned the same way under their own names (``telemetry_yYYYYmMM``, ``telemetry_default``):
+every helper here takes the parent ``table`` (``results`` unless given).
+
 On PostgreSQL ``results`` is partitioned by ``RANGE (created_at)`` (revision 0003): one partition
 per calendar month in UTC, named ``results_yYYYYmMM``, plus ``results_default``, which takes any
 row no month partition does, so an insert is never refused. The store makes partitions ahead
@@ -41,11 +45,11 @@ MONTHS_AHEAD = 2
 #: Advisory lock held while partitions are made or dropped ("edgf"); the migration lock is "edge".
 PARTITION_LOCK_KEY = 0x6564_6766
 DEFAULT_PARTITION = "results_default"
-_NAME = re.compile(r"^results_y(\d{4})m(\d{2})$")
+_NAME = re.compile(r"^(\w+)_y(\d{4})m(\d{2})$")
 
 
-def partition_name(month: Month) -> str:
-    return f"results_y{month[0]:04d}m{month[1]:02d}"
+def partition_name(month: Month, table: str = "results") -> str:
+    return f"{table}_y{month[0]:04d}m{month[1]:02d}"
 
 
 def month_bounds(month: Month) -> tuple[datetime, datetime]:
@@ -65,45 +69,53 @@ def months_from(first: Month, count: int) -> list[Month]:
     return out
 
 
-def existing_months(conn: Connection) -> set[Month]:
-    """The month partitions ``results`` has now."""
+def existing_months(conn: Connection, table: str = "results") -> set[Month]:
+    """The month partitions ``table`` has now."""
     names = conn.execute(text(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'results'::regclass"
-    )).scalars()
-    return {(int(m.group(1)), int(m.group(2))) for m in map(_NAME.match, names) if m}
+        "WHERE i.inhparent = CAST(:parent AS regclass)"), {"parent": table}).scalars()
+    return {(int(m.group(2)), int(m.group(3))) for m in map(_NAME.match, names)
+            if m and m.group(1) == table}
 
 
-def _create(conn: Connection, month: Month) -> None:
+#: The column each partitioned table is partitioned by.
+PARTITION_KEYS = {"results": "created_at", "telemetry": "sent_at", "telemetry_1m": "minute"}
+
+
+def _create(conn: Connection, month: Month, table: str = "results") -> None:
     """Make one month's partition, moving that month's rows out of the default partition."""
     start, end = month_bounds(month)
     bounds = {"start": start, "end": end}
+    key = PARTITION_KEYS[table]
+    default = f"{table}_default"
     in_default = conn.execute(text(
-        f"SELECT EXISTS (SELECT 1 FROM {DEFAULT_PARTITION} "
-        "WHERE created_at >= :start AND created_at < :end)"), bounds).scalar()
+        f"SELECT EXISTS (SELECT 1 FROM {default} "
+        f"WHERE {key} >= :start AND {key} < :end)"), bounds).scalar()
     if in_default:
-        conn.execute(text("CREATE TEMP TABLE edgemeter_moving (LIKE results) ON COMMIT DROP"))
+        conn.execute(text(f"CREATE TEMP TABLE edgemeter_moving (LIKE {table}) ON COMMIT DROP"))
         conn.execute(text(
-            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE created_at >= :start "
-            "AND created_at < :end RETURNING *) INSERT INTO edgemeter_moving SELECT * FROM moved"),
+            f"WITH moved AS (DELETE FROM {default} WHERE {key} >= :start "
+            f"AND {key} < :end RETURNING *) INSERT INTO edgemeter_moving SELECT * FROM moved"),
             bounds)
     # DDL takes no parameters; the bounds are made here from integers
     conn.execute(text(
-        f"CREATE TABLE {partition_name(month)} PARTITION OF results FOR VALUES FROM "
+        f"CREATE TABLE {partition_name(month, table)} PARTITION OF {table} FOR VALUES FROM "
         f"('{start.isoformat()}') TO ('{end.isoformat()}')"))
     if in_default:
-        conn.execute(text("INSERT INTO results OVERRIDING SYSTEM VALUE "
+        conn.execute(text(f"INSERT INTO {table} OVERRIDING SYSTEM VALUE "
                           "SELECT * FROM edgemeter_moving"))
         conn.execute(text("DROP TABLE edgemeter_moving"))
-    logger.info("made results partition %s", partition_name(month))
+    logger.info("made %s partition %s", table, partition_name(month, table))
 
 
 class Partitions:
     """Which month partitions exist (cached) and making the missing ones; a no-op unless
     ``enabled`` (PostgreSQL)."""
 
-    def __init__(self, enabled: bool, clock: Callable[[], datetime]) -> None:
+    def __init__(self, enabled: bool, clock: Callable[[], datetime],
+                 table: str = "results") -> None:
         self.enabled = enabled
+        self.table = table
         self._clock = clock
         self._known: set[Month] | None = None
         self._lock = threading.Lock()
@@ -123,10 +135,10 @@ class Partitions:
         wanted = set(months)
         with self._lock:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK_KEY})
-            known = existing_months(conn)
+            known = existing_months(conn, self.table)
             made = sorted(wanted - known)
             for month in made:
-                _create(conn, month)
+                _create(conn, month, self.table)
             self._known = known | wanted
         return made
 
@@ -135,8 +147,8 @@ class Partitions:
         self._known = None
         if not self._warned:
             self._warned = True
-            logger.warning("cannot make results partitions (%s): results go to the default "
-                           "partition until this is fixed", err)
+            logger.warning("cannot make %s partitions (%s): rows go to the default "
+                           "partition until this is fixed", self.table, err)
 
     def forget(self) -> None:
         self._known = None

@@ -65,6 +65,7 @@ from collector.records import (
 )
 from collector.stores.base import ResultFilter
 from collector.stores.dialects import WRITE_OPTION, Database, database_for
+from collector.stores.history import HistoryMixin
 from collector.stores.partitions import Month, Partitions, PruneOutcome, prune
 from collector.stores.schema import SchemaChange, upgrade
 from collector.stores.tables import (
@@ -175,8 +176,9 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class SqlStore:
-    """The :class:`collector.stores.base.Store` on any database :mod:`~.dialects` supports."""
+class SqlStore(HistoryMixin):
+    """The :class:`collector.stores.base.Store` on any database :mod:`~.dialects` supports
+    (telemetry history, monitor windows and alerts: :mod:`~.history`)."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] = _utc_now) -> None:
         """``clock`` gives the time of receipt for rows that need one (results, dead letters,
@@ -242,6 +244,7 @@ class SqlStore:
         change = upgrade(self._db)
         self._partitions.forget()
         self._make_partitions(self._partitions.ahead())
+        self._history_ahead()
         return change
 
     def _make_partitions(self, months: set[Month] | list[Month]) -> None:
@@ -491,6 +494,14 @@ class SqlStore:
     def record_telemetry(self, telemetry: Telemetry, received_at: datetime) -> None:
         """Keep the device's newest telemetry (by ``sent_at``: one arriving late does not replace
         a newer one) and move ``last_seen`` forward; an unknown device gets a row."""
+        self.record_telemetry_batch([(telemetry, received_at)])
+
+    def record_telemetry_batch(self, batch: Sequence[tuple[Telemetry, datetime]]) -> None:
+        """:meth:`record_telemetry` for many messages in one transaction (in device order, so
+        two collectors' batches take their row locks alike), each also kept in the telemetry
+        history (:mod:`collector.stores.history`)."""
+        if not batch:
+            return
         insert = self._db.insert(devices)
         newer = or_(devices.c.telemetry_sent_at.is_(None),
                     insert.excluded.telemetry_sent_at >= devices.c.telemetry_sent_at)
@@ -504,12 +515,19 @@ class SqlStore:
                                    insert.excluded.last_seen), else_=devices.c.last_seen),
             },
         )
-        with self._transaction("recording telemetry", write=True) as conn:
-            conn.execute(statement, {
-                "device_id": telemetry.device_id, "fleet": telemetry.fleet, "status": "unknown",
-                "first_seen": received_at, "last_seen": received_at,
-                "telemetry": telemetry.model_dump_json(), "telemetry_sent_at": telemetry.sent_at,
-            })
+        ordered = sorted(batch, key=lambda item: (item[0].device_id, item[0].sent_at))
+        for sent_at in {t.sent_at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+                        for t, _ in ordered}:
+            self._before_telemetry(sent_at)  # history partitions (PostgreSQL)
+        with self._transaction(f"recording {len(batch)} telemetry message(s)", write=True) as conn:
+            for telemetry, received_at in ordered:
+                conn.execute(statement, {
+                    "device_id": telemetry.device_id, "fleet": telemetry.fleet,
+                    "status": "unknown", "first_seen": received_at, "last_seen": received_at,
+                    "telemetry": telemetry.model_dump_json(),
+                    "telemetry_sent_at": telemetry.sent_at,
+                })
+                self._note_telemetry(conn, telemetry, received_at)  # collector.stores.history
 
     def list_devices(self, *, fleet: str | None = None) -> list[DeviceRecord]:
         """Every device (of ``fleet``), ordered by device_id.

@@ -40,6 +40,23 @@ migration test compares each database with what :func:`exists_on` keeps for it.
     batch's transaction, so a compare picks its runs from this small table instead of ranking the
     results (:attr:`collector.stores.base.ResultFilter.newest_per_hardware`).
 
+``telemetry``
+    every telemetry message, one row per ``(device_id, sent_at)`` with the figures the charts
+    draw (the whole message stays in ``devices.telemetry`` for the newest one only); kept 48 h
+    by default. On PostgreSQL partitioned by month of ``sent_at`` like ``results``.
+``telemetry_1m``
+    the same per device and minute, as sums and counts (so any longer step averages exactly),
+    the highest temperature and spool depth, and how many messages said throttled; kept 90 days
+    by default. Partitioned like ``telemetry`` on PostgreSQL.
+``monitor_windows``
+    one row per monitor window (``window_id`` once): its device, monitor name, job, span,
+    headline figures, and the whole window (with its latency histogram) as JSON.
+``alerts``
+    one row per alert: a rule that started to hold for a device (``firing``) until it stops
+    (``resolved``); :mod:`collector.alerts`.
+
+Maintained by :mod:`collector.stores.history`.
+
 To add a table: define it here on :data:`metadata` (types that differ by database come from
 :mod:`collector.stores.columns`; constraints and indexes get their names from the convention
 below unless named), then add a revision under ``migrations/versions/`` that creates it with
@@ -52,6 +69,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Double,
     Identity,
@@ -66,8 +84,23 @@ from sqlalchemy import (
 
 from collector.stores.columns import BigCount, JsonText, RowId, UtcTimestamp
 
-__all__ = ["cited_baselines", "dead_letters", "devices", "exists_on", "jobs", "metadata", "models",
-           "only_on", "result_ids", "results", "series"]
+__all__ = [
+    "alerts",
+    "cited_baselines",
+    "dead_letters",
+    "devices",
+    "exists_on",
+    "jobs",
+    "metadata",
+    "models",
+    "monitor_windows",
+    "only_on",
+    "result_ids",
+    "results",
+    "series",
+    "telemetry",
+    "telemetry_1m",
+]
 
 #: PostgreSQL's own default names, so a database the pre-Alembic runner made and one Alembic made
 #: name their constraints alike and a later revision can drop or alter them by name on both.
@@ -241,4 +274,96 @@ series = Table(
     Index("series_model_sha256", "model_sha256"),
     Index("series_network", "network"),
     Index("series_model_name", "model_name"),
+)
+
+telemetry = Table(
+    "telemetry",
+    metadata,
+    Column("device_id", Text, nullable=False),
+    Column("sent_at", UtcTimestamp, nullable=False),
+    Column("fleet", Text, nullable=False),
+    Column("received_at", UtcTimestamp, nullable=False),
+    Column("cpu_util_pct", Double),
+    Column("memory_used_bytes", BigCount),
+    Column("temperature_c", Double),
+    Column("throttled", Boolean),
+    Column("power_w", Double),
+    Column("power_source", Text),
+    Column("power_estimated", Boolean),
+    Column("spool_depth", BigCount, nullable=False),
+    PrimaryKeyConstraint("device_id", "sent_at", name="telemetry_pkey"),
+    Index("telemetry_sent", "sent_at"),
+    postgresql_partition_by="RANGE (sent_at)",
+)
+
+telemetry_1m = Table(
+    "telemetry_1m",
+    metadata,
+    Column("device_id", Text, nullable=False),
+    Column("minute", UtcTimestamp, nullable=False),
+    Column("fleet", Text, nullable=False),
+    Column("messages", BigCount, nullable=False),
+    Column("cpu_util_pct_sum", Double, nullable=False),
+    Column("cpu_util_pct_n", BigCount, nullable=False),
+    Column("memory_used_bytes_sum", Double, nullable=False),
+    Column("memory_used_bytes_n", BigCount, nullable=False),
+    Column("temperature_c_sum", Double, nullable=False),
+    Column("temperature_c_n", BigCount, nullable=False),
+    Column("temperature_c_max", Double),
+    Column("power_w_sum", Double, nullable=False),
+    Column("power_w_n", BigCount, nullable=False),
+    Column("throttled_n", BigCount, nullable=False),
+    Column("spool_depth_max", BigCount, nullable=False),
+    PrimaryKeyConstraint("device_id", "minute", name="telemetry_1m_pkey"),
+    Index("telemetry_1m_minute", "minute"),
+    postgresql_partition_by="RANGE (minute)",
+)
+
+monitor_windows = Table(
+    "monitor_windows",
+    metadata,
+    _id(),
+    Column("window_id", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("fleet", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("job_id", Text),
+    Column("start_at", UtcTimestamp, nullable=False),
+    Column("end_at", UtcTimestamp, nullable=False),
+    Column("queries", BigCount, nullable=False),
+    Column("p50_ms", Double),
+    Column("p90_ms", Double),
+    Column("p99_ms", Double),
+    Column("throughput_sps", Double),
+    Column("power_w", Double),
+    Column("temperature_c", Double),
+    Column("throttled", Boolean),
+    Column("received_at", UtcTimestamp, nullable=False),
+    Column("window", JsonText, nullable=False),
+    UniqueConstraint("window_id", name="monitor_windows_window_id_key"),
+    Index("monitor_windows_device_start", "device_id", "start_at"),
+    Index("monitor_windows_device_name_start", "device_id", "name", "start_at"),
+    Index("monitor_windows_end", "end_at"),
+    sqlite_autoincrement=True,
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    _id(),
+    Column("rule", Text, nullable=False),
+    Column("device_id", Text, nullable=False),
+    Column("fleet", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("op", Text, nullable=False),
+    Column("threshold", Double, nullable=False),
+    Column("value", Double),
+    Column("state", Text, nullable=False),
+    Column("started_at", UtcTimestamp, nullable=False),
+    Column("resolved_at", UtcTimestamp),
+    Column("updated_at", UtcTimestamp, nullable=False),
+    Index("alerts_state", "state", "started_at"),
+    Index("alerts_device_started", "device_id", "started_at"),
+    sqlite_autoincrement=True,
 )

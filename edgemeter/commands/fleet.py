@@ -1,4 +1,4 @@
-"""``edgemeter fleet ls|run|gaps``: see and drive the fleet through the broker.
+"""``edgemeter fleet ls|run|monitor|cancel|gaps``: see and drive the fleet through the broker.
 
 ``fleet ls`` folds the retained ``status`` and the telemetry that arrive while it listens
 (:class:`FleetWatch`). ``fleet run`` picks devices with the selector of :mod:`shared.selector`,
@@ -359,6 +359,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     gaps.add_argument("--device", metavar="ID", help="one device only")
     gaps.add_argument("--json", action="store_true", help="print JSON")
     gaps.set_defaults(func=_gaps)
+
+    from edgemeter.commands.fleet_monitor import register_monitor  # fleet monitor, fleet cancel
+
+    register_monitor(inner)
 
 
 def _gaps(args: argparse.Namespace) -> int:

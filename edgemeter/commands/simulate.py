@@ -7,7 +7,11 @@ boards, runtimes and numbers from a seeded generator, so two runs with one seed 
 figures (run ids are always new). ``--messages`` is the total number of results, dealt to the
 devices in turn; ``--rate`` caps results per second over the whole fleet (0: as fast as the broker
 takes them). At the end every device says ``offline`` itself, unless ``--hold-s`` keeps the fleet
-online a while longer (0 with ``--hold-s -1``: until Ctrl-C).
+online a while longer (0 with ``--hold-s -1``: until Ctrl-C). With ``--window-s S`` every device also
+publishes a monitor window (monitor ``sim-canary``, ``--window-queries`` latencies drawn from the
+device's board) every S seconds at QoS 1, as a
+monitoring job would. Each device sends its telemetry and windows at its own offset in the
+period (as devices that started at different times do), also while the fleet is held.
 
 One thread drives every device (:class:`FleetLoop`: paho's clients over one epoll selector), so a
 thousand devices cost a thousand sockets, not a thousand threads; the simulator raises its own
@@ -140,6 +144,21 @@ class VirtualDevice:
                          memory_total_bytes=8 << 30, temps_c={"cpu": rng.uniform(40, 70)},
                          spool_depth=0).model_dump_json(exclude_none=True).encode()
 
+    def window(self, start: datetime, end: datetime, queries: int, rng: random.Random) -> bytes:
+        """A monitor window of ``queries`` latencies around this device's board's speed."""
+        from shared.monitoring import MonitorWindow, window_latency
+
+        speed = BOARDS[self.board_index % len(BOARDS)][4]
+        latencies_ns = [rng.lognormvariate(0.0, 0.25) * 2e6 * speed for _ in range(queries)]
+        histogram = LatencyHistogram.of(latencies_ns) if queries else None
+        seconds = (end - start).total_seconds()
+        return MonitorWindow(
+            device_id=self.device_id, fleet=self.fleet, name="sim-canary", start=start, end=end,
+            queries=queries, latencies=histogram, latency_ms=window_latency(histogram),
+            throughput_sps=queries / seconds if seconds > 0 else None,
+            temperature_c=rng.uniform(40, 70), throttled=False,
+        ).model_dump_json(exclude_none=True).encode()
+
     def publish(self, kind: TopicKind, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         info = self.client.publish(self.topic(kind), payload, qos=qos, retain=retain)
         if qos > 0:
@@ -246,7 +265,8 @@ class FleetLoop:
 def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet: str = "sim",
              prefix: str = "sim-", seed: int = 0, telemetry_s: float = 10.0, hold_s: float = 0.0,
              sent_file: Path | None = None, stop: threading.Event | None = None,
-             ready: threading.Event | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
+             ready: threading.Event | None = None, timeout_s: float = 60.0,
+             window_s: float = 0.0, window_queries: int = 100) -> dict[str, Any]:
     """Run the virtual fleet; returns the summary that the command prints.
 
     Everything runs on the calling thread (:class:`FleetLoop`). ``ready`` is set once every device
@@ -277,7 +297,52 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
         if ready is not None:
             ready.set()
         sent_ids: list[str] = []
-        next_telemetry = time.monotonic() + telemetry_s
+        # telemetry and windows are spread over their periods (device i at i/N of it), as devices
+        # that started at different times send them
+        windows_sent = 0
+        window_round = 0
+        window_next = 0  # the next device to send a window
+        window_t0 = time.monotonic()
+        window_start = datetime.now(timezone.utc)
+        window_starts: dict[str, datetime] = {}
+        window_lateness_s: list[float] = []  # how late, after its due time, each window went
+
+        telemetry_round = 0
+        telemetry_next = 0
+        telemetry_sent = devices  # the first round, above
+
+        def periodic() -> None:
+            """Telemetry and monitor windows that are due."""
+            nonlocal windows_sent, window_round, window_next, telemetry_round, telemetry_next, \
+                telemetry_sent
+            while True:  # telemetry spread the same way
+                due = window_t0 + telemetry_s * (telemetry_round + 1 + telemetry_next / devices)
+                now = time.monotonic()
+                if now < due:
+                    break
+                d = fleet_devices[telemetry_next]
+                d.publish(TopicKind.TELEMETRY, d.telemetry(now - started, rng), qos=0)
+                telemetry_sent += 1
+                telemetry_next += 1
+                if telemetry_next == devices:
+                    telemetry_next, telemetry_round = 0, telemetry_round + 1
+            while window_s > 0:
+                due = window_t0 + window_s * (window_round + 1 + window_next / devices)
+                now = time.monotonic()
+                if now < due:
+                    break
+                d = fleet_devices[window_next]
+                end = datetime.now(timezone.utc)  # each window ends as its device sends it
+                d.publish(TopicKind.MONITOR, d.window(window_starts.get(d.device_id, window_start),
+                                                      end, window_queries, rng))
+                loop.poll(0)
+                window_starts[d.device_id] = end
+                window_lateness_s.append(now - due)
+                windows_sent += 1
+                window_next += 1
+                if window_next == devices:
+                    window_next, window_round = 0, window_round + 1
+
         t0 = time.monotonic()
         for n in range(messages):
             if stop.is_set():
@@ -291,10 +356,7 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             if rate > 0:
                 while (delay := t0 + (n + 1) / rate - time.monotonic()) > 0 and not stop.is_set():
                     loop.poll(delay)
-            if time.monotonic() >= next_telemetry:
-                next_telemetry += telemetry_s
-                for d in fleet_devices:
-                    d.publish(TopicKind.TELEMETRY, d.telemetry(time.monotonic() - started, rng), qos=0)
+            periodic()
         with contextlib.suppress(BrokerError):  # counted below as not acknowledged
             loop.run_until(lambda: not any(d.unacknowledged() for d in fleet_devices), timeout_s,
                            "acknowledgements", stop)
@@ -305,7 +367,8 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
         if hold_s:
             hold_until = time.monotonic() + (float("inf") if hold_s < 0 else hold_s)
             while time.monotonic() < hold_until and not stop.is_set():
-                loop.poll(min(0.5, hold_until - time.monotonic()))
+                loop.poll(min(0.05, hold_until - time.monotonic()))
+                periodic()
         for device in fleet_devices:
             if device.connected:
                 device.publish(TopicKind.STATUS, device.status("offline"), retain=True)
@@ -318,6 +381,8 @@ def simulate(url: str, devices: int, messages: int, *, rate: float = 0.0, fleet:
             "results_acknowledged": len(sent_ids) - unacknowledged,
             "connect_s": round(connected_s, 3), "send_s": round(send_s, 3),
             "results_per_s": round(len(sent_ids) / send_s, 1) if send_s > 0 else None,
+            "windows_sent": windows_sent, "telemetry_sent": telemetry_sent,
+            "window_late_s_max": round(max(window_lateness_s), 3) if window_lateness_s else None,
             "fleet": fleet}
 
 
@@ -339,7 +404,8 @@ def _run(args: argparse.Namespace) -> int:
         summary = simulate(args.mqtt, args.devices, args.messages, rate=args.rate,
                            fleet=args.fleet, prefix=args.prefix, seed=args.seed,
                            telemetry_s=args.telemetry_s, hold_s=args.hold_s,
-                           sent_file=args.sent, stop=stop)
+                           sent_file=args.sent, stop=stop, window_s=args.window_s,
+                           window_queries=args.window_queries)
     except KeyboardInterrupt:
         stop.set()
         raise
@@ -383,5 +449,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--hold-s", type=float, default=0.0,
                         help="stay online this long after sending (-1: until Ctrl-C)")
     parser.add_argument("--sent", type=Path, metavar="FILE", help="write every run_id sent here")
+    parser.add_argument("--window-s", type=float, default=0.0,
+                        help="also publish a monitor window per device this often (default 0: none)")
+    parser.add_argument("--window-queries", type=int, default=100,
+                        help="latencies in each monitor window (default 100)")
     parser.set_defaults(func=_run)
 

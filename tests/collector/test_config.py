@@ -141,7 +141,7 @@ def test_only_misspelt_variables_count_as_unknown() -> None:
 def test_the_sample_config_parses_back_to_the_defaults(tmp_path: Path) -> None:
     text = sample_config()
     doc = tomllib.loads(text)
-    assert set(doc) == {"mqtt", "db", "http", "ingest"} and "tls" in doc["mqtt"]
+    assert set(doc) == {"mqtt", "db", "http", "ingest", "history", "alerts"} and "tls" in doc["mqtt"]
 
     def every_key(model: type[BaseModel]) -> list[str]:
         keys = []

@@ -109,7 +109,7 @@ def test_it_subscribes_on_every_connection_after_announcing_itself() -> None:
     broker.on_connect(broker.conn)  # paho reconnected
     subscribed = [c[1] for c in broker.calls if c[0] == "subscribe"]
     assert subscribed == 2 * [f"edgemeter/v1/+/+/{k}"
-                              for k in ("result", "status", "telemetry", "progress", "ack")]
+                              for k in ("result", "status", "telemetry", "progress", "ack", "monitor")]
     assert hooks.connected == 2
     assert broker.options["receive_maximum"] == 10 and broker.options["manual_ack"] is True
 

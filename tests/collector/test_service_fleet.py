@@ -240,7 +240,7 @@ def test_the_service_asks_for_its_receive_maximum_and_registers_an_offline_will(
     assert CollectorStatus.model_validate_json(will.payload).state == "offline"
     subscribed = [c[1] for c in broker.calls if c[0] == "subscribe"]
     assert subscribed == [f"edgemeter/v1/+/+/{k}"
-                          for k in ("result", "status", "telemetry", "progress", "ack")]
+                          for k in ("result", "status", "telemetry", "progress", "ack", "monitor")]
 
 
 def test_two_services_keep_their_metrics_apart() -> None:

@@ -255,7 +255,7 @@ def test_collector_reads_everything_also_through_a_shared_subscription(
     sent = []
     for device_id in ("dev-a", "dev-b"):
         dev = connected(probes(secure_broker.ports.plain, secure_broker.user(device_id)))
-        for kind in ("result", "status", "telemetry", "progress", "ack"):
+        for kind in ("result", "status", "telemetry", "progress", "ack", "monitor"):
             assert dev.publish(topic(device_id, kind)) in ACCEPTED
             sent.append(topic(device_id, kind))
     assert collector.publish(topic("dev-a", "cmd")) in ACCEPTED

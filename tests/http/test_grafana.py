@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from collector.stores.base import open_store
 from shared.messages import AgentManifest, Status, Telemetry
 from shared.schema import DeviceManifest, EnergyReport, PowerScope
 from tests.factories import make_result
+from tests.factories_monitor import make_window
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "edgemeter-fleet.json"
@@ -80,7 +81,12 @@ def test_every_dashboard_query_runs_on_postgresql_filled_with_results(postgres_u
         store.record_status(Status(device_id=device_id, fleet=fleet, status="online", bd_seq=1,
                                    sent_at=now, manifest=manifest), now)
         store.record_telemetry(Telemetry(device_id=device_id, fleet=fleet, uptime_s=1,
-                                         spool_depth=2), now)
+                                         spool_depth=2, temps_c={"soc": 55.0}, power_w=3.0), now)
+    history: Any = store  # telemetry history, monitor windows, alerts: collector.stores.history
+    history.add_windows([make_window([2.0, 3.0], start=now - timedelta(seconds=10),
+                                     device_id="pi-01", fleet="lab")])
+    history.open_alert(rule="slow", device_id="pi-01", fleet="lab", severity="warning",
+                       metric="p99_ms", op=">", threshold=1.0, value=3.0, at=now)
     store.close()
     dashboard = json.loads(DASHBOARD.read_text())
     variables = {"fleet": "'lab', 'dc'", "device": "'pi-01', 'pi-02', 'xeon'"}

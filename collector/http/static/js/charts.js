@@ -15,7 +15,8 @@ function fit(el, plot, height) {
 /**
  * A line chart of numeric x (no time axis).
  * opts: { xLabel, yLabel, series: [{label, stroke?, fill?, dash?, paths?}], data, height?, hooks?,
- *         yMin0?: false to let the y axis leave out zero, xLog?: a logarithmic x axis (x > 0) }
+ *         yMin0?: false to let the y axis leave out zero, xLog?: a logarithmic x axis (x > 0),
+ *         xRange?: () => [min, max], a fixed x range asked again at every redraw }
  */
 export function lineChart(el, opts) {
   const height = opts.height ?? 220;
@@ -27,7 +28,8 @@ export function lineChart(el, opts) {
   const plot = new uPlot({
     width: Math.max(200, el.clientWidth || 400), height,
     scales: {
-      x: opts.xLog ? { time: false, distr: 3, log: 10 } : { time: false },
+      x: opts.xLog ? { time: false, distr: 3, log: 10 }
+        : opts.xRange ? { time: false, range: () => opts.xRange() } : { time: false },
       y: opts.yMin0 === false ? {} : { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] },
     },
     axes: [

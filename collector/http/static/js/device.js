@@ -7,6 +7,7 @@ import { failure } from "./nav.js";
 import { lineChart } from "./charts.js";
 import { openJobDialog } from "./jobs.js";
 import { progressCell } from "./fleet.js";
+import { historyPanels } from "./history.js";
 
 const LIVE_POINTS = 600; // about ten minutes of progress at one event a second
 
@@ -111,6 +112,7 @@ export async function render(root, { id }, ctx) {
       "Run a job on this device"),
     h("a", { href: `#/compare?model=${encodeURIComponent(device.latest_model ?? "")}`, hidden: !device.latest_model }, "Compare its latest model")),
     h("section", { class: "panel" }, h("h2", {}, "Live job"), liveText, liveCharts),
+    historyPanels(device.device_id, ctx),
     h("div", { class: "grid" },
       h("section", { class: "panel" }, h("h2", {}, "Telemetry (latest)"), telemetryBody),
       h("section", { class: "panel" }, h("h2", {}, "Result sequence gaps"), gapsBody)),

@@ -23,7 +23,9 @@ const COLUMNS = [
   { key: "latest_power_w", label: "Power (W)", num: true },
   { key: null, label: "Latest model" },
   { key: "spool_depth", label: "Spool (results)", num: true, title: "results waiting on the device for the collector's receipt" },
+  { key: null, label: "p99, last hour", title: "the highest p99 of the device's monitor windows, per two minutes" },
 ];
+const TRENDS_MS = 30000; // a page's sparklines are fetched again at most this often
 
 export function progressCell(device) {
   const p = device.progress;
@@ -37,6 +39,34 @@ export function progressCell(device) {
   return h("div", { class: "progress", title: `job ${p.job_id}` },
     h("span", { class: "small" }, parts.join(" · ")),
     h("div", { class: "bar indeterminate" }, h("span")));
+}
+
+/** A device's p99 over the last hour as a small line, and a "regressed" badge when it is. */
+export function trendCell(trend) {
+  const values = (trend?.p99_ms ?? []).map((v, i) => [i, v]).filter(([, v]) => v !== null);
+  if (!values.length) return h("span", { class: "muted small" }, "no monitor");
+  const max = Math.max(...values.map(([, v]) => v)) || 1;
+  const n = trend.p99_ms.length - 1 || 1;
+  const points = values.map(([i, v]) => `${(i / n * 80).toFixed(1)},${(18 - v / max * 16).toFixed(1)}`).join(" ");
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 80 20");
+  svg.setAttribute("width", "80");
+  svg.setAttribute("height", "20");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `p99 up to ${ms(max)} over the last hour`);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", values.length > 1 ? "polyline" : "circle");
+  if (values.length > 1) {
+    line.setAttribute("points", points);
+    line.setAttribute("fill", "none");
+  } else {
+    const [x, y] = points.split(",");
+    line.setAttribute("cx", x); line.setAttribute("cy", y); line.setAttribute("r", "2");
+  }
+  line.setAttribute("stroke", trend.regressed ? "#dc2626" : "#2563eb");
+  line.setAttribute("stroke-width", "1.5");
+  svg.append(line);
+  return h("span", { class: "nowrap", title: `recent p99 ${ms(trend.recent_p99_ms)}, 24 h mean ${ms(trend.baseline_p99_ms)}` },
+    svg, trend.regressed ? h("span", {}, " ", badge("regressed", "failed")) : null);
 }
 
 export async function render(root, { params }, ctx) {
@@ -54,6 +84,9 @@ export async function render(root, { params }, ctx) {
     [["", "any"], ["online", "online"], ["offline", "offline"]].map(([v, t]) =>
       h("option", { value: v, selected: v === state.status }, t)));
   const fleetIn = h("input", { placeholder: "all fleets", value: state.fleet, size: 10, "aria-label": "fleet" });
+  const regressedBox = h("input", { type: "checkbox", "aria-label": "regressed only",
+    onchange: () => applyRegressed() });
+  let trends = { at: 0, key: "", devices: {} };
   const runBtn = h("button", { class: "primary", disabled: true, onclick: () =>
     openJobDialog([...selected], () => reload()) }, "Run a job on selected (0)");
   const errors = h("div");
@@ -69,7 +102,9 @@ export async function render(root, { params }, ctx) {
   root.append(h("h1", {}, "Fleet"), summary,
     h("div", { class: "toolbar" },
       h("label", {}, "Search", search), h("label", {}, "Status", statusSel),
-      h("label", {}, "Fleet", fleetIn), runBtn),
+      h("label", {}, "Fleet", fleetIn),
+      h("label", { title: "devices whose monitor p99 of the last 10 minutes is over 1.25 times its mean of the 24 hours before (this page)" },
+        "Regressed only", regressedBox), runBtn),
     errors, listPanel);
 
   function sortMark(key) {
@@ -109,13 +144,32 @@ export async function render(root, { params }, ctx) {
       h("td", { "data-label": "Latest model", class: "small model" }, d.latest_run_id
         ? h("a", { href: `#/run/${d.latest_run_id}` }, d.latest_model ?? "run") : h("span", { class: "muted" }, "no runs yet")),
       h("td", { "data-label": "Spool (results)", class: "num" }, d.spool_depth ?? "–"),
+      h("td", { "data-label": "p99, last hour", class: "trend" }, trendCell(trends.devices[d.device_id])),
     ];
+  }
+  function applyRegressed() {
+    for (const [id, { tr }] of rows) tr.hidden = regressedBox.checked && !trends.devices[id]?.regressed;
+  }
+  async function loadTrends(force = false) {
+    const ids = [...rows.keys()];
+    const key = ids.join(",");
+    if (!ids.length || (!force && key === trends.key && Date.now() - trends.at < TRENDS_MS)) return;
+    try {
+      const body = await getJSON(`/api/fleet/trends${query({ devices: key })}`, { signal: ctx.signal });
+      trends = { at: Date.now(), key, devices: body.devices };
+    } catch (err) {
+      if (err.name !== "AbortError") console.warn("trends failed", err);
+      return;
+    }
+    for (const [id, { tr }] of rows) tr.querySelector(".trend")?.replaceChildren(trendCell(trends.devices[id]));
+    applyRegressed();
   }
   function draw(device) {
     const existing = rows.get(device.device_id);
     const tr = h("tr", { "data-device": device.device_id }, cells(device));
     if (existing) existing.tr.replaceWith(tr); else tbody.append(tr);
     rows.set(device.device_id, { tr, device });
+    tr.hidden = regressedBox.checked && !trends.devices[device.device_id]?.regressed;
   }
 
   let lastLoad = 0;
@@ -141,6 +195,7 @@ export async function render(root, { params }, ctx) {
     clear(tbody);
     rows.clear();
     for (const d of body.devices) draw(d);
+    loadTrends();
     for (const [id, left] of awaited) {
       if (rows.has(id) || left <= 1 || body.devices.length >= PAGE_SIZE) awaited.delete(id);
       else awaited.set(id, left - 1);

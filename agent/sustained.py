@@ -1,0 +1,256 @@
+"""Sustained vs burst: run a model until its throughput and the board's temperature settle.
+
+A short benchmark measures a cool board; a board that runs for minutes heats, throttles and slows
+down. :func:`run_sustained` runs the model back to back (closed loop) and, every second, notes the
+throughput of that second with the board's temperature and throttling (sampled in a background
+thread, :class:`ThermalSampler`, never inside the timed loop). It stops when both have settled over
+the last ``settle_s`` seconds (:func:`settled`: the two halves of that span differ by less than
+``throughput_tolerance`` of the throughput and ``temperature_tolerance_c``), or at ``cap_s``, or
+when cancelled, and reports (:class:`SustainedReport`):
+
+* ``burst_sps``: throughput over the first ``burst_s`` seconds (10 s);
+* ``sustained_sps``: throughput over the last ``settle_s`` seconds, and their ratio;
+* ``time_to_first_throttle_s``: when the board first said it throttled (``null``: it never did,
+  or it cannot say: ``throttle_known`` tells which);
+* the thermal trace: one :class:`TraceSample` per second.
+
+A board without temperature sensors says so (``sensors`` lists what was found; with none, only the
+throughput has to settle). ``edgemeter sustained MODEL`` runs it from the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["SustainedReport", "SustainedSettings", "ThermalReading", "ThermalSampler",
+           "TraceSample", "read_thermal", "run_sustained", "settled"]
+
+
+@dataclass(frozen=True)
+class SustainedSettings:
+    burst_s: float = 10.0
+    settle_s: float = 60.0
+    cap_s: float = 900.0
+    throughput_tolerance: float = 0.02
+    """the two halves of the settle span may differ by this fraction of the throughput"""
+    temperature_tolerance_c: float = 0.5
+    sample_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if min(self.burst_s, self.settle_s, self.sample_s) <= 0:
+            raise ValueError("burst_s, settle_s and sample_s must be above 0")
+        if self.cap_s < self.burst_s + self.settle_s:
+            raise ValueError(f"cap_s ({self.cap_s:g}) must leave room for burst_s and settle_s "
+                             f"({self.burst_s + self.settle_s:g} s)")
+
+
+@dataclass(frozen=True)
+class ThermalReading:
+    temperature_c: float | None
+    """the hottest sensor; None without sensors"""
+    throttled: bool | None
+    """None when the board cannot say"""
+    sensors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TraceSample:
+    t_s: float
+    throughput_sps: float
+    temperature_c: float | None
+    throttled: bool | None
+
+
+@dataclass
+class SustainedReport:
+    stopped: str
+    """``settled``, ``cap`` or ``cancelled``"""
+    duration_s: float
+    samples_total: int
+    burst_sps: float | None
+    sustained_sps: float | None
+    sustained_over_burst: float | None
+    time_to_first_throttle_s: float | None
+    throttle_known: bool
+    sensors: list[str]
+    start_temperature_c: float | None
+    end_temperature_c: float | None
+    trace: list[TraceSample] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        def sps(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.1f} samples/s"
+
+        lines = [f"stopped: {self.stopped} after {self.duration_s:.0f} s",
+                 f"burst (first seconds): {sps(self.burst_sps)}",
+                 f"sustained (settled):   {sps(self.sustained_sps)}"
+                 + (f" ({self.sustained_over_burst:.2f} of burst)"
+                    if self.sustained_over_burst is not None else "")]
+        if not self.throttle_known:
+            lines.append("throttling: this board does not say (no throttle flag)")
+        elif self.time_to_first_throttle_s is None:
+            lines.append("throttling: none")
+        else:
+            lines.append(f"first throttled after {self.time_to_first_throttle_s:.0f} s")
+        if not self.sensors:
+            lines.append("temperature: no sensors on this board (only the throughput settled)")
+        else:
+            lines.append(f"temperature: {self.start_temperature_c} -> {self.end_temperature_c} C "
+                         f"({', '.join(self.sensors)})")
+        return "\n".join(lines)
+
+
+def read_thermal() -> ThermalReading:
+    """The hottest temperature sensor (psutil) and, on a Raspberry Pi, ``vcgencmd``'s throttle
+    flag; Nones for what the board does not offer. Never raises."""
+    import psutil
+
+    from agent.system import decode_throttled, run_command
+
+    temps: dict[str, float] = {}
+    with contextlib.suppress(AttributeError, OSError):
+        for chip, entries in psutil.sensors_temperatures().items():
+            for i, entry in enumerate(entries):
+                if entry.current is not None and -60 < entry.current < 200:
+                    temps[f"{chip}.{entry.label or i}"] = float(entry.current)
+    throttled: bool | None = None
+    vcgencmd = shutil.which("vcgencmd")
+    if vcgencmd:
+        output = run_command([vcgencmd, "get_throttled"])
+        if output:
+            throttled = decode_throttled(output)[0]
+    return ThermalReading(max(temps.values()) if temps else None, throttled, tuple(sorted(temps)))
+
+
+class ThermalSampler:
+    """Reads the board's state every ``period_s`` in a thread; :meth:`latest` is the newest."""
+
+    def __init__(self, read: Callable[[], ThermalReading] = read_thermal,
+                 period_s: float = 1.0) -> None:
+        self._read = read
+        self.period_s = period_s
+        self._latest = read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edgemeter-thermal", daemon=True)
+
+    def start(self) -> ThermalSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            with contextlib.suppress(Exception):
+                self._latest = self._read()
+
+    def latest(self) -> ThermalReading:
+        return self._latest
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2 * self.period_s + 1)
+
+
+def _halves_close(values: Sequence[float], tolerance: float, *, relative: bool) -> bool:
+    half = len(values) // 2
+    first, second = values[:half], values[half:]
+    if not first or not second:
+        return False
+    a, b = sum(first) / len(first), sum(second) / len(second)
+    if relative:
+        scale = sum(values) / len(values)
+        return scale > 0 and abs(b - a) / scale <= tolerance
+    return abs(b - a) <= tolerance
+
+
+def settled(trace: Sequence[TraceSample], settings: SustainedSettings) -> bool:
+    """Throughput, and temperature where measured, steady over the last ``settle_s`` (after the
+    burst): the means of the two halves of that span agree within the tolerances."""
+    if not trace or trace[-1].t_s < settings.burst_s + settings.settle_s:
+        return False
+    span = [s for s in trace if s.t_s > trace[-1].t_s - settings.settle_s]
+    if not _halves_close([s.throughput_sps for s in span], settings.throughput_tolerance,
+                         relative=True):
+        return False
+    temps = [s.temperature_c for s in span if s.temperature_c is not None]
+    if len(temps) < len(span) // 2:  # no sensors (or too few readings): throughput alone
+        return True
+    return _halves_close(temps, settings.temperature_tolerance_c, relative=False)
+
+
+def run_sustained(call: Callable[[], object], *, samples_per_call: int = 1,
+                  settings: SustainedSettings | None = None, thermal: Any = None,
+                  cancel: threading.Event | None = None,
+                  clock: Callable[[], float] = time.perf_counter,
+                  on_sample: Callable[[TraceSample], None] | None = None) -> SustainedReport:
+    """Run ``call`` back to back until settled, ``cap_s`` or ``cancel`` (see the module).
+
+    ``thermal`` has ``latest() -> ThermalReading`` (a started :class:`ThermalSampler` by default,
+    closed at the end); ``on_sample`` sees each second's sample (progress)."""
+    settings = settings or SustainedSettings()
+    cancel = cancel or threading.Event()
+    own_sampler = thermal is None
+    sampler = ThermalSampler().start() if own_sampler else thermal
+    trace: list[TraceSample] = []
+    first = sampler.latest()
+    sensors = list(first.sensors)
+    throttle_known = first.throttled is not None
+    started = clock()
+    sample_start, sample_calls = started, 0
+    burst_calls = 0
+    total_calls = 0
+    stopped = "cap"
+    try:
+        while True:
+            call()
+            now = clock()
+            sample_calls += 1
+            total_calls += 1
+            if now - started <= settings.burst_s:
+                burst_calls += 1
+            if now - sample_start < settings.sample_s:
+                continue
+            reading = sampler.latest()
+            throttle_known = throttle_known or reading.throttled is not None
+            sample = TraceSample(round(now - started, 3),
+                                 sample_calls * samples_per_call / (now - sample_start),
+                                 reading.temperature_c, reading.throttled)
+            trace.append(sample)
+            if on_sample is not None:
+                on_sample(sample)
+            sample_start, sample_calls = now, 0
+            if settled(trace, settings):
+                stopped = "settled"
+                break
+            if now - started >= settings.cap_s:
+                break
+            if cancel.is_set():
+                stopped = "cancelled"
+                break
+    finally:
+        if own_sampler:
+            sampler.close()
+    duration_s = clock() - started
+    burst_span = min(settings.burst_s, duration_s)
+    burst = burst_calls * samples_per_call / burst_span if burst_span > 0 else None
+    tail = [s for s in trace if s.t_s > trace[-1].t_s - settings.settle_s] if trace else []
+    sustained = (sum(s.throughput_sps for s in tail) / len(tail)) if tail else None
+    throttled_at = next((s.t_s for s in trace if s.throttled), None)
+    temps = [s.temperature_c for s in trace if s.temperature_c is not None]
+    return SustainedReport(
+        stopped=stopped, duration_s=round(duration_s, 3),
+        samples_total=total_calls * samples_per_call, burst_sps=burst, sustained_sps=sustained,
+        sustained_over_burst=(sustained / burst) if sustained is not None and burst else None,
+        time_to_first_throttle_s=throttled_at, throttle_known=throttle_known, sensors=sensors,
+        start_temperature_c=first.temperature_c if first.temperature_c is not None
+        else (temps[0] if temps else None),
+        end_temperature_c=temps[-1] if temps else None, trace=trace)
