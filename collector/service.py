@@ -86,6 +86,20 @@ Clock = Callable[[], float]
 StatsReport = Callable[[dict[str, int]], None]
 
 
+class ReportChanges:
+    """Hands counters to ``report`` only when they differ from the last ones it was given: an
+    idle collector does not log the same stats line every interval."""
+
+    def __init__(self, report: StatsReport) -> None:
+        self._report = report
+        self._said: dict[str, int] | None = None
+
+    def __call__(self, stats: dict[str, int]) -> None:
+        if stats != self._said:
+            self._report(stats)
+            self._said = dict(stats)
+
+
 def tune_gc(threshold: int) -> None:
     """Freeze what is alive and raise the first collection threshold to ``threshold`` (never
     lowered; see the module docstring). Process-wide: the collector owns its process."""
@@ -232,7 +246,8 @@ class CollectorService:
         """Run until SIGINT, SIGTERM or :meth:`shutdown`; then stop gracefully.
 
         Every ``stats_interval_s`` (default: the ingest settings') calls ``report`` with the
-        counters (default: an INFO log line; ``collector serve`` prints them).
+        counters when they changed since the last report (default: an INFO log line;
+        ``collector serve`` prints them).
         """
         if stats_interval_s is None:
             stats_interval_s = self.ingest.stats_interval_s
@@ -250,8 +265,9 @@ class CollectorService:
                 previous[sig] = signal.signal(sig, _on_signal)
         try:
             self.start()
+            changed = ReportChanges(report)
             while not self._shutdown.wait(stats_interval_s):
-                report(self.stats)
+                changed(self.stats)
         finally:
             self.stop()
             for signum, handler in previous.items():

@@ -99,7 +99,7 @@ Publish = Callable[[str, dict[str, Any]], None]
 def _select(devices: list[DeviceRecord], selector: str) -> list[DeviceRecord]:
     if selector.strip() == "*":
         return devices
-    # the selector grammar of `edgemeter fleet run`; moves to shared/ with the settings work
+    # shared.selector's grammar, read off device rows as the API's job form reads them
     from collector.http.fleet import select_devices
 
     return select_devices(devices, selector)

@@ -599,3 +599,13 @@ def test_a_session_taken_over_by_the_same_client_id_is_logged_as_an_error_and_co
             break
     assert service.stats["stored"] >= 1, service.stats
     assert service.intake.subscribed
+
+
+def test_the_stats_line_is_reported_only_when_the_counters_changed() -> None:
+    from collector.service import ReportChanges
+
+    said: list[dict[str, int]] = []
+    report = ReportChanges(said.append)
+    for stats in ({"stored": 0}, {"stored": 0}, {"stored": 3}, {"stored": 3}, {"stored": 0}):
+        report(dict(stats))
+    assert said == [{"stored": 0}, {"stored": 3}, {"stored": 0}]
