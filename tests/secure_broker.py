@@ -35,15 +35,10 @@ builds one: ``with SecureBroker(tmp_path) as broker: ...``.
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +46,9 @@ from types import TracebackType
 
 import pytest
 
-from edgemeter.demo.broker import find_mosquitto, free_port, stop_process
+from edgemeter.demo.loopback import free_port
+from edgemeter.demo.mosquitto import Mosquitto, find_mosquitto
+from shared.errors import BrokerError
 from tests.conftest import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +62,6 @@ FLEET = "lab"
 DEVICES = ("dev-a", "dev-b")
 COLLECTOR = "collector"
 CERT_DAYS = 2
-START_TIMEOUT_S = 10.0
-POLL_INTERVAL_S = 0.02
 # Where the deployed files live on a broker host; rendering moves them into the test's folder.
 DEPLOYED_ETC = "/etc/mosquitto/"
 MTLS_LINES = ("require_certificate true", "use_identity_as_username true")
@@ -236,8 +231,10 @@ class SecureBroker:
         self.ports = ListenerPorts(plain=free_port(), tls=free_port(), mtls=free_port())
         self._users: dict[str, BrokerUser] = {}
         self._ca: tuple[Path, Path] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = self.workdir / "mosquitto.log"
+        self._broker = Mosquitto(
+            self.workdir, [], ports=[self.ports.plain, self.ports.tls, self.ports.mtls],
+            binary=self._mosquitto, name="secured test broker",
+        )
 
     # urls and files
     @property
@@ -266,7 +263,7 @@ class SecureBroker:
 
     @property
     def conf_file(self) -> Path:
-        return self.conf_dir / "mosquitto.conf"
+        return self._broker.conf_file
 
     @property
     def collector(self) -> BrokerUser:
@@ -279,14 +276,11 @@ class SecureBroker:
             raise KeyError(f"the test broker has no user {username!r}; it has {sorted(self._users)}") from None
 
     def log(self) -> str:
-        try:
-            return self._log.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self._broker.log()
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._broker.running
 
     # set-up
     def prepare(self) -> None:
@@ -304,11 +298,11 @@ class SecureBroker:
             _run(["mosquitto_passwd", "-b", str(self.passwd_file), username, password],
                  what=f"mosquitto_passwd {username}")
             self._add_user(username, password)
-        user = getpass.getuser() if os.geteuid() == 0 else None
-        self.conf_file.write_text(render_mosquitto_conf(
+        # user=None: the launcher keeps a root-started mosquitto running as the caller
+        self._broker.config = render_mosquitto_conf(
             CONF_TEMPLATE.read_text(), conf_dir=self.conf_dir, data_dir=self.data_dir,
-            ports=self.ports, user=user,
-        ))
+            ports=self.ports, user=None,
+        ).splitlines()
 
     def _add_user(self, username: str, password: str) -> BrokerUser:
         assert self._ca is not None
@@ -327,29 +321,15 @@ class SecureBroker:
             raise SecureBrokerError("mosquitto is not installed (apt-get install mosquitto)")
         if self._ca is None:
             self.prepare()
-        with self._log.open("ab") as log:
-            self._process = subprocess.Popen(
-                [str(self._mosquitto), "-c", str(self.conf_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        waiting = [self.ports.plain, self.ports.tls, self.ports.mtls]
-        while waiting:
-            if self._process.poll() is not None:
-                raise SecureBrokerError(f"mosquitto exited with {self._process.returncode}: {self.log()[-500:]}")
-            waiting = [port for port in waiting if not _accepts(port)]
-            if waiting and time.monotonic() > deadline:
-                self.stop()
-                raise SecureBrokerError(f"ports {waiting} not open after {START_TIMEOUT_S:g} s: {self.log()[-500:]}")
-            if waiting:
-                time.sleep(POLL_INTERVAL_S)
+        try:
+            self._broker.start()
+        except BrokerError as err:
+            raise SecureBrokerError(str(err)) from err
         return self
 
     def stop(self) -> None:
         """SIGTERM, so Mosquitto writes its persistence file as a clean shutdown does."""
-        process, self._process = self._process, None
-        if process is not None:
-            stop_process(process)
+        self._broker.stop()
 
     def restart(self) -> None:
         """Stop and start on the same ports, files and persistence store."""
@@ -358,9 +338,9 @@ class SecureBroker:
 
     def reload(self) -> None:
         """SIGHUP: Mosquitto re-reads its password and ACL files."""
-        if self._process is None:
+        if not self.running:
             raise SecureBrokerError("the broker is not running")
-        self._process.send_signal(signal.SIGHUP)
+        self._broker.reload()
 
     def add_device(self, device_id: str) -> BrokerUser:
         """A new device through ``deploy/mosquitto/add-device``, then a reload; returns its account.
@@ -382,12 +362,6 @@ class SecureBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
 
 
 def missing_tools() -> list[str]:
