@@ -16,8 +16,9 @@ import pytest
 from edgemeter.demo.broker import PrivateBroker, find_mosquitto
 from shared.errors import BrokerError
 
-# The `secure_broker` fixture: Mosquitto with TLS, passwords and the fleet ACL from deploy/mosquitto.
-pytest_plugins = ["tests.secure_broker"]
+# The `secure_broker` fixture: Mosquitto with TLS, passwords and the fleet ACL from deploy/mosquitto;
+# markers from fixtures (mqtt, postgres, subprocess) and the `--offline` guard of `make test-fast`.
+pytest_plugins = ["tests.secure_broker", "tests.service_marks"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
