@@ -18,7 +18,7 @@ from shared.errors import BrokerError
 
 # The `secure_broker` fixture: Mosquitto with TLS, passwords and the fleet ACL from deploy/mosquitto;
 # markers from fixtures (mqtt, postgres, subprocess) and the `--offline` guard of `make test-fast`.
-pytest_plugins = ["tests.secure_broker", "tests.service_marks"]
+pytest_plugins = ["tests.secure_broker", "tests.suite"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"

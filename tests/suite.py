@@ -1,4 +1,5 @@
-"""Markers that follow a test's fixtures, and ``--offline``: a run that reaches no service at all.
+"""How the suite runs: markers that follow a test's fixtures, timeouts, the order of the files,
+and ``--offline``, a run that reaches no service at all.
 
 The markers (declared in ``pyproject.toml``):
 
@@ -10,6 +11,13 @@ The markers (declared in ``pyproject.toml``):
 A test gets ``mqtt``/``postgres``/``subprocess`` from the fixtures it uses (directly or through
 other fixtures): :data:`FIXTURE_MARKS` says which fixture brings which. A test that starts a
 service or a process itself, without such a fixture, carries the marker in its module.
+
+Every test has a timeout (pytest-timeout): ``timeout`` in ``pyproject.toml`` for most, and
+:data:`SLOW_TIMEOUT_S` for one marked ``slow`` (a fault test on a busy machine); a test that
+needs another limit says ``@pytest.mark.timeout(SECONDS)``. Files run slowest first, as far as
+their marks tell (the longest timeout asked for, then the most ``slow`` tests, then the most
+service tests), so that with ``make test``'s two workers (``--dist loadfile
+--no-loadscope-reorder``) no long file starts last and runs alone.
 
 ``pytest --offline`` (``make test-fast``) deselects every test marked ``mqtt``, ``postgres`` or
 ``subprocess`` and then holds the rest to it: a test that starts a child process, starts a private
@@ -32,6 +40,9 @@ import pytest
 
 SERVICE_MARKS = ("mqtt", "postgres", "subprocess")
 """What ``--offline`` deselects."""
+
+SLOW_TIMEOUT_S = 300
+"""The timeout of a test marked ``slow`` that names none itself."""
 
 FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
     # tests/conftest.py
@@ -76,6 +87,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for fixture in getattr(item, "fixturenames", ()):
             for mark in FIXTURE_MARKS.get(fixture, ()):
                 item.add_marker(mark)
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+    _slowest_files_first(items)
     if not config.getoption("offline"):
         return
     kept, dropped = [], []
@@ -84,6 +98,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def _slowest_files_first(items: list[pytest.Item]) -> None:
+    """Reorder whole files (a file's own order stays), slowest first by what their marks say.
+
+    First the files whose tests ask for the longest timeout, then those with the most ``slow``
+    tests, then those with the most service tests.
+    """
+    weight: dict[str, tuple[float, int, int]] = {}
+    for item in items:
+        timeout_s, slow, services = weight.get(item.location[0], (0.0, 0, 0))
+        mark = item.get_closest_marker("timeout")
+        asked_s = float(mark.args[0]) if mark is not None and mark.args else 0.0
+        weight[item.location[0]] = (
+            max(timeout_s, asked_s),
+            slow + bool(item.get_closest_marker("slow")),
+            services + any(item.get_closest_marker(m) for m in SERVICE_MARKS),
+        )
+    items.sort(key=lambda item: tuple(-n for n in weight[item.location[0]]))  # stable
 
 
 # -- the offline guard ---------------------------------------------------------------------------
