@@ -17,8 +17,9 @@ from edgemeter.demo.broker import PrivateBroker, find_mosquitto
 from shared.errors import BrokerError
 
 # The `secure_broker` fixture: Mosquitto with TLS, passwords and the fleet ACL from deploy/mosquitto;
-# markers from fixtures (mqtt, postgres, subprocess) and the `--offline` guard of `make test-fast`.
-pytest_plugins = ["tests.secure_broker", "tests.suite"]
+# markers from fixtures (mqtt, postgres, subprocess) and the `--offline` guard of `make test-fast`;
+# `pytester` runs small suites of their own for tests/test_offline_guard.py.
+pytest_plugins = ["tests.secure_broker", "tests.suite", "pytester"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"

@@ -222,7 +222,9 @@ def _guard_brokers_and_databases(monkey: pytest.MonkeyPatch) -> None:
         import psycopg
     except ImportError:
         return
+    # libpq connects in C, below the socket guard; psycopg.connect is bound at its import
     refused = _refuse("opened a PostgreSQL connection (mark it postgres)")
+    monkey.setattr(psycopg, "connect", refused)
     monkey.setattr(psycopg.Connection, "connect", classmethod(refused))
     monkey.setattr(psycopg.AsyncConnection, "connect", classmethod(refused))
 
