@@ -48,9 +48,12 @@ def shared_samples() -> Path:
     return SHARED_SAMPLES
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mosquitto_url() -> Iterator[str]:
-    """A private Mosquitto on a free loopback port, for the whole session.
+    """A private Mosquitto on a free loopback port, fresh for each test module.
+
+    Per module, not per session: retained messages and persistent sessions that one file leaves
+    behind never reach the next, whatever order (and whichever xdist worker) runs them in.
 
     It is the demo's broker (``edgemeter.demo.broker.PrivateBroker``), whose config raises
     ``max_queued_messages``: the tests publish bursts larger than Mosquitto's default of 1000.

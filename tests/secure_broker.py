@@ -6,8 +6,9 @@ as it is, run by the one Mosquitto launcher (:class:`edgemeter.demo.mosquitto.Mo
 a server certificate for ``127.0.0.1`` and ``localhost``, and a client certificate per user
 (CN = username), and a password file (``mosquitto_passwd -b``) with a random password per user.
 
-The pytest fixture ``secure_broker`` (session scope; registered in ``tests/conftest.py``) yields a
-started :class:`SecureBroker` with devices ``dev-a`` and ``dev-b`` in fleet ``lab`` and the
+The pytest fixture ``secure_broker`` (module scope, so that retained messages and sessions one test
+file leaves never reach another; registered in ``tests/conftest.py``) yields a started
+:class:`SecureBroker` with devices ``dev-a`` and ``dev-b`` in fleet ``lab`` and the
 ``collector`` user::
 
     def test_something(secure_broker: SecureBroker) -> None:
@@ -371,9 +372,9 @@ def missing_tools() -> list[str]:
     return [name for name, found in needed.items() if not found]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    """A started :class:`SecureBroker` for the whole session (devices dev-a, dev-b; fleet lab)."""
+    """A started :class:`SecureBroker` for one test module (devices dev-a, dev-b; fleet lab)."""
     missing = missing_tools()
     if missing:
         unavailable(f"the secured test broker needs {', '.join(missing)} (apt-get install mosquitto openssl)")
