@@ -223,10 +223,35 @@ def _guard_brokers_and_databases(monkey: pytest.MonkeyPatch) -> None:
     except ImportError:
         return
     # libpq connects in C, below the socket guard; psycopg.connect is bound at its import
-    refused = _refuse("opened a PostgreSQL connection (mark it postgres)")
-    monkey.setattr(psycopg, "connect", refused)
-    monkey.setattr(psycopg.Connection, "connect", classmethod(refused))
-    monkey.setattr(psycopg.AsyncConnection, "connect", classmethod(refused))
+    for owner, name in ((psycopg, "connect"), (psycopg.Connection, "connect"),
+                        (psycopg.AsyncConnection, "connect")):
+        real = getattr(owner, name)
+        guarded = _guard_postgres(real)
+        monkey.setattr(owner, name, guarded if owner is psycopg else classmethod(guarded))
+
+
+def _guard_postgres(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real`` (a psycopg connect), refused where a PostgreSQL server would answer it.
+
+    Connecting where nothing listens (a test of the error a missing server gives) is allowed.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], type):  # called as a classmethod
+            args = args[1:]
+        params = conninfo_to_dict(args[0] if args else "", **kwargs)
+        host = str(params.get("host") or "/var/run/postgresql").split(",")[0]
+        port = int(str(params.get("port") or 5432).split(",")[0])
+        if host.startswith("/"):
+            answers = Path(host, f".s.PGSQL.{port}").exists()
+        else:
+            answers = host in ("localhost", "127.0.0.1", "::1") and _foreign_listener(port)
+        if answers:
+            raise _violation(f"opened a PostgreSQL connection to {host}:{port} (mark it postgres)")
+        return real(*args, **kwargs)
+
+    return connect
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -83,7 +83,7 @@ def test_offline_deselects_service_tests_and_fails_the_unmarked_ones_that_use_a_
                 pass
         def test_opens_postgresql():
             import psycopg
-            psycopg.connect("postgresql://nobody@127.0.0.1:1/none")
+            psycopg.connect("postgresql://nobody@127.0.0.1:{foreign_listener}/none?connect_timeout=2")
 
         def test_own_server_is_fine():
             with socket.socket() as server:
@@ -96,6 +96,9 @@ def test_offline_deselects_service_tests_and_fails_the_unmarked_ones_that_use_a_
                 port = sock.getsockname()[1]
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", port), timeout=5)
+            import psycopg
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(f"postgresql://nobody@127.0.0.1:{{port}}/none?connect_timeout=2")
     """)
     pytest.importorskip("psycopg")
 
