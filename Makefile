@@ -45,9 +45,9 @@ test: lint typecheck unit
 
 # The edit loop (under a minute): no broker, database or child process (--offline deselects the
 # tests marked mqtt, postgres or subprocess and fails one that reaches a service anyway), nothing
-# marked slow, no lint or type check.
+# marked slow, fewer examples per property test, no lint or type check.
 test-fast: $(STAMP)
-	$(PYTEST) -q --offline -m 'not slow' -x
+	$(PYTEST) -q --offline -m 'not slow' -x --hypothesis-profile=fast
 
 # The wheel a board installs (deploy/install.sh, deploy/ansible): dist/edgemeter-<version>-py3-none-any.whl
 wheel:

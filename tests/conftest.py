@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from edgemeter.demo.broker import PrivateBroker, find_mosquitto
 from shared.errors import BrokerError
@@ -20,6 +21,11 @@ from shared.errors import BrokerError
 # markers from fixtures (mqtt, postgres, subprocess) and the `--offline` guard of `make test-fast`;
 # `pytester` runs small suites of their own for tests/test_offline_guard.py.
 pytest_plugins = ["tests.secure_broker", "tests.suite", "pytester"]
+
+# Examples per property test (tests/strategies.py): `make test-fast` passes --hypothesis-profile=fast.
+settings.register_profile("full", max_examples=200)
+settings.register_profile("fast", max_examples=25)
+settings.load_profile("full")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"

@@ -2,9 +2,10 @@
 
 It proves the broker config a fleet runs: the test broker is ``deploy/mosquitto/edgemeter.conf``
 with only its paths, ports and ``user`` rewritten, and ``deploy/mosquitto/edgemeter.acl`` copied
-as it is, run by the one Mosquitto launcher (:class:`edgemeter.demo.mosquitto.Mosquitto`). Each :class:`SecureBroker` makes, in its own temporary folder (with ``openssl``), a CA,
-a server certificate for ``127.0.0.1`` and ``localhost``, and a client certificate per user
-(CN = username), and a password file (``mosquitto_passwd -b``) with a random password per user.
+as it is, run by the one Mosquitto launcher (:class:`edgemeter.demo.mosquitto.Mosquitto`). Each
+:class:`SecureBroker` makes, in its own temporary folder (with ``openssl``), a CA, a server
+certificate for ``127.0.0.1`` and ``localhost``, and a client certificate per user (CN =
+username), and a password file (``mosquitto_passwd -b``) with a random password per user.
 
 The pytest fixture ``secure_broker`` (module scope, so that retained messages and sessions one test
 file leaves never reach another; registered in ``tests/conftest.py``) yields a started
