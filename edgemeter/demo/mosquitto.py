@@ -25,7 +25,7 @@ only its parent, which stops it when it is done with it) and returns once every 
 TCP connections; otherwise it raises :class:`~shared.errors.BrokerError`, one line ending with the
 broker's last log lines. Started as root, mosquitto would switch to the ``mosquitto`` user, who
 cannot read or write a private folder, so the launcher adds ``user <the caller>`` when the config
-names no user.
+names no user, and it makes the ``persistence_location`` folder.
 """
 
 from __future__ import annotations
@@ -186,6 +186,10 @@ class Mosquitto:
             # Checked first so that the readiness poll below can only ever reach our broker.
             raise self._failure(f"port {taken[0]} is already in use")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        for line in self.config:  # mosquitto saves nothing into a folder that is not there
+            words = line.split(maxsplit=1)
+            if len(words) == 2 and words[0] == "persistence_location":
+                Path(words[1]).mkdir(parents=True, exist_ok=True)
         self.conf_file.write_text("# Written by edgemeter's Mosquitto launcher.\n"
                                   + "\n".join(self._config_lines()) + "\n")
         max_fds = self.max_fds

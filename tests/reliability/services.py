@@ -67,7 +67,6 @@ class PersistentMosquitto(Mosquitto):
             unavailable("mosquitto is not installed (apt-get install mosquitto)")
         self.port = free_port()
         self.data_dir = workdir / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(
             workdir,
             anonymous_config(self.port, persistence_dir=self.data_dir,
