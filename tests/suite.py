@@ -30,6 +30,7 @@ allowed. So an offline run is offline by its markers, never by luck.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import subprocess
 from collections.abc import Callable, Generator, Iterator
@@ -260,6 +261,9 @@ def _offline_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     if not request.config.getoption("offline"):
         yield
         return
+    # The standard library asks `uname -p` once per process and caches it (an xdist worker has
+    # already asked while starting); asked now, it is a fact about the host, not a test's process.
+    platform.processor()
     with pytest.MonkeyPatch.context() as monkey:
         _guard_socket(monkey)
         _guard_processes(monkey)
