@@ -104,8 +104,7 @@ def one_run(broker: RoomyMosquitto, workdir: Path, collectors: int, results: int
         summary = simulate(broker.url, devices, results, fleet=fleet, telemetry_s=3600)
         if summary["results_acknowledged"] != results:
             raise SystemExit(f"the broker acknowledged {summary['results_acknowledged']} of {results}")
-        assert broker.process is not None
-        before = (sum(cpu_s(p.process.pid) for p in procs), cpu_s(broker.process.pid))
+        before = (sum(cpu_s(p.process.pid) for p in procs), cpu_s(broker.pid))
         pg_before = postgres_cpu_s()
         began = time.monotonic()
         for proc in procs:
@@ -115,7 +114,7 @@ def one_run(broker: RoomyMosquitto, workdir: Path, collectors: int, results: int
                 raise SystemExit(f"only {stored} of {results} stored after 600 s")
             time.sleep(POLL_S)
         elapsed_s = time.monotonic() - began
-        after = (sum(cpu_s(p.process.pid) for p in procs), cpu_s(broker.process.pid),
+        after = (sum(cpu_s(p.process.pid) for p in procs), cpu_s(broker.pid),
                  cpu_delta_s(pg_before, postgres_cpu_s()))
         cpu_ms = {name: (a - b) * 1000 / results
                   for name, a, b in zip(CPU_PARTS, after, (*before, 0.0), strict=True)}

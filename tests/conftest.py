@@ -12,12 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from edgemeter.demo.broker import PrivateBroker, find_mosquitto
 from shared.errors import BrokerError
 
-# The `secure_broker` fixture: Mosquitto with TLS, passwords and the fleet ACL from deploy/mosquitto.
-pytest_plugins = ["tests.secure_broker"]
+# The `secure_broker` fixture: Mosquitto with TLS, passwords and the fleet ACL from deploy/mosquitto;
+# markers from fixtures (mqtt, postgres, subprocess) and the `--offline` guard of `make test-fast`;
+# `pytester` runs small suites of their own for tests/test_offline_guard.py.
+pytest_plugins = ["tests.secure_broker", "tests.suite", "pytester"]
+
+# Examples per property test (tests/strategies.py): `make test-fast` passes --hypothesis-profile=fast.
+settings.register_profile("full", max_examples=200)
+settings.register_profile("fast", max_examples=25)
+settings.load_profile("full")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
@@ -46,9 +54,12 @@ def shared_samples() -> Path:
     return SHARED_SAMPLES
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mosquitto_url() -> Iterator[str]:
-    """A private Mosquitto on a free loopback port, for the whole session.
+    """A private Mosquitto on a free loopback port, fresh for each test module.
+
+    Per module, not per session: retained messages and persistent sessions that one file leaves
+    behind never reach the next, whatever order (and whichever xdist worker) runs them in.
 
     It is the demo's broker (``edgemeter.demo.broker.PrivateBroker``), whose config raises
     ``max_queued_messages``: the tests publish bursts larger than Mosquitto's default of 1000.

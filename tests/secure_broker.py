@@ -2,12 +2,14 @@
 
 It proves the broker config a fleet runs: the test broker is ``deploy/mosquitto/edgemeter.conf``
 with only its paths, ports and ``user`` rewritten, and ``deploy/mosquitto/edgemeter.acl`` copied
-as it is. Each :class:`SecureBroker` makes, in its own temporary folder (with ``openssl``), a CA,
-a server certificate for ``127.0.0.1`` and ``localhost``, and a client certificate per user
-(CN = username), and a password file (``mosquitto_passwd -b``) with a random password per user.
+as it is, run by the one Mosquitto launcher (:class:`edgemeter.demo.mosquitto.Mosquitto`). Each
+:class:`SecureBroker` makes, in its own temporary folder (with ``openssl``), a CA, a server
+certificate for ``127.0.0.1`` and ``localhost``, and a client certificate per user (CN =
+username), and a password file (``mosquitto_passwd -b``) with a random password per user.
 
-The pytest fixture ``secure_broker`` (session scope; registered in ``tests/conftest.py``) yields a
-started :class:`SecureBroker` with devices ``dev-a`` and ``dev-b`` in fleet ``lab`` and the
+The pytest fixture ``secure_broker`` (module scope, so that retained messages and sessions one test
+file leaves never reach another; registered in ``tests/conftest.py``) yields a started
+:class:`SecureBroker` with devices ``dev-a`` and ``dev-b`` in fleet ``lab`` and the
 ``collector`` user::
 
     def test_something(secure_broker: SecureBroker) -> None:
@@ -37,15 +39,10 @@ builds one: ``with SecureBroker(tmp_path) as broker: ...``.
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +50,9 @@ from types import TracebackType
 
 import pytest
 
-from edgemeter.demo.broker import find_mosquitto, free_port, stop_process
+from edgemeter.demo.loopback import free_port
+from edgemeter.demo.mosquitto import Mosquitto, find_mosquitto
+from shared.errors import BrokerError
 from tests.conftest import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +66,6 @@ FLEET = "lab"
 DEVICES = ("dev-a", "dev-b")
 COLLECTOR = "collector"
 CERT_DAYS = 2
-START_TIMEOUT_S = 10.0
-POLL_INTERVAL_S = 0.02
 # Where the deployed files live on a broker host; rendering moves them into the test's folder.
 DEPLOYED_ETC = "/etc/mosquitto/"
 MTLS_LINES = ("require_certificate true", "use_identity_as_username true")
@@ -238,8 +235,10 @@ class SecureBroker:
         self.ports = ListenerPorts(plain=free_port(), tls=free_port(), mtls=free_port())
         self._users: dict[str, BrokerUser] = {}
         self._ca: tuple[Path, Path] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = self.workdir / "mosquitto.log"
+        self._broker = Mosquitto(
+            self.workdir, [], ports=[self.ports.plain, self.ports.tls, self.ports.mtls],
+            binary=self._mosquitto, name="secured test broker",
+        )
 
     # urls and files
     @property
@@ -268,7 +267,7 @@ class SecureBroker:
 
     @property
     def conf_file(self) -> Path:
-        return self.conf_dir / "mosquitto.conf"
+        return self._broker.conf_file
 
     @property
     def collector(self) -> BrokerUser:
@@ -281,14 +280,11 @@ class SecureBroker:
             raise KeyError(f"the test broker has no user {username!r}; it has {sorted(self._users)}") from None
 
     def log(self) -> str:
-        try:
-            return self._log.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self._broker.log()
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._broker.running
 
     # set-up
     def prepare(self) -> None:
@@ -309,11 +305,11 @@ class SecureBroker:
             else:  # a board's ACL lines bind it to its fleet: add-device writes them
                 self._run_add_device(username, password, ["--fleet", self.fleet])
             self._add_user(username, password)
-        user = getpass.getuser() if os.geteuid() == 0 else None
-        self.conf_file.write_text(render_mosquitto_conf(
+        # user=None: the launcher keeps a root-started mosquitto running as the caller
+        self._broker.config = render_mosquitto_conf(
             CONF_TEMPLATE.read_text(), conf_dir=self.conf_dir, data_dir=self.data_dir,
-            ports=self.ports, user=user,
-        ))
+            ports=self.ports, user=None,
+        ).splitlines()
 
     def _add_user(self, username: str, password: str) -> BrokerUser:
         assert self._ca is not None
@@ -332,29 +328,15 @@ class SecureBroker:
             raise SecureBrokerError("mosquitto is not installed (apt-get install mosquitto)")
         if self._ca is None:
             self.prepare()
-        with self._log.open("ab") as log:
-            self._process = subprocess.Popen(
-                [str(self._mosquitto), "-c", str(self.conf_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        waiting = [self.ports.plain, self.ports.tls, self.ports.mtls]
-        while waiting:
-            if self._process.poll() is not None:
-                raise SecureBrokerError(f"mosquitto exited with {self._process.returncode}: {self.log()[-500:]}")
-            waiting = [port for port in waiting if not _accepts(port)]
-            if waiting and time.monotonic() > deadline:
-                self.stop()
-                raise SecureBrokerError(f"ports {waiting} not open after {START_TIMEOUT_S:g} s: {self.log()[-500:]}")
-            if waiting:
-                time.sleep(POLL_INTERVAL_S)
+        try:
+            self._broker.start()
+        except BrokerError as err:
+            raise SecureBrokerError(str(err)) from err
         return self
 
     def stop(self) -> None:
         """SIGTERM, so Mosquitto writes its persistence file as a clean shutdown does."""
-        process, self._process = self._process, None
-        if process is not None:
-            stop_process(process)
+        self._broker.stop()
 
     def restart(self) -> None:
         """Stop and start on the same ports, files and persistence store."""
@@ -363,9 +345,9 @@ class SecureBroker:
 
     def reload(self) -> None:
         """SIGHUP: Mosquitto re-reads its password and ACL files."""
-        if self._process is None:
+        if not self.running:
             raise SecureBrokerError("the broker is not running")
-        self._process.send_signal(signal.SIGHUP)
+        self._broker.reload()
 
     def add_device(self, device_id: str, *, fleet: str | None = None,
                    collector: bool = False) -> BrokerUser:
@@ -396,12 +378,6 @@ class SecureBroker:
         self.stop()
 
 
-def _accepts(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
-
-
 def missing_tools() -> list[str]:
     """The programs a :class:`SecureBroker` needs that this machine lacks."""
     needed = {"openssl": shutil.which("openssl"), "mosquitto_passwd": shutil.which("mosquitto_passwd"),
@@ -409,9 +385,9 @@ def missing_tools() -> list[str]:
     return [name for name, found in needed.items() if not found]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    """A started :class:`SecureBroker` for the whole session (devices dev-a, dev-b; fleet lab)."""
+    """A started :class:`SecureBroker` for one test module (devices dev-a, dev-b; fleet lab)."""
     missing = missing_tools()
     if missing:
         unavailable(f"the secured test broker needs {', '.join(missing)} (apt-get install mosquitto openssl)")

@@ -70,12 +70,15 @@ from shared.schema import (
 M = TypeVar("M", bound=Strict)
 
 SETTINGS = settings(
-    max_examples=200,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-"""For every property test here: repeatable (derandomized), small enough for ``make test``."""
+"""For every property test here: repeatable (derandomized), small enough for ``make test``.
+
+How many examples comes from the Hypothesis profile (tests/conftest.py): 200 in ``full``, the
+default, and 25 in ``fast``, which ``make test-fast`` loads.
+"""
 
 LATEST = datetime(2026, 1, 1)
 """Valid timestamps are drawn up to this (naive, read as UTC), safely before any reader's now."""

@@ -29,6 +29,7 @@ def test_agent_install_depends_on_no_database_web_or_plotting_package() -> None:
     assert set(project["optional-dependencies"]) >= {"onnx", "litert", "collector", "demo", "dev", "all"}
 
 
+@pytest.mark.subprocess
 def test_building_the_cli_imports_no_runtime_database_or_plotting_library() -> None:
     code = (
         "import sys; from edgemeter.cli import build_parser; build_parser(); "
@@ -38,6 +39,7 @@ def test_building_the_cli_imports_no_runtime_database_or_plotting_library() -> N
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.subprocess
 def test_the_help_loads_neither_numpy_nor_pydantic() -> None:
     """`edgemeter --help` only lists commands; its start-up time is measured by bench/startup.py."""
     code = (
@@ -60,6 +62,7 @@ def test_missing_extra_error_names_this_copys_own_install_command() -> None:
     assert sys.executable in message
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_fresh_agent_install_benchmarks_an_onnx_model_without_the_collector_stack(
     tmp_path: Path, shared_models: Path,

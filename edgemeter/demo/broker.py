@@ -1,6 +1,7 @@
 """A private MQTT broker on a free loopback port, for ``edgemeter demo`` and for tests.
 
-:class:`PrivateBroker` runs a ``mosquitto`` binary when one is installed (MQTT 5 and 3.1.1), and
+:class:`PrivateBroker` runs a ``mosquitto`` binary when one is installed (MQTT 5 and 3.1.1; started
+through :class:`edgemeter.demo.mosquitto.Mosquitto`, the one launcher every test broker uses too), and
 otherwise the embedded amqtt broker (MQTT 3.1.1 only) in a thread with its own event loop. Either
 way it listens on 127.0.0.1 only, allows anonymous clients and keeps nothing on disk::
 
@@ -18,8 +19,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from edgemeter.demo.loopback import HOST, STOP_TIMEOUT_S, free_port, port_accepts, stop_process
+from edgemeter.demo.mosquitto import Mosquitto, anonymous_config, find_mosquitto
 from shared.errors import BrokerError, MissingExtraError
 
 logger = logging.getLogger(__name__)
@@ -34,50 +35,12 @@ logger = logging.getLogger(__name__)
 BrokerKind = Literal["mosquitto", "amqtt"]
 Preference = Literal["auto", "mosquitto", "amqtt"]
 
-HOST = "127.0.0.1"
+__all__ = ["PrivateBroker", "find_mosquitto", "free_port", "port_accepts", "stop_process"]
+
 DEFAULT_START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
-POLL_INTERVAL_S = 0.02
 LOG_TAIL_LINES = 3
-# Debian and Ubuntu install mosquitto into sbin, which is not on every user's PATH.
-MOSQUITTO_FALLBACKS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
-
-
-def free_port(host: str = HOST) -> int:
-    """A TCP port on ``host`` that nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def find_mosquitto() -> Path | None:
-    """The ``mosquitto`` binary on PATH (or in the usual sbin folders), or ``None``."""
-    found = shutil.which("mosquitto")
-    if found:
-        return Path(found)
-    for candidate in MOSQUITTO_FALLBACKS:
-        if Path(candidate).is_file() and shutil.which(candidate):
-            return Path(candidate)
-    return None
-
-
-def port_accepts(port: int) -> bool:
-    """Whether something accepts TCP connections on ``port`` of the loopback host."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
-
-
-def stop_process(process: subprocess.Popen[Any], timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM, then SIGKILL after ``timeout_s`` (a broker, a collector: any child we started)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            logger.warning("pid %d ignored SIGTERM; killing it", process.pid)
-            process.kill()
-            process.wait(STOP_TIMEOUT_S)
+PORT_TRIES = 3
+"""Starts on a fresh free port when another process took the chosen one before mosquitto bound it."""
 
 
 def _one_line(text: str, max_lines: int = LOG_TAIL_LINES) -> str:
@@ -109,7 +72,7 @@ class PrivateBroker:
         self._port: int | None = None
         self._kind: BrokerKind | None = None
         self._workdir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._mosquitto_process: Mosquitto | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
@@ -136,8 +99,8 @@ class PrivateBroker:
 
     @property
     def running(self) -> bool:
-        if self._process is not None:
-            return self._process.poll() is None
+        if self._mosquitto_process is not None:
+            return self._mosquitto_process.running
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> PrivateBroker:
@@ -168,9 +131,9 @@ class PrivateBroker:
 
     def stop(self) -> None:
         """Stop the broker and remove its temporary files; safe to call more than once."""
-        if self._process is not None:
-            stop_process(self._process)
-            self._process = None
+        if self._mosquitto_process is not None:
+            self._mosquitto_process.stop()
+            self._mosquitto_process = None
         if self._thread is not None:
             self._stop_amqtt(self._thread)
             self._thread = None
@@ -219,65 +182,24 @@ class PrivateBroker:
 
     # -- mosquitto -----------------------------------------------------------------------------
 
-    def _mosquitto_log_path(self) -> Path:
-        assert self._workdir is not None
-        return self._workdir / "mosquitto.log"
-
-    def _mosquitto_log(self) -> str:
-        if self._workdir is None:
-            return ""
-        try:
-            return self._mosquitto_log_path().read_text(errors="replace")
-        except OSError:
-            return ""
-
     def _start_mosquitto(self, binary: Path) -> None:
+        """Through the one launcher; on a fresh port if another process took a port we picked."""
         assert self._workdir is not None and self._port is not None
-        conf = self._workdir / "mosquitto.conf"
-        conf.write_text(
-            "# Written by edgemeter: a private, anonymous broker on loopback only.\n"
-            f"listener {self._port} {HOST}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "# Mosquitto's default of 1000 silently drops QoS 1 messages queued for a slow\n"
-            "# subscriber; a demo fleet publishes bursts larger than that.\n"
-            "max_queued_messages 100000\n"
-            "# The collector acknowledges only after it stores; Mosquitto's default window of 20\n"
-            "# unacknowledged messages would stall it behind one slow database batch.\n"
-            "max_inflight_messages 100\n"
-            "# stdout goes to mosquitto.log, opened by edgemeter: started as root, mosquitto drops\n"
-            "# to its own user before it opens a 'log_dest file' and could not write here.\n"
-            "log_dest stdout\n"
-            "log_type error\n"
-            "log_type warning\n"
-            "log_type notice\n"
-            "log_type information\n"
-        )
-        try:
-            with self._mosquitto_log_path().open("wb") as log:
-                self._process = subprocess.Popen(
-                    [str(binary), "-c", str(conf)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # its own session: a Ctrl-C in the terminal reaches only us, and we stop the
-                    # broker after the collector has handed it its last acks (not before them)
-                    start_new_session=True,
-                )
-        except OSError as err:
-            raise self._failure(f"cannot run {binary}: {err}") from err
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            code = self._process.poll()
-            if code is not None:
-                raise self._failure(f"mosquitto exited with status {code}", self._mosquitto_log())
-            if port_accepts(self._port):
+        for attempt in range(1, PORT_TRIES + 1):
+            process = Mosquitto(
+                self._workdir, anonymous_config(self._port), ports=[self._port], binary=binary,
+                name="private mosquitto broker", start_timeout_s=self.start_timeout_s,
+            )
+            try:
+                self._mosquitto_process = process.start()
                 return
-            if time.monotonic() > deadline:
-                raise self._failure(
-                    f"port not open after {self.start_timeout_s:g} s", self._mosquitto_log()
-                )
-            time.sleep(POLL_INTERVAL_S)
+            except BrokerError:
+                lost_race = "address already in use" in process.log().lower()
+                if self._requested_port is not None or not lost_race or attempt == PORT_TRIES:
+                    raise
+                logger.debug("port %d was taken before mosquitto bound it; trying another", self._port)
+                process.log_file.unlink(missing_ok=True)
+                self._port = free_port()
 
     # -- amqtt ---------------------------------------------------------------------------------
 

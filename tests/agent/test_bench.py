@@ -130,6 +130,7 @@ def test_vww_int8_and_float_agree_on_the_sample_photos(shared_models: Path, shar
     assert agreement >= 0.9
 
 
+@pytest.mark.subprocess
 def test_quiet_silences_the_native_xnnpack_line(shared_models: Path, tmp_path: Path) -> None:
     # LiteRT prints it from C++ once per process, so each variant runs in a process of its own
     import subprocess

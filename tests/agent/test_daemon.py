@@ -290,6 +290,7 @@ def test_telemetry_reports_the_spool_depth(
 # -- the real job runner, in child processes ------------------------------------------------------
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_real_job_runs_the_model_in_a_child_process(
     settings: AgentSettings, cached_model: dict[str, str],
@@ -313,6 +314,7 @@ def test_a_real_job_runs_the_model_in_a_child_process(
         daemon.stop()
 
 
+@pytest.mark.subprocess
 def test_a_runtime_that_crashes_fails_that_job_and_the_daemon_runs_the_next(
     settings: AgentSettings, cached_model: dict[str, str], tmp_path: Path,
 ) -> None:
@@ -332,6 +334,7 @@ def test_a_runtime_that_crashes_fails_that_job_and_the_daemon_runs_the_next(
         daemon.stop()
 
 
+@pytest.mark.subprocess
 def test_a_corrupt_model_fails_its_job_with_a_one_line_reason(
     settings: AgentSettings, tmp_path: Path,
 ) -> None:

@@ -126,6 +126,7 @@ def test_analysis_json_shape() -> None:
     ]
 
 
+@pytest.mark.subprocess
 def test_importing_the_package_imports_no_reader_library() -> None:
     import subprocess
     import sys

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from edgemeter.demo.broker import stop_process
+from edgemeter.demo.loopback import free_port, stop_process
 from shared.mqtt import MqttConnection, connect
 from shared.topics import TopicKind, Topics
 from tests.conftest import unavailable
@@ -72,12 +71,6 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

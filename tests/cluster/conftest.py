@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemeter.demo.broker import free_port
+from edgemeter.demo.loopback import free_port, stop_process
 from shared.errors import BrokerError
 from shared.mqtt import connect
 from tests.conftest import unavailable
@@ -106,13 +106,8 @@ class NatsNode:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        if self.process is not None:
+            stop_process(self.process, timeout_s=10)
 
     def log_tail(self, lines: int = 5) -> str:
         with contextlib.suppress(OSError):

@@ -4,10 +4,7 @@ dead-letters nothing, and a large backlog queued at the broker does not stop it 
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,8 @@ from collector.config import IngestSettings, MqttSettings
 from collector.errors import StoreError
 from collector.service import CollectorService
 from collector.stores.base import Store, open_store
-from edgemeter.demo.broker import find_mosquitto
+from edgemeter.demo.loopback import free_port
+from edgemeter.demo.mosquitto import Mosquitto, anonymous_config, find_mosquitto
 from shared.mqtt import MqttConnection, connect
 from shared.schema import BenchmarkResult
 from shared.topics import Topics
@@ -31,40 +29,15 @@ from tests.factories import make_result
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
 def unlimited_broker(tmp_path: Path) -> Iterator[str]:
     """A private Mosquitto that sends a subscriber any number of unacknowledged messages."""
     binary = find_mosquitto()
     if binary is None:
         unavailable("mosquitto is not installed (apt-get install mosquitto)")
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "max_queued_messages 100000\nmax_inflight_messages 0\n")
-    log = (tmp_path / "mosquitto.log").open("wb")
-    process = subprocess.Popen([str(binary), "-c", str(conf)], stdout=log, stderr=log)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                unavailable(f"mosquitto did not start: {(tmp_path / 'mosquitto.log').read_text()}")
-            time.sleep(0.05)
-    try:
+    port = free_port()
+    with Mosquitto(tmp_path, anonymous_config(port, max_inflight_messages=0), ports=[port], binary=binary):
         yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 class Outstanding:

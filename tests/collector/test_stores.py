@@ -375,6 +375,7 @@ def test_every_registered_store_implements_the_protocol(scheme: str) -> None:
         assert callable(getattr(cls, name, None)), f"{cls_name} lacks {name}()"
 
 
+@pytest.mark.subprocess
 def test_importing_the_stores_imports_no_database_library() -> None:
     code = (
         "import sys, collector.stores, collector.service, collector.commands, collector.ingest; "

@@ -7,6 +7,8 @@ import inspect
 import subprocess
 import sys
 
+import pytest
+
 import collector.compare as compare_pkg
 
 MODULES = ("cost", "engine", "matching", "baselines")
@@ -27,6 +29,7 @@ def test_all_is_complete_and_resolvable() -> None:
         assert public <= exported, f"{module_name}: not exported {public - exported}"
 
 
+@pytest.mark.subprocess
 def test_registering_the_commands_imports_no_plotting_or_database_driver() -> None:
     code = (
         "import argparse, sys\n"

@@ -107,6 +107,8 @@ def test_auto_prefers_mosquitto_when_installed() -> None:
     assert PrivateBroker().kind == expected
 
 
+@pytest.mark.subprocess
+@pytest.mark.mqtt
 @pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
 def test_stopped_broker_frees_its_port_and_temp_files(kind: str) -> None:
     if kind == "mosquitto" and find_mosquitto() is None:
@@ -127,6 +129,8 @@ def test_stopped_broker_frees_its_port_and_temp_files(kind: str) -> None:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.subprocess
+@pytest.mark.mqtt
 @pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
 def test_broker_on_a_taken_port_fails_with_one_line_naming_the_cause(kind: str) -> None:
     if kind == "mosquitto" and find_mosquitto() is None:

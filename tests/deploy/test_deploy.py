@@ -72,6 +72,7 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
 
 # -- systemd -------------------------------------------------------------------------------------
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("unit", [AGENT_UNIT, COLLECTOR_UNIT], ids=lambda p: p.name)
 def test_unit_passes_systemd_analyze_verify_without_a_warning(unit: Path, tmp_path: Path) -> None:
     # verify insists the ExecStart binary exists: point it at a stub, change nothing else.
@@ -117,6 +118,7 @@ def test_collector_unit_receives_its_three_secrets_as_credentials() -> None:
 
 # -- shell scripts -------------------------------------------------------------------------------
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", [INSTALL_SH, ADD_DEVICE, DEPLOY / "slurm" / "edgemeter-bench.sbatch",
                                     DEPLOY.parent / "bench" / "gpu_baseline.sh"], ids=lambda p: p.name)
 def test_shell_script_passes_shellcheck(script: Path) -> None:
@@ -124,6 +126,7 @@ def test_shell_script_passes_shellcheck(script: Path) -> None:
     assert done.returncode == 0, done.stdout
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("device_id", ["a+b", "a/b", "fleet#", "", "collector", "x" * 129])
 def test_add_device_refuses_ids_the_acl_could_not_confine(device_id: str, tmp_path: Path) -> None:
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
@@ -134,6 +137,7 @@ def test_add_device_refuses_ids_the_acl_could_not_confine(device_id: str, tmp_pa
     assert not passwd.exists()
 
 
+@pytest.mark.subprocess
 def test_add_device_prints_a_new_password_and_writes_acl_lines_once(tmp_path: Path) -> None:
     tool("mosquitto_passwd")
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"
@@ -161,6 +165,7 @@ def test_add_device_refuses_fleets_a_board_could_escape_with(fleet: str, tmp_pat
 
 # -- udev ----------------------------------------------------------------------------------------
 
+@pytest.mark.subprocess
 def test_udev_rule_commands_make_rapl_and_ina_readable_by_the_group(tmp_path: Path) -> None:
     """Run each rule's RUN commands on a fake sysfs tree, with our own group standing in."""
     own_group = grp.getgrgid(os.getegid()).gr_name
@@ -230,6 +235,7 @@ def install(root: Path, wheel: Path, *args: str, stdin: str | None = None) -> su
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_install_sh_sets_a_board_up_and_a_second_run_keeps_its_config(tmp_path: Path) -> None:
     root, wheel = tmp_path / "root", make_probe_wheel(tmp_path)
@@ -290,6 +296,7 @@ def test_install_sh_sets_a_board_up_and_a_second_run_keeps_its_config(tmp_path: 
 WRITES_CONFIG = ["--fleet", "lab", "--broker", "mqtts://b1:8883"]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
@@ -383,6 +390,7 @@ def ansible_env(tmp_path: Path) -> dict[str, str]:
             "ANSIBLE_NOCOLOR": "1"}
 
 
+@pytest.mark.subprocess
 def test_playbook_passes_ansible_syntax_check(tmp_path: Path) -> None:
     done = subprocess.run(
         [tool("ansible-playbook"), "--syntax-check", "-i", str(INVENTORY), str(PLAYBOOK)],
@@ -391,6 +399,7 @@ def test_playbook_passes_ansible_syntax_check(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_playbook_rolls_a_board_out_through_install_sh(tmp_path: Path) -> None:
     """The board play, for real, on localhost into a scratch root (no systemd, no broker host)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,19 +19,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgemeter.demo.broker import stop_process
+from edgemeter.demo.loopback import free_port, stop_process
 from shared.messages import AgentManifest, Status
 from shared.mqtt import MqttConnection, connect
 from shared.topics import TopicKind, Topics
 from tests.factories import make_result
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -138,6 +131,7 @@ def test_sigterm_stops_serve_and_its_http_server_cleanly(served: Served) -> None
     assert "edgemeter collector stopped" in served.log.read_text()
 
 
+@pytest.mark.subprocess
 def test_serve_refuses_a_non_loopback_bind_without_a_token(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "edgemeter.cli", "collector", "serve", "--mqtt",

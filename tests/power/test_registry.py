@@ -75,6 +75,7 @@ def test_all_is_complete() -> None:
     assert public == set(agent.power.__all__)
 
 
+@pytest.mark.subprocess
 def test_importing_the_package_imports_no_source_library() -> None:
     code = (
         "import sys, agent.power; "

@@ -1,12 +1,13 @@
 """What the fault tests share: a Mosquitto with persistence that can be killed, a fleet of real
 daemons in this process, and the count every fault test ends with.
 
-:class:`PersistentMosquitto` is a private Mosquitto on a free loopback port with the persistence
-settings of ``deploy/mosquitto/edgemeter.conf`` (``persistence true``, a persistent session queue
-of 100,000, an in-flight window of 100) and an ``autosave_interval`` of 1 s, so a test sees what
-the store on disk holds within a second. :meth:`PersistentMosquitto.kill` is ``kill -9``: nothing
-is saved on the way out. :meth:`PersistentMosquitto.start` after it reuses the port, the config
-and ``mosquitto.db``.
+:class:`PersistentMosquitto` is a private Mosquitto (the one launcher,
+:class:`edgemeter.demo.mosquitto.Mosquitto`) on a free loopback port with the persistence settings
+of ``deploy/mosquitto/edgemeter.conf`` (``persistence true``, a persistent session queue of
+100,000, an in-flight window of 100) and an ``autosave_interval`` of 1 s, so a test sees what the
+store on disk holds within a second. :meth:`PersistentMosquitto.kill` is ``kill -9``: nothing is
+saved on the way out. :meth:`PersistentMosquitto.start` after it reuses the port, the config and
+``mosquitto.db``.
 
 :class:`Fleet` runs :class:`agent.daemon.service.AgentDaemon` objects in this process on the
 product's real :class:`agent.daemon.link.Link` (reconnecting with a short backoff) and their own
@@ -19,10 +20,6 @@ fault test ends with: ``published N, stored N, duplicated 0``.
 
 from __future__ import annotations
 
-import getpass
-import os
-import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -39,7 +36,8 @@ from agent.daemon.link import Link, LinkOptions
 from agent.daemon.service import AgentDaemon
 from agent.model_cache import ModelCache
 from agent.spool import Spool
-from edgemeter.demo.broker import find_mosquitto, free_port, port_accepts, stop_process
+from edgemeter.demo.loopback import free_port
+from edgemeter.demo.mosquitto import Mosquitto, anonymous_config, find_mosquitto
 from shared.messages import AgentManifest
 from shared.mqtt import parse_broker_url
 from shared.schema import BenchmarkResult, DeviceManifest
@@ -61,62 +59,25 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
 
 # -- the broker ------------------------------------------------------------------------------------
 
-class PersistentMosquitto:
+class PersistentMosquitto(Mosquitto):
     """A Mosquitto with persistence on disk; see the module docstring."""
 
     def __init__(self, workdir: Path, *, autosave_interval_s: int = 1) -> None:
-        self.workdir = workdir
+        if find_mosquitto() is None:
+            unavailable("mosquitto is not installed (apt-get install mosquitto)")
         self.port = free_port()
         self.data_dir = workdir / "data"
-        self.conf = workdir / "mosquitto.conf"
-        self.log = workdir / "mosquitto.log"
-        self.autosave_interval_s = autosave_interval_s
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            workdir,
+            anonymous_config(self.port, persistence_dir=self.data_dir,
+                             autosave_interval_s=autosave_interval_s,
+                             log_types=("error", "warning", "notice")),
+            ports=[self.port], name="persistent test broker", start_timeout_s=15.0,
+        )
 
     @property
     def url(self) -> str:
         return f"mqtt://{HOST}:{self.port}"
-
-    def start(self, timeout_s: float = 15.0) -> PersistentMosquitto:
-        binary = find_mosquitto()
-        if binary is None:
-            unavailable("mosquitto is not installed (apt-get install mosquitto)")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(
-            f"listener {self.port} {HOST}\n"
-            "allow_anonymous true\n"
-            # started as root, mosquitto would switch to the mosquitto user, who cannot write the
-            # test's folder: persistence would fail ("Permission denied") at every autosave
-            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else "")
-            + "persistence true\n"
-            f"persistence_location {self.data_dir}/\n"
-            f"autosave_interval {self.autosave_interval_s}\n"
-            "max_queued_messages 100000\n"
-            "max_inflight_messages 100\n"
-            "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n"
-        )
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([str(binary), "-c", str(self.conf)],
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        process = self.process
-        wait_until(lambda: process.poll() is not None or port_accepts(self.port), timeout_s,
-                   f"mosquitto on port {self.port}")
-        if process.poll() is not None:
-            raise AssertionError(f"mosquitto exited with {process.returncode}: "
-                                 f"{self.log.read_text(errors='replace')[-500:]}")
-        return self
-
-    def kill(self) -> None:
-        """``kill -9``: no autosave on the way out."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-        self.process = None
 
 
 # -- the agents ------------------------------------------------------------------------------------

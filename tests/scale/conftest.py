@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgemeter.demo.broker import find_mosquitto
+from edgemeter.demo.mosquitto import find_mosquitto
 from shared.errors import BrokerError
 from tests.conftest import unavailable
 from tests.scale.services import RoomyMosquitto

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from edgemeter.demo.broker import PrivateBroker, find_mosquitto, free_port
+from edgemeter.demo.broker import PrivateBroker
+from edgemeter.demo.loopback import free_port
+from edgemeter.demo.mosquitto import Mosquitto, find_mosquitto
 from shared.errors import BrokerError, ConfigError, PublishRefusedError
 from shared.mqtt import (
     Backoff,
@@ -40,6 +42,7 @@ def test_mosquitto_is_spoken_to_in_mqtt_v5(mosquitto_url: str) -> None:
         assert conn.protocol == "5"
 
 
+@pytest.mark.mqtt
 @pytest.mark.parametrize("session_expiry_s", [0, 3600])
 def test_a_v3_only_broker_gets_a_quick_fallback_to_3_1_1(session_expiry_s: int) -> None:
     pytest.importorskip("amqtt")
@@ -80,24 +83,12 @@ def auth_broker_url() -> Iterator[str]:
                    check=True, capture_output=True)
     (folder / "passwd").chmod(0o644)
     port = free_port()
-    conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\n"
-                    f"password_file {folder / 'passwd'}\npersistence false\nlog_dest stdout\n")
-    proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+    conf = [f"listener {port} 127.0.0.1", "allow_anonymous false",
+            f"password_file {folder / 'passwd'}", "persistence false", "log_dest stderr"]
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.02)
-        else:
-            unavailable("the password-protected mosquitto did not start")
-        yield f"mqtt://127.0.0.1:{port}"
+        with Mosquitto(folder, conf, ports=[port], binary=binary, name="password-protected broker"):
+            yield f"mqtt://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(5)
         shutil.rmtree(folder, ignore_errors=True)
 
 
