@@ -404,6 +404,22 @@ class HistoryMixin:
         with self._transaction("reading monitor windows", write=False) as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
+    def window_throughputs(self, device_ids: Sequence[str], *, since: datetime,
+                           until: datetime) -> dict[tuple[str, str], list[float]]:
+        """(device_id, monitor name) -> the throughput of each of those devices' windows that
+        ended in (``since``, ``until``]: what an alert's 24 h median is taken over."""
+        if not device_ids:
+            return {}
+        w = monitor_windows.c
+        query = select(w.device_id, w.name, w.throughput_sps).where(
+            w.device_id.in_(list(dict.fromkeys(device_ids))), w.end_at > since,
+            w.end_at <= until, w.throughput_sps.is_not(None))
+        out: dict[tuple[str, str], list[float]] = {}
+        with self._transaction("reading monitor throughput", write=False) as conn:
+            for device_id, name, throughput in conn.execute(query):
+                out.setdefault((device_id, name), []).append(float(throughput))
+        return out
+
     # -- alerts ----------------------------------------------------------------------------------
 
     def open_alert(self, *, rule: str, device_id: str, fleet: str, severity: str, metric: str,
