@@ -334,6 +334,21 @@ class HistoryMixin:
             documents = conn.execute(query).scalars().all()
         return [MonitorWindow.model_validate_json(doc) for doc in reversed(documents)]
 
+    def windows_after(self, after_id: int | None, *, limit: int = 10_000
+                      ) -> tuple[int, list[MonitorWindow]]:
+        """Windows stored after row ``after_id`` in storage order (at most ``limit``), and the
+        row to read on from. ``None``: start now (no windows, and the newest row): a reader that
+        counts windows from its own start on, as ``/metrics``' histograms do."""
+        w = monitor_windows.c
+        with self._transaction("reading monitor windows", write=False) as conn:
+            if after_id is None:
+                return int(conn.execute(select(func.max(w.id))).scalar() or 0), []
+            rows = conn.execute(select(w.id, w.window).where(w.id > after_id)
+                                .order_by(w.id).limit(limit)).all()
+        if not rows:
+            return after_id, []
+        return int(rows[-1][0]), [MonitorWindow.model_validate_json(doc) for _, doc in rows]
+
     def newest_windows(self) -> dict[tuple[str, str], tuple[datetime, str]]:
         """(device_id, name) -> (its newest window's end, fleet): for missing-window alerts."""
         w = monitor_windows.c

@@ -130,8 +130,8 @@ class TrackedBoard(Board):
 def test_the_runner_s_tracker_stops_a_heating_board_once_it_settles(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from agent import scenarios
-    from agent.runner import stop_rule, sustained_settings
     from agent.config import load_settings
+    from agent.runner import stop_rule, sustained_settings
     from agent.sustained import SustainedTracker
     from shared.mlperf_rules import load_rules
 

@@ -119,3 +119,37 @@ def test_trends_draw_the_last_hour_and_flag_a_regressed_device(api: Api) -> None
     assert api.client.get("/api/fleet/trends",
                           params={"devices": ",".join(f"d{i}" for i in range(201))}
                           ).status_code == 400
+
+
+def test_metrics_count_window_latencies_in_a_histogram_bounded_by_the_device_cap(
+        api: Api) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from collector.monitoring_metrics import DeviceMetrics
+
+    now = _now()
+    writer: Any = api.writer
+    scrape_at = [0.0]
+    registry = CollectorRegistry()
+    registry.register(DeviceMetrics(api.reader, max_devices=1, clock=lambda: scrape_at[0]))
+    writer.add_windows([make_window([9.0] * 5, start=now - timedelta(minutes=5))])
+    generate_latest(registry)  # the first scrape starts counting: that window came before it
+    for device in ("pi-01", "pi-02"):
+        writer.record_telemetry(make_telemetry(now, device_id=device), now)
+        writer.add_windows([make_window([0.2] * 10 + [3.0] * 10, device_id=device,
+                                        start=now - timedelta(seconds=20)),
+                            make_window([3.0] * 5, device_id=device,
+                                        start=now - timedelta(seconds=10))])
+    scrape_at[0] += 60
+    text = generate_latest(registry).decode()
+    labels = 'device_id="pi-01",fleet="default",le="{}",monitor="vww"'
+    assert f'edgemeter_monitor_latency_seconds_bucket{{{labels.format("0.00025")}}} 10.0' in text
+    assert f'edgemeter_monitor_latency_seconds_bucket{{{labels.format("0.005")}}} 25.0' in text
+    assert f'edgemeter_monitor_latency_seconds_bucket{{{labels.format("+Inf")}}} 25.0' in text
+    assert 'edgemeter_monitor_latency_seconds_count{device_id="pi-01",fleet="default",' \
+           'monitor="vww"} 25.0' in text
+    assert 'device_id="pi-02"' not in text  # past the device cap: no series at all
+    writer.add_windows([make_window([3.0] * 5, start=now)])
+    scrape_at[0] += 60
+    again = generate_latest(registry).decode()
+    assert f'edgemeter_monitor_latency_seconds_bucket{{{labels.format("+Inf")}}} 30.0' in again
