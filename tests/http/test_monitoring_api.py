@@ -153,3 +153,27 @@ def test_metrics_count_window_latencies_in_a_histogram_bounded_by_the_device_cap
     scrape_at[0] += 60
     again = generate_latest(registry).decode()
     assert f'edgemeter_monitor_latency_seconds_bucket{{{labels.format("+Inf")}}} 30.0' in again
+
+
+def test_the_regressed_filter_of_the_device_list_covers_every_device_not_one_page(
+        api: Api) -> None:
+    now = _now()
+    writer: Any = api.writer
+    windows = []
+    devices = [f"d{i:02d}" for i in range(12)]
+    for device in devices:
+        writer.record_telemetry(make_telemetry(now, device_id=device), now)
+        recent_ms = 5.0 if device in ("d03", "d11") else 2.0
+        windows += [make_window([2.0] * 20, device_id=device, start=now - timedelta(hours=h))
+                    for h in (3, 9)]
+        windows.append(make_window([recent_ms] * 20, device_id=device,
+                                   start=now - timedelta(minutes=3)))
+    writer.add_windows(windows)
+    first = api.client.get("/api/devices", params={"regressed": "true", "limit": 1}).json()
+    assert [d["device_id"] for d in first["devices"]] == ["d03"] and first["total"] == 2
+    second = api.client.get("/api/devices", params={"regressed": "true", "limit": 1,
+                                                    "cursor": first["next_cursor"]}).json()
+    assert [d["device_id"] for d in second["devices"]] == ["d11"]
+    everyone = api.client.get("/api/devices", params={"limit": 1000}).json()
+    assert everyone["total"] >= 12
+    assert api.client.get("/api/devices", params={"regressed": "maybe"}).status_code in (400, 422)
