@@ -52,6 +52,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from collector.stores.base import Store
+
 __all__ = ["DeviceMetrics", "register_device_metrics"]
 
 logger = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ class DeviceMetrics(Collector):
     ``windows_after`` and ``list_alerts``. The histograms' counts are this object's, kept under
     its lock by whichever scrape reads."""
 
-    def __init__(self, store: Any, *, max_devices: int = MAX_DEVICES,
+    def __init__(self, store: Store, *, max_devices: int = MAX_DEVICES,
                  max_monitors: int = MAX_MONITORS, ttl_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
@@ -215,7 +217,7 @@ class DeviceMetrics(Collector):
         return family
 
 
-def register_device_metrics(registry: CollectorRegistry, store: Any, **kwargs: Any
+def register_device_metrics(registry: CollectorRegistry, store: Store, **kwargs: Any
                             ) -> DeviceMetrics:
     """Register a :class:`DeviceMetrics` over ``store`` on ``registry`` (once per registry)."""
     metrics = DeviceMetrics(store, **kwargs)

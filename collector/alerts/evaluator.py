@@ -41,10 +41,13 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from collector.monitoring_settings import AlertRule
 from collector.records import DeviceRecord
+
+if TYPE_CHECKING:
+    from collector.stores.history import AlertRecord
 
 __all__ = ["FRESH_WINDOW_S", "MEDIAN_REFRESH_S", "AlertEvaluator", "AlertSink",
            "Transition"]
@@ -90,6 +93,8 @@ class AlertSink(Protocol):
 
 
 class AlertStore(Protocol):
+    """What the evaluator reads and writes: a part of :class:`collector.stores.base.Store`."""
+
     def list_devices(self, *, fleet: str | None = None) -> list[DeviceRecord]: ...
 
     def window_figures(self, since: datetime) -> list[dict[str, Any]]: ...
@@ -105,7 +110,7 @@ class AlertStore(Protocol):
     def resolve_alert(self, alert_id: int, *, at: datetime, value: float | None = None) -> None: ...
 
     def list_alerts(self, *, state: str | None = None, device_id: str | None = None,
-                    limit: int = 500) -> Sequence[Any]: ...
+                    limit: int = 500) -> Sequence[AlertRecord]: ...
 
 
 Publish = Callable[[str, dict[str, Any]], None]
