@@ -311,13 +311,19 @@ def trace_from_starts(starts_ns: np.ndarray, samples_per_query: int,
         return []
     counts = np.bincount((np.asarray(starts_ns) // int(sample_s * 1e9)).astype(np.int64),
                          minlength=whole)[:whole]
+    return _trace_of_counts(counts, samples_per_query, readings, sample_s)
+
+
+def _trace_of_counts(counts: np.ndarray, samples_per_query: int,
+                     readings: Sequence[tuple[float, ThermalReading]],
+                     sample_s: float) -> list[TraceSample]:
     times = [t for t, _ in readings]
     trace = []
-    for k in range(whole):
+    for k, count in enumerate(counts):
         t_s = (k + 1) * sample_s
         at = bisect_right(times, t_s) - 1
         reading = readings[max(at, 0)][1] if readings else ThermalReading(None, None)
-        trace.append(TraceSample(round(t_s, 3), float(counts[k]) * samples_per_query / sample_s,
+        trace.append(TraceSample(round(t_s, 3), float(count) * samples_per_query / sample_s,
                                  reading.temperature_c, reading.throttled))
     return trace
 
@@ -361,6 +367,9 @@ class SustainedTracker:
         self._begin_s = 0.0
         self._first = ThermalReading(None, None)
         self.was_settled = False
+        self._counts = np.zeros(0, dtype=np.int64)
+        """queries started per sample so far, each start binned once (a check costs its new ones)"""
+        self._binned = 0
 
     def start(self) -> None:
         self._thermal.start()
@@ -371,8 +380,21 @@ class SustainedTracker:
         return [(t - self._begin_s, r) for t, r in self._thermal.history()]
 
     def settled(self, starts_ns: np.ndarray) -> bool:
-        trace = trace_from_starts(starts_ns, 1, self.readings(), sample_s=self.settings.sample_s,
-                                  until_s=self._clock() - self._begin_s)
+        sample_ns = int(self.settings.sample_s * 1e9)
+        new = np.asarray(starts_ns[self._binned:]) // sample_ns
+        self._binned = len(starts_ns)
+        if len(new):
+            size = max(len(self._counts), int(new[-1]) + 1)
+            counts = np.zeros(size, dtype=np.int64)
+            counts[:len(self._counts)] = self._counts
+            counts += np.bincount(new.astype(np.int64), minlength=size)
+            self._counts = counts
+        whole = int((self._clock() - self._begin_s) // self.settings.sample_s)
+        if whole > len(self._counts):  # seconds in which no query started
+            self._counts = np.concatenate(
+                [self._counts, np.zeros(whole - len(self._counts), dtype=np.int64)])
+        trace = _trace_of_counts(self._counts[:whole], 1, self.readings(),
+                                 self.settings.sample_s)
         self.was_settled = settled(trace, self.settings)
         return self.was_settled
 
