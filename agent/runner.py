@@ -8,7 +8,8 @@ model: the runner owns the clock; backends never time themselves)::
     warm up    Loaded -> WarmedUp       first inference (``first_inference_ms``), then ``--warmup N``
                                         iterations or until the windowed median settles
     measure    WarmedUp -> Measured     the scenario's timed phase; the energy monitor's window and
-                                        the system sampler open and close exactly around it
+                                        the system sampler open and close exactly around it (and,
+                                        for the ``sustained`` profile, the thermal tracker)
     fidelity   Loaded -> FidelityDigest outputs on a fixed input set, and the warnings they raise
     assemble   all of them -> result    the summary, the verdict (:mod:`agent.verdict`) and the
                                         effective settings, each computed once, then the result
@@ -18,7 +19,10 @@ the plan) runs N samples a call whatever ``--batch`` says, and every per-sample 
 
 The energy monitor's idle baseline is taken between load and warm-up. A run without power
 sampling gets the null monitor (:func:`agent.power.monitor.open_energy_monitor`), so no phase
-branches on it. Minimum durations, query counts and early-stopping percentiles come from the cited
+branches on it. The ``sustained`` profile's stop rule is a :class:`agent.sustained.SustainedTracker`:
+the run goes on until throughput and temperature settle (or its cap), and the result carries the
+burst and sustained throughput, the first throttle and the thermal trace (``result.sustained``).
+Minimum durations, query counts and early-stopping percentiles come from the cited
 rules in ``shared/mlperf_rules.toml``.
 """
 
@@ -28,7 +32,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,6 +52,14 @@ from agent.model_info import network_name, sha256_file
 from agent.power.monitor import EnergyMonitor, NullEnergyMonitor, open_energy_monitor
 from agent.progress import LiveLatencies, ProgressSink, null_sink
 from agent.stats import coefficient_of_variation, summarize_ms
+from agent.sustained import (
+    SustainedReport,
+    SustainedSettings,
+    SustainedTracker,
+    ThermalReading,
+    read_thermal,
+    thin_trace,
+)
 from agent.system import SystemSampler
 from agent.verdict import STABILITY_WINDOWS, UNSTABLE_CV, judge, judge_stability
 from agent.wire import lean_energy
@@ -64,7 +76,9 @@ from shared.schema import (
     RunSpec,
     RunSpecPair,
     Scenario,
+    SustainedRun,
     SystemState,
+    ThermalTrace,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,6 +104,8 @@ class Plan:
     hardware: HardwareEntry | None
     analysis: ModelAnalysis | None
     """MACs per sample and the batch the file fixes; None where the graph could not be read"""
+    sustained: SustainedTracker | None = None
+    """the sustained profile's tracker (the stop rule's ``settled`` test); None otherwise"""
 
     @property
     def model_batch(self) -> int:
@@ -131,6 +147,7 @@ class Measured:
     energy: EnergyReport | None
     system: SystemState
     power_source: str
+    sustained: SustainedReport | None = None
 
 
 # pure helpers ---------------------------------------------------------------------------------
@@ -187,13 +204,45 @@ def throughput_settled(starts_ns: np.ndarray) -> bool:
     return cv is None or cv <= UNSTABLE_CV
 
 
-def stop_rule(settings: BenchSettings, rules: Rules) -> scenarios.StopRule:
+SUSTAINED = "sustained"
+BURST_S = 10.0
+
+
+def sustained_settings(settings: BenchSettings, rules: Rules) -> SustainedSettings:
+    """The sustained profile's figures: its minimum duration is the burst (the first 10 s, or
+    half the minimum when that is shorter) plus the span that must be steady; the cap is
+    ``--duration-s`` or the minimum times ``max_duration_factor``."""
+    if settings.iterations is not None:
+        raise ConfigError("the sustained profile runs until the board settles: drop --iterations "
+                          "(--duration-s sets its cap)")
+    if settings.scenario == Scenario.SERVER:
+        raise ConfigError("the sustained profile runs flat out: use the single-stream, "
+                          "multi-stream or offline scenario")
+    min_s = rules.min_duration_s(SUSTAINED, settings.scenario)
+    factor = rules.profile_rule(SUSTAINED).max_duration_factor or 1.0
+    burst_s = min(BURST_S, min_s / 2)
+    cap_s = settings.duration_s if settings.duration_s is not None else min_s * factor
+    if cap_s < min_s:
+        raise ConfigError(f"the sustained profile needs --duration-s of at least {min_s:g} s "
+                          f"(a {burst_s:g} s burst, then {min_s - burst_s:g} s steady)")
+    return SustainedSettings(burst_s=burst_s, settle_s=min_s - burst_s, cap_s=cap_s)
+
+
+def stop_rule(settings: BenchSettings, rules: Rules,
+              sustained: SustainedTracker | None = None) -> scenarios.StopRule:
     """When the timed phase stops: ``--iterations``, ``--duration-s``, else the profile's rule.
 
     A profile with ``max_duration_factor`` (``standard``: 3) goes on past its minimum duration
     until :func:`throughput_settled`, up to that multiple of the minimum. The server scenario's
-    arrivals are a fixed schedule and are not extended.
+    arrivals are a fixed schedule and are not extended. The sustained profile (``sustained``
+    given) goes on until the tracker says throughput and temperature settled, up to its cap.
     """
+    if sustained is not None:
+        plan = sustained.settings
+        return scenarios.StopRule(rules.min_query_count(SUSTAINED, settings.scenario),
+                                  int((plan.burst_s + plan.settle_s) * 1e9),
+                                  settled=sustained.settled, max_duration_ns=int(plan.cap_s * 1e9),
+                                  check_every_ns=int(plan.sample_s * 1e9))
     if settings.iterations is not None:
         return scenarios.StopRule(settings.iterations, 0, settings.iterations)
     if settings.duration_s is not None:
@@ -205,6 +254,21 @@ def stop_rule(settings: BenchSettings, rules: Rules) -> scenarios.StopRule:
         return scenarios.StopRule(min_queries, min_ns)
     return scenarios.StopRule(min_queries, min_ns, settled=throughput_settled,
                               max_duration_ns=int(min_ns * factor))
+
+
+def sustained_block(report: SustainedReport) -> SustainedRun:
+    """The result's ``sustained`` block: the report with its trace thinned to a small message."""
+    trace = thin_trace(report.trace)
+    return SustainedRun(
+        stopped=report.stopped,
+        burst_s=report.burst_s, burst_sps=report.burst_sps,
+        sustained_sps=report.sustained_sps,
+        time_to_first_throttle_s=report.time_to_first_throttle_s,
+        throttle_known=report.throttle_known, temperature_sensors=report.sensors,
+        trace=ThermalTrace(t_s=[t.t_s for t in trace],
+                           throughput_sps=[t.throughput_sps for t in trace],
+                           temperature_c=[t.temperature_c for t in trace],
+                           throttled=[t.throttled for t in trace]))
 
 
 def report_extension(settings: BenchSettings, stop: scenarios.StopRule,
@@ -282,10 +346,13 @@ class Runner:
     """Runs one benchmark described by :class:`BenchSettings`."""
 
     def __init__(self, settings: BenchSettings, model: Path, rules: Rules | None = None, *,
-                 quiet: bool = False, progress: ProgressSink = null_sink) -> None:
+                 quiet: bool = False, progress: ProgressSink = null_sink,
+                 thermal_read: Callable[[], ThermalReading] = read_thermal) -> None:
         """``quiet`` also silences what native runtimes print to stderr while models load;
         ``progress`` receives the phases and, once a second while measuring, the queries done and
-        the running p50 (:mod:`agent.progress`)."""
+        the running p50 (:mod:`agent.progress`); ``thermal_read`` reads the board's temperature
+        and throttle flag for the sustained profile."""
+        self.thermal_read = thermal_read
         self.settings = settings
         self.model = model
         self.rules = rules or load_rules()
@@ -323,6 +390,9 @@ class Runner:
         catalogue = load_catalogue(settings.catalogue)
         manifest = collect_manifest(settings.sysfs_root, catalogue, settings.hardware)
         scenario = settings.scenario
+        tracker = (SustainedTracker(sustained_settings(settings, self.rules),
+                                    read=self.thermal_read)
+                   if settings.profile == SUSTAINED else None)
         return Plan(
             fmt=fmt,
             backend=backend,
@@ -331,10 +401,11 @@ class Runner:
             samples_per_query=(
                 settings.samples_per_query if scenario == Scenario.MULTI_STREAM else 1
             ),
-            stop=stop_rule(settings, self.rules),
+            stop=stop_rule(settings, self.rules, tracker),
             manifest=manifest,
             hardware=catalogue.entries.get(manifest.hardware_key or ""),
             analysis=_analysis(self.model),
+            sustained=tracker,
         )
 
     def _load_one(self, plan: Plan, batch: int) -> Session:
@@ -403,15 +474,27 @@ class Runner:
         """The timed phase, with the power window and the system sampler exactly around it."""
         system = SystemSampler(self.settings.sysfs_root)
         system.start()
+        tracker = plan.sustained
+        report: SustainedReport | None = None
         try:
             monitor.begin()
+            if tracker is not None:
+                tracker.start()
             timed = self._timed(plan, loaded, warmed.calls)
+            if tracker is not None:
+                per_query = timed.samples // max(len(timed.starts_ns), 1)
+                report = tracker.finish(timed.starts_ns, per_query, timed.wall_ns, timed.samples)
             energy = monitor.end(timed.samples)
         finally:
+            if tracker is not None:
+                tracker.close()
             state = system.stop(model_load_rss_bytes=loaded.load_rss_bytes)
-        report_extension(self.settings, plan.stop, timed)
+        if report is None:
+            report_extension(self.settings, plan.stop, timed)
+        else:
+            logger.info("sustained: %s", report.summary().replace("\n", "; "))
         return Measured(timed=timed, energy=energy, system=state,
-                        power_source=monitor.source_name)
+                        power_source=monitor.source_name, sustained=report)
 
     def _timed(self, plan: Plan, loaded: Loaded,
                calls: tuple[scenarios.Call, ...]) -> scenarios.Timed:
@@ -502,6 +585,7 @@ class Runner:
             energy=lean_energy(measured.energy),  # the trace thinned; every figure as measured
             system=measured.system,
             fidelity=fidelity,
+            sustained=sustained_block(measured.sustained) if measured.sustained else None,
         )
 
 

@@ -15,7 +15,11 @@ when cancelled, and reports (:class:`SustainedReport`):
 * the thermal trace: one :class:`TraceSample` per second.
 
 A board without temperature sensors says so (``sensors`` lists what was found; with none, only the
-throughput has to settle). ``edgemeter sustained MODEL`` runs it from the command line.
+throughput has to settle). ``edgemeter sustained MODEL`` runs it from the command line; the
+``sustained`` profile of ``bench`` (and of a job) runs it inside the runner's timed phase, where
+:class:`SustainedTracker` is the stop rule's ``settled`` test: it derives the per-second trace from
+the query start times and :class:`ThermalSampler`'s timestamped readings. Both paths build their
+report with :func:`make_report`, so the arithmetic lives here once.
 """
 
 from __future__ import annotations
@@ -24,12 +28,16 @@ import contextlib
 import shutil
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["SustainedReport", "SustainedSettings", "ThermalReading", "ThermalSampler",
-           "TraceSample", "read_thermal", "run_sustained", "settled"]
+import numpy as np
+
+__all__ = ["SustainedReport", "SustainedSettings", "SustainedTracker", "ThermalReading",
+           "ThermalSampler", "TraceSample", "make_report", "read_thermal", "run_sustained",
+           "settled", "thin_trace", "trace_from_starts"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,8 @@ class SustainedReport:
     start_temperature_c: float | None
     end_temperature_c: float | None
     trace: list[TraceSample] = field(default_factory=list)
+    burst_s: float = 10.0
+    """the span ``burst_sps`` covers (the settings' ``burst_s``, or less in a shorter run)"""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,13 +142,19 @@ def read_thermal() -> ThermalReading:
 
 
 class ThermalSampler:
-    """Reads the board's state every ``period_s`` in a thread; :meth:`latest` is the newest."""
+    """Reads the board's state every ``period_s`` in a thread; :meth:`latest` is the newest.
+
+    Each reading is kept with its time (``clock``, seconds): :meth:`history` is what
+    :class:`SustainedTracker` pairs with the query start times. The thread owns the list; readers
+    take a copy of its prefix (appends only)."""
 
     def __init__(self, read: Callable[[], ThermalReading] = read_thermal,
-                 period_s: float = 1.0) -> None:
+                 period_s: float = 1.0, clock: Callable[[], float] = time.perf_counter) -> None:
         self._read = read
         self.period_s = period_s
+        self._clock = clock
         self._latest = read()
+        self._history: list[tuple[float, ThermalReading]] = [(clock(), self._latest)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edgemeter-thermal", daemon=True)
 
@@ -148,11 +164,20 @@ class ThermalSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
-            with contextlib.suppress(Exception):
-                self._latest = self._read()
+            self.sample()
+
+    def sample(self) -> None:
+        """Take one reading now (the thread calls it; tests may too). Never raises."""
+        with contextlib.suppress(Exception):
+            reading = self._read()
+            self._latest = reading
+            self._history.append((self._clock(), reading))
 
     def latest(self) -> ThermalReading:
         return self._latest
+
+    def history(self) -> list[tuple[float, ThermalReading]]:
+        return self._history[:len(self._history)]
 
     def close(self) -> None:
         self._stop.set()
@@ -202,7 +227,6 @@ def run_sustained(call: Callable[[], object], *, samples_per_call: int = 1,
     sampler = ThermalSampler().start() if own_sampler else thermal
     trace: list[TraceSample] = []
     first = sampler.latest()
-    sensors = list(first.sensors)
     throttle_known = first.throttled is not None
     started = clock()
     sample_start, sample_calls = started, 0
@@ -242,15 +266,152 @@ def run_sustained(call: Callable[[], object], *, samples_per_call: int = 1,
     duration_s = clock() - started
     burst_span = min(settings.burst_s, duration_s)
     burst = burst_calls * samples_per_call / burst_span if burst_span > 0 else None
+    return make_report(trace, settings, stopped=stopped, duration_s=duration_s,
+                       samples_total=total_calls * samples_per_call, burst_sps=burst,
+                       first=first, throttle_known=throttle_known)
+
+
+def make_report(trace: Sequence[TraceSample], settings: SustainedSettings, *, stopped: str,
+                duration_s: float, samples_total: int, burst_sps: float | None,
+                first: ThermalReading, throttle_known: bool | None = None) -> SustainedReport:
+    """The report of a finished run: the sustained throughput is the mean over the last
+    ``settle_s`` of the trace; the first throttle is the first sample that said so."""
     tail = [s for s in trace if s.t_s > trace[-1].t_s - settings.settle_s] if trace else []
     sustained = (sum(s.throughput_sps for s in tail) / len(tail)) if tail else None
     throttled_at = next((s.t_s for s in trace if s.throttled), None)
     temps = [s.temperature_c for s in trace if s.temperature_c is not None]
+    if throttle_known is None:
+        throttle_known = first.throttled is not None or any(
+            s.throttled is not None for s in trace)
+    sensors = sorted(set(first.sensors))
     return SustainedReport(
-        stopped=stopped, duration_s=round(duration_s, 3),
-        samples_total=total_calls * samples_per_call, burst_sps=burst, sustained_sps=sustained,
-        sustained_over_burst=(sustained / burst) if sustained is not None and burst else None,
+        stopped=stopped, duration_s=round(duration_s, 3), samples_total=samples_total,
+        burst_sps=burst_sps, sustained_sps=sustained,
+        sustained_over_burst=(sustained / burst_sps) if sustained is not None and burst_sps
+        else None,
         time_to_first_throttle_s=throttled_at, throttle_known=throttle_known, sensors=sensors,
         start_temperature_c=first.temperature_c if first.temperature_c is not None
         else (temps[0] if temps else None),
-        end_temperature_c=temps[-1] if temps else None, trace=trace)
+        end_temperature_c=temps[-1] if temps else None, trace=list(trace),
+        burst_s=min(settings.burst_s, duration_s))
+
+
+def trace_from_starts(starts_ns: np.ndarray, samples_per_query: int,
+                      readings: Sequence[tuple[float, ThermalReading]], *, sample_s: float = 1.0,
+                      until_s: float | None = None) -> list[TraceSample]:
+    """One sample per whole ``sample_s`` of a timed phase: the throughput of the queries that
+    started in it, and the newest thermal reading taken by its end (``readings``' times are
+    seconds from the phase start, in order). ``until_s`` (default: the last start) ends the last
+    whole sample."""
+    if len(starts_ns) == 0:
+        return []
+    end_s = float(starts_ns[-1]) / 1e9 if until_s is None else until_s
+    whole = int(end_s // sample_s)
+    if whole <= 0:
+        return []
+    counts = np.bincount((np.asarray(starts_ns) // int(sample_s * 1e9)).astype(np.int64),
+                         minlength=whole)[:whole]
+    return _trace_of_counts(counts, samples_per_query, readings, sample_s)
+
+
+def _trace_of_counts(counts: np.ndarray, samples_per_query: int,
+                     readings: Sequence[tuple[float, ThermalReading]],
+                     sample_s: float) -> list[TraceSample]:
+    times = [t for t, _ in readings]
+    trace = []
+    for k, count in enumerate(counts):
+        t_s = (k + 1) * sample_s
+        at = bisect_right(times, t_s) - 1
+        reading = readings[max(at, 0)][1] if readings else ThermalReading(None, None)
+        trace.append(TraceSample(round(t_s, 3), float(count) * samples_per_query / sample_s,
+                                 reading.temperature_c, reading.throttled))
+    return trace
+
+
+def thin_trace(trace: Sequence[TraceSample], max_points: int = 300) -> list[TraceSample]:
+    """At most ``max_points`` samples: runs of consecutive samples merged (mean throughput, the
+    last temperature, throttled if any said so), so a 15-minute run stays a small message."""
+    if len(trace) <= max_points:
+        return list(trace)
+    step = -(-len(trace) // max_points)
+    out = []
+    for i in range(0, len(trace), step):
+        group = trace[i:i + step]
+        flags = [s.throttled for s in group if s.throttled is not None]
+        temps = [s.temperature_c for s in group if s.temperature_c is not None]
+        out.append(TraceSample(group[-1].t_s,
+                               sum(s.throughput_sps for s in group) / len(group),
+                               temps[-1] if temps else None, any(flags) if flags else None))
+    return out
+
+
+class SustainedTracker:
+    """The runner's side of the sustained profile: the timed phase's ``settled`` test.
+
+    :meth:`start` (just before the timed phase) starts the thermal sampler and marks the phase
+    start; the scenario calls :meth:`settled` with the start times so far about once a second
+    once the minimum duration (``burst_s + settle_s``) has passed; :meth:`finish` (after it)
+    stops the sampler and returns the report. One tracker serves one run (the runner's thread
+    owns it; the sampler's thread only appends readings)."""
+
+    def __init__(self, settings: SustainedSettings, *,
+                 read: Callable[[], ThermalReading] = read_thermal,
+                 clock: Callable[[], float] = time.perf_counter,
+                 thermal: Any = None) -> None:
+        """``thermal``: something with ``start()``, ``latest()``, ``history()`` and ``close()``
+        on ``clock``'s time (tests: a simulated board); default a :class:`ThermalSampler` of
+        ``read``."""
+        self.settings = settings
+        self._clock = clock
+        self._thermal = thermal or ThermalSampler(read, settings.sample_s, clock)
+        self._begin_s = 0.0
+        self._first = ThermalReading(None, None)
+        self.was_settled = False
+        self._counts = np.zeros(0, dtype=np.int64)
+        """queries started per sample so far, each start binned once (a check costs its new ones)"""
+        self._binned = 0
+
+    def start(self) -> None:
+        self._thermal.start()
+        self._first = self._thermal.latest()
+        self._begin_s = self._clock()
+
+    def readings(self) -> list[tuple[float, ThermalReading]]:
+        return [(t - self._begin_s, r) for t, r in self._thermal.history()]
+
+    def settled(self, starts_ns: np.ndarray) -> bool:
+        sample_ns = int(self.settings.sample_s * 1e9)
+        new = np.asarray(starts_ns[self._binned:]) // sample_ns
+        self._binned = len(starts_ns)
+        if len(new):
+            size = max(len(self._counts), int(new[-1]) + 1)
+            counts = np.zeros(size, dtype=np.int64)
+            counts[:len(self._counts)] = self._counts
+            counts += np.bincount(new.astype(np.int64), minlength=size)
+            self._counts = counts
+        whole = int((self._clock() - self._begin_s) // self.settings.sample_s)
+        if whole > len(self._counts):  # seconds in which no query started
+            self._counts = np.concatenate(
+                [self._counts, np.zeros(whole - len(self._counts), dtype=np.int64)])
+        trace = _trace_of_counts(self._counts[:whole], 1, self.readings(),
+                                 self.settings.sample_s)
+        self.was_settled = settled(trace, self.settings)
+        return self.was_settled
+
+    def close(self) -> None:
+        """Stop the thermal sampling (again is harmless)."""
+        self._thermal.close()
+
+    def finish(self, starts_ns: np.ndarray, samples_per_query: int, wall_ns: int,
+               samples_total: int) -> SustainedReport:
+        self.close()
+        duration_s = wall_ns / 1e9
+        trace = trace_from_starts(starts_ns, samples_per_query, self.readings(),
+                                  sample_s=self.settings.sample_s, until_s=duration_s)
+        burst_span = min(self.settings.burst_s, duration_s)
+        in_burst = int(np.count_nonzero(np.asarray(starts_ns) < int(burst_span * 1e9)))
+        burst = in_burst * samples_per_query / burst_span if burst_span > 0 else None
+        return make_report(trace, self.settings,
+                           stopped="settled" if self.was_settled else "cap",
+                           duration_s=duration_s, samples_total=samples_total,
+                           burst_sps=burst, first=self._first)

@@ -357,7 +357,7 @@ def _prune(args: argparse.Namespace) -> int:
     try:
         if args.older_than is not None:
             print(store.prune(older_than_days=args.older_than))
-        print(store.prune_history(retention))  # type: ignore[attr-defined]
+        print(store.prune_history(retention))
     finally:
         store.close()
     return 0

@@ -21,6 +21,12 @@ Both are tables of the collector's config file (:class:`collector.config.Collect
     devices = "fleet=lab"       # the selector of `edgemeter fleet run`; "*" is every device
     severity = "warning"
 
+    [[alerts.rules]]
+    name = "slower-than-usual"
+    metric = "throughput_ratio_24h"   # newest window / that monitor's 24 h median throughput
+    op = "<"
+    threshold = 0.8                   # below 80 % of its own median
+
 Retention is applied by ``edgemeter collector prune`` (its flags override the defaults here).
 This module imports only pydantic, so the CLI can show the defaults cheaply.
 """
@@ -44,6 +50,8 @@ METRICS: dict[str, str] = {
     "offline_s": "seconds since the device was last heard from",
     "spool_depth": "results waiting in the device's spool (newest telemetry)",
     "monitor_silent_s": "seconds since the newest window of any monitor of the device",
+    "throughput_ratio_24h": "newest window's throughput / that monitor's 24 h median "
+    "(< 0.8: below 80 % of its own median)",
 }
 """What a rule can watch, per device."""
 
@@ -63,7 +71,7 @@ class AlertRule(SettingsTable):
 
     name: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$", description="the alert's name")
     metric: Literal["p99_ms", "p50_ms", "throughput_sps", "temperature_c", "throttled",
-                    "offline_s", "spool_depth", "monitor_silent_s"]
+                    "offline_s", "spool_depth", "monitor_silent_s", "throughput_ratio_24h"]
     op: Literal[">", "<"]
     threshold: float
     for_s: float = Field(0.0, ge=0, description="the condition holds this long before firing")
@@ -84,7 +92,7 @@ class AlertSettings(SettingsTable):
     rules: list[AlertRule] = Field(
         default_factory=list, description="the rules: [[alerts.rules]] tables with name, metric "
         "(p99_ms p50_ms throughput_sps temperature_c throttled offline_s spool_depth "
-        "monitor_silent_s), op (> or <), threshold, for_s, devices, severity")
+        "monitor_silent_s throughput_ratio_24h), op (> or <), threshold, for_s, devices, severity")
 
     @field_validator("alertmanager_url")
     @classmethod

@@ -35,13 +35,15 @@ from shared.schema import Role, Scenario
 __all__ = ["FLAT_POWER_KEYS", "PROFILE_HELP", "Flag", "Profile", "RunPower", "RunSettings",
            "fold_flat_power"]
 
-Profile = Literal["quick", "standard", "mlperf"]
+Profile = Literal["quick", "standard", "sustained", "mlperf"]
 Backend = Literal["auto", "onnxruntime", "litert"]
 
 PROFILE_HELP = (
     "quick (>=1 s, 100 queries: a smoke test), standard (>=10 s, extended up to 3x while "
-    "throughput is unsettled, and INVALID if still unsettled), mlperf (LoadGen's minimums: "
-    ">=600 s and its query counts). Only mlperf can be MLPerf-valid"
+    "throughput is unsettled, and INVALID if still unsettled), sustained (until throughput and "
+    "temperature settle, >=70 s, capped at 840 s or --duration-s: reports burst vs sustained "
+    "throughput, the first throttle and the thermal trace), mlperf (LoadGen's minimums: >=600 s "
+    "and its query counts). Only mlperf can be MLPerf-valid"
 )
 
 

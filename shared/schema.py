@@ -826,6 +826,48 @@ FidelityBlock = Annotated[
 """Either fidelity form, told apart by ``encoding`` (absent: v1)."""
 
 
+MAX_THERMAL_TRACE_POINTS = 1000
+
+
+class ThermalTrace(Strict):
+    """A sustained run's trace as parallel columns, one entry per sample: the end of the sample
+    in seconds from the timed phase's start, its throughput, the hottest temperature sensor
+    (null: none) and the board's throttle flag (null: it cannot say)."""
+
+    t_s: list[NonNegative] = Field(max_length=MAX_THERMAL_TRACE_POINTS)
+    throughput_sps: list[NonNegative] = Field(max_length=MAX_THERMAL_TRACE_POINTS)
+    temperature_c: list[Celsius | None] = Field(max_length=MAX_THERMAL_TRACE_POINTS)
+    throttled: list[bool | None] = Field(max_length=MAX_THERMAL_TRACE_POINTS)
+
+    @model_validator(mode="after")
+    def _columns_align(self) -> ThermalTrace:
+        lengths = {len(self.t_s), len(self.throughput_sps), len(self.temperature_c),
+                   len(self.throttled)}
+        if len(lengths) > 1:
+            raise ValueError("t_s, throughput_sps, temperature_c and throttled must have one "
+                             "entry per sample each")
+        return self
+
+
+class SustainedRun(Strict):
+    """What the ``sustained`` profile adds to a result: burst against sustained throughput.
+
+    ``burst_sps`` is the throughput of the first ``burst_s`` seconds, ``sustained_sps`` the mean
+    over the settled span at the end; ``time_to_first_throttle_s`` is null when the board never
+    throttled or cannot say (``throttle_known``); ``temperature_sensors`` empty means the board
+    has no temperature sensor, and only the throughput had to settle."""
+
+    stopped: Literal["settled", "cap", "cancelled"]
+    burst_s: NonNegative
+    burst_sps: NonNegative | None = None
+    sustained_sps: NonNegative | None = None
+    time_to_first_throttle_s: NonNegative | None = None
+    throttle_known: bool = False
+    temperature_sensors: list[Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=list, max_length=256)
+    trace: ThermalTrace
+
+
 class BenchmarkResult(Strict):
     """One benchmark run: the message on ``edgemeter/v1/{fleet}/{device_id}/result``.
 
@@ -855,6 +897,8 @@ class BenchmarkResult(Strict):
     energy: EnergyReport | None = None
     system: SystemState | None = None
     fidelity: FidelityBlock | None = None
+    sustained: SustainedRun | None = Field(
+        None, description="the sustained profile's burst, sustained and thermal figures")
     labels: dict[str, str] = Field(default_factory=dict)
     replayed: bool = Field(
         False, description="true when the agent sends this result again (no receipt came in time)"

@@ -71,11 +71,38 @@ def render(result: BenchmarkResult) -> str:
     if qps is not None:
         rows.append(("server rate", f"target {qps.target_qps:g}/s, scheduled "
                      f"{qps.scheduled_qps:.1f}/s, completed {qps.completed_qps:.1f}/s"))
+    rows.extend(_sustained_rows(result))
     rows.append(("validity", _verdict(result)))
     rows.append(("stability", stability_line(result.stability)))
     rows.extend(("warning", w) for w in result.validity.warnings)
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _sustained_rows(result: BenchmarkResult) -> list[tuple[str, str]]:
+    """The sustained profile's figures, the board's lack of sensors said plainly."""
+    block = result.sustained
+    if block is None:
+        return []
+
+    def sps(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f} samples/s"
+
+    ratio = (f" ({block.sustained_sps / block.burst_sps:.2f} of burst)"
+             if block.sustained_sps is not None and block.burst_sps else "")
+    if not block.throttle_known:
+        throttle = "this board does not say whether it throttles"
+    elif block.time_to_first_throttle_s is None:
+        throttle = "never throttled"
+    else:
+        throttle = f"first throttled after {block.time_to_first_throttle_s:.0f} s"
+    temps = [t for t in block.trace.temperature_c if t is not None]
+    thermal = ("no temperature sensor on this board (only the throughput had to settle)"
+               if not block.temperature_sensors or not temps
+               else f"{temps[0]:.1f} -> {temps[-1]:.1f} C ({', '.join(block.temperature_sensors)})")
+    return [("sustained", f"{block.stopped}: burst (first {block.burst_s:g} s) "
+             f"{sps(block.burst_sps)}, sustained {sps(block.sustained_sps)}{ratio}"),
+            ("throttling", throttle), ("temperature", thermal)]
 
 
 def _verdict(result: BenchmarkResult) -> str:

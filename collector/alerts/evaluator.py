@@ -15,6 +15,11 @@ rule and each device its ``devices`` selector picks, the metric's value is:
 ``offline_s``       seconds since the device was last heard from (``last_seen``)
 ``monitor_silent_s`` seconds since the newest window of any of the device's monitors (devices that
                     never sent one have no value)
+``throughput_ratio_24h`` the newest window's throughput over the median throughput of that
+                    monitor's windows that ended in the last 24 h (with several monitors: the
+                    worst for the rule's direction); ``op = "<"``, ``threshold = 0.8`` is
+                    "throughput below 80 % of its own 24 h median". The medians are read for the
+                    devices such rules select, at most every :data:`MEDIAN_REFRESH_S`.
 ==================  ===============================================================================
 
 No value (nothing measured) means the condition does not hold. A condition that holds is
@@ -32,21 +37,31 @@ nor forgets them.
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from collector.monitoring_settings import AlertRule
 from collector.records import DeviceRecord
 
-__all__ = ["FRESH_WINDOW_S", "AlertEvaluator", "AlertSink", "Transition"]
+if TYPE_CHECKING:
+    from collector.stores.history import AlertRecord
+
+__all__ = ["FRESH_WINDOW_S", "MEDIAN_REFRESH_S", "AlertEvaluator", "AlertSink",
+           "Transition"]
 
 logger = logging.getLogger(__name__)
 
 FRESH_WINDOW_S = 300.0
 """Window metrics come from windows that ended at most this long ago."""
 _WINDOW_METRICS = {"p99_ms", "p50_ms", "throughput_sps"}
+RATIO_METRIC = "throughput_ratio_24h"
+MEDIAN_SPAN = timedelta(hours=24)
+MEDIAN_REFRESH_S = 300.0
+"""The 24 h medians move slowly: they are read again after this many seconds (or for a device
+not read yet), not on every pass."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +93,16 @@ class AlertSink(Protocol):
 
 
 class AlertStore(Protocol):
+    """What the evaluator reads and writes: a part of :class:`collector.stores.base.Store`."""
+
     def list_devices(self, *, fleet: str | None = None) -> list[DeviceRecord]: ...
 
     def window_figures(self, since: datetime) -> list[dict[str, Any]]: ...
 
     def newest_windows(self) -> dict[tuple[str, str], tuple[datetime, str]]: ...
+
+    def window_throughputs(self, device_ids: Sequence[str], *, since: datetime,
+                           until: datetime) -> dict[tuple[str, str], list[float]]: ...
 
     def open_alert(self, *, rule: str, device_id: str, fleet: str, severity: str, metric: str,
                    op: str, threshold: float, value: float | None, at: datetime) -> int: ...
@@ -90,7 +110,7 @@ class AlertStore(Protocol):
     def resolve_alert(self, alert_id: int, *, at: datetime, value: float | None = None) -> None: ...
 
     def list_alerts(self, *, state: str | None = None, device_id: str | None = None,
-                    limit: int = 500) -> Sequence[Any]: ...
+                    limit: int = 500) -> Sequence[AlertRecord]: ...
 
 
 Publish = Callable[[str, dict[str, Any]], None]
@@ -122,6 +142,10 @@ class AlertEvaluator:
         self._windows: dict[tuple[str, str], dict[str, Any]] = {}
         self._windows_read_to: datetime | None = None
         self._silent_since: dict[str, datetime] = {}
+        #: (device_id, monitor name) -> median window throughput over the last 24 h
+        self._medians: dict[tuple[str, str], float] = {}
+        self._medians_read_at: datetime | None = None
+        self._medians_for: set[str] = set()
         self._took_over = False
 
     @property
@@ -135,6 +159,7 @@ class AlertEvaluator:
             self._take_over()
         self._read_windows(now)
         devices = self.store.list_devices()
+        self._read_medians(devices, now)
         changed: list[Transition] = []
         for rule in self.rules:
             for device in _select(devices, rule.devices):
@@ -169,6 +194,15 @@ class AlertEvaluator:
             if not values:
                 return None
             return max(values) if rule.op == ">" else min(values)
+        if metric == RATIO_METRIC:
+            fresh = now - timedelta(seconds=FRESH_WINDOW_S)
+            ratios = [w["throughput_sps"] / self._medians[key]
+                      for key, w in self._windows.items()
+                      if key[0] == device.device_id and w["end_at"] >= fresh
+                      and w["throughput_sps"] is not None and self._medians.get(key)]
+            if not ratios:
+                return None
+            return max(ratios) if rule.op == ">" else min(ratios)
         if metric == "offline_s":
             return max((now - device.last_seen).total_seconds(), 0.0)
         if metric == "monitor_silent_s":
@@ -184,6 +218,28 @@ class AlertEvaluator:
         if metric == "spool_depth":
             return float(telemetry.spool_depth)
         raise ValueError(f"unknown metric {metric!r}")
+
+    def _read_medians(self, devices: list[DeviceRecord], now: datetime) -> None:
+        """The 24 h median throughput of each monitor of the devices ratio rules select."""
+        wanted = {d.device_id for rule in self.rules if rule.metric == RATIO_METRIC
+                  for d in _select(devices, rule.devices)}
+        if not wanted:
+            return
+        stale = (self._medians_read_at is None
+                 or (now - self._medians_read_at).total_seconds() >= MEDIAN_REFRESH_S)
+        missing = wanted - self._medians_for
+        if not stale and not missing:
+            return
+        ids = wanted if stale else missing
+        throughputs = self.store.window_throughputs(sorted(ids), since=now - MEDIAN_SPAN,
+                                                    until=now)
+        if stale:
+            self._medians = {k: v for k, v in self._medians.items() if k[0] not in ids}
+            self._medians_for = set()
+            self._medians_read_at = now
+        self._medians.update({key: statistics.median(values)
+                              for key, values in throughputs.items() if values})
+        self._medians_for |= ids
 
     def _read_windows(self, now: datetime) -> None:
         since = self._windows_read_to

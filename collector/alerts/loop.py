@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
 
 from collector.alerts.alertmanager import AlertmanagerSink
 from collector.alerts.evaluator import AlertEvaluator, Publish
@@ -73,7 +72,7 @@ def start_alerts(settings: AlertSettings, db_url: str, *, publish: Publish | Non
         return None
     from collector.stores.base import open_store
 
-    store: Any = open_store(db_url, migrate=False)
+    store = open_store(db_url, migrate=False)
     sink = AlertmanagerSink(settings.alertmanager_url) if settings.alertmanager_url else None
     evaluator = AlertEvaluator(settings.rules, store, clock=clock, sink=sink, publish=publish)
     return AlertLoop(evaluator, settings.evaluate_every_s, on_stop=store.close).start()

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -107,6 +107,9 @@ def get_devices(
     = "device_id",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
+    regressed: Annotated[bool, Query(description="only devices whose monitor p99 of the last 10 "
+                                     "minutes is over 1.25 times its mean of the 24 hours "
+                                     "before")] = False,
 ) -> dict[str, Any]:
     if sort.lstrip("-") not in SORT_KEYS:
         raise HTTPException(422, f"sort must be one of {', '.join(SORT_KEYS)} (prefix - to reverse)")
@@ -121,6 +124,9 @@ def get_devices(
     ctx = _ctx(request)
     devices = sort_and_filter(ctx.devices.objects(ctx.progress.snapshot(), fleet=fleet),
                               status=status, q=q, sort=sort)
+    if regressed:
+        ids = ctx.store.regressed_devices(now=datetime.now(timezone.utc))
+        devices = [d for d in devices if d["device_id"] in ids]
     page = devices[offset: offset + limit]
     more = offset + limit < len(devices)
     return {"devices": page, "next_cursor": encode_cursor("devices", offset + limit) if more else None,

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from collector.stores.base import Store
 from collector.stores.history import MAX_POINTS, iter_window_spans
 from collector.windows import window_json
 from shared.monitoring import MonitorWindow, merge_windows
@@ -77,8 +78,9 @@ def default_step_s(start: datetime, end: datetime) -> int:
     return step if step < 60 else math.ceil(step / 60) * 60
 
 
-def _store(request: Request) -> Any:
-    return request.app.state.api.store
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.api.store
+    return store
 
 
 @router.get("/api/devices/{device_id}/telemetry",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from collector.records import CitedBaseline, DeadLetter, DeviceRecord, JobRecord, ModelRecord, SeqGap
@@ -24,6 +24,8 @@ from shared.plugins import load_plugin
 from shared.schema import BenchmarkResult
 
 if TYPE_CHECKING:
+    from collector.monitoring_settings import HistoryRetention
+    from collector.stores.history import AlertRecord, HistoryPruneOutcome
     from collector.stores.partitions import PruneOutcome
     from collector.stores.schema import SchemaChange
 
@@ -157,6 +159,55 @@ class Store(Protocol):
         """Store cited rows; returns how many were new (same content = same row)."""
 
     def list_cited_baselines(self) -> list[CitedBaseline]: ...
+
+    # -- history: telemetry over time, monitor windows, alerts (collector.stores.history) -------
+
+    def telemetry_points(self, device_id: str, *, since: datetime, until: datetime,
+                         step_s: int) -> list[dict[str, Any]]:
+        """One aligned point per ``step_s`` from ``since`` to ``until``; ValueError for a step
+        under 1 s or too many points."""
+
+    def list_windows(self, device_id: str, *, since: datetime, until: datetime,
+                     name: str | None = None, limit: int = ...) -> list[MonitorWindow]:
+        """A device's windows overlapping (``since``, ``until``), oldest first."""
+
+    def newest_windows(self) -> dict[tuple[str, str], tuple[datetime, str]]:
+        """(device_id, monitor name) -> (its newest window's end, fleet)."""
+
+    def latest_window_figures(self) -> list[dict[str, Any]]:
+        """The newest window of each (device, monitor): its headline figures."""
+
+    def windows_after(self, after_id: int | None, *, limit: int = ...
+                      ) -> tuple[int, list[MonitorWindow]]:
+        """Windows stored after row ``after_id`` and the row to read on from (None: from now)."""
+
+    def window_figures(self, since: datetime) -> list[dict[str, Any]]:
+        """Each window's headline figures ending after ``since``, oldest first."""
+
+    def window_throughputs(self, device_ids: Sequence[str], *, since: datetime,
+                           until: datetime) -> dict[tuple[str, str], list[float]]:
+        """(device_id, monitor name) -> the throughput of each window that ended in the span."""
+
+    def window_trends(self, device_ids: Sequence[str], *, now: datetime, points: int = ...,
+                      span: timedelta = ...) -> dict[str, dict[str, Any]]:
+        """Per device: a p99 sparkline over ``span`` and whether it regressed."""
+
+    def regressed_devices(self, *, now: datetime) -> set[str]:
+        """Devices whose recent window p99 regressed against their 24 h baseline."""
+
+    def open_alert(self, *, rule: str, device_id: str, fleet: str, severity: str, metric: str,
+                   op: str, threshold: float, value: float | None, at: datetime) -> int:
+        """Record a firing alert; returns its id."""
+
+    def resolve_alert(self, alert_id: int, *, at: datetime, value: float | None = None) -> None:
+        ...
+
+    def list_alerts(self, *, state: str | None = None, device_id: str | None = None,
+                    limit: int = 500) -> list[AlertRecord]:
+        """Alerts, newest first."""
+
+    def prune_history(self, retention: HistoryRetention | None = None) -> HistoryPruneOutcome:
+        """Apply the history retention (telemetry, its aggregates, windows, resolved alerts)."""
 
     def close(self) -> None: ...
 

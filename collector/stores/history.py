@@ -56,6 +56,11 @@ __all__ = [
 MAX_POINTS = 10_000
 #: Windows :meth:`HistoryMixin.list_windows` returns at most.
 MAX_WINDOWS = 50_000
+REGRESSED_RECENT = timedelta(minutes=10)
+REGRESSED_BASELINE = timedelta(hours=24)
+REGRESSED_RATIO = 1.25
+"""A device *regressed* when its windows' mean p99 of the last 10 minutes is over 1.25 times the
+mean of the 24 hours before (the fleet page's sparkline badge and ``/api/devices?regressed=true``)."""
 _HISTORY_TABLES = ("telemetry", "telemetry_1m")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: The 1-minute sums and counts, by the series they average.
@@ -334,6 +339,21 @@ class HistoryMixin:
             documents = conn.execute(query).scalars().all()
         return [MonitorWindow.model_validate_json(doc) for doc in reversed(documents)]
 
+    def windows_after(self, after_id: int | None, *, limit: int = 10_000
+                      ) -> tuple[int, list[MonitorWindow]]:
+        """Windows stored after row ``after_id`` in storage order (at most ``limit``), and the
+        row to read on from. ``None``: start now (no windows, and the newest row): a reader that
+        counts windows from its own start on, as ``/metrics``' histograms do."""
+        w = monitor_windows.c
+        with self._transaction("reading monitor windows", write=False) as conn:
+            if after_id is None:
+                return int(conn.execute(select(func.max(w.id))).scalar() or 0), []
+            rows = conn.execute(select(w.id, w.window).where(w.id > after_id)
+                                .order_by(w.id).limit(limit)).all()
+        if not rows:
+            return after_id, []
+        return int(rows[-1][0]), [MonitorWindow.model_validate_json(doc) for _, doc in rows]
+
     def newest_windows(self) -> dict[tuple[str, str], tuple[datetime, str]]:
         """(device_id, name) -> (its newest window's end, fleet): for missing-window alerts."""
         w = monitor_windows.c
@@ -356,13 +376,10 @@ class HistoryMixin:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def window_trends(self, device_ids: Sequence[str], *, now: datetime, points: int = 30,
-                      span: timedelta = timedelta(hours=1), recent: timedelta = timedelta(minutes=10),
-                      baseline: timedelta = timedelta(hours=24), regressed_ratio: float = 1.25,
-                      ) -> dict[str, dict[str, Any]]:
+                      span: timedelta = timedelta(hours=1)) -> dict[str, dict[str, Any]]:
         """Per device: the highest window p99 in each of ``points`` buckets over ``span`` (a
-        sparkline, ``None`` where no window ended), the mean p99 of the ``recent`` windows and of
-        the ``baseline`` before them, and ``regressed``: recent above ``regressed_ratio`` times
-        the baseline (the fleet page's filter)."""
+        sparkline, ``None`` where no window ended), the mean p99 of the recent windows and of
+        the baseline before them, and ``regressed`` (:meth:`regressed_devices`' rule)."""
         if not device_ids:
             return {}
         w = monitor_windows.c
@@ -372,7 +389,6 @@ class HistoryMixin:
         out: dict[str, dict[str, Any]] = {
             device: {"p99_ms": [None] * points, "recent_p99_ms": None, "baseline_p99_ms": None,
                      "regressed": False} for device in ids}
-        recent_sums: dict[str, list[float]] = {}
         with self._transaction("reading monitor trends", write=False) as conn:
             rows = conn.execute(select(w.device_id, w.end_at, w.p99_ms).where(
                 w.device_id.in_(ids), w.end_at > start, w.end_at <= now, w.p99_ms.is_not(None)))
@@ -380,20 +396,36 @@ class HistoryMixin:
                 slot = min(points - 1, int((end_at - start).total_seconds() // step_s))
                 line = out[device]["p99_ms"]
                 line[slot] = p99 if line[slot] is None else max(line[slot], p99)
-                if end_at > now - recent:
-                    recent_sums.setdefault(device, []).append(p99)
-            base = conn.execute(select(w.device_id, func.avg(w.p99_ms)).where(
-                w.device_id.in_(ids), w.end_at > now - recent - baseline,
-                w.end_at <= now - recent, w.p99_ms.is_not(None)).group_by(w.device_id))
-            for device, mean in base:
-                out[device]["baseline_p99_ms"] = float(mean) if mean is not None else None
-        for device, values in recent_sums.items():
-            entry = out[device]
-            entry["recent_p99_ms"] = sum(values) / len(values)
-            baseline_p99 = entry["baseline_p99_ms"]
-            entry["regressed"] = baseline_p99 is not None and \
-                entry["recent_p99_ms"] > regressed_ratio * baseline_p99
+            recent, baseline = self._p99_means(conn, now, ids)
+        for device, entry in out.items():
+            entry["recent_p99_ms"] = recent.get(device)
+            entry["baseline_p99_ms"] = baseline.get(device)
+            entry["regressed"] = device in _regressed(recent, baseline)
         return out
+
+    def regressed_devices(self, *, now: datetime) -> set[str]:
+        """Devices whose monitor windows regressed: the mean p99 of the windows that ended in the
+        last :data:`REGRESSED_RECENT` is over :data:`REGRESSED_RATIO` times the mean of the
+        :data:`REGRESSED_BASELINE` before (the fleet page's filter, over every device)."""
+        with self._transaction("reading monitor trends", write=False) as conn:
+            return _regressed(*self._p99_means(conn, now, None))
+
+    @staticmethod
+    def _p99_means(conn: Connection, now: datetime, ids: Sequence[str] | None
+                   ) -> tuple[dict[str, float], dict[str, float]]:
+        """Per device, the mean window p99 of the recent span and of the baseline before it."""
+        w = monitor_windows.c
+        spans = []
+        for since, until in ((now - REGRESSED_RECENT, now),
+                             (now - REGRESSED_RECENT - REGRESSED_BASELINE,
+                              now - REGRESSED_RECENT)):
+            where = [w.end_at > since, w.end_at <= until, w.p99_ms.is_not(None)]
+            if ids is not None:
+                where.append(w.device_id.in_(list(ids)))
+            query = select(w.device_id, func.avg(w.p99_ms)).where(*where).group_by(w.device_id)
+            spans.append({device: float(mean) for device, mean in conn.execute(query)
+                          if mean is not None})
+        return spans[0], spans[1]
 
     def window_figures(self, since: datetime) -> list[dict[str, Any]]:
         """Each window's headline figures ending after ``since``, oldest first (alerts)."""
@@ -403,6 +435,22 @@ class HistoryMixin:
             .where(w.end_at > since).order_by(w.end_at)
         with self._transaction("reading monitor windows", write=False) as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+    def window_throughputs(self, device_ids: Sequence[str], *, since: datetime,
+                           until: datetime) -> dict[tuple[str, str], list[float]]:
+        """(device_id, monitor name) -> the throughput of each of those devices' windows that
+        ended in (``since``, ``until``]: what an alert's 24 h median is taken over."""
+        if not device_ids:
+            return {}
+        w = monitor_windows.c
+        query = select(w.device_id, w.name, w.throughput_sps).where(
+            w.device_id.in_(list(dict.fromkeys(device_ids))), w.end_at > since,
+            w.end_at <= until, w.throughput_sps.is_not(None))
+        out: dict[tuple[str, str], list[float]] = {}
+        with self._transaction("reading monitor throughput", write=False) as conn:
+            for device_id, name, throughput in conn.execute(query):
+                out.setdefault((device_id, name), []).append(float(throughput))
+        return out
 
     # -- alerts ----------------------------------------------------------------------------------
 
@@ -470,6 +518,11 @@ class HistoryMixin:
                 dropped.append(name)
         total += max(conn.execute(delete(table).where(table.c[key] < cutoff)).rowcount, 0)
         return total
+
+
+def _regressed(recent: dict[str, float], baseline: dict[str, float]) -> set[str]:
+    return {device for device, mean in recent.items()
+            if device in baseline and mean > REGRESSED_RATIO * baseline[device]}
 
 
 def _empty() -> dict[str, float]:

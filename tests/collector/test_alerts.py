@@ -132,3 +132,39 @@ def test_rule_settings_refuse_mistakes() -> None:
         AlertRule.model_validate(dict(name="x", metric="p42_ms", op=">", threshold=1))
     with pytest.raises(ValueError, match="http"):
         AlertSettings(alertmanager_url="am:9093")
+
+
+def test_throughput_below_a_fraction_of_its_own_24h_median_fires_and_resolves(
+        clocked: SqlStore) -> None:
+    clock = Clock()
+    rule = AlertRule(name="slower", metric="throughput_ratio_24h", op="<", threshold=0.8)
+    evaluator = AlertEvaluator([rule], clocked, clock=clock)
+    clocked.record_telemetry(make_telemetry(NOW), NOW)
+    # older than 24 h: 30 windows at 4 samples/s, which would pull the median down to 4
+    clocked.add_windows([make_window([1.0] * 40, start=NOW - timedelta(hours=25 + h))
+                         for h in range(30)])
+    # the last 24 h: one window an hour at 10 samples/s, then the newest at 5
+    clocked.add_windows([make_window([1.0] * 100, start=NOW - timedelta(hours=h, seconds=30))
+                         for h in range(1, 24)])
+    clocked.add_windows([make_window([1.0] * 50, start=NOW - timedelta(seconds=10))])
+    (fired,) = evaluator.evaluate()
+    assert fired.state == "firing" and fired.value == pytest.approx(0.5)
+    clock.advance(10)
+    clocked.add_windows([make_window([1.0] * 100, start=clock.now - timedelta(seconds=10))])
+    (resolved,) = evaluator.evaluate()
+    assert resolved.state == "resolved" and resolved.value == pytest.approx(1.0)
+
+
+def test_the_throughput_ratio_is_the_worst_monitor_s_against_its_own_median(
+        clocked: SqlStore) -> None:
+    clock = Clock()
+    rule = AlertRule(name="slower", metric="throughput_ratio_24h", op="<", threshold=0.8)
+    clocked.record_telemetry(make_telemetry(NOW), NOW)
+    for name, day_queries, newest_queries in (("vww", 100, 100), ("kws", 20, 10)):
+        clocked.add_windows([make_window([1.0] * day_queries, name=name,
+                                         start=NOW - timedelta(hours=h, seconds=30))
+                             for h in range(1, 6)])
+        clocked.add_windows([make_window([1.0] * newest_queries, name=name,
+                                         start=NOW - timedelta(seconds=10))])
+    (fired,) = AlertEvaluator([rule], clocked, clock=clock).evaluate()
+    assert fired.value == pytest.approx(0.5)  # kws at half its median; vww, faster, at 1.0

@@ -72,7 +72,8 @@ export function trendCell(trend) {
 export async function render(root, { params }, ctx) {
   const state = {
     q: params.get("q") ?? "", status: params.get("status") ?? "", fleet: params.get("fleet") ?? "",
-    sort: params.get("sort") ?? "device_id", cursors: [null], page: 0,
+    sort: params.get("sort") ?? "device_id", regressed: params.get("regressed") === "true",
+    cursors: [null], page: 0,
   };
   const selected = new Set();
   const rows = new Map(); // device_id -> { tr, device }
@@ -85,7 +86,7 @@ export async function render(root, { params }, ctx) {
       h("option", { value: v, selected: v === state.status }, t)));
   const fleetIn = h("input", { placeholder: "all fleets", value: state.fleet, size: 10, "aria-label": "fleet" });
   const regressedBox = h("input", { type: "checkbox", "aria-label": "regressed only",
-    onchange: () => applyRegressed() });
+    checked: state.regressed, onchange: () => readFilters() });
   let trends = { at: 0, key: "", devices: {} };
   const runBtn = h("button", { class: "primary", disabled: true, onclick: () =>
     openJobDialog([...selected], () => reload()) }, "Run a job on selected (0)");
@@ -103,7 +104,7 @@ export async function render(root, { params }, ctx) {
     h("div", { class: "toolbar" },
       h("label", {}, "Search", search), h("label", {}, "Status", statusSel),
       h("label", {}, "Fleet", fleetIn),
-      h("label", { title: "devices whose monitor p99 of the last 10 minutes is over 1.25 times its mean of the 24 hours before (this page)" },
+      h("label", { title: "devices whose monitor p99 of the last 10 minutes is over 1.25 times its mean of the 24 hours before (every device, asked of the server)" },
         "Regressed only", regressedBox), runBtn),
     errors, listPanel);
 
@@ -147,9 +148,6 @@ export async function render(root, { params }, ctx) {
       h("td", { "data-label": "p99, last hour", class: "trend" }, trendCell(trends.devices[d.device_id])),
     ];
   }
-  function applyRegressed() {
-    for (const [id, { tr }] of rows) tr.hidden = regressedBox.checked && !trends.devices[id]?.regressed;
-  }
   async function loadTrends(force = false) {
     const ids = [...rows.keys()];
     const key = ids.join(",");
@@ -162,14 +160,12 @@ export async function render(root, { params }, ctx) {
       return;
     }
     for (const [id, { tr }] of rows) tr.querySelector(".trend")?.replaceChildren(trendCell(trends.devices[id]));
-    applyRegressed();
   }
   function draw(device) {
     const existing = rows.get(device.device_id);
     const tr = h("tr", { "data-device": device.device_id }, cells(device));
     if (existing) existing.tr.replaceWith(tr); else tbody.append(tr);
     rows.set(device.device_id, { tr, device });
-    tr.hidden = regressedBox.checked && !trends.devices[device.device_id]?.regressed;
   }
 
   let lastLoad = 0;
@@ -177,12 +173,13 @@ export async function render(root, { params }, ctx) {
     lastLoad = Date.now();
     const cursor = state.cursors[state.page];
     setParams("/fleet", { q: state.q, status: state.status, fleet: state.fleet,
-      sort: state.sort === "device_id" ? "" : state.sort });
+      sort: state.sort === "device_id" ? "" : state.sort, regressed: state.regressed ? "true" : "" });
     let body, online;
     try {
       [body, online] = await Promise.all([
         getJSON(`/api/devices${query({ q: state.q, status: state.status, fleet: state.fleet,
-          sort: state.sort, limit: PAGE_SIZE, cursor })}`, { signal: ctx.signal }),
+          sort: state.sort, regressed: state.regressed ? "true" : "", limit: PAGE_SIZE, cursor })}`,
+        { signal: ctx.signal }),
         getJSON(`/api/devices${query({ status: "online", fleet: state.fleet, limit: 1 })}`, { signal: ctx.signal }),
       ]);
     } catch (err) {
@@ -201,7 +198,7 @@ export async function render(root, { params }, ctx) {
       else awaited.set(id, left - 1);
     }
     if (awaited.size) reload();
-    const filtered = state.q || state.status || state.fleet;
+    const filtered = state.q || state.status || state.fleet || state.regressed;
     summary.textContent = `${num(body.total, 0)} device${body.total === 1 ? "" : "s"}${filtered ? " match" : ""} · `
       + `${num(online.total, 0)} online${state.fleet ? ` in fleet ${state.fleet}` : ""}. `
       + "Live: presence, job progress and results update as they arrive.";
@@ -210,7 +207,7 @@ export async function render(root, { params }, ctx) {
     if (body.devices.length === 0) {
       listPanel.hidden = true;
       errors.append(filtered ? empty("No device matches these filters. ",
-        h("button", { onclick: () => { search.value = ""; statusSel.value = ""; fleetIn.value = ""; readFilters(); } }, "Clear filters"))
+        h("button", { onclick: () => { search.value = ""; statusSel.value = ""; fleetIn.value = ""; regressedBox.checked = false; readFilters(); } }, "Clear filters"))
         : empty("No devices yet. Start an agent on a board with ", h("code", {}, "edgemeter agent run --config agent.toml"),
           ", or publish one result with ", h("code", {}, "edgemeter bench MODEL --publish URL"), "."));
       return;
@@ -225,6 +222,7 @@ export async function render(root, { params }, ctx) {
   function firstPage() { state.cursors = [null]; state.page = 0; load(); }
   function readFilters() {
     state.q = search.value.trim(); state.status = statusSel.value; state.fleet = fleetIn.value.trim();
+    state.regressed = regressedBox.checked;
     firstPage();
   }
   // At most one reload per RELOAD_MS, and never starved: a steady stream of events still reloads
