@@ -51,6 +51,7 @@ def test_both_runtimes_of_this_install_are_listed_with_formats_and_providers(tmp
     assert any(line.startswith("backend onnxruntime ") and "CPUExecutionProvider" in line for line in lines)
 
 
+@pytest.mark.subprocess
 def test_the_child_probe_prints_capabilities_as_json() -> None:
     out = subprocess.run([sys.executable, "-m", "agent.capabilities"], capture_output=True, text=True,
                          check=True).stdout

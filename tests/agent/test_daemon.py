@@ -542,6 +542,7 @@ def test_a_cancel_job_says_cancelled_by_a_cancel_job(
         daemon.stop()
 
 
+@pytest.mark.subprocess
 def test_stale_job_folders_are_removed_at_start_and_a_live_daemons_stay(
     settings: AgentSettings, tmp_path: Path,
 ) -> None:

@@ -154,6 +154,7 @@ def test_add_device_prints_a_new_password_and_writes_acl_lines_once(tmp_path: Pa
     assert "edgemeter/v1/lab/pi-017/result" in lines and "edgemeter/v1/+/pi-017/result" not in lines
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("fleet", ["_collector", "a/b", "+", ""])
 def test_add_device_refuses_fleets_a_board_could_escape_with(fleet: str, tmp_path: Path) -> None:
     passwd, acl = tmp_path / "passwd", tmp_path / "acl"

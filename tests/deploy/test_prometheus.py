@@ -60,6 +60,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return False
 
 
+@pytest.mark.subprocess
 def test_promtool_accepts_the_shipped_config_and_rules() -> None:
     promtool = _tool("promtool", "prometheus")
     for args in (["check", "config", "prometheus.yml"], ["check", "rules", "edgemeter.rules.yml"]):
