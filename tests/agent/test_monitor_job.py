@@ -62,6 +62,7 @@ def test_an_inference_that_raises_fails_the_job_with_the_reason() -> None:
     assert outcome.state == "failed" and "delegate lost" in (outcome.reason or "")
 
 
+@pytest.mark.slow  # a real model or a live server for seconds: make test, not test-fast
 def test_monitor_jobs_spool_windows_with_the_job_id_and_ack_each_state(
         tmp_path: Path, shared_models: Path) -> None:
     spool = Spool(tmp_path / "spool.db")

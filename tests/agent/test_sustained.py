@@ -91,6 +91,7 @@ def test_settling_needs_both_halves_of_the_span_to_agree() -> None:
     assert not settled(slowing, settings)
 
 
+@pytest.mark.slow  # a real model or a live server for seconds: make test, not test-fast
 def test_the_command_runs_a_real_model_and_prints_json(shared_models: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     import json
@@ -196,6 +197,7 @@ def test_sustained_is_a_job_setting() -> None:
         "profile": "sustained"}
 
 
+@pytest.mark.slow  # a real model or a live server for seconds: make test, not test-fast
 def test_a_sustained_bench_result_carries_burst_sustained_and_says_there_is_no_sensor(
         shared_models: Path) -> None:
     from agent.config import load_settings

@@ -56,6 +56,7 @@ def fuzzed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     reader.close()
 
 
+@pytest.mark.slow  # a real model or a live server for seconds: make test, not test-fast
 def test_every_answer_is_one_the_document_lists(fuzzed_app: Any) -> None:
     api = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)
     failures: list[str] = []
