@@ -16,10 +16,12 @@ one); the simulated devices would not run them anyway.
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from agent.config import load_settings
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from edgemeter.demo.models import generate_demo_models
 
     started = time.monotonic()
+    _stop_on_sigterm()
     workdir: Path = args.dir
     workdir.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{(workdir / 'results.db').resolve()}"
@@ -138,6 +141,18 @@ def _report(stored: list[Any], sent: int, db_url: str, started: float) -> None:
     print(f"\ndemo: {len(stored)} of {sent} result(s) collected in "
           f"{time.monotonic() - started:.1f} s; database {db_url}")
     print(f"      try: {_edgemeter_command()} results --db {db_url} --json")
+
+
+def _stop_on_sigterm() -> None:
+    """A SIGTERM (``kill``, a service manager) stops the demo as Ctrl-C does: the collector and
+    the private broker (which runs in its own session) are stopped, not left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _serve(listen: str, broker: PrivateBroker, service: CollectorService, db_url: str) -> None:

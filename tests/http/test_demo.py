@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.http.test_serve import free_port
@@ -40,8 +41,9 @@ def test_demo_with_no_serve_prints_the_table_and_ends(shared_models: Path, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.mqtt
-def test_demo_serves_the_dashboard_with_two_simulated_devices_until_ctrl_c(
-        shared_models: Path, tmp_path: Path, mosquitto_url: str) -> None:
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_demo_serves_the_dashboard_until_ctrl_c_or_sigterm_and_leaves_no_broker_behind(
+        shared_models: Path, tmp_path: Path, mosquitto_url: str, stop: str) -> None:
     port = free_port()
     proc = _demo(str(shared_models / MODEL), "--dir", str(tmp_path), "--broker", "mosquitto",
                  "--http", f"127.0.0.1:{port}", start_new_session=True)  # a group, as in a shell
@@ -69,13 +71,19 @@ def test_demo_serves_the_dashboard_with_two_simulated_devices_until_ctrl_c(
             while simulated() != {"demo-sim-0000", "demo-sim-0001"} and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert simulated() == {"demo-sim-0000", "demo-sim-0001"}
-        # Ctrl-C as a terminal sends it: to the whole foreground process group. The broker the
-        # demo started must not die with it before the collector has handed it its last acks
-        os.killpg(proc.pid, signal.SIGINT)
+        children = psutil.Process(proc.pid).children(recursive=True)  # the private broker
+        if stop == "ctrl-c":
+            # Ctrl-C as a terminal sends it: to the whole foreground process group. The broker
+            # the demo started must not die with it before the collector has handed it its last acks
+            os.killpg(proc.pid, signal.SIGINT)
+        else:  # `kill PID` or a service manager: the demo alone, whose broker runs in its own session
+            proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, "".join(lines) + out
         assert "demo: stopping" in out
         assert "did not confirm" not in out, out
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], f"left running after the demo stopped: {alive}"
     finally:
         if proc.poll() is None:
             proc.kill()
