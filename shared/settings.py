@@ -55,7 +55,7 @@ from shared.errors import ConfigError
 from shared.mqtt import TlsFiles
 
 __all__ = ["CREDENTIALS_ENV", "LayeredSettings", "SettingsTable", "TlsSettings", "all_keys", "as_plain",
-           "closest_key", "load_layered", "resolve_secret", "unknown_keys"]
+           "closest_key", "load_layered", "plugin_table", "resolve_secret", "unknown_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +309,22 @@ def credentials_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     """systemd's credentials folder, when the service has one."""
     value = (os.environ if environ is None else environ).get(CREDENTIALS_ENV)
     return Path(value) if value else None
+
+
+def plugin_table(cls: type[M], raw: Any, where: str) -> M:
+    """A plugin's own settings table (a backend's, a power source's) from a mapping, validated;
+    a one-line :class:`ConfigError` naming ``where`` (``[backends.litert]``) and the key."""
+    if isinstance(raw, cls):
+        return raw
+    try:
+        return cls.model_validate(dict(raw))
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or where
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown key (known: {', '.join(cls.model_fields) or 'none'})"
+        raise ConfigError(f"{where} {key}: {msg}") from err
 
 
 def resolve_secret(

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from shared.errors import ConfigError
 from shared.plugins import load_plugin
 from shared.schema import RuntimeInfo, TensorInfo
+from shared.settings import plugin_table
 
 
 class Session(Protocol):
@@ -115,19 +116,9 @@ def _validate_table(name: str, raw: Any) -> BackendSettings:
         raise ConfigError(f"[backends.{name}]: no backend {name!r}; tables are named after a "
                          f"backend: {', '.join(BACKENDS)}")
     cls: type[BackendSettings] = backend_class(name).Settings
-    if isinstance(raw, cls):
-        return raw
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, (Mapping, cls)):
         raise ConfigError(f"[backends.{name}] must be a table")
-    try:
-        return cls.model_validate(dict(raw))
-    except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or name
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            msg = f"not a {name} setting (it takes: {', '.join(cls.model_fields) or 'nothing'})"
-        raise ConfigError(f"[backends.{name}] {key}: {msg}") from err
+    return plugin_table(cls, raw, f"[backends.{name}]")
 
 
 def fold_backend_keys(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,12 +29,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
 
 from agent.power import registry
 from agent.power.base import SourceSettings
 from shared.errors import ConfigError
 from shared.run_settings import RunPower
+from shared.settings import plugin_table
 
 __all__ = ["FLAG_SHORTCUTS", "PowerSettings", "fold_power_flags", "sample_power_tables"]
 
@@ -96,20 +97,9 @@ def _validate_table(name: str, raw: Any) -> SourceSettings:
         raise ConfigError(f"[power.{name}]: no power source {name!r}; tables are named after a "
                           f"source: {sources}")
     cls = registry.source_class(name).Settings
-    if isinstance(raw, cls):
-        return raw
-    if isinstance(raw, SourceSettings):
+    if isinstance(raw, SourceSettings) and not isinstance(raw, cls):
         raw = raw.model_dump()
-    try:
-        return cls.model_validate(dict(raw))
-    except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or name
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            known = ", ".join(cls.model_fields) or "none"
-            msg = f"unknown key (known: {known})"
-        raise ConfigError(f"[power.{name}] {key}: {msg}") from err
+    return plugin_table(cls, raw, f"[power.{name}]")
 
 
 def fold_power_flags(flat: Mapping[str, Any], *, sysfs_root: bool = True) -> dict[str, Any]:
