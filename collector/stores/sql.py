@@ -9,8 +9,8 @@ when the call returns it has committed, so the collector may acknowledge the mes
 a transaction of their own too (one snapshot). A batch is one ``INSERT ... ON CONFLICT (run_id)
 DO NOTHING`` given every row at once (the driver's executemany: pipelined by psycopg, one prepared
 statement in sqlite3; see :class:`_BulkInsert`), so a known ``run_id`` is skipped and the driver's
-row count is the number of new rows. (A multi-row ``VALUES ... RETURNING`` measured half the rate
-on PostgreSQL: psycopg re-parses a statement that long on every batch.) The same transaction
+row count is the number of new rows (not a multi-row ``VALUES ... RETURNING``, which psycopg
+re-parses on every batch). The same transaction
 upserts each device's newest figures (``devices``) and each series' newest result (``series``,
 what a compare reads instead of ranking the results), one statement each.
 

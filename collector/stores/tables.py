@@ -15,8 +15,7 @@ database upgraded to the newest revision has exactly these tables, columns and i
     every stored ``run_id`` once (primary key) with its ``created_at``; a result is inserted only
     together with its new row here, in one statement, so a run_id is stored once even when a
     re-send carries another ``created_at`` (another partition). SQLite, which has no partitions,
-    keeps the unique constraint on ``results.run_id`` instead: one index fewer to write (an
-    extra table cost SQLite 30-50% of its ingest rate).
+    keeps the unique constraint on ``results.run_id`` instead: one index fewer to write.
 
 What exists on one database only says so in its ``info`` (:func:`only_on`, :func:`exists_on`); the
 migration test compares each database with what :func:`exists_on` keeps for it.
