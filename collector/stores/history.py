@@ -279,8 +279,8 @@ class HistoryMixin:
 
     def _minute_buckets(self, device_id: str, first: datetime, until: datetime, step_s: int,
                         buckets: dict[datetime, dict[str, float]]) -> None:
-        """The minute rows summed per bucket by the database: a 7-day chart reads 10,080 minute
-        rows but receives one row per point (summing them here cost hundreds of ms)."""
+        """The minute rows summed per bucket by the database, so a long range comes back as one
+        row per point (on PostgreSQL read from ``telemetry_1m_device_figures`` alone)."""
         m = telemetry_1m.c
         # whole seconds since the epoch, floored to the step (SQLite: strftime('%s')); the step
         # is a literal, so the GROUP BY repeats the selected expression exactly (PostgreSQL)

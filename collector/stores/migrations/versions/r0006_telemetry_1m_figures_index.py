@@ -4,12 +4,12 @@ Revision ID: 0006
 Revises: 0005
 
 A fleet's telemetry arrives interleaved in time, so one device's ``telemetry_1m`` rows of a week
-lie one per table page: its 7-day chart read 10,080 pages (about 100 ms at 1,000 devices, p99
-over 300 ms on a shared machine). On PostgreSQL ``telemetry_1m_device_figures`` keys the rows by
-``(device_id, minute)`` and carries every figure the chart sums (``INCLUDE``), so the chart is an
-index-only scan of about 200 pages. It costs about as much disk as the table itself. Building it
-on an existing database holds each month partition's writes while that partition is indexed
-(seconds per million rows). SQLite, where fleets are small, has no such index.
+lie one per table page: its 7-day chart read 10,080 pages. On PostgreSQL
+``telemetry_1m_device_figures`` keys the rows by ``(device_id, minute)`` and carries every figure
+the chart sums (``INCLUDE``), so the chart is an index-only scan of about 200 pages. It takes
+about as much disk as the table itself. Building it on an existing database holds each month
+partition's writes while that partition is indexed (seconds per million rows). SQLite, where
+fleets are small, has no such index.
 """
 
 from __future__ import annotations
