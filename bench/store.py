@@ -41,6 +41,9 @@ growth, sampled every 50 ms (target under 64 MiB at 100,000 results).
     .venv/bin/python bench/store.py [--results 1000000] [--devices 1000] [--runs 50]
         [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
+``bench/store.py telemetry`` measures the telemetry history instead: the device page's charts
+over a week of a fleet's telemetry (``bench/telemetry_store.py``, whose docstring says how).
+
 Measured on the 2-core shared development VM (PostgreSQL 15 on the same VM, other jobs at times),
 1,000,000 results from 1,000 devices, 50 runs each, p50 / p99 ms: compare one model, whole fleet
 (the dashboard's compare page) 31.4 / 60.1 (32 edge runs, 8 measured baselines, 256 rows, a 564
@@ -410,7 +413,13 @@ def compare_child(url: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if sys.argv[1:2] == ["telemetry"]:  # the telemetry history's charts: its own bench
+        from telemetry_store import main as telemetry_main
+
+        return telemetry_main(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="bench/store.py telemetry --help: the device page's "
+                                            "telemetry charts over a week of a fleet")
     parser.add_argument("--postgres", default=DEFAULT_ADMIN_URL, help="server (its admin database)")
     parser.add_argument("--results", type=int, default=1_000_000)
     parser.add_argument("--devices", type=int, default=1000)

@@ -32,7 +32,19 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, delete, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    case,
+    cast,
+    delete,
+    extract,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from collector.monitoring_settings import HistoryRetention
 from collector.stores.partitions import Month, Partitions, existing_months, month_bounds, partition_name
@@ -272,25 +284,32 @@ class HistoryMixin:
 
     def _minute_buckets(self, device_id: str, first: datetime, until: datetime, step_s: int,
                         buckets: dict[datetime, dict[str, float]]) -> None:
+        """The minute rows summed per bucket by the database, so a long range comes back as one
+        row per point (on PostgreSQL read from ``telemetry_1m_device_figures`` alone)."""
         m = telemetry_1m.c
-        query = select(m.minute, m.messages, m.throttled_n, m.spool_depth_max,
-                       m.temperature_c_max,
-                       *(m[f"{name}_{part}"] for name in _AVERAGED for part in ("sum", "n"))
+        # whole seconds since the epoch, floored to the step (SQLite: strftime('%s')); the step
+        # is a literal, so the GROUP BY repeats the selected expression exactly (PostgreSQL)
+        seconds = cast(extract("epoch", m.minute), BigInteger)
+        bucket = (seconds // literal(int(step_s), BigInteger, literal_execute=True)).label("bucket")
+        query = select(bucket, func.sum(m.messages), func.sum(m.throttled_n),
+                       func.max(m.spool_depth_max), func.max(m.temperature_c_max),
+                       *(func.sum(m[f"{name}_{part}"]) for name in _AVERAGED
+                         for part in ("sum", "n"))
                        ).where(m.device_id == device_id, m.minute >= first,
-                               m.minute < until + timedelta(seconds=step_s)).order_by(m.minute)
+                               m.minute < until + timedelta(seconds=step_s)).group_by(bucket)
         with self._transaction("reading telemetry", write=False) as conn:
             rows = conn.execute(query).all()
-        for row in rows:
-            acc = buckets.setdefault(_bucket_start(row.minute, step_s), _empty())
-            acc["messages"] += row.messages
-            acc["throttled_n"] += row.throttled_n
-            acc["spool_depth_max"] = max(acc["spool_depth_max"], row.spool_depth_max)
-            for name in _AVERAGED:
-                acc[f"{name}_sum"] += row._mapping[f"{name}_sum"]
-                acc[f"{name}_n"] += row._mapping[f"{name}_n"]
-            if row.temperature_c_max is not None:
-                acc["temperature_c_max"] = max(acc.get("temperature_c_max", -math.inf),
-                                               row.temperature_c_max)
+        for index, messages, throttled_n, spool_depth_max, temperature_c_max, *sums in rows:
+            acc = _empty()
+            acc["messages"] = float(messages)
+            acc["throttled_n"] = float(throttled_n)
+            acc["spool_depth_max"] = float(spool_depth_max)
+            for n, name in enumerate(_AVERAGED):
+                acc[f"{name}_sum"] = float(sums[2 * n])
+                acc[f"{name}_n"] = float(sums[2 * n + 1])
+            if temperature_c_max is not None:
+                acc["temperature_c_max"] = float(temperature_c_max)
+            buckets[_EPOCH + timedelta(seconds=int(index) * step_s)] = acc
 
     # -- monitor windows -------------------------------------------------------------------------
 

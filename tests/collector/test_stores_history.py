@@ -59,6 +59,23 @@ def test_minute_points_equal_the_raw_average(clocked: SqlStore) -> None:
         assert point["messages"] == 60
 
 
+def test_minute_points_keep_the_highest_and_any_throttle_and_leave_gaps_null(
+        clocked: SqlStore) -> None:
+    start = NOW - timedelta(minutes=30)
+    for n, (temp, throttled, spool) in enumerate([(50.0, False, 1), (72.0, True, 4),
+                                                  (55.0, None, 2)]):
+        clocked.record_telemetry(make_telemetry(start + timedelta(minutes=3 * n), temps_c={
+            "soc": temp}, throttled=throttled, spool_depth=spool), NOW)
+    points = clocked.telemetry_points("pi-01", since=start, until=NOW - timedelta(seconds=1),
+                                      step_s=600)
+    assert [p["messages"] for p in points] == [3, 0, 0]
+    first = points[0]
+    assert first["temperature_c_max"] == pytest.approx(72.0)
+    assert first["temperature_c"] == pytest.approx(59.0)
+    assert first["throttled"] is True and first["spool_depth"] == 4
+    assert points[1]["temperature_c"] is None and points[1]["throttled"] is None
+
+
 def test_too_many_points_are_refused(clocked: SqlStore) -> None:
     with pytest.raises(ValueError, match="longer step"):
         clocked.telemetry_points("pi-01", since=NOW - timedelta(days=7), until=NOW, step_s=1)
