@@ -82,7 +82,7 @@ def test_demo_serves_the_dashboard_until_ctrl_c_or_sigterm_and_leaves_no_broker_
         assert proc.returncode == 0, "".join(lines) + out
         assert "demo: stopping" in out
         assert "did not confirm" not in out, out
-        _gone, alive = psutil.wait_procs(children, timeout=10)
+        _gone, alive = psutil.wait_procs(children, timeout=30)
         assert alive == [], f"left running after the demo stopped: {alive}"
     finally:
         if proc.poll() is None:
