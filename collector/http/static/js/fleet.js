@@ -266,6 +266,9 @@ export async function render(root, { params }, ctx) {
   ctx.every(5000, () => {
     for (const { tr, device } of rows.values()) tr.querySelector(".seen").replaceChildren(ago(device.last_seen));
   });
+  // the sparklines cover the last hour, and a device announced before the page opened reaches it
+  // through no event: the list and its trends are read again every TRENDS_MS
+  ctx.every(TRENDS_MS, () => reload());
 
   await load();
 }
