@@ -56,10 +56,7 @@ def test_the_fleet_page_draws_sparklines_and_filters_regressed_devices(dashboard
     while len(dashboard.get("/api/devices/trend-slower/monitor?since=1d")["windows"]) < 5:
         assert time.monotonic() < deadline, "the collector did not store the windows"
         time.sleep(0.2)
-    # the device list may be up to a second old (DEVICE_CACHE_S): open the page once it has both
-    while len(dashboard.get(f"/api/devices?fleet={fleet}")["devices"]) < 2:
-        assert time.monotonic() < deadline, "the collector did not list the devices"
-        time.sleep(0.2)
+    dashboard.wait_devices(fleet, 2)  # the list may be up to DEVICE_CACHE_S old
     page.goto(f"{dashboard.url}/#/fleet?fleet={fleet}")
     table = page.locator("#fleet-table")
     expect(table.locator("tr[data-device='trend-slower'] .trend svg")).to_have_count(1, timeout=10_000)
