@@ -153,13 +153,9 @@ results = Table(
     Index("results_device_created", "device_id", "created_at"),
     Index("results_created", "created_at", "id"),
     Index("results_fleet", "fleet"),
-    Index("results_role", "role"),
     Index("results_model_name_created", "model_name", "created_at"),
     Index("results_model_sha256_created", "model_sha256", "created_at"),
     Index("results_network_created", "network", "created_at"),
-    Index("results_scenario", "scenario"),
-    Index("results_received", "received_at"),
-    Index("results_topic", "topic"),
     sqlite_autoincrement=True,
     postgresql_partition_by="RANGE (created_at)",
 )
