@@ -33,11 +33,12 @@ those in between), and counted in ``edgemeter_collector_session_takeovers_total`
 collector or a device is using this collector's client id, and the two will keep knocking each
 other off. A takeover is what an MQTT v5 broker says with reason code 142 ("Session taken
 over"); a broker that closes the old connection without a reason (Mosquitto before 2.0.15) is
-taken to report one when it drops :data:`SHORT_DROPS_TAKEOVER` connections in a row, each soon
-after it was made. :func:`shared.mqtt.connect`
-has no disconnect callback of its own, so the intake chains one onto the paho client of the
-connection it returns (``connection.client.on_disconnect``); a connection without one is not
-watched.
+taken to report one when it drops :data:`shared.mqtt.SHORT_DROPS_TAKEOVER` connections in a row,
+each soon after it was made (:meth:`shared.mqtt.DisconnectWatch.takeover`, the daemon's rule too).
+The intake chains its own callback onto the paho client of the connection
+:func:`shared.mqtt.connect` returns (``connection.client.on_disconnect``) and quiets that
+connection's own :class:`shared.mqtt.DisconnectWatch`, so each disconnect is logged once; a
+connection without a paho client is not watched.
 
 Ownership. The intake owns the current connection and its number, the set of subscriptions the
 broker granted, and the disconnect bookkeeping, all behind one lock: written on the network thread
@@ -62,7 +63,7 @@ from collector.health import COLLECTOR_FLEET
 from collector.inbox import Delivery, Inbox, Item
 from collector.metrics import CollectorMetrics
 from shared.errors import BrokerError
-from shared.mqtt import SubscribeHandler, Will
+from shared.mqtt import SESSION_TAKEN_OVER, DisconnectWatch, SubscribeHandler, Will
 from shared.mqtt import connect as mqtt_connect
 from shared.redact import redact_url
 from shared.topics import ROOT, TopicKind, Topics
@@ -74,17 +75,9 @@ __all__ = ["SESSION_TAKEN_OVER", "SUBSCRIBED_KINDS", "BrokerConnection", "Connec
 
 SUBSCRIBED_KINDS = (TopicKind.RESULT, TopicKind.STATUS, TopicKind.TELEMETRY,
                     TopicKind.PROGRESS, TopicKind.ACK, TopicKind.MONITOR)
-SESSION_TAKEN_OVER = 142
-"""MQTT v5 reason code: another connection with the same client id took the session over."""
 NORMAL_DISCONNECTION = 0
 TAKEOVER_LOG_INTERVAL_S = 10.0
 """Takeovers are logged at most this often (two clients with one id fight about once a second)."""
-SHORT_LIVED_S = 5.0
-SHORT_DROPS_TAKEOVER = 2
-"""A broker that gives no reason (Mosquitto before 2.0.15 just closes the old connection) is taken
-to report a takeover when it closes this many connections in a row, each within
-:data:`SHORT_LIVED_S` of its CONNACK: two clients with one id knock each other off about once a
-second, while a network failure or a broker restart drops one established connection."""
 _COLLECTOR_PREFIX = f"{ROOT}/{COLLECTOR_FLEET}/"
 
 
@@ -179,8 +172,7 @@ class Intake:
         self._closing = False
         self._takeover_logged_s: float | None = None
         self._takeovers_unlogged = 0
-        self._connected_at_s = 0.0
-        self._short_drops = 0  # drops in a row, each soon after connecting, without a reason
+        self._watch = DisconnectWatch(clock=clock)  # tells a takeover from other disconnects
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -308,7 +300,7 @@ class Intake:
             )
         with self._lock:
             reconnected = self._connection > 0
-            self._connected_at_s = self._clock()
+            self._watch.connected()
             self._conn = conn
             self._connection += 1
             self._subscribed.clear()
@@ -368,6 +360,9 @@ class Intake:
                          self.broker)
             return
         previous = client.on_disconnect
+        shared_watch = getattr(conn, "disconnects", None)
+        if isinstance(shared_watch, DisconnectWatch):
+            shared_watch.quiet = True  # disconnected() logs them, once, with this collector's id
 
         def on_disconnect(*args: Any) -> None:  # paho: (client, userdata, flags, reason, props)
             if previous is not None:
@@ -384,26 +379,17 @@ class Intake:
         ``from_server``: whether the broker sent a DISCONNECT packet (paho's
         ``DisconnectFlags.is_disconnect_packet_from_server``); ``None`` when unknown."""
         code, name = reason_of(reason)
+        why = self._watch.takeover(reason, from_server=from_server)
         now_s = self._clock()
         with self._lock:
             closing = self._closing
             self._subscribed.clear()
             self._all_subscribed.clear()
-            lived_s = now_s - self._connected_at_s
-            short = from_server is not True and lived_s < SHORT_LIVED_S
-            self._short_drops = self._short_drops + 1 if short else 0
-            suspected = self._short_drops >= SHORT_DROPS_TAKEOVER
         if closing and code in (NORMAL_DISCONNECTION, None):
             logger.info("collector %s disconnected from %s", self.client_id, self.broker)
             return
         self.metrics.broker_disconnects.inc()
-        if code == SESSION_TAKEN_OVER:
-            why = f"MQTT reason code {SESSION_TAKEN_OVER}, {name}"
-        elif suspected:
-            why = (f"the broker closed it without a reason {self._short_drops} times in a row, "
-                   f"each within {SHORT_LIVED_S:.0f} s of connecting (MQTT reason code {code}, "
-                   f"{name}), as Mosquitto before 2.0.15 does on a takeover")
-        else:
+        if why is None:
             logger.warning("broker %s dropped collector %s: %s (MQTT reason code %s); "
                            "reconnecting", self.broker, self.client_id, name, code)
             return

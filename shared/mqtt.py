@@ -280,33 +280,82 @@ class Backoff:
 
 # -- disconnects ----------------------------------------------------------------------------------
 
+SHORT_LIVED_S = 5.0
+SHORT_DROPS_TAKEOVER = 2
+"""A broker that gives no reason (Mosquitto before 2.0.15 just closes the old connection) is taken
+to report a takeover when it closes this many connections in a row, each within
+:data:`SHORT_LIVED_S` of its CONNACK and without a DISCONNECT packet: two clients with one id
+knock each other off about once a second, while a network failure or a broker restart drops one
+established connection."""
+
+
 class DisconnectWatch:
     """Logs every disconnect with its reason code and counts them; a session taken over by another
-    connection with the same client id (reason code 142) is an ERROR, counted in ``takeovers`` and
-    passed to ``on_takeover``. Thread-safe counters (written on the network thread)."""
+    connection with the same client id is an ERROR, counted in ``takeovers`` and passed to
+    ``on_takeover``. A takeover is reason code 142, or, from a broker that says nothing, a run of
+    :data:`SHORT_DROPS_TAKEOVER` drops each soon after connecting (:meth:`takeover`).
 
-    def __init__(self, on_takeover: Callable[[], None] | None = None) -> None:
+    ``quiet``: count but do not log (an owner that logs disconnects itself, as the collector's
+    intake does, sets it). Thread-safe: the network thread calls :meth:`connected` and
+    :meth:`seen`; anyone reads the counters. ``clock`` is injectable for tests."""
+
+    def __init__(self, on_takeover: Callable[[], None] | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.on_takeover = on_takeover
         self.disconnects = 0
         self.takeovers = 0
+        self.quiet = False
+        self._clock = clock
         self._lock = threading.Lock()
+        self._connected_at_s: float | None = None
+        self._short_drops = 0  # drops in a row, each soon after connecting, without a reason
 
-    def seen(self, url: BrokerUrl | str, reason: Any, *, expected: bool = False) -> None:
+    def connected(self) -> None:
+        """Note a CONNACK: a drop soon after it may be a takeover."""
+        with self._lock:
+            self._connected_at_s = self._clock()
+
+    def takeover(self, reason: Any, *, from_server: bool | None = None) -> str | None:
+        """Why this disconnect counts as a session takeover, or ``None``. Call it once per
+        disconnect: it keeps the run of short drops. ``from_server``: the broker sent a
+        DISCONNECT packet (paho's ``is_disconnect_packet_from_server``; ``None`` when unknown)."""
         code = reason_code(reason)
+        now_s = self._clock()
+        with self._lock:
+            since = self._connected_at_s
+            self._connected_at_s = None
+            short = from_server is not True and since is not None and now_s - since < SHORT_LIVED_S
+            self._short_drops = self._short_drops + 1 if short else 0
+            drops = self._short_drops
+        if code == SESSION_TAKEN_OVER:
+            return f"MQTT reason code {SESSION_TAKEN_OVER}, {reason}"
+        if drops >= SHORT_DROPS_TAKEOVER:
+            return (f"the broker closed it without a reason {drops} times in a row, each within "
+                    f"{SHORT_LIVED_S:.0f} s of connecting (MQTT reason code {code}, {reason}), as "
+                    "Mosquitto before 2.0.15 does on a takeover")
+        return None
+
+    def seen(self, url: BrokerUrl | str, reason: Any, *, expected: bool = False,
+             from_server: bool | None = None) -> None:
+        why = self.takeover(reason, from_server=from_server)
         with self._lock:
             self.disconnects += 1
-            if code == SESSION_TAKEN_OVER:
+            if why is not None:
                 self.takeovers += 1
-        if code == SESSION_TAKEN_OVER:
-            logger.error("broker %s disconnected this client: session taken over (reason code "
-                         "142): another connection uses the same client id", url)
+        if why is not None:
+            if not self.quiet:
+                logger.error("broker %s disconnected this client: session taken over (%s): "
+                             "another connection uses the same client id", url, why)
             if self.on_takeover is not None:
                 try:
                     self.on_takeover()
                 except Exception:  # a hook bug must never kill the network thread
                     logger.exception("the takeover hook failed")
+        elif self.quiet:
+            return
         elif not expected:
-            logger.warning("disconnected from %s: %s (reason code %s)", url, reason, code)
+            logger.warning("disconnected from %s: %s (reason code %s)", url, reason,
+                           reason_code(reason))
         else:
             logger.debug("disconnected from %s: %s", url, reason)
 
@@ -623,14 +672,17 @@ def _attempt(
             if "up" in outcome:
                 logger.info("reconnected to %s", url)
             outcome["up"] = True
+            conn.disconnects.connected()
             if on_connect is not None:
                 on_connect(conn)
         connected.set()
 
-    def _on_disconnect(_c: Any, _u: Any, _flags: Any, reason: Any, _props: Any = None) -> None:
+    def _on_disconnect(_c: Any, _u: Any, flags: Any, reason: Any, _props: Any = None) -> None:
         outcome.setdefault("disconnect", reason)
         if "up" in outcome:  # a connection that was up: paho reconnects by itself
-            conn.disconnects.seen(url, reason, expected=conn.closing)
+            conn.disconnects.seen(url, reason, expected=conn.closing,
+                                  from_server=getattr(flags, "is_disconnect_packet_from_server",
+                                                      None))
         connected.set()
 
     def _on_message(_c: Any, _u: Any, msg: Any) -> None:

@@ -279,6 +279,7 @@ class Link:
         state["state"] = "connected"
         state["connected_once"] = True
         self.connects += 1
+        self.watch.connected()
         self.last_error = None
         self._connected.set()
         logger.info("connected to %s with MQTT %s", state["url"], state["version"])
@@ -288,11 +289,12 @@ class Link:
             client.subscribe(topic, qos=qos)
         self._inbox.put(("connect", None))
 
-    def _handle_disconnect(self, _client: Any, state: dict[str, Any], _flags: Any, reason: Any,
+    def _handle_disconnect(self, _client: Any, state: dict[str, Any], flags: Any, reason: Any,
                            _props: Any = None) -> None:
         if state.get("state") == "connected":
             state["state"] = "lost"
-            self.watch.seen(state["url"], reason, expected=self._stop.is_set())
+            self.watch.seen(state["url"], reason, expected=self._stop.is_set(),
+                            from_server=getattr(flags, "is_disconnect_packet_from_server", None))
         self._connected.clear()
 
     def _handle_message(self, _client: Any, _state: Any, msg: Any) -> None:

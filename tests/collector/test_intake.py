@@ -11,14 +11,9 @@ import pytest
 
 from collector.config import MqttSettings
 from collector.inbox import Delivery, Inbox
-from collector.intake import (
-    SESSION_TAKEN_OVER,
-    SHORT_LIVED_S,
-    TAKEOVER_LOG_INTERVAL_S,
-    Intake,
-    reason_of,
-)
+from collector.intake import TAKEOVER_LOG_INTERVAL_S, Intake, reason_of
 from collector.metrics import CollectorMetrics
+from shared.mqtt import SESSION_TAKEN_OVER, SHORT_LIVED_S
 from shared.topics import TopicKind, Topics
 from tests.collector.test_service import FakeBroker, FakeClock, FakeConnection
 

@@ -21,6 +21,7 @@ from edgemeter.demo.loopback import free_port
 from edgemeter.demo.mosquitto import Mosquitto, find_mosquitto
 from shared.errors import BrokerError, ConfigError, PublishRefusedError
 from shared.mqtt import (
+    SHORT_LIVED_S,
     Backoff,
     Built,
     DisconnectWatch,
@@ -340,7 +341,7 @@ def test_a_session_taken_over_is_logged_as_an_error_and_counted(
         broker.close()
     assert conn.takeovers == 1
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert any("session taken over (reason code 142)" in m for m in errors), errors
+    assert any("session taken over (MQTT reason code 142" in m for m in errors), errors
 
 
 def test_other_disconnects_are_logged_with_their_reason_code(
@@ -353,6 +354,32 @@ def test_other_disconnects_are_logged_with_their_reason_code(
     watch.seen("mqtt://broker:1883", ReasonCode(PacketTypes.DISCONNECT, "Server shutting down"))
     assert (watch.disconnects, watch.takeovers) == (1, 0)
     assert "Server shutting down (reason code 139)" in caplog.text
+
+
+def test_fresh_connections_closed_twice_in_a_row_without_a_reason_count_as_a_takeover(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Mosquitto before 2.0.15 closes the old connection of a taken-over client id and says
+    nothing: the daemon's watch (shared with the collector) still tells it from a lost network."""
+    now_s = [0.0]
+    hooked: list[int] = []
+    watch = DisconnectWatch(lambda: hooked.append(1), clock=lambda: now_s[0])
+    watch.connected()
+    now_s[0] += 60.0
+    watch.seen("mqtt://b:1883", "Unspecified error")  # an established connection lost
+    for _ in range(2):
+        watch.connected()
+        now_s[0] += 1.0
+        watch.seen("mqtt://b:1883", "Unspecified error", from_server=False)
+    assert (watch.disconnects, watch.takeovers, len(hooked)) == (3, 1, 1)
+    assert "2 times in a row" in caplog.text
+    watch.connected()
+    now_s[0] += 1.0
+    watch.seen("mqtt://b:1883", "Server shutting down", from_server=True)  # said why: not one
+    watch.connected()
+    now_s[0] += SHORT_LIVED_S
+    watch.seen("mqtt://b:1883", "Unspecified error")  # lived long enough: the run ends
+    assert watch.takeovers == 1
 
 
 def test_options_read_the_password_file_and_name_it_when_unreadable(tmp_path: Path) -> None:
