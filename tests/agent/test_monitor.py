@@ -134,6 +134,7 @@ def test_windows_go_directly_over_mqtt(mosquitto_url: str) -> None:
     listener = connect(mosquitto_url, f"l-{uuid.uuid4().hex[:8]}",
                        on_message=lambda _topic, payload: got.put(payload))
     listener.subscribe(Topics.monitor("lab", "app-1"), qos=1)
+    assert listener.flush(30), "the broker did not answer the subscription"
     monitor = InferenceMonitor("direct", window_s=3600, mqtt=mosquitto_url, device_id="app-1",
                                fleet="lab")
     for _ in range(25):

@@ -30,8 +30,10 @@ class ReceiptingSubscriber:
         self.answer = answer
         self.conn: MqttConnection = connect(url, f"receipts-{uuid.uuid4().hex[:6]}",
                                             on_message=self._on_message)
-        self.conn.subscribe(Topics.subscription(TopicKind.RESULT))
         self._lock = threading.Lock()
+        self.conn.subscribe(Topics.subscription(TopicKind.RESULT))
+        # subscribed before anyone publishes: a result sent earlier would reach nobody
+        assert self.conn.flush(30), "the broker did not answer the subscription"
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         result = BenchmarkResult.model_validate_json(unpack(payload))  # zlib over 1 KiB

@@ -38,6 +38,7 @@ def test_a_published_window_is_stored_once_and_receipted(
     listener = connect(mosquitto_url, f"r-{uuid.uuid4().hex[:8]}",
                        on_message=lambda _topic, payload: receipts.put(payload))
     listener.subscribe(Topics.build("lab", "pi-01", TopicKind.RECEIPT), qos=1)
+    assert listener.flush(30), "the broker did not answer the subscription"
     now = datetime.now(timezone.utc).replace(microsecond=0)
     window = make_window([3.0] * 50, start=now - timedelta(seconds=10), fleet="lab")
     for _ in range(2):  # a re-send is stored once

@@ -48,6 +48,7 @@ def test_every_result_the_simulator_sent_reaches_a_subscriber_once(
     with conn:
         conn.subscribe(f"edgemeter/v1/{fleet}/+/result", qos=1)
         conn.subscribe(f"edgemeter/v1/{fleet}/+/status", qos=1)
+        assert conn.flush(30), "the broker did not answer the subscriptions"
         sent = tmp_path / "sent.txt"
         summary = simulate(mosquitto_url, 12, 120, fleet=fleet, sent_file=sent)
         expected = sent.read_text().split()

@@ -62,6 +62,7 @@ def test_two_collectors_on_a_shared_subscription_store_every_result_once(
 
     watcher = connect(roomy_broker.url, f"receipts-{group}", on_message=on_receipt)
     watcher.subscribe(Topics.subscription(TopicKind.RECEIPT, fleet), qos=1)
+    assert watcher.flush(30), "the broker did not answer the subscription"
     try:
         for collector in collectors:
             collector.wait_listening()
