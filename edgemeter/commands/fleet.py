@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,14 +193,7 @@ def _run(args: argparse.Namespace) -> int:
     kinds = [TopicKind.STATUS, TopicKind.ACK, TopicKind.PROGRESS, TopicKind.RECEIPT]
     conn, watch = _watch(args, kinds)
     with conn:
-        time.sleep(args.listen_s)
-        with watch.lock:
-            online = [v for v in watch.devices.values() if v.status and v.status.status == "online"]
-        targets = select(online, args.devices)
-        if not targets:
-            raise ConfigError(f"no online device matches {args.devices!r} "
-                              f"({len(online)} online); see `edgemeter fleet ls`")
-        targets = _able(targets, ref.name, job_settings)
+        targets = _able(online_targets(args, watch), ref.name, job_settings)
         jobs: dict[str, DeviceView] = {}
         for view in targets:
             job = JobCommand(job_id=f"{uuid.uuid4().hex[:12]}", model=ref, settings=job_settings)
@@ -211,10 +205,24 @@ def _run(args: argparse.Namespace) -> int:
         return _follow(watch, jobs, wait=args.wait, timeout_s=args.timeout_s)
 
 
-def run_settings_from_args(args: argparse.Namespace) -> RunSettings:
-    """The job's settings from the flags given; one-line ConfigError naming the flag."""
+def online_targets(args: argparse.Namespace, watch: FleetWatch) -> list[DeviceView]:
+    """The online devices ``--devices`` selects, after ``--listen-s`` of retained status; a
+    one-line ConfigError when none."""
+    time.sleep(args.listen_s)
+    with watch.lock:
+        online = [v for v in watch.devices.values() if v.status and v.status.status == "online"]
+    targets = select(online, args.devices)
+    if not targets:
+        raise ConfigError(f"no online device matches {args.devices!r} "
+                          f"({len(online)} online); see `edgemeter fleet ls`")
+    return targets
+
+
+def run_settings_from_args(args: argparse.Namespace, *, skip: Collection[str] = ()) -> RunSettings:
+    """The job's settings from the flags given (but those in ``skip``); one-line ConfigError
+    naming the flag."""
     try:
-        return RunSettings(**given(args, RunSettings))
+        return RunSettings(**given(args, RunSettings, skip=skip))
     except ValidationError as err:
         first = err.errors()[0]
         options = {spec.path: spec.option for spec in flag_specs(RunSettings)}

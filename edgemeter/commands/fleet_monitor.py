@@ -22,30 +22,27 @@ from pydantic import ValidationError
 from edgemeter.commands.fleet import (
     DeviceView,
     FleetWatch,
+    _able,
     _broker_flags,
     _say_whether_the_collector_has,
     _watch,
     model_ref,
-    select,
+    online_targets,
+    run_settings_from_args,
 )
 from shared.errors import ConfigError
-from shared.messages import JobCommand, JobSettings, MonitorSpec
+from shared.messages import JobCommand, MonitorSpec
+from shared.run_settings import RunSettings
+from shared.settings_flags import add_settings_flags, flag_specs
 from shared.topics import TopicKind, Topics
 
 __all__ = ["register_monitor"]
 
 ACK_WAIT_S = 15.0
-
-
-def _online(args: argparse.Namespace, watch: FleetWatch) -> list[DeviceView]:
-    time.sleep(args.listen_s)
-    with watch.lock:
-        online = [v for v in watch.devices.values() if v.status and v.status.status == "online"]
-    targets = select(online, args.devices)
-    if not targets:
-        raise ConfigError(f"no online device matches {args.devices!r} ({len(online)} online); "
-                          "see `edgemeter fleet ls`")
-    return targets
+MONITOR_SETTINGS = ("backend", "threads")
+"""The run settings a monitoring job uses; their flags come from :class:`RunSettings`."""
+_NOT_MONITOR = frozenset(".".join(spec.path) for spec in flag_specs(RunSettings)) \
+    - set(MONITOR_SETTINGS)
 
 
 def _acks(watch: FleetWatch, job_id: str, targets: list[DeviceView], until: set[str],
@@ -67,18 +64,17 @@ def _acks(watch: FleetWatch, job_id: str, targets: list[DeviceView], until: set[
 
 def _monitor(args: argparse.Namespace) -> int:
     ref, path = model_ref(args.model)
+    settings = run_settings_from_args(args, skip=_NOT_MONITOR)
     try:
         spec = MonitorSpec(rate_qps=args.rate_qps, window_s=args.window_s,
                            duration_s=args.duration_s, name=args.name)
-        settings = JobSettings(**{k: getattr(args, k) for k in ("backend", "threads")
-                                  if getattr(args, k) is not None})
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from err
     _say_whether_the_collector_has(ref, path, args.models_url)
     conn, watch = _watch(args, [TopicKind.STATUS, TopicKind.ACK])
     with conn:
-        targets = _online(args, watch)
+        targets = _able(online_targets(args, watch), ref.name, settings)
         job = JobCommand(kind="monitor", job_id=uuid.uuid4().hex[:12], model=ref,
                          settings=settings, monitor=spec)
         for view in targets:
@@ -102,7 +98,7 @@ def _monitor(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     conn, watch = _watch(args, [TopicKind.STATUS, TopicKind.ACK])
     with conn:
-        targets = _online(args, watch)
+        targets = online_targets(args, watch)
         cancel = JobCommand(kind="cancel", job_id=args.job_id)
         for view in targets:
             conn.publish(Topics.build(view.fleet, view.device_id, TopicKind.CMD),
@@ -139,8 +135,7 @@ def register_monitor(inner: Any) -> None:
     monitor.add_argument("--duration-s", type=float, metavar="D",
                          help="end after this many seconds (default: until cancelled)")
     monitor.add_argument("--name", help="the monitor's name (default: the model file's stem)")
-    monitor.add_argument("--backend", choices=["auto", "onnxruntime", "litert"])
-    monitor.add_argument("--threads", type=int)
+    add_settings_flags(monitor, RunSettings, skip=_NOT_MONITOR)
     monitor.add_argument("--models-url", metavar="URL",
                          help="the collector's HTTP server, to check it has the model")
     monitor.add_argument("--listen-s", type=float, default=2.0,

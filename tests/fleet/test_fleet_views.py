@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,9 @@ from collector.health import COLLECTOR_FLEET, CollectorStatus
 from edgemeter.cli import main
 from edgemeter.commands.fleet import FleetWatch
 from shared.messages import AgentManifest, Status
+from shared.mqtt import connect
 from shared.schema import DeviceManifest
+from shared.topics import TopicKind, Topics
 
 
 def _status(state: str, bd_seq: int) -> bytes:
@@ -74,3 +77,26 @@ def test_fleet_run_refuses_a_model_the_collector_lacks_with_exit_2(
     assert code == 2
     assert "does not have it yet" in err and f"edgemeter models add {model}" in err
     assert "sent" not in err  # refused before any broker connection
+
+
+def test_fleet_monitor_refuses_a_model_no_selected_device_can_run_before_sending(
+    mosquitto_url: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """#21's rule holds for monitoring jobs too: a LiteRT-only board never gets an ONNX one."""
+    fleet = f"m{uuid.uuid4().hex[:6]}"
+    birth = Status(device_id="lite-1", fleet=fleet, status="online", bd_seq=1,
+                   manifest=AgentManifest(agent_version="t", device=DeviceManifest(hostname="l"),
+                                          formats=["tflite"], backends={"litert": "2.3.0"}))
+    topic = Topics.build(fleet, "lite-1", TopicKind.STATUS)
+    with connect(mosquitto_url, f"birth-{fleet}") as conn:
+        conn.publish(topic, birth.model_dump_json().encode(), qos=1, retain=True)
+        try:
+            code = main(["fleet", "monitor", "--mqtt", mosquitto_url, "--devices",
+                         f"fleet={fleet}", "--model", "a" * 64 + ":resnet.onnx",
+                         "--rate-qps", "5", "--listen-s", "1"])
+        finally:
+            conn.publish(topic, b"", qos=1, retain=True)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "no selected device can run resnet.onnx: lite-1: no onnxruntime runtime" in err
+    assert out == ""  # no job id: nothing was sent
