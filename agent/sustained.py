@@ -122,22 +122,10 @@ class SustainedReport:
 def read_thermal() -> ThermalReading:
     """The hottest temperature sensor (psutil) and, on a Raspberry Pi, ``vcgencmd``'s throttle
     flag; Nones for what the board does not offer. Never raises."""
-    import psutil
+    from agent.system import read_temperatures_c, read_throttle
 
-    from agent.system import decode_throttled, run_command
-
-    temps: dict[str, float] = {}
-    with contextlib.suppress(AttributeError, OSError):
-        for chip, entries in psutil.sensors_temperatures().items():
-            for i, entry in enumerate(entries):
-                if entry.current is not None and -60 < entry.current < 200:
-                    temps[f"{chip}.{entry.label or i}"] = float(entry.current)
-    throttled: bool | None = None
-    vcgencmd = shutil.which("vcgencmd")
-    if vcgencmd:
-        output = run_command([vcgencmd, "get_throttled"])
-        if output:
-            throttled = decode_throttled(output)[0]
+    temps = read_temperatures_c()
+    throttled, _reasons = read_throttle(shutil.which("vcgencmd"))
     return ThermalReading(max(temps.values()) if temps else None, throttled, tuple(sorted(temps)))
 
 

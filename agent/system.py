@@ -57,6 +57,28 @@ def decode_throttled(output: str) -> tuple[bool, list[str]]:
     return value != 0, reasons
 
 
+def read_temperatures_c() -> dict[str, float]:
+    """Every plausible temperature sensor psutil sees, ``chip.label`` -> degrees C; empty on a
+    board without sensors (or where psutil cannot read them). Never raises."""
+    temps: dict[str, float] = {}
+    with contextlib.suppress(AttributeError, OSError):
+        for chip, entries in psutil.sensors_temperatures().items():
+            for i, entry in enumerate(entries):
+                if entry.current is not None and -60 < entry.current < 200:
+                    temps[f"{chip}.{entry.label or i}"] = float(entry.current)
+    return temps
+
+
+def read_throttle(vcgencmd: str | None) -> tuple[bool | None, list[str]]:
+    """``vcgencmd get_throttled`` (a Raspberry Pi; ``vcgencmd`` is its path, found once by the
+    caller): (throttled now or since boot, reasons); ``(None, [])`` where the board does not say."""
+    if vcgencmd:
+        output = run_command([vcgencmd, "get_throttled"])
+        if output:
+            return decode_throttled(output)
+    return None, []
+
+
 class SystemSampler:
     def __init__(
         self,

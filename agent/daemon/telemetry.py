@@ -11,7 +11,6 @@ average watts since the previous telemetry, with the source's name and whether i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from agent.system import decode_throttled, run_command
+from agent.system import read_temperatures_c, read_throttle
 from shared.errors import EdgemeterError
 from shared.messages import Telemetry
 
@@ -80,12 +79,7 @@ class TelemetryProbe:
     def snapshot(self, *, device_id: str, fleet: str, spool_depth: int, spool_dropped_total: int,
                  current_job: str | None, jobs_queued: int) -> Telemetry:
         memory = psutil.virtual_memory()
-        throttled: bool | None = None
-        reasons: list[str] = []
-        if self._vcgencmd:
-            output = run_command([self._vcgencmd, "get_throttled"])
-            if output:
-                throttled, reasons = decode_throttled(output)
+        throttled, reasons = read_throttle(self._vcgencmd)
         watts, source, estimated = self._power.read() if self._power else (None, None, None)
         return Telemetry(
             device_id=device_id, fleet=fleet,
@@ -93,18 +87,9 @@ class TelemetryProbe:
             cpu_util_pct=min(max(psutil.cpu_percent(interval=None), 0.0), 100.0),
             memory_used_bytes=int(memory.total - memory.available),
             memory_total_bytes=int(memory.total),
-            temps_c=_temperatures(), throttled=throttled, throttle_reasons=reasons,
+            temps_c=read_temperatures_c(), throttled=throttled, throttle_reasons=reasons,
             power_w=watts, power_source=source, power_estimated=estimated,
             spool_depth=spool_depth, spool_dropped_total=spool_dropped_total,
             current_job=current_job, jobs_queued=jobs_queued,
         )
 
-
-def _temperatures() -> dict[str, float]:
-    out: dict[str, float] = {}
-    with contextlib.suppress(AttributeError, OSError):
-        for chip, entries in psutil.sensors_temperatures().items():
-            for i, entry in enumerate(entries):
-                if entry.current is not None and -60 < entry.current < 200:
-                    out[f"{chip}.{entry.label or i}"] = float(entry.current)
-    return out
