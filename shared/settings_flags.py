@@ -30,12 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from shared.errors import ConfigError
 from shared.run_settings import Flag
 
-__all__ = ["FlagSpec", "add_settings_flags", "flag_help", "flag_specs", "given"]
+__all__ = ["FlagSpec", "add_settings_flags", "flag_help", "flag_specs", "given", "only",
+           "settings_from_args"]
 
 SEP = "__"
 """Joins the names of a nested field in its argparse ``dest`` (``power__source``)."""
@@ -226,3 +228,25 @@ def given(args: argparse.Namespace, model: type[BaseModel], *, skip: Collection[
             target = target.setdefault(key, {})
         target[spec.path[-1]] = value
     return out
+
+
+def only(model: type[BaseModel], keep: Collection[str]) -> frozenset[str]:
+    """The ``skip`` that leaves ``model`` only the flags of the dotted names in ``keep`` (a
+    command that takes a few of the run settings, such as ``fleet monitor``'s runtime ones)."""
+    return frozenset(".".join(spec.path) for spec in flag_specs(model)) - set(keep)
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def settings_from_args(args: argparse.Namespace, model: type[M], *,
+                       skip: Collection[str] = ()) -> M:
+    """``model`` from the flags given (but those in ``skip``); a one-line ConfigError naming the
+    flag whose value it refuses."""
+    try:
+        return model(**given(args, model, skip=skip))
+    except ValidationError as err:
+        first = err.errors()[0]
+        options = {spec.path: spec.option for spec in flag_specs(model)}
+        flag = options.get(tuple(str(p) for p in first["loc"]), "settings")
+        raise ConfigError(f"{flag}: {first['msg']}") from err

@@ -14,6 +14,11 @@ import sys
 from pathlib import Path
 
 from shared.errors import ConfigError
+from shared.run_settings import RunSettings
+from shared.settings_flags import add_settings_flags, only, settings_from_args
+
+_NOT_RUNTIME = only(RunSettings, ("backend", "threads"))
+"""The run settings this command takes are the runtime ones: their flags come from RunSettings."""
 
 DESCRIPTION = (
     "Run the model back to back until its throughput and the board's temperature settle (or "
@@ -28,6 +33,8 @@ def _run(args: argparse.Namespace) -> int:
     from agent.monitor_job import load_call
     from agent.sustained import SustainedSettings, TraceSample, run_sustained
 
+    runtime = settings_from_args(args, RunSettings, skip=_NOT_RUNTIME)
+
     if not args.model.is_file():
         raise ConfigError(f"no model at {args.model}: give an .onnx or .tflite file")
     try:
@@ -35,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
                                      cap_s=args.cap_s)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    call = load_call(args.model, args.backend, args.threads)
+    call = load_call(args.model, runtime.backend, runtime.threads)
 
     def progress(sample: TraceSample) -> None:
         if not args.json and int(sample.t_s) % 10 == 0:
@@ -63,7 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="throughput and temperature steady over this long (default 60)")
     parser.add_argument("--burst-s", type=float, default=10.0,
                         help="the burst is the first this many seconds (default 10)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "litert"])
-    parser.add_argument("--threads", type=int)
+    add_settings_flags(parser, RunSettings, skip=_NOT_RUNTIME)
     parser.add_argument("--json", action="store_true", help="print the report with its trace")
     parser.set_defaults(func=_run)

@@ -33,7 +33,7 @@ from shared.redact import argv_password_warning, redact_url
 from shared.run_settings import RunSettings
 from shared.selector import Candidate
 from shared.selector import select as selector_select
-from shared.settings_flags import add_settings_flags, flag_specs, given
+from shared.settings_flags import add_settings_flags, settings_from_args
 from shared.topics import TopicKind, Topics
 
 LISTEN_S = 3.0
@@ -221,13 +221,7 @@ def online_targets(args: argparse.Namespace, watch: FleetWatch) -> list[DeviceVi
 def run_settings_from_args(args: argparse.Namespace, *, skip: Collection[str] = ()) -> RunSettings:
     """The job's settings from the flags given (but those in ``skip``); one-line ConfigError
     naming the flag."""
-    try:
-        return RunSettings(**given(args, RunSettings, skip=skip))
-    except ValidationError as err:
-        first = err.errors()[0]
-        options = {spec.path: spec.option for spec in flag_specs(RunSettings)}
-        flag = options.get(tuple(str(p) for p in first["loc"]), "settings")
-        raise ConfigError(f"{flag}: {first['msg']}") from err
+    return settings_from_args(args, RunSettings, skip=skip)
 
 
 def _able(targets: list[DeviceView], model_name: str, settings: RunSettings) -> list[DeviceView]:

@@ -33,7 +33,7 @@ from edgemeter.commands.fleet import (
 from shared.errors import ConfigError
 from shared.messages import JobCommand, MonitorSpec
 from shared.run_settings import RunSettings
-from shared.settings_flags import add_settings_flags, flag_specs
+from shared.settings_flags import add_settings_flags, only
 from shared.topics import TopicKind, Topics
 
 __all__ = ["register_monitor"]
@@ -41,8 +41,7 @@ __all__ = ["register_monitor"]
 ACK_WAIT_S = 15.0
 MONITOR_SETTINGS = ("backend", "threads")
 """The run settings a monitoring job uses; their flags come from :class:`RunSettings`."""
-_NOT_MONITOR = frozenset(".".join(spec.path) for spec in flag_specs(RunSettings)) \
-    - set(MONITOR_SETTINGS)
+_NOT_MONITOR = only(RunSettings, MONITOR_SETTINGS)
 
 
 def _acks(watch: FleetWatch, job_id: str, targets: list[DeviceView], until: set[str],
