@@ -296,8 +296,10 @@ class DisconnectWatch:
     :data:`SHORT_DROPS_TAKEOVER` drops each soon after connecting (:meth:`takeover`).
 
     ``quiet``: count but do not log (an owner that logs disconnects itself, as the collector's
-    intake does, sets it). Thread-safe: the network thread calls :meth:`connected` and
-    :meth:`seen`; anyone reads the counters. ``clock`` is injectable for tests."""
+    intake does, sets it once, right after connecting; the network thread only reads it, and a
+    disconnect in between is at worst logged twice). Ownership: the lock guards the counters and
+    the run of short drops; the network thread calls :meth:`connected` and :meth:`seen`, anyone
+    reads the counters. ``clock`` is injectable for tests."""
 
     def __init__(self, on_takeover: Callable[[], None] | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
